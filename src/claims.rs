@@ -1,0 +1,376 @@
+//! Claims rules (RFC 7519 §4.1) over a borrowed view of the payload.
+//!
+//! The view is read in one pass that also enforces the strict JSON rules
+//! (duplicate names, depth) and notes which required claims are present; the
+//! caller's own claims type is deserialised only after every rule passed.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::error::Error;
+use crate::token::{Seen, Str, Strict, json_error};
+
+/// Most `aud` values read from one token.
+pub(crate) const MAX_AUDIENCES: usize = 64;
+
+/// A time claim as found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Time {
+    Absent,
+    At(f64),
+    /// Present but not a JSON number (RFC 7519 §2 NumericDate).
+    NotNumber,
+}
+
+/// `aud` as found.
+#[derive(Debug)]
+pub(crate) enum Aud<'a> {
+    Absent,
+    One(Str<'a>),
+    Many(Vec<Str<'a>>),
+    Invalid(&'static str),
+}
+
+/// `iss` as found.
+#[derive(Debug)]
+pub(crate) enum Iss<'a> {
+    Absent,
+    Is(Str<'a>),
+    NotString,
+}
+
+/// The registered claims of a payload, borrowed from it.
+#[derive(Debug)]
+pub(crate) struct View<'a> {
+    pub(crate) exp: Time,
+    pub(crate) nbf: Time,
+    pub(crate) iat: Time,
+    pub(crate) iss: Iss<'a>,
+    pub(crate) aud: Aud<'a>,
+    /// Bit `i` set when `required[i]` is present.
+    pub(crate) present: u64,
+}
+
+/// Reads the payload into a [`View`]. `required` holds at most 64 names.
+pub(crate) fn parse_view<'a>(json: &'a [u8], required: &[Box<str>]) -> Result<View<'a>, Error> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let view = ViewSeed { required }
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|()| v))
+        .map_err(|e| json_error("payload", &e))?;
+    Ok(view)
+}
+
+struct ViewSeed<'r> {
+    required: &'r [Box<str>],
+}
+
+impl<'de> DeserializeSeed<'de> for ViewSeed<'_> {
+    type Value = View<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<View<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ViewSeed<'_> {
+    type Value = View<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<View<'de>, A::Error> {
+        let mut v = View {
+            exp: Time::Absent,
+            nbf: Time::Absent,
+            iat: Time::Absent,
+            iss: Iss::Absent,
+            aud: Aud::Absent,
+            present: 0,
+        };
+        let mut seen = Seen::default();
+        while let Some(name) = map.next_key::<Str<'de>>()? {
+            seen.insert::<A::Error>(&name)?;
+            if let Some(i) = self.required.iter().position(|r| **r == *name) {
+                v.present |= 1 << i;
+            }
+            match &*name {
+                "exp" => v.exp = map.next_value::<TimeValue>()?.0,
+                "nbf" => v.nbf = map.next_value::<TimeValue>()?.0,
+                "iat" => v.iat = map.next_value::<TimeValue>()?.0,
+                "iss" => v.iss = map.next_value::<IssValue<'de>>()?.0,
+                "aud" => v.aud = map.next_value::<AudValue<'de>>()?.0,
+                _ => map.next_value_seed(Strict::new(1))?,
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// Reads any value; keeps it when it is a number.
+struct TimeValue(Time);
+
+impl<'de> Deserialize<'de> for TimeValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TimeVisitor)
+    }
+}
+
+struct TimeVisitor;
+
+impl<'de> Visitor<'de> for TimeVisitor {
+    type Value = TimeValue;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<TimeValue, E> {
+        Ok(TimeValue(Time::At(v as f64)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<TimeValue, E> {
+        Ok(TimeValue(Time::At(v as f64)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<TimeValue, E> {
+        Ok(TimeValue(Time::At(v)))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<TimeValue, E> {
+        Ok(TimeValue(Time::NotNumber))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<TimeValue, E> {
+        Ok(TimeValue(Time::NotNumber))
+    }
+    fn visit_unit<E>(self) -> Result<TimeValue, E> {
+        Ok(TimeValue(Time::NotNumber))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<TimeValue, A::Error> {
+        Strict::new(1).visit_seq(seq)?;
+        Ok(TimeValue(Time::NotNumber))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TimeValue, A::Error> {
+        Strict::new(1).visit_map(map)?;
+        Ok(TimeValue(Time::NotNumber))
+    }
+}
+
+struct IssValue<'a>(Iss<'a>);
+
+impl<'de> Deserialize<'de> for IssValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match StrOrOther::deserialize(d)? {
+            StrOrOther::Str(s) => Ok(IssValue(Iss::Is(s))),
+            StrOrOther::Other => Ok(IssValue(Iss::NotString)),
+            StrOrOther::Array(_) => Ok(IssValue(Iss::NotString)),
+        }
+    }
+}
+
+struct AudValue<'a>(Aud<'a>);
+
+impl<'de> Deserialize<'de> for AudValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(AudValue(match StrOrOther::deserialize(d)? {
+            StrOrOther::Str(s) => Aud::One(s),
+            StrOrOther::Array(Ok(v)) => Aud::Many(v),
+            StrOrOther::Array(Err(why)) => Aud::Invalid(why),
+            StrOrOther::Other => Aud::Invalid("must be a string or an array of strings"),
+        }))
+    }
+}
+
+/// A string, an array of strings, or anything else (read strictly and dropped).
+enum StrOrOther<'a> {
+    Str(Str<'a>),
+    Array(Result<Vec<Str<'a>>, &'static str>),
+    Other,
+}
+
+impl<'de> Deserialize<'de> for StrOrOther<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrOrOtherVisitor)
+    }
+}
+
+struct StrOrOtherVisitor;
+
+impl<'de> Visitor<'de> for StrOrOtherVisitor {
+    type Value = StrOrOther<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(StrOrOther::Str(Str(Cow::Borrowed(v))))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(StrOrOther::Str(Str(Cow::Owned(v.to_owned()))))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(StrOrOther::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(StrOrOther::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(StrOrOther::Other)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(StrOrOther::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(StrOrOther::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        Strict::new(1).visit_map(map)?;
+        Ok(StrOrOther::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        let mut why = None;
+        while let Some(item) = seq.next_element::<StrOrOther<'de>>()? {
+            match item {
+                StrOrOther::Str(s) if out.len() < MAX_AUDIENCES => out.push(s),
+                StrOrOther::Str(_) => {
+                    why.get_or_insert("has more values than the 64 checked");
+                }
+                _ => {
+                    why.get_or_insert("must be a string or an array of strings");
+                }
+            }
+        }
+        Ok(StrOrOther::Array(match why {
+            Some(w) => Err(w),
+            None => Ok(out),
+        }))
+    }
+}
+
+/// The time rules, with the leeway applied both ways (RFC 7519 §4.1.4-§4.1.6).
+#[derive(Debug, Clone)]
+pub(crate) struct TimeRules {
+    pub(crate) leeway: u64,
+    pub(crate) require_exp: bool,
+    pub(crate) max_age: Option<u64>,
+}
+
+impl TimeRules {
+    pub(crate) fn check(&self, view: &View<'_>, now: i64) -> Result<(), Error> {
+        let leeway = self.leeway;
+        let nowf = now as f64;
+        let lw = leeway as f64;
+        match view.exp {
+            // RFC 7519 §4.1.4: valid only while now is before exp.
+            Time::At(exp) if nowf - lw >= exp => {
+                return Err(Error::Expired {
+                    exp: exp as i64,
+                    now,
+                    leeway,
+                });
+            }
+            Time::At(_) => {}
+            Time::Absent if self.require_exp => {
+                return Err(Error::MissingClaim {
+                    claim: "exp".into(),
+                });
+            }
+            Time::Absent => {}
+            Time::NotNumber => return Err(not_numeric("exp")),
+        }
+        match view.nbf {
+            // RFC 7519 §4.1.5: valid from nbf on (inclusive).
+            Time::At(nbf) if nowf + lw < nbf => {
+                return Err(Error::NotYetValid {
+                    nbf: nbf as i64,
+                    now,
+                    leeway,
+                });
+            }
+            Time::NotNumber => return Err(not_numeric("nbf")),
+            _ => {}
+        }
+        match view.iat {
+            Time::At(iat) if nowf + lw < iat => {
+                return Err(Error::IssuedInFuture {
+                    iat: iat as i64,
+                    now,
+                    leeway,
+                });
+            }
+            Time::At(iat) => {
+                if let Some(max_age) = self.max_age {
+                    if nowf - lw - iat > max_age as f64 {
+                        return Err(Error::TokenTooOld {
+                            iat: iat as i64,
+                            max_age,
+                            now,
+                        });
+                    }
+                }
+            }
+            Time::NotNumber => return Err(not_numeric("iat")),
+            Time::Absent if self.max_age.is_some() => {
+                return Err(Error::MissingClaim {
+                    claim: "iat".into(),
+                });
+            }
+            Time::Absent => {}
+        }
+        Ok(())
+    }
+}
+
+fn not_numeric(claim: &str) -> Error {
+    Error::invalid_claim(claim, "must be a NumericDate: a JSON number (RFC 7519 §2)")
+}
+
+/// RFC 7519 §4.1.3: the token must name one of our audiences.
+pub(crate) fn check_audience(aud: &Aud<'_>, accepted: &[Box<str>]) -> Result<(), Error> {
+    let hit = |a: &str| accepted.iter().any(|x| **x == *a);
+    match aud {
+        Aud::One(a) if hit(a) => Ok(()),
+        Aud::Many(v) if v.iter().any(|a| hit(a)) => Ok(()),
+        Aud::One(_) | Aud::Many(_) => Err(Error::InvalidAudience),
+        Aud::Absent => Err(Error::MissingClaim {
+            claim: "aud".into(),
+        }),
+        Aud::Invalid(why) => Err(Error::invalid_claim("aud", *why)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(json: &str) -> Result<View<'_>, Error> {
+        parse_view(json.as_bytes(), &[])
+    }
+
+    #[test]
+    fn registered_claims_are_read() {
+        let v = view(r#"{"exp":10,"nbf":1.5,"iat":2,"iss":"a","aud":["x","y"],"other":{"n":[1]}}"#).unwrap();
+        assert_eq!(v.exp, Time::At(10.0));
+        assert_eq!(v.nbf, Time::At(1.5));
+        assert!(matches!(v.iss, Iss::Is(ref s) if &**s == "a"));
+        assert!(matches!(v.aud, Aud::Many(ref a) if a.len() == 2));
+    }
+
+    #[test]
+    fn numeric_date_as_string_is_flagged() {
+        let v = view(r#"{"exp":"10"}"#).unwrap();
+        assert_eq!(v.exp, Time::NotNumber);
+    }
+
+    #[test]
+    fn duplicate_claims_are_refused() {
+        assert!(view(r#"{"exp":10,"exp":99999999999}"#).is_err());
+        assert!(view(r#"{"sub":"a","s\u0075b":"b"}"#).is_err());
+        assert!(view(r#"{"x":{"a":1,"a":2}}"#).is_err());
+    }
+
+    #[test]
+    fn payload_must_be_one_object() {
+        assert!(view("[]").is_err());
+        assert!(view(r#"{"a":1} {}"#).is_err());
+        assert!(view("").is_err());
+    }
+}

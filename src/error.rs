@@ -1,0 +1,380 @@
+//! Errors: [`Error`] for a token that did not pass, [`ErrorKind`] for its
+//! stable, machine-readable name, and [`BuildError`] for a validator that
+//! could not be configured.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::alg::Algorithm;
+
+/// Why a token was refused.
+///
+/// Each variant carries just enough context to explain the refusal (a claim
+/// name, a key id, an algorithm, the times compared) and never the token or
+/// any key material, so an `Error` is safe to log. Strings that come from the
+/// token itself (an unknown `alg`, a `kid`, an `iss`) are shortened and
+/// printed escaped.
+///
+/// Match on [`Error::kind`] for a stable answer: the kinds are API, the
+/// variants' fields may grow.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The token is not a well-formed compact JWS: wrong number of segments,
+    /// bad base64url, JSON that is not an object, duplicate member names,
+    /// unsupported header parameters (`crit`, `b64`).
+    #[error("malformed token: {reason}")]
+    Malformed {
+        /// What was wrong, without any part of the token.
+        reason: Cow<'static, str>,
+    },
+    /// The token is longer than the configured maximum; nothing was decoded.
+    #[error("token of {size} bytes exceeds the maximum of {max} bytes")]
+    TokenTooLarge {
+        /// Length of the token in bytes.
+        size: usize,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The header's `alg` names an algorithm this crate does not implement
+    /// (including `none`, which is never accepted).
+    #[error("unsupported algorithm {}", Shown(alg))]
+    UnsupportedAlgorithm {
+        /// The `alg` value from the header.
+        alg: String,
+    },
+    /// The algorithm is implemented but not in the validator's allow-list
+    /// (or, without an explicit list, not declared or implied by any key).
+    #[error("algorithm {alg} is not allowed")]
+    AlgorithmNotAllowed {
+        /// The token's algorithm.
+        alg: Algorithm,
+    },
+    /// No key in the key set matches the token's `kid` (or, without a `kid`,
+    /// no key can verify the token's algorithm).
+    #[error("{}", UnknownKeyMsg(kid.as_deref()))]
+    UnknownKey {
+        /// The `kid` from the header, if it had one.
+        kid: Option<String>,
+    },
+    /// A key with the token's `kid` exists but may not verify this token: it
+    /// was skipped when the set was loaded, is for encryption, declares
+    /// another algorithm, or is of another key type (RFC 8725 §3.1).
+    #[error("key {} rejected: {reason}", ShownOpt(kid.as_deref()))]
+    KeyRejected {
+        /// The `kid` from the header, if it had one.
+        kid: Option<String>,
+        /// Why the key cannot be used.
+        reason: Cow<'static, str>,
+    },
+    /// The signature does not verify with the selected key.
+    #[error("invalid {alg} signature (key {})", ShownOpt(kid.as_deref()))]
+    InvalidSignature {
+        /// The token's algorithm.
+        alg: Algorithm,
+        /// The `kid` of the key that was tried.
+        kid: Option<String>,
+    },
+    /// `exp` is at or before the current time less the leeway (RFC 7519 §4.1.4).
+    #[error("token expired at {exp} (now {now}, leeway {leeway} s)")]
+    Expired {
+        /// The token's `exp`, in seconds since the epoch.
+        exp: i64,
+        /// The validator's current time.
+        now: i64,
+        /// The leeway applied, in seconds.
+        leeway: u64,
+    },
+    /// `nbf` is after the current time plus the leeway (RFC 7519 §4.1.5).
+    #[error("token not valid before {nbf} (now {now}, leeway {leeway} s)")]
+    NotYetValid {
+        /// The token's `nbf`.
+        nbf: i64,
+        /// The validator's current time.
+        now: i64,
+        /// The leeway applied, in seconds.
+        leeway: u64,
+    },
+    /// `iat` is after the current time plus the leeway.
+    #[error("token issued in the future at {iat} (now {now}, leeway {leeway} s)")]
+    IssuedInFuture {
+        /// The token's `iat`.
+        iat: i64,
+        /// The validator's current time.
+        now: i64,
+        /// The leeway applied, in seconds.
+        leeway: u64,
+    },
+    /// `iat` is older than the configured maximum age (plus leeway).
+    #[error("token issued at {iat} is older than the maximum age of {max_age} s (now {now})")]
+    TokenTooOld {
+        /// The token's `iat`.
+        iat: i64,
+        /// Configured maximum age in seconds.
+        max_age: u64,
+        /// The validator's current time.
+        now: i64,
+    },
+    /// `iss` is not one of the configured issuers.
+    #[error("issuer {} is not accepted", Shown(found))]
+    InvalidIssuer {
+        /// The token's `iss`.
+        found: String,
+    },
+    /// None of the token's `aud` values is a configured audience (RFC 7519 §4.1.3).
+    #[error("no audience in the token is accepted")]
+    InvalidAudience,
+    /// The header's `typ` is not the required type (RFC 8725 §3.11, RFC 9068 §4).
+    #[error("token type {} is not the required {expected:?}", ShownOpt(found.as_deref()))]
+    InvalidType {
+        /// The header's `typ`, if any.
+        found: Option<String>,
+        /// The required type.
+        expected: String,
+    },
+    /// A required claim is absent.
+    #[error("required claim {claim:?} is missing")]
+    MissingClaim {
+        /// The claim's name.
+        claim: String,
+    },
+    /// A claim is present but unusable: a time claim that is not a JSON
+    /// number, an `aud` that is not a string or array of strings, a failed
+    /// custom check, or claims that do not fit the caller's type.
+    #[error("invalid claim {claim:?}: {reason}")]
+    InvalidClaim {
+        /// The claim's name.
+        claim: String,
+        /// What is wrong with it.
+        reason: Cow<'static, str>,
+    },
+    /// No usable key set is available (it was never loaded, failed to load,
+    /// or is older than the allowed staleness). The client did nothing wrong.
+    #[error("keys unavailable: {reason}")]
+    KeysUnavailable {
+        /// Why, for operators.
+        reason: Cow<'static, str>,
+    },
+}
+
+impl Error {
+    /// The stable kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Malformed { .. } => ErrorKind::Malformed,
+            Error::TokenTooLarge { .. } => ErrorKind::TokenTooLarge,
+            Error::UnsupportedAlgorithm { .. } => ErrorKind::UnsupportedAlgorithm,
+            Error::AlgorithmNotAllowed { .. } => ErrorKind::AlgorithmNotAllowed,
+            Error::UnknownKey { .. } => ErrorKind::UnknownKey,
+            Error::KeyRejected { .. } => ErrorKind::KeyRejected,
+            Error::InvalidSignature { .. } => ErrorKind::InvalidSignature,
+            Error::Expired { .. } => ErrorKind::Expired,
+            Error::NotYetValid { .. } => ErrorKind::NotYetValid,
+            Error::IssuedInFuture { .. } => ErrorKind::IssuedInFuture,
+            Error::TokenTooOld { .. } => ErrorKind::TokenTooOld,
+            Error::InvalidIssuer { .. } => ErrorKind::InvalidIssuer,
+            Error::InvalidAudience => ErrorKind::InvalidAudience,
+            Error::InvalidType { .. } => ErrorKind::InvalidType,
+            Error::MissingClaim { .. } => ErrorKind::MissingClaim,
+            Error::InvalidClaim { .. } => ErrorKind::InvalidClaim,
+            Error::KeysUnavailable { .. } => ErrorKind::KeysUnavailable,
+        }
+    }
+
+    pub(crate) fn malformed(reason: impl Into<Cow<'static, str>>) -> Self {
+        Error::Malformed {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn invalid_claim(claim: &str, reason: impl Into<Cow<'static, str>>) -> Self {
+        Error::InvalidClaim {
+            claim: claim.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The stable name of an [`Error`]: what a caller matches on, what logs and
+/// metrics record, what the `tokenwarden` command prints as `kind`.
+///
+/// Renaming a kind is a breaking change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// `malformed`
+    Malformed,
+    /// `token_too_large`
+    TokenTooLarge,
+    /// `unsupported_algorithm`
+    UnsupportedAlgorithm,
+    /// `algorithm_not_allowed`
+    AlgorithmNotAllowed,
+    /// `unknown_key`
+    UnknownKey,
+    /// `key_rejected`
+    KeyRejected,
+    /// `invalid_signature`
+    InvalidSignature,
+    /// `expired`
+    Expired,
+    /// `not_yet_valid`
+    NotYetValid,
+    /// `issued_in_future`
+    IssuedInFuture,
+    /// `token_too_old`
+    TokenTooOld,
+    /// `invalid_issuer`
+    InvalidIssuer,
+    /// `invalid_audience`
+    InvalidAudience,
+    /// `invalid_type`
+    InvalidType,
+    /// `missing_claim`
+    MissingClaim,
+    /// `invalid_claim`
+    InvalidClaim,
+    /// `keys_unavailable`
+    KeysUnavailable,
+}
+
+impl ErrorKind {
+    /// Every kind, in documentation order.
+    pub const ALL: [ErrorKind; 17] = [
+        ErrorKind::Malformed,
+        ErrorKind::TokenTooLarge,
+        ErrorKind::UnsupportedAlgorithm,
+        ErrorKind::AlgorithmNotAllowed,
+        ErrorKind::UnknownKey,
+        ErrorKind::KeyRejected,
+        ErrorKind::InvalidSignature,
+        ErrorKind::Expired,
+        ErrorKind::NotYetValid,
+        ErrorKind::IssuedInFuture,
+        ErrorKind::TokenTooOld,
+        ErrorKind::InvalidIssuer,
+        ErrorKind::InvalidAudience,
+        ErrorKind::InvalidType,
+        ErrorKind::MissingClaim,
+        ErrorKind::InvalidClaim,
+        ErrorKind::KeysUnavailable,
+    ];
+
+    /// The kind's stable snake_case name, e.g. `"invalid_signature"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::TokenTooLarge => "token_too_large",
+            ErrorKind::UnsupportedAlgorithm => "unsupported_algorithm",
+            ErrorKind::AlgorithmNotAllowed => "algorithm_not_allowed",
+            ErrorKind::UnknownKey => "unknown_key",
+            ErrorKind::KeyRejected => "key_rejected",
+            ErrorKind::InvalidSignature => "invalid_signature",
+            ErrorKind::Expired => "expired",
+            ErrorKind::NotYetValid => "not_yet_valid",
+            ErrorKind::IssuedInFuture => "issued_in_future",
+            ErrorKind::TokenTooOld => "token_too_old",
+            ErrorKind::InvalidIssuer => "invalid_issuer",
+            ErrorKind::InvalidAudience => "invalid_audience",
+            ErrorKind::InvalidType => "invalid_type",
+            ErrorKind::MissingClaim => "missing_claim",
+            ErrorKind::InvalidClaim => "invalid_claim",
+            ErrorKind::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A [`ValidatorBuilder`](crate::ValidatorBuilder) or key set that could not
+/// be built: the configuration is incomplete or contradictory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid validator configuration: {message}")]
+#[non_exhaustive]
+pub struct BuildError {
+    /// What is wrong, naming the setting.
+    pub message: String,
+}
+
+impl BuildError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        BuildError {
+            message: message.into(),
+        }
+    }
+}
+
+/// Longest part of a token-supplied string shown in a message.
+const SHOWN_MAX: usize = 64;
+
+/// Prints a token-supplied string escaped and shortened, so that a hostile
+/// value can neither forge log lines nor flood them.
+struct Shown<'a>(&'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut end = self.0.len().min(SHOWN_MAX);
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{:?}", &self.0[..end])?;
+        if end < self.0.len() {
+            f.write_str("…")?;
+        }
+        Ok(())
+    }
+}
+
+struct ShownOpt<'a>(Option<&'a str>);
+
+impl fmt::Display for ShownOpt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(s) => Shown(s).fmt(f),
+            None => f.write_str("(no kid)"),
+        }
+    }
+}
+
+struct UnknownKeyMsg<'a>(Option<&'a str>);
+
+impl fmt::Display for UnknownKeyMsg<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(kid) => write!(f, "no key with kid {} in the key set", Shown(kid)),
+            None => f.write_str("token has no kid and no key in the set can verify it"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_unique_snake_case() {
+        let mut names: Vec<_> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+    }
+
+    #[test]
+    fn hostile_strings_are_escaped_and_shortened() {
+        let e = Error::InvalidIssuer {
+            found: format!("evil\n{}", "x".repeat(500)),
+        };
+        let msg = e.to_string();
+        assert!(!msg.contains('\n'));
+        assert!(msg.len() < 120, "{msg}");
+    }
+}

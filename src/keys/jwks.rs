@@ -1,0 +1,332 @@
+//! JWK Set JSON in (RFC 7517 §4-§5, RFC 7518 §6, RFC 8037 §2); unusable keys
+//! skipped with a reason.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+
+use super::{Key, KeySet, KeyType, MAX_KEYS};
+use crate::alg::{AlgSet, Algorithm, Curve, Family};
+use crate::crypto::Material;
+use crate::error::Error;
+
+/// Smallest RSA modulus accepted (RFC 7518 §3.3, RFC 8725 §3.5).
+pub(crate) const MIN_RSA_BITS: usize = 2048;
+/// Largest RSA modulus the backends verify.
+pub(crate) const MAX_RSA_BITS: usize = 8192;
+
+/// A key from the document that will not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SkippedKey {
+    /// The key's `kid`, if it had one.
+    pub kid: Option<String>,
+    /// Why the key was skipped.
+    pub reason: String,
+}
+
+impl fmt::Display for SkippedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kid {
+            Some(kid) => write!(f, "key {kid:?}: {}", self.reason),
+            None => write!(f, "key without kid: {}", self.reason),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Document {
+    keys: Vec<serde_json::Value>,
+}
+
+/// The members of a JWK this crate reads; others are ignored (RFC 7517 §4).
+#[derive(Deserialize)]
+struct Jwk {
+    kty: String,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    key_ops: Option<Vec<String>>,
+    alg: Option<String>,
+    kid: Option<String>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    k: Option<String>,
+}
+
+pub(crate) fn parse(json: &[u8]) -> Result<KeySet, Error> {
+    let doc: Document = serde_json::from_slice(json).map_err(|e| Error::KeysUnavailable {
+        reason: describe_not_a_jwks(json, &e).into(),
+    })?;
+    let mut keys = Vec::new();
+    let mut skipped = Vec::new();
+    for value in doc.keys {
+        let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+        if keys.len() == MAX_KEYS {
+            skipped.push(SkippedKey {
+                kid,
+                reason: format!("the set already has the maximum of {MAX_KEYS} keys"),
+            });
+            continue;
+        }
+        let result = Jwk::deserialize(&value)
+            .map_err(|e| format!("not a valid JWK: {e}"))
+            .and_then(to_key);
+        match result {
+            Ok(key) => keys.push(key),
+            Err(reason) => skipped.push(SkippedKey { kid, reason }),
+        }
+    }
+    Ok(KeySet::from_parts(keys, skipped))
+}
+
+/// Says what the document was instead of a JWK Set, without quoting it.
+fn describe_not_a_jwks(json: &[u8], e: &serde_json::Error) -> String {
+    match serde_json::from_slice::<serde_json::Value>(json) {
+        Err(_) => format!("the document is not JSON ({e})"),
+        Ok(serde_json::Value::Object(map)) if !map.contains_key("keys") => {
+            let looks_like_pem = map
+                .values()
+                .any(|v| v.as_str().is_some_and(|s| s.contains("-----BEGIN")));
+            if looks_like_pem {
+                "the document maps names to PEM certificates, not a JWK Set: use the issuer's jwks_uri".into()
+            } else {
+                "the document is a JSON object without a \"keys\" member: not a JWK Set (RFC 7517 §5)".into()
+            }
+        }
+        Ok(serde_json::Value::Object(_)) => format!("\"keys\" is not an array of JWKs ({e})"),
+        Ok(_) => "the document is not a JSON object: not a JWK Set (RFC 7517 §5)".into(),
+    }
+}
+
+fn to_key(jwk: Jwk) -> Result<Key, String> {
+    // RFC 7517 §4.2/§4.3: a key for encryption, or whose operations do not
+    // include verify, is not used to verify.
+    if let Some(u) = jwk.use_.as_deref() {
+        if u != "sig" {
+            return Err(format!("\"use\" is {u:?}, not \"sig\""));
+        }
+    }
+    if let Some(ops) = &jwk.key_ops {
+        if !ops.iter().any(|o| o == "verify") {
+            return Err("\"key_ops\" does not include \"verify\"".into());
+        }
+    }
+    let declared = match jwk.alg.as_deref() {
+        None => None,
+        Some(name) => Some(
+            Algorithm::from_name(name).ok_or_else(|| format!("unsupported \"alg\" {name:?}"))?,
+        ),
+    };
+    let kid = jwk.kid.map(String::into_boxed_str);
+    match jwk.kty.as_str() {
+        "RSA" => {
+            let n = b64(jwk.n.as_deref(), "n")?;
+            let e = b64(jwk.e.as_deref(), "e")?;
+            let (der, bits) = rsa_der(&n, &e)?;
+            let key_type = KeyType::Rsa { bits };
+            let algs = algs_for(key_type, declared, |_| Ok(()))?;
+            Key::new(kid, key_type, algs, Material::Rsa(&der))
+        }
+        "EC" => {
+            let curve = match jwk.crv.as_deref() {
+                Some("P-256") => Curve::P256,
+                Some("P-384") => Curve::P384,
+                Some(other) => return Err(format!("unsupported EC curve {other:?}")),
+                None => return Err("EC key without \"crv\"".into()),
+            };
+            let x = b64(jwk.x.as_deref(), "x")?;
+            let y = b64(jwk.y.as_deref(), "y")?;
+            // RFC 7518 §6.2.1.2: coordinates are the full size, leading zeros kept.
+            let len = curve.coordinate_len();
+            if x.len() != len || y.len() != len {
+                return Err(format!("EC coordinates must be {len} bytes each"));
+            }
+            let mut point = Vec::with_capacity(1 + 2 * len);
+            point.push(4);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            let key_type = KeyType::Ec(curve);
+            let algs = algs_for(key_type, declared, |_| Ok(()))?;
+            Key::new(kid, key_type, algs, Material::Ec(curve, &point))
+        }
+        "OKP" => {
+            match jwk.crv.as_deref() {
+                Some("Ed25519") => {}
+                Some(other) => return Err(format!("unsupported OKP curve {other:?}")),
+                None => return Err("OKP key without \"crv\"".into()),
+            }
+            let x = b64(jwk.x.as_deref(), "x")?;
+            if x.len() != 32 {
+                return Err("Ed25519 public key must be 32 bytes".into());
+            }
+            let algs = algs_for(KeyType::Ed25519, declared, |_| Ok(()))?;
+            Key::new(kid, KeyType::Ed25519, algs, Material::Ed25519(&x))
+        }
+        "oct" => {
+            let k = b64(jwk.k.as_deref(), "k")?;
+            let algs = algs_for(KeyType::Oct, declared, |alg| check_hmac_len(alg, k.len()))?;
+            Key::new(kid, KeyType::Oct, algs, Material::Hmac(&k))
+        }
+        other => Err(format!("unsupported \"kty\" {other:?}")),
+    }
+}
+
+/// The algorithms a key may verify: its declared `alg` if it fits the key,
+/// else every algorithm the key's type implies and `usable` allows.
+fn algs_for(
+    key_type: KeyType,
+    declared: Option<Algorithm>,
+    usable: impl Fn(Algorithm) -> Result<(), String>,
+) -> Result<AlgSet, String> {
+    if let Some(alg) = declared {
+        if !key_type.fits(alg) {
+            return Err(format!(
+                "\"alg\" {alg} does not fit a {} key",
+                key_type.describe()
+            ));
+        }
+        usable(alg)?;
+        return Ok([alg].into_iter().collect());
+    }
+    let mut first_err = None;
+    let algs: AlgSet = Algorithm::ALL
+        .into_iter()
+        .filter(|a| key_type.fits(*a))
+        .filter(|a| match usable(*a) {
+            Ok(()) => true,
+            Err(e) => {
+                first_err.get_or_insert(e);
+                false
+            }
+        })
+        .collect();
+    if algs.is_empty() {
+        return Err(first_err.unwrap_or_else(|| "no algorithm fits this key".into()));
+    }
+    Ok(algs)
+}
+
+/// RFC 7518 §3.2: an HMAC key at least as long as the hash output.
+pub(crate) fn check_hmac_len(alg: Algorithm, len: usize) -> Result<(), String> {
+    debug_assert_eq!(alg.family(), Family::Hmac);
+    let min = alg.hmac_min_key_len();
+    if len < min {
+        Err(format!(
+            "HMAC key of {len} bytes is shorter than the {min} bytes {alg} requires (RFC 7518 §3.2)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn b64(value: Option<&str>, member: &str) -> Result<Vec<u8>, String> {
+    let value = value.ok_or_else(|| format!("missing \"{member}\""))?;
+    URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|_| format!("\"{member}\" is not base64url without padding"))
+}
+
+/// Checks an RSA public key and encodes it as DER `RSAPublicKey` (RFC 8017 A.1.1).
+fn rsa_der(n: &[u8], e: &[u8]) -> Result<(Vec<u8>, usize), String> {
+    let n = strip_zeros(n);
+    let e = strip_zeros(e);
+    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    if bits < MIN_RSA_BITS {
+        return Err(format!(
+            "RSA modulus of {bits} bits is below the minimum of {MIN_RSA_BITS} (RFC 8725 §3.5)"
+        ));
+    }
+    if bits > MAX_RSA_BITS {
+        return Err(format!(
+            "RSA modulus of {bits} bits is above the maximum of {MAX_RSA_BITS}"
+        ));
+    }
+    let e_odd = e.last().is_some_and(|b| b & 1 == 1);
+    if e.is_empty() || e.len() > 4 || !e_odd || e == [1] {
+        return Err("RSA public exponent must be odd, at least 3 and at most 32 bits".into());
+    }
+    let mut body = Vec::with_capacity(n.len() + e.len() + 16);
+    der_integer(&mut body, n);
+    der_integer(&mut body, e);
+    let mut der = Vec::with_capacity(body.len() + 4);
+    der.push(0x30);
+    der_len(&mut der, body.len());
+    der.extend_from_slice(&body);
+    Ok((der, bits))
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let i = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    &b[i..]
+}
+
+fn der_integer(out: &mut Vec<u8>, magnitude: &[u8]) {
+    let pad = magnitude.first().is_some_and(|b| b & 0x80 != 0);
+    out.push(0x02);
+    der_len(out, magnitude.len() + usize::from(pad));
+    if pad {
+        out.push(0);
+    }
+    out.extend_from_slice(magnitude);
+}
+
+fn der_len(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else if len <= 0xff {
+        out.extend_from_slice(&[0x81, len as u8]);
+    } else {
+        // Moduli are at most 8192 bits, so two length bytes always suffice.
+        out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_length_forms() {
+        let mut v = Vec::new();
+        der_len(&mut v, 5);
+        der_len(&mut v, 200);
+        der_len(&mut v, 513);
+        assert_eq!(v, [5, 0x81, 200, 0x82, 2, 1]);
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped_not_fatal() {
+        let doc = br#"{"keys":[
+            {"kty":"OKP","crv":"Ed25519","kid":"good","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty":"OKP","crv":"X25519","kid":"x","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty":"OKP","crv":"Ed25519","kid":"enc","use":"enc","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty":"OKP","crv":"Ed25519","kid":"ops","key_ops":["sign"],"x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty":"OKP","crv":"Ed25519","kid":"badalg","alg":"RS256","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty":"EC","crv":"P-521","kid":"p521","x":"AA","y":"AA"},
+            {"kty":"oct","kid":"short","k":"c2hvcnQ"},
+            {"kty":"XYZ","kid":"xyz"},
+            {"kty":"RSA","kid":"nomod","e":"AQAB"},
+            {"kid":"nokty"},
+            42
+        ]}"#;
+        let set = parse(doc).unwrap();
+        assert_eq!(set.kids().collect::<Vec<_>>(), ["good"]);
+        assert_eq!(set.skipped().len(), 10, "{:?}", set.skipped());
+    }
+
+    #[test]
+    fn not_a_jwks_is_explained() {
+        let pem = br#"{"abc":"-----BEGIN CERTIFICATE-----\nMIIB..."}"#;
+        let e = parse(pem).unwrap_err().to_string();
+        assert!(e.contains("PEM certificates"), "{e}");
+        let e = parse(b"<html>").unwrap_err().to_string();
+        assert!(e.contains("not JSON"), "{e}");
+        let e = parse(b"[1]").unwrap_err().to_string();
+        assert!(e.contains("not a JSON object"), "{e}");
+    }
+}

@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod alg;
+mod claims;
+mod clock;
+mod crypto;
+mod error;
+mod keys;
+mod token;
+mod validator;
+
+pub use alg::{Algorithm, UnknownAlgorithm};
+pub use clock::{Clock, FixedClock, ManualClock, SystemClock};
+pub use error::{BuildError, Error, ErrorKind};
+pub use keys::{KeySet, KeySource, MAX_KEYS, SkippedKey};
+pub use token::Header;
+pub use validator::{
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_SIZE, Validated, Validator, ValidatorBuilder, VerifiedJws,
+};
+
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;

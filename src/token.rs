@@ -1,0 +1,405 @@
+//! Compact JWS parsing (RFC 7515 §7.1): split, strict base64url, header.
+//!
+//! Also the strict JSON rules shared with the claims view: objects only,
+//! no duplicate member names at any depth, bounded nesting.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::alg::Algorithm;
+use crate::error::Error;
+
+/// Deepest JSON nesting accepted in a header or payload. Real tokens nest two
+/// or three levels; the bound keeps hostile input from costing stack.
+pub(crate) const MAX_JSON_DEPTH: usize = 32;
+
+/// Longest `kid` accepted.
+pub(crate) const MAX_KID_LEN: usize = 256;
+
+/// Largest signature any supported algorithm makes (RSA-8192).
+pub(crate) const MAX_SIGNATURE_LEN: usize = 1024;
+
+/// The three segments of a compact JWS, still encoded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Parts<'t> {
+    /// `BASE64URL(header) '.' BASE64URL(payload)`: what the signature covers.
+    pub(crate) signing_input: &'t [u8],
+    pub(crate) header: &'t [u8],
+    pub(crate) payload: &'t [u8],
+    pub(crate) signature: &'t [u8],
+}
+
+/// Splits a compact JWS into exactly three segments (RFC 7515 §7.1).
+///
+/// Each segment must be non-empty apart from the payload, and only the
+/// base64url alphabet may appear; padding, whitespace and a fourth or fifth
+/// segment (JWE) are refused.
+pub(crate) fn split(token: &str) -> Result<Parts<'_>, Error> {
+    let bytes = token.as_bytes();
+    let mut dots = [0usize; 2];
+    let mut n = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'.' {
+            if n == 2 {
+                return Err(Error::malformed(
+                    "more than three segments (JWE and JSON serialisations are not accepted)",
+                ));
+            }
+            dots[n] = i;
+            n += 1;
+        } else if !is_base64url(b) {
+            return Err(Error::malformed(
+                "character outside the base64url alphabet",
+            ));
+        }
+    }
+    if n != 2 {
+        return Err(Error::malformed("a compact JWS has exactly three segments"));
+    }
+    let [d1, d2] = dots;
+    let header = &bytes[..d1];
+    let payload = &bytes[d1 + 1..d2];
+    let signature = &bytes[d2 + 1..];
+    if header.is_empty() {
+        return Err(Error::malformed("empty header segment"));
+    }
+    if signature.is_empty() {
+        return Err(Error::malformed("empty signature segment"));
+    }
+    Ok(Parts {
+        signing_input: &bytes[..d2],
+        header,
+        payload,
+        signature,
+    })
+}
+
+const fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// Decodes strict base64url without padding (RFC 7515 §2) and appends it to
+/// `out`: non-canonical trailing bits are refused, so each token has exactly
+/// one encoding.
+pub(crate) fn decode_into_append(
+    seg: &[u8],
+    out: &mut Vec<u8>,
+    what: &'static str,
+) -> Result<(), Error> {
+    URL_SAFE_NO_PAD
+        .decode_vec(seg, out)
+        .map_err(|_| Error::malformed(what))
+}
+
+/// The protected header of a validated token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Header {
+    /// `alg`: the algorithm the signature was verified with.
+    pub alg: Algorithm,
+    /// `kid`: the key id, if the token named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// `typ`: the media type of the token, e.g. `at+jwt` (RFC 9068).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typ: Option<String>,
+    /// `cty`: the content type, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cty: Option<String>,
+}
+
+/// The header as parsed, borrowing from the decoded bytes.
+#[derive(Debug, Default)]
+pub(crate) struct RawHeader<'a> {
+    pub(crate) alg: Option<Str<'a>>,
+    pub(crate) kid: Option<Str<'a>>,
+    pub(crate) typ: Option<Str<'a>>,
+    pub(crate) cty: Option<Str<'a>>,
+}
+
+impl RawHeader<'_> {
+    pub(crate) fn to_header(&self, alg: Algorithm) -> Header {
+        Header {
+            alg,
+            kid: self.kid.as_deref().map(str::to_owned),
+            typ: self.typ.as_deref().map(str::to_owned),
+            cty: self.cty.as_deref().map(str::to_owned),
+        }
+    }
+}
+
+/// Parses the decoded header JSON.
+///
+/// `jku`, `x5u`, `jwk` and `x5c` are read past and never used: a key named by
+/// the token itself proves nothing (RFC 8725 §3.10).
+pub(crate) fn parse_header(json: &[u8]) -> Result<RawHeader<'_>, Error> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let header = de
+        .deserialize_map(HeaderVisitor)
+        .and_then(|h| de.end().map(|()| h))
+        .map_err(|e| json_error("header", &e))?;
+    if let Some(kid) = &header.kid {
+        if kid.len() > MAX_KID_LEN {
+            return Err(Error::malformed(format!(
+                "kid longer than {MAX_KID_LEN} bytes"
+            )));
+        }
+    }
+    Ok(header)
+}
+
+struct HeaderVisitor;
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = RawHeader<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut h = RawHeader::default();
+        let mut seen = Seen::default();
+        while let Some(name) = map.next_key::<Str<'de>>()? {
+            seen.insert::<A::Error>(&name)?;
+            match &*name {
+                "alg" => h.alg = Some(map.next_value::<StrOnly<'de>>()?.0),
+                "kid" => h.kid = Some(map.next_value::<StrOnly<'de>>()?.0),
+                "typ" => h.typ = Some(map.next_value::<StrOnly<'de>>()?.0),
+                "cty" => h.cty = Some(map.next_value::<StrOnly<'de>>()?.0),
+                // RFC 7515 §4.1.11: a recipient must reject a token whose `crit`
+                // lists an extension it does not understand. We implement none.
+                "crit" => {
+                    map.next_value_seed(Strict::new(1))?;
+                    return Err(de::Error::custom(
+                        "crit lists header parameters that are not understood (RFC 7515 §4.1.11)",
+                    ));
+                }
+                // RFC 7797: an unencoded payload changes what is signed; refused.
+                "b64" => {
+                    let b64: bool = map.next_value()?;
+                    if !b64 {
+                        return Err(de::Error::custom(
+                            "b64=false (RFC 7797 unencoded payload) is not supported",
+                        ));
+                    }
+                }
+                _ => map.next_value_seed(Strict::new(1))?,
+            }
+        }
+        Ok(h)
+    }
+}
+
+/// Maps a JSON error to `malformed`, naming the part.
+pub(crate) fn json_error(part: &'static str, e: &serde_json::Error) -> Error {
+    Error::malformed(format!("{part} is not a valid JSON object: {e}"))
+}
+
+/// A JSON string borrowed from the input when it has no escapes.
+///
+/// Member names are compared after unescaping, so `"e\u0078p"` and `"exp"`
+/// are the same name (and a duplicate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Str<'a>(pub(crate) Cow<'a, str>);
+
+impl Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A header parameter that must be a string.
+struct StrOnly<'a>(Str<'a>);
+
+impl<'de> Deserialize<'de> for StrOnly<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Str::deserialize(d).map(StrOnly)
+    }
+}
+
+/// Member names seen so far in one object.
+#[derive(Default)]
+pub(crate) struct Seen<'a> {
+    names: Vec<Str<'a>>,
+}
+
+impl<'a> Seen<'a> {
+    /// Beyond this many members a sorted search replaces the linear one.
+    const LINEAR: usize = 16;
+
+    pub(crate) fn insert<E: de::Error>(&mut self, name: &Str<'a>) -> Result<(), E> {
+        let dup = if self.names.len() < Self::LINEAR {
+            self.names.iter().any(|n| **n == **name)
+        } else {
+            self.names.sort_unstable_by(|a, b| (**a).cmp(&**b));
+            self.names
+                .binary_search_by(|n| (**n).cmp(&**name))
+                .is_ok()
+        };
+        if dup {
+            return Err(E::custom(DuplicateName(name)));
+        }
+        self.names.push(name.clone());
+        Ok(())
+    }
+}
+
+struct DuplicateName<'a, 'b>(&'a Str<'b>);
+
+impl fmt::Display for DuplicateName<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name: &str = self.0;
+        let mut end = name.len().min(40);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "duplicate member name {:?}", &name[..end])
+    }
+}
+
+/// Reads any JSON value, refusing duplicate member names at every depth and
+/// nesting deeper than [`MAX_JSON_DEPTH`].
+#[derive(Clone, Copy)]
+pub(crate) struct Strict {
+    depth: usize,
+}
+
+impl Strict {
+    /// A reader for a value found at nesting `depth` (the top object is 0).
+    pub(crate) const fn new(depth: usize) -> Strict {
+        Strict { depth }
+    }
+
+    fn deeper<E: de::Error>(self) -> Result<Strict, E> {
+        if self.depth >= MAX_JSON_DEPTH {
+            Err(E::custom(format_args!(
+                "JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            )))
+        } else {
+            Ok(Strict::new(self.depth + 1))
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.deeper()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.deeper()?;
+        let mut seen = Seen::default();
+        while let Some(name) = map.next_key::<Str<'de>>()? {
+            seen.insert::<A::Error>(&name)?;
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_requires_exactly_three_segments() {
+        assert!(split("a.b.c").is_ok());
+        assert!(split("a.b").is_err());
+        assert!(split("a.b.c.d").is_err());
+        assert!(split("a.b.c.d.e").is_err());
+        assert!(split(".b.c").is_err());
+        assert!(split("a.b.").is_err());
+        assert!(split("a..c").is_ok(), "an empty payload is well-formed");
+    }
+
+    #[test]
+    fn split_refuses_padding_and_whitespace() {
+        assert!(split("a=.b.c").is_err());
+        assert!(split("a.b.c ").is_err());
+        assert!(split("a.b+.c").is_err());
+    }
+
+    #[test]
+    fn non_canonical_base64_is_refused() {
+        let mut out = Vec::new();
+        // "QQ" is canonical for "A"; "QR" has non-zero trailing bits.
+        assert!(decode_into_append(b"QQ", &mut out, "x").is_ok());
+        assert!(decode_into_append(b"QR", &mut out, "x").is_err());
+        assert!(decode_into_append(b"Q", &mut out, "x").is_err());
+    }
+
+    #[test]
+    fn header_duplicate_names_refused_even_when_escaped() {
+        assert!(parse_header(br#"{"alg":"RS256","alg":"none"}"#).is_err());
+        assert!(parse_header(br#"{"alg":"RS256","\u0061lg":"HS256"}"#).is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!(r#"{{"alg":"RS256","x":{}{}}}"#, "[".repeat(100), "]".repeat(100));
+        assert!(parse_header(deep.as_bytes()).is_err());
+        let ok = format!(r#"{{"alg":"RS256","x":{}{}}}"#, "[".repeat(10), "]".repeat(10));
+        assert!(parse_header(ok.as_bytes()).is_ok());
+    }
+}

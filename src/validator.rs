@@ -1,0 +1,752 @@
+//! [`Validator`] and its builder: ties token parsing, key selection and the
+//! claims rules together.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::alg::{AlgSet, Algorithm, Family};
+use crate::claims::{self, Iss, TimeRules, View};
+use crate::clock::{Clock, SystemClock};
+use crate::error::{BuildError, Error};
+use crate::keys::{KeySet, KeySource, Lookup};
+use crate::token::{self, Header, MAX_SIGNATURE_LEN};
+
+/// Default leeway on `exp`, `nbf` and `iat`: 60 s, like jsonwebtoken, Envoy
+/// and Spring (jose and aliri use 0, .NET 300 s).
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+
+/// Default maximum token length, checked before anything is decoded.
+pub const DEFAULT_MAX_TOKEN_SIZE: usize = 8 * 1024;
+
+/// Most required claims one validator may list.
+const MAX_REQUIRED: usize = 64;
+
+/// A custom claims check: receives the verified claims, returns why they fail.
+type Check = Box<dyn Fn(&Map<String, Value>) -> Result<(), String> + Send + Sync>;
+
+/// A token that passed every check: its header and the caller's claims.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Validated<C> {
+    /// The protected header.
+    pub header: Header,
+    /// The claims, in the caller's type.
+    pub claims: C,
+}
+
+/// Verifies compact JWS/JWT bearer tokens: signature, algorithm, time claims,
+/// issuer, audience, type and required claims.
+///
+/// Built once with [`Validator::builder`]; cheap to clone (an `Arc` inside),
+/// `Send + Sync`, and takes no lock when validating.
+///
+/// ```
+/// use std::time::Duration;
+/// use tokenwarden::{FixedClock, KeySet, Validator};
+///
+/// let keys = KeySet::from_jwks(include_bytes!("../examples/data/jwks.json"))?;
+/// let validator = Validator::builder()
+///     .issuer("https://idp.example.com")
+///     .audience("https://api.example.com")
+///     .keys(keys)
+///     .leeway(Duration::from_secs(30))
+///     .clock(FixedClock(1_700_000_000))
+///     .build()?;
+///
+/// let token = include_str!("../examples/data/valid.jwt").trim();
+/// let ok = validator.validate_json(token)?;
+/// assert_eq!(ok.claims["sub"], "alice");
+///
+/// let expired = include_str!("../examples/data/expired.jwt").trim();
+/// let err = validator.validate_json(expired).unwrap_err();
+/// assert_eq!(err.kind().as_str(), "expired");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Validator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `None`: any issuer (explicitly waived).
+    issuers: Option<Vec<IssuerEntry>>,
+    default_keys: Option<KeySource>,
+    /// `None`: any audience (explicitly waived).
+    audiences: Option<Vec<Box<str>>>,
+    /// `None`: what the keys declare or imply.
+    algorithms: Option<AlgSet>,
+    time: TimeRules,
+    required: Vec<Box<str>>,
+    typ: Option<Box<str>>,
+    clock: Arc<dyn Clock>,
+    max_token_size: usize,
+    checks: Vec<(Box<str>, Check)>,
+}
+
+struct IssuerEntry {
+    iss: Box<str>,
+    keys: Option<KeySource>,
+}
+
+impl fmt::Debug for Validator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("Validator")
+            .field(
+                "issuers",
+                &i.issuers
+                    .as_ref()
+                    .map(|v| v.iter().map(|e| &*e.iss).collect::<Vec<_>>()),
+            )
+            .field("audiences", &i.audiences)
+            .field(
+                "algorithms",
+                &i.algorithms.map(|s| s.iter().collect::<Vec<_>>()),
+            )
+            .field("leeway", &i.time.leeway)
+            .field("max_token_size", &i.max_token_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Validator {
+    /// Starts a builder. Issuer, audience and keys must be set (or the
+    /// issuer/audience checks waived by a `danger_` method) before
+    /// [`ValidatorBuilder::build`] succeeds.
+    pub fn builder() -> ValidatorBuilder {
+        ValidatorBuilder::default()
+    }
+
+    /// Validates `token` and deserialises its claims into `C`.
+    ///
+    /// `C` is deserialised only after the signature and every rule passed.
+    /// Keys come from the current snapshot of the key source; an unknown
+    /// `kid` is answered at once (see [`Validator::validate_async`] to wait
+    /// for a remote key set's refresh instead).
+    ///
+    /// # Errors
+    /// An [`Error`] whose [`kind`](Error::kind) says why the token was refused.
+    pub fn validate<C: DeserializeOwned>(&self, token: &str) -> Result<Validated<C>, Error> {
+        self.run(token)
+    }
+
+    /// [`validate`](Self::validate) into a JSON object of claims.
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate).
+    pub fn validate_json(&self, token: &str) -> Result<Validated<Map<String, Value>>, Error> {
+        self.run(token)
+    }
+
+    /// Like [`validate`](Self::validate), but when the `kid` is unknown to a
+    /// key source that can refresh (a remote key set), waits for one
+    /// refresh, shared with every concurrent caller and limited by the
+    /// source's cooldown, then answers. With a static key set it is the same
+    /// as `validate`.
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate).
+    pub async fn validate_async<C: DeserializeOwned>(&self, token: &str) -> Result<Validated<C>, Error> {
+        match self.run(token) {
+            Err(Error::UnknownKey { kid: Some(kid) }) => {
+                let Some(source) = self.source_for_token(token) else {
+                    return Err(Error::UnknownKey { kid: Some(kid) });
+                };
+                if source.refresh_for_unknown_kid(&kid).await {
+                    self.run(token)
+                } else {
+                    Err(Error::UnknownKey { kid: Some(kid) })
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The key source a token's issuer selects, read again for the slow path.
+    fn source_for_token(&self, token: &str) -> Option<&KeySource> {
+        let decoded = Decoded::new(token).ok()?;
+        let view = claims::parse_view(decoded.payload(), &[]).ok()?;
+        self.select_source(&view).ok()
+    }
+
+    fn run<C: DeserializeOwned>(&self, token: &str) -> Result<Validated<C>, Error> {
+        let inner = &*self.inner;
+        if token.len() > inner.max_token_size {
+            return Err(Error::TokenTooLarge {
+                size: token.len(),
+                max: inner.max_token_size,
+            });
+        }
+        let decoded = Decoded::new(token)?;
+        let raw = token::parse_header(decoded.header())?;
+        let alg = header_alg(&raw)?;
+        if let Some(allowed) = inner.algorithms {
+            if !allowed.contains(alg) {
+                return Err(Error::AlgorithmNotAllowed { alg });
+            }
+        }
+        let payload = decoded.payload();
+        let view = claims::parse_view(payload, &inner.required)?;
+        let source = self.select_source(&view)?;
+        let keys = source.current()?;
+        verify_signature(
+            &keys,
+            inner.algorithms,
+            alg,
+            raw.kid.as_deref(),
+            decoded.parts.signing_input,
+            decoded.signature(),
+        )?;
+
+        inner.time.check(&view, inner.clock.now())?;
+        if let Some(audiences) = &inner.audiences {
+            claims::check_audience(&view.aud, audiences)?;
+        }
+        if let Some(expected) = &inner.typ {
+            check_typ(raw.typ.as_deref(), expected)?;
+        }
+        let all_required = if inner.required.len() == 64 {
+            u64::MAX
+        } else {
+            (1u64 << inner.required.len()) - 1
+        };
+        if view.present != all_required {
+            let missing = (0..inner.required.len())
+                .find(|i| view.present & (1 << i) == 0)
+                .map_or("", |i| &*inner.required[i]);
+            return Err(Error::MissingClaim {
+                claim: missing.to_owned(),
+            });
+        }
+        let claims = self.deserialize_claims::<C>(payload)?;
+        Ok(Validated {
+            header: raw.to_header(alg),
+            claims,
+        })
+    }
+
+    fn select_source(&self, view: &View<'_>) -> Result<&KeySource, Error> {
+        let inner = &*self.inner;
+        let Some(issuers) = &inner.issuers else {
+            return inner.default_keys.as_ref().ok_or_else(no_keys);
+        };
+        let iss = match &view.iss {
+            Iss::Is(s) => &**s,
+            Iss::Absent => {
+                return Err(Error::MissingClaim {
+                    claim: "iss".into(),
+                });
+            }
+            Iss::NotString => return Err(Error::invalid_claim("iss", "must be a string")),
+        };
+        // RFC 7519 §4.1.1: a case-sensitive, exact comparison. The unverified
+        // `iss` only chooses among configured issuers; nothing is fetched for it.
+        let entry = issuers
+            .iter()
+            .find(|e| *e.iss == *iss)
+            .ok_or_else(|| Error::InvalidIssuer {
+                found: iss.to_owned(),
+            })?;
+        entry
+            .keys
+            .as_ref()
+            .or(inner.default_keys.as_ref())
+            .ok_or_else(no_keys)
+    }
+
+    fn deserialize_claims<C: DeserializeOwned>(&self, payload: &[u8]) -> Result<C, Error> {
+        let checks = &self.inner.checks;
+        if checks.is_empty() {
+            return serde_json::from_slice(payload).map_err(claims_type_error);
+        }
+        let map: Map<String, Value> = serde_json::from_slice(payload).map_err(claims_type_error)?;
+        for (name, check) in checks {
+            check(&map).map_err(|reason| Error::InvalidClaim {
+                claim: name.to_string(),
+                reason: reason.into(),
+            })?;
+        }
+        serde_json::from_value(Value::Object(map)).map_err(claims_type_error)
+    }
+}
+
+/// A token split and decoded: one buffer holds header, payload and signature.
+struct Decoded<'t> {
+    parts: token::Parts<'t>,
+    buf: Vec<u8>,
+    header_end: usize,
+    payload_end: usize,
+}
+
+impl<'t> Decoded<'t> {
+    fn new(token: &'t str) -> Result<Self, Error> {
+        let parts = token::split(token)?;
+        let mut buf = Vec::with_capacity(token.len() / 4 * 3 + 3);
+        token::decode_into_append(parts.header, &mut buf, "header is not base64url")?;
+        let header_end = buf.len();
+        token::decode_into_append(parts.payload, &mut buf, "payload is not base64url")?;
+        let payload_end = buf.len();
+        token::decode_into_append(parts.signature, &mut buf, "signature is not base64url")?;
+        Ok(Decoded {
+            parts,
+            buf,
+            header_end,
+            payload_end,
+        })
+    }
+
+    fn header(&self) -> &[u8] {
+        &self.buf[..self.header_end]
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.buf[self.header_end..self.payload_end]
+    }
+
+    fn signature(&self) -> &[u8] {
+        &self.buf[self.payload_end..]
+    }
+}
+
+/// The header's algorithm. RFC 8725 §3.2: `none`, in any casing, is simply
+/// not an algorithm here.
+fn header_alg(raw: &token::RawHeader<'_>) -> Result<Algorithm, Error> {
+    let name = raw
+        .alg
+        .as_deref()
+        .ok_or_else(|| Error::malformed("header has no \"alg\""))?;
+    Algorithm::from_name(name).ok_or_else(|| Error::UnsupportedAlgorithm {
+        alg: name.to_owned(),
+    })
+}
+
+/// A JWS whose signature verified, with its payload as bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifiedJws {
+    /// The protected header.
+    pub header: Header,
+    /// The payload, base64url-decoded; not necessarily JSON.
+    pub payload: Vec<u8>,
+}
+
+impl KeySet {
+    /// Verifies a compact JWS of any payload (not only a JWT) with this key
+    /// set: the same parsing, header and key rules as [`Validator`], the
+    /// algorithms the keys declare or imply, and no claims checks.
+    ///
+    /// ```
+    /// use tokenwarden::KeySet;
+    ///
+    /// // RFC 8037 Appendix A.4: an Ed25519 signature over plain text.
+    /// let keys = KeySet::from_jwks(br#"{"keys":[{"kty":"OKP","crv":"Ed25519",
+    ///     "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#)?;
+    /// let jws = keys.verify_jws("eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.\
+    ///     hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg")?;
+    /// assert_eq!(jws.payload, b"Example of Ed25519 signing");
+    /// # Ok::<(), tokenwarden::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Validator::validate`], less the claims kinds.
+    pub fn verify_jws(&self, jws: &str) -> Result<VerifiedJws, Error> {
+        if jws.len() > DEFAULT_MAX_TOKEN_SIZE {
+            return Err(Error::TokenTooLarge {
+                size: jws.len(),
+                max: DEFAULT_MAX_TOKEN_SIZE,
+            });
+        }
+        let decoded = Decoded::new(jws)?;
+        let raw = token::parse_header(decoded.header())?;
+        let alg = header_alg(&raw)?;
+        verify_signature(
+            self,
+            None,
+            alg,
+            raw.kid.as_deref(),
+            decoded.parts.signing_input,
+            decoded.signature(),
+        )?;
+        Ok(VerifiedJws {
+            header: raw.to_header(alg),
+            payload: decoded.payload().to_vec(),
+        })
+    }
+}
+
+fn no_keys() -> Error {
+    Error::KeysUnavailable {
+        reason: "no key source configured for this issuer".into(),
+    }
+}
+
+fn claims_type_error(e: serde_json::Error) -> Error {
+    Error::InvalidClaim {
+        claim: "(claims)".into(),
+        reason: format!("claims do not fit the expected type: {e}").into(),
+    }
+}
+
+/// Chooses the key and checks the signature.
+fn verify_signature(
+    keys: &KeySet,
+    explicit: Option<AlgSet>,
+    alg: Algorithm,
+    kid: Option<&str>,
+    signing_input: &[u8],
+    signature: &[u8],
+) -> Result<(), Error> {
+    // Without an explicit allow-list, only what the keys declare or imply.
+    if explicit.is_none() && !keys.alg_set().contains(alg) {
+        return Err(Error::AlgorithmNotAllowed { alg });
+    }
+    let invalid = || Error::InvalidSignature {
+        alg,
+        kid: kid.map(str::to_owned),
+    };
+    if !signature_shape_ok(alg, signature) {
+        return Err(invalid());
+    }
+    match keys.lookup(kid, alg) {
+        Lookup::Candidates(mut candidates) => {
+            let mut tried = false;
+            let ok = candidates.any(|key| {
+                tried = true;
+                key.verify(alg, signing_input, signature)
+            });
+            match (ok, tried) {
+                (true, _) => Ok(()),
+                (false, true) => Err(invalid()),
+                (false, false) => Err(Error::UnknownKey { kid: None }),
+            }
+        }
+        Lookup::Unknown => Err(Error::UnknownKey {
+            kid: kid.map(str::to_owned),
+        }),
+        Lookup::Rejected(reason) => Err(Error::KeyRejected {
+            kid: kid.map(str::to_owned),
+            reason: reason.into(),
+        }),
+    }
+}
+
+/// Refuses signatures of the wrong shape before any key is touched.
+fn signature_shape_ok(alg: Algorithm, sig: &[u8]) -> bool {
+    match alg.family() {
+        // RFC 7518 §3.4: ECDSA signatures are r || s, each exactly the
+        // coordinate size; DER is not accepted. r = 0 or s = 0 is never valid
+        // (CVE-2022-21449), whatever the backend would say.
+        Family::Ec(curve) => {
+            let n = curve.coordinate_len();
+            sig.len() == 2 * n && sig[..n].iter().any(|&b| b != 0) && sig[n..].iter().any(|&b| b != 0)
+        }
+        Family::Ed25519 => sig.len() == 64,
+        Family::Rsa => sig.len() >= 256 && sig.len() <= MAX_SIGNATURE_LEN,
+        Family::Hmac => !sig.is_empty(),
+    }
+}
+
+/// RFC 7515 §4.1.9: media types compare case-insensitively, and the
+/// `application/` prefix may be left out (RFC 9068 §2.1: `at+jwt`).
+fn check_typ(found: Option<&str>, expected: &str) -> Result<(), Error> {
+    fn bare(s: &str) -> &str {
+        match s.get(..12) {
+            Some(p) if p.eq_ignore_ascii_case("application/") => &s[12..],
+            _ => s,
+        }
+    }
+    match found {
+        Some(t) if bare(t).eq_ignore_ascii_case(bare(expected)) => Ok(()),
+        _ => Err(Error::InvalidType {
+            found: found.map(str::to_owned),
+            expected: expected.to_owned(),
+        }),
+    }
+}
+
+/// Configures a [`Validator`]. Secure by default: issuer and audience must be
+/// named, `exp` is required, no algorithm is accepted that the keys do not
+/// declare or imply. Mistakes are kept until [`build`](Self::build).
+#[must_use]
+pub struct ValidatorBuilder {
+    issuers: Vec<(String, Option<KeySource>)>,
+    any_issuer: bool,
+    audiences: Vec<String>,
+    any_audience: bool,
+    keys: Option<KeySource>,
+    algorithms: Option<Vec<Algorithm>>,
+    leeway: Duration,
+    require_exp: bool,
+    required: Vec<String>,
+    typ: Option<String>,
+    max_age: Option<Duration>,
+    clock: Arc<dyn Clock>,
+    max_token_size: usize,
+    checks: Vec<(Box<str>, Check)>,
+}
+
+impl Default for ValidatorBuilder {
+    fn default() -> Self {
+        ValidatorBuilder {
+            issuers: Vec::new(),
+            any_issuer: false,
+            audiences: Vec::new(),
+            any_audience: false,
+            keys: None,
+            algorithms: None,
+            leeway: DEFAULT_LEEWAY,
+            require_exp: true,
+            required: Vec::new(),
+            typ: None,
+            max_age: None,
+            clock: Arc::new(SystemClock),
+            max_token_size: DEFAULT_MAX_TOKEN_SIZE,
+            checks: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for ValidatorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidatorBuilder")
+            .field("issuers", &self.issuers.iter().map(|(i, _)| i).collect::<Vec<_>>())
+            .field("audiences", &self.audiences)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ValidatorBuilder {
+    /// Accepts tokens whose `iss` is exactly `iss`, verified with the keys
+    /// given to [`keys`](Self::keys). May be called for several issuers.
+    pub fn issuer(mut self, iss: impl Into<String>) -> Self {
+        self.issuers.push((iss.into(), None));
+        self
+    }
+
+    /// Accepts tokens from `iss`, verified only with `keys` (multi-issuer:
+    /// the token's `iss` chooses among the configured issuers, never more).
+    pub fn issuer_with_keys(mut self, iss: impl Into<String>, keys: impl Into<KeySource>) -> Self {
+        self.issuers.push((iss.into(), Some(keys.into())));
+        self
+    }
+
+    /// Accepts tokens whose `aud` contains `aud`. May be called several
+    /// times; one match suffices.
+    pub fn audience(mut self, aud: impl Into<String>) -> Self {
+        self.audiences.push(aud.into());
+        self
+    }
+
+    /// The keys that verify signatures (for issuers without their own).
+    pub fn keys(mut self, keys: impl Into<KeySource>) -> Self {
+        self.keys = Some(keys.into());
+        self
+    }
+
+    /// The algorithms accepted. Without this, a token's algorithm must be one
+    /// its key declares (`alg`) or implies (its type). Either way the
+    /// algorithm must fit the chosen key (RFC 8725 §3.1).
+    pub fn algorithms(mut self, algs: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algs.into_iter().collect());
+        self
+    }
+
+    /// Clock-skew allowance on `exp`, `nbf` and `iat` (default 60 s, at most
+    /// 1 hour). Whole seconds; other checks are unaffected.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Requires the claim `name` to be present (any value).
+    pub fn require(mut self, name: impl Into<String>) -> Self {
+        self.required.push(name.into());
+        self
+    }
+
+    /// Accepts tokens without `exp` (an `exp` that is present is still
+    /// checked). Long-lived tokens are rarely what a service wants.
+    pub fn allow_missing_exp(mut self) -> Self {
+        self.require_exp = false;
+        self
+    }
+
+    /// Requires the header's `typ`, e.g. `"at+jwt"` for OAuth access tokens
+    /// (RFC 9068 §4). Compared case-insensitively; `application/` optional.
+    pub fn required_type(mut self, typ: impl Into<String>) -> Self {
+        self.typ = Some(typ.into());
+        self
+    }
+
+    /// Refuses tokens issued (`iat`) longer ago than `max_age` (plus leeway);
+    /// makes `iat` required.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+
+    /// The clock for time checks (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Longest token accepted, in bytes (default 8 KiB). Checked before any
+    /// decoding.
+    pub fn max_token_size(mut self, bytes: usize) -> Self {
+        self.max_token_size = bytes;
+        self
+    }
+
+    /// Adds a check over the verified claims, run after the built-in rules.
+    /// On `Err(reason)` the token is refused with kind `invalid_claim`,
+    /// naming `name`.
+    ///
+    /// ```
+    /// # use tokenwarden::{Validator, KeySet};
+    /// # let keys = KeySet::from_jwks(include_bytes!("../examples/data/jwks.json")).unwrap();
+    /// let validator = Validator::builder()
+    ///     .issuer("https://cognito-idp.example.com/pool")
+    ///     .danger_accept_any_audience() // Cognito access tokens carry client_id, not aud
+    ///     .check("client_id", |claims| match claims.get("client_id") {
+    ///         Some(id) if id == "my-app" => Ok(()),
+    ///         _ => Err("not issued to my-app".into()),
+    ///     })
+    ///     .keys(keys)
+    ///     .build();
+    /// assert!(validator.is_ok());
+    /// ```
+    pub fn check<F>(mut self, name: impl Into<String>, check: F) -> Self
+    where
+        F: Fn(&Map<String, Value>) -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.checks.push((name.into().into_boxed_str(), Box::new(check)));
+        self
+    }
+
+    /// Accepts any issuer. Only safe when the keys are the issuer's alone and
+    /// nothing else signs with them.
+    pub fn danger_accept_any_issuer(mut self) -> Self {
+        self.any_issuer = true;
+        self
+    }
+
+    /// Accepts any audience, so a token meant for another service passes
+    /// here too (RFC 8725 §3.9). Only for tokens that carry no audience.
+    pub fn danger_accept_any_audience(mut self) -> Self {
+        self.any_audience = true;
+        self
+    }
+
+    /// Checks the configuration and builds the validator.
+    ///
+    /// # Errors
+    /// [`BuildError`] naming the first setting that is missing or wrong.
+    pub fn build(self) -> Result<Validator, BuildError> {
+        if self.issuers.is_empty() && !self.any_issuer {
+            return Err(BuildError::new(
+                "no issuer: call issuer(), or knowingly danger_accept_any_issuer()",
+            ));
+        }
+        if self.audiences.is_empty() && !self.any_audience {
+            return Err(BuildError::new(
+                "no audience: call audience(), or knowingly danger_accept_any_audience()",
+            ));
+        }
+        if self.keys.is_none() && (self.issuers.is_empty() || self.issuers.iter().any(|(_, k)| k.is_none())) {
+            return Err(BuildError::new("no keys: call keys() or issuer_with_keys()"));
+        }
+        if let Some((iss, _)) = self.issuers.iter().find(|(i, _)| i.is_empty()) {
+            let _ = iss;
+            return Err(BuildError::new("an issuer is the empty string"));
+        }
+        let algorithms = match &self.algorithms {
+            Some(a) if a.is_empty() => {
+                return Err(BuildError::new("algorithms() was given an empty list"));
+            }
+            Some(a) => Some(a.iter().copied().collect::<AlgSet>()),
+            None => None,
+        };
+        if self.leeway > Duration::from_secs(3600) {
+            return Err(BuildError::new("leeway over 1 hour"));
+        }
+        if self.required.len() > MAX_REQUIRED {
+            return Err(BuildError::new(format!("more than {MAX_REQUIRED} required claims")));
+        }
+        if self.max_token_size == 0 {
+            return Err(BuildError::new("max_token_size of 0"));
+        }
+        let mut required: Vec<Box<str>> = Vec::new();
+        for r in self.required {
+            if !required.iter().any(|x| **x == *r) {
+                required.push(r.into_boxed_str());
+            }
+        }
+        let issuers = if self.any_issuer {
+            None
+        } else {
+            Some(
+                self.issuers
+                    .into_iter()
+                    .map(|(iss, keys)| IssuerEntry {
+                        iss: iss.into_boxed_str(),
+                        keys,
+                    })
+                    .collect(),
+            )
+        };
+        Ok(Validator {
+            inner: Arc::new(Inner {
+                issuers,
+                default_keys: self.keys,
+                audiences: (!self.any_audience)
+                    .then(|| self.audiences.into_iter().map(String::into_boxed_str).collect()),
+                algorithms,
+                time: TimeRules {
+                    leeway: self.leeway.as_secs(),
+                    require_exp: self.require_exp,
+                    max_age: self.max_age.map(|d| d.as_secs()),
+                },
+                required,
+                typ: self.typ.map(String::into_boxed_str),
+                clock: self.clock,
+                max_token_size: self.max_token_size,
+                checks: self.checks,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_comparison_follows_rfc_7515() {
+        assert!(check_typ(Some("at+jwt"), "at+jwt").is_ok());
+        assert!(check_typ(Some("application/AT+JWT"), "at+jwt").is_ok());
+        assert!(check_typ(Some("at+jwt"), "application/at+jwt").is_ok());
+        assert!(check_typ(Some("JWT"), "at+jwt").is_err());
+        assert!(check_typ(None, "at+jwt").is_err());
+    }
+
+    #[test]
+    fn ecdsa_signature_shape() {
+        let mut sig = [1u8; 64];
+        assert!(signature_shape_ok(Algorithm::ES256, &sig));
+        assert!(!signature_shape_ok(Algorithm::ES256, &sig[..63]));
+        sig[..32].fill(0);
+        assert!(!signature_shape_ok(Algorithm::ES256, &sig));
+        assert!(!signature_shape_ok(Algorithm::ES384, &[1u8; 64]));
+    }
+
+    #[test]
+    fn validator_is_send_sync_and_cheap_to_clone() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<Validator>();
+    }
+}

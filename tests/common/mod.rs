@@ -1,0 +1,64 @@
+//! Shared fixtures: keys (generated once per test binary), claims, validators.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use tokenwarden::testing::TestKey;
+use tokenwarden::{Algorithm, FixedClock, KeySet, Validator, ValidatorBuilder};
+
+pub const NOW: i64 = 1_700_000_000;
+pub const ISS: &str = "https://idp.test";
+pub const AUD: &str = "https://api.test";
+
+/// One key per algorithm, kid = the algorithm's name.
+pub fn key(alg: Algorithm) -> &'static TestKey {
+    static KEYS: OnceLock<Vec<TestKey>> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        Algorithm::ALL
+            .iter()
+            .map(|a| TestKey::generate(*a, a.as_str()).unwrap())
+            .collect()
+    });
+    keys.iter().find(|k| k.alg() == alg).unwrap()
+}
+
+/// Claims that pass every default check at `NOW`.
+pub fn claims() -> Value {
+    json!({"iss": ISS, "aud": AUD, "sub": "alice", "iat": NOW - 10, "exp": NOW + 600})
+}
+
+pub fn keyset(keys: &[&TestKey]) -> KeySet {
+    KeySet::from_jwks(tokenwarden::testing::jwks_json(keys).as_bytes()).unwrap()
+}
+
+/// A builder with issuer, audience, fixed clock and the given keys.
+pub fn builder(keys: &[&TestKey]) -> ValidatorBuilder {
+    Validator::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .clock(FixedClock(NOW))
+        .keys(keyset(keys))
+}
+
+pub fn validator(keys: &[&TestKey]) -> Validator {
+    builder(keys).build().unwrap()
+}
+
+/// The error kind's name, or "ok".
+pub fn outcome(v: &Validator, token: &str) -> &'static str {
+    match v.validate_json(token) {
+        Ok(_) => "ok",
+        Err(e) => e.kind().as_str(),
+    }
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn unb64(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
+}
