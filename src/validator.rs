@@ -408,10 +408,8 @@ fn verify_signature(
         alg,
         kid: kid.map(str::to_owned),
     };
-    if !signature_shape_ok(alg, signature) {
-        return Err(invalid());
-    }
     match keys.lookup(kid, alg) {
+        Lookup::Candidates(_) if !signature_shape_ok(alg, signature) => Err(invalid()),
         Lookup::Candidates(mut candidates) => {
             let mut tried = false;
             let ok = candidates.any(|key| {

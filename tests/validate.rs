@@ -1,0 +1,315 @@
+//! The validator's rules, one behaviour per test.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde::Deserialize;
+use serde_json::json;
+use tokenwarden::testing::TestKey;
+use tokenwarden::{Algorithm, ErrorKind, FixedClock, KeySet, Validator};
+
+const LEEWAY: i64 = 60;
+
+/// A validator over one key with the clock at `now`.
+fn at(now: i64, k: &TestKey) -> Validator {
+    builder(&[k]).clock(FixedClock(now)).build().unwrap()
+}
+
+fn with(claim: &str, value: serde_json::Value) -> serde_json::Value {
+    let mut c = claims();
+    c[claim] = value;
+    c
+}
+
+#[test]
+fn every_algorithm_validates_a_fresh_token() {
+    for alg in Algorithm::ALL {
+        let k = key(alg);
+        let ok = validator(&[k]).validate_json(&k.token(&claims())).unwrap();
+        assert_eq!(ok.header.alg, alg);
+        assert_eq!(ok.header.kid.as_deref(), Some(alg.as_str()));
+        assert_eq!(ok.claims["sub"], "alice");
+    }
+}
+
+#[test]
+fn one_set_with_every_key_type_picks_by_kid() {
+    let all: Vec<&TestKey> = Algorithm::ALL.iter().map(|a| key(*a)).collect();
+    let v = validator(&all);
+    for k in &all {
+        assert_eq!(outcome(&v, &k.token(&claims())), "ok", "{}", k.alg());
+    }
+}
+
+#[test]
+fn token_without_kid_is_verified_by_a_compatible_key() {
+    let es = key(Algorithm::ES256);
+    let ed = key(Algorithm::EdDSA);
+    let v = validator(&[es, ed]);
+    let token = es.sign_raw(&json!({"alg": "ES256"}).to_string(), &claims().to_string());
+    assert_eq!(outcome(&v, &token), "ok");
+}
+
+#[test]
+fn expired_one_second_inside_leeway_is_accepted() {
+    let k = key(Algorithm::EdDSA);
+    let token = k.token(&with("exp", json!(NOW)));
+    assert_eq!(outcome(&at(NOW + LEEWAY - 1, k), &token), "ok");
+}
+
+#[test]
+fn expired_exactly_at_leeway_is_rejected() {
+    // RFC 7519 §4.1.4: the current time must be *before* exp (+ leeway).
+    let k = key(Algorithm::EdDSA);
+    let token = k.token(&with("exp", json!(NOW)));
+    assert_eq!(outcome(&at(NOW + LEEWAY, k), &token), "expired");
+}
+
+#[test]
+fn fractional_exp_is_compared_exactly() {
+    let k = key(Algorithm::EdDSA);
+    let token = k.token(&with("exp", json!(NOW as f64 + 0.5)));
+    assert_eq!(outcome(&at(NOW + LEEWAY, k), &token), "ok");
+    assert_eq!(outcome(&at(NOW + LEEWAY + 1, k), &token), "expired");
+}
+
+#[test]
+fn zero_leeway_expires_at_exp() {
+    let k = key(Algorithm::EdDSA);
+    let v = builder(&[k]).leeway(Duration::ZERO).clock(FixedClock(NOW)).build().unwrap();
+    assert_eq!(outcome(&v, &k.token(&with("exp", json!(NOW + 1)))), "ok");
+    assert_eq!(outcome(&v, &k.token(&with("exp", json!(NOW)))), "expired");
+}
+
+#[test]
+fn not_before_at_leeway_boundary() {
+    let k = key(Algorithm::EdDSA);
+    let token = k.token(&with("nbf", json!(NOW)));
+    assert_eq!(outcome(&at(NOW - LEEWAY, k), &token), "ok");
+    assert_eq!(outcome(&at(NOW - LEEWAY - 1, k), &token), "not_yet_valid");
+}
+
+#[test]
+fn issued_in_future_at_leeway_boundary() {
+    let k = key(Algorithm::EdDSA);
+    let token = k.token(&with("iat", json!(NOW + LEEWAY)));
+    assert_eq!(outcome(&at(NOW, k), &token), "ok");
+    let token = k.token(&with("iat", json!(NOW + LEEWAY + 1)));
+    assert_eq!(outcome(&at(NOW, k), &token), "issued_in_future");
+}
+
+#[test]
+fn max_age_at_leeway_boundary() {
+    let k = key(Algorithm::EdDSA);
+    let v = builder(&[k]).max_age(Duration::from_secs(300)).build().unwrap();
+    assert_eq!(outcome(&v, &k.token(&with("iat", json!(NOW - 300 - LEEWAY)))), "ok");
+    assert_eq!(outcome(&v, &k.token(&with("iat", json!(NOW - 300 - LEEWAY - 1)))), "token_too_old");
+    let mut no_iat = claims();
+    no_iat.as_object_mut().unwrap().remove("iat");
+    assert_eq!(outcome(&v, &k.token(&no_iat)), "missing_claim");
+}
+
+#[test]
+fn missing_exp_is_rejected_by_default_and_allowed_on_request() {
+    let k = key(Algorithm::EdDSA);
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("exp");
+    let token = k.token(&c);
+    let err = validator(&[k]).validate_json(&token).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MissingClaim);
+    assert!(err.to_string().contains("exp"));
+    let lax = builder(&[k]).allow_missing_exp().build().unwrap();
+    assert_eq!(outcome(&lax, &token), "ok");
+}
+
+#[test]
+fn leeway_does_not_disable_other_checks() {
+    let k = key(Algorithm::EdDSA);
+    let v = builder(&[k]).leeway(Duration::from_secs(3600)).build().unwrap();
+    assert_eq!(outcome(&v, &k.token(&with("aud", json!("other")))), "invalid_audience");
+    assert_eq!(outcome(&v, &k.token(&with("exp", json!(NOW - 3600)))), "expired");
+}
+
+#[test]
+fn issuer_must_match_exactly() {
+    let k = key(Algorithm::EdDSA);
+    let v = validator(&[k]);
+    for iss in ["https://idp.test/", "HTTPS://IDP.TEST", "https://idp.test.evil", ""] {
+        assert_eq!(outcome(&v, &k.token(&with("iss", json!(iss)))), "invalid_issuer", "{iss}");
+    }
+    assert_eq!(outcome(&v, &k.token(&with("iss", json!(42)))), "invalid_claim");
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("iss");
+    assert_eq!(outcome(&v, &k.token(&c)), "missing_claim");
+}
+
+#[test]
+fn audience_string_or_array() {
+    let k = key(Algorithm::EdDSA);
+    let v = validator(&[k]);
+    assert_eq!(outcome(&v, &k.token(&with("aud", json!(AUD)))), "ok");
+    assert_eq!(outcome(&v, &k.token(&with("aud", json!(["x", AUD])))), "ok");
+    assert_eq!(outcome(&v, &k.token(&with("aud", json!(["x", "y"])))), "invalid_audience");
+    assert_eq!(outcome(&v, &k.token(&with("aud", json!([])))), "invalid_audience");
+    assert_eq!(outcome(&v, &k.token(&with("aud", json!([AUD, 1])))), "invalid_claim");
+    assert_eq!(outcome(&v, &k.token(&with("aud", json!({"a": AUD})))), "invalid_claim");
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("aud");
+    assert_eq!(outcome(&v, &k.token(&c)), "missing_claim");
+}
+
+#[test]
+fn any_of_several_configured_audiences_matches() {
+    let k = key(Algorithm::EdDSA);
+    let v = builder(&[k]).audience("second").build().unwrap();
+    assert_eq!(outcome(&v, &k.token(&with("aud", json!("second")))), "ok");
+}
+
+#[test]
+fn multi_issuer_uses_each_issuers_own_keys() {
+    let a = key(Algorithm::ES256);
+    let b = key(Algorithm::EdDSA);
+    let v = Validator::builder()
+        .issuer_with_keys("https://a.test", keyset(&[a]))
+        .issuer_with_keys("https://b.test", keyset(&[b]))
+        .audience(AUD)
+        .clock(FixedClock(NOW))
+        .build()
+        .unwrap();
+    assert_eq!(outcome(&v, &a.token(&with("iss", json!("https://a.test")))), "ok");
+    assert_eq!(outcome(&v, &b.token(&with("iss", json!("https://b.test")))), "ok");
+    // B's key is not trusted for A's tokens.
+    assert_eq!(outcome(&v, &b.token(&with("iss", json!("https://a.test")))), "algorithm_not_allowed");
+    assert_eq!(outcome(&v, &a.token(&with("iss", json!("https://c.test")))), "invalid_issuer");
+}
+
+#[test]
+fn required_type_for_access_tokens() {
+    let k = key(Algorithm::ES256);
+    let v = builder(&[k]).required_type("at+jwt").build().unwrap();
+    assert_eq!(outcome(&v, &k.token_with_header(&json!({"typ": "at+jwt"}), &claims())), "ok");
+    assert_eq!(outcome(&v, &k.token_with_header(&json!({"typ": "application/at+JWT"}), &claims())), "ok");
+    assert_eq!(outcome(&v, &k.token(&claims())), "invalid_type");
+    assert_eq!(outcome(&v, &k.token_with_header(&json!({}), &claims())), "invalid_type");
+}
+
+#[test]
+fn required_claims_must_be_present() {
+    let k = key(Algorithm::ES256);
+    let v = builder(&[k]).require("sub").require("client_id").build().unwrap();
+    let err = v.validate_json(&k.token(&claims())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MissingClaim);
+    assert!(err.to_string().contains("client_id"));
+    assert_eq!(outcome(&v, &k.token(&with("client_id", json!("app")))), "ok");
+}
+
+#[test]
+fn custom_check_refuses_with_its_name() {
+    let k = key(Algorithm::ES256);
+    let v = builder(&[k])
+        .check("client_id", |c| match c.get("client_id") {
+            Some(id) if id == "my-app" => Ok(()),
+            _ => Err("not issued to my-app".into()),
+        })
+        .build()
+        .unwrap();
+    assert_eq!(outcome(&v, &k.token(&with("client_id", json!("my-app")))), "ok");
+    let err = v.validate_json(&k.token(&with("client_id", json!("other")))).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidClaim);
+    assert!(err.to_string().contains("not issued to my-app"));
+}
+
+#[test]
+fn claims_deserialise_into_the_callers_type() {
+    #[derive(Debug, Deserialize)]
+    struct Mine {
+        sub: String,
+        scope: Vec<String>,
+    }
+    let k = key(Algorithm::ES256);
+    let v = validator(&[k]);
+    let ok = v.validate::<Mine>(&k.token(&with("scope", json!(["a", "b"])))).unwrap();
+    assert_eq!(ok.claims.sub, "alice");
+    assert_eq!(ok.claims.scope, ["a", "b"]);
+    let err = v.validate::<Mine>(&k.token(&claims())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidClaim);
+}
+
+#[test]
+fn bad_signature_is_reported_before_claims() {
+    let k = key(Algorithm::ES256);
+    let forger = TestKey::generate(Algorithm::ES256, "ES256").unwrap();
+    let expired = forger.token(&with("exp", json!(NOW - 9999)));
+    assert_eq!(outcome(&validator(&[k]), &expired), "invalid_signature");
+}
+
+#[test]
+fn explicit_algorithm_list_restricts_what_the_keys_allow() {
+    let es = key(Algorithm::ES256);
+    let ed = key(Algorithm::EdDSA);
+    let v = builder(&[es, ed]).algorithms([Algorithm::EdDSA]).build().unwrap();
+    assert_eq!(outcome(&v, &ed.token(&claims())), "ok");
+    assert_eq!(outcome(&v, &es.token(&claims())), "algorithm_not_allowed");
+}
+
+#[test]
+fn rsa_key_without_alg_accepts_rs_and_ps() {
+    let k = key(Algorithm::PS256);
+    let mut jwk = k.jwk();
+    jwk.as_object_mut().unwrap().remove("alg");
+    let keys = KeySet::from_jwks(json!({"keys": [jwk]}).to_string().as_bytes()).unwrap();
+    let algs: Vec<_> = keys.algorithms().collect();
+    assert_eq!(algs.len(), 6, "{algs:?}");
+    let v = Validator::builder().issuer(ISS).audience(AUD).keys(keys).clock(FixedClock(NOW)).build().unwrap();
+    assert_eq!(outcome(&v, &k.token(&claims())), "ok");
+}
+
+#[test]
+fn builder_refuses_incomplete_configuration() {
+    let k = key(Algorithm::ES256);
+    assert!(Validator::builder().audience(AUD).keys(keyset(&[k])).build().is_err());
+    assert!(Validator::builder().issuer(ISS).keys(keyset(&[k])).build().is_err());
+    assert!(Validator::builder().issuer(ISS).audience(AUD).build().is_err());
+    assert!(builder(&[k]).algorithms([]).build().is_err());
+    assert!(builder(&[k]).leeway(Duration::from_secs(86_400)).build().is_err());
+    let err = Validator::builder().audience(AUD).keys(keyset(&[k])).build().unwrap_err();
+    assert!(err.to_string().contains("danger_accept_any_issuer"));
+}
+
+#[test]
+fn waived_issuer_and_audience_accept_anything_else_valid() {
+    let k = key(Algorithm::ES256);
+    let v = Validator::builder()
+        .danger_accept_any_issuer()
+        .danger_accept_any_audience()
+        .keys(keyset(&[k]))
+        .clock(FixedClock(NOW))
+        .build()
+        .unwrap();
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("aud");
+    c["iss"] = json!("anyone");
+    assert_eq!(outcome(&v, &k.token(&c)), "ok");
+}
+
+#[test]
+fn error_messages_never_contain_the_token() {
+    let k = key(Algorithm::HS256);
+    let v = validator(&[k]);
+    let token = k.token(&with("exp", json!(NOW - 9999)));
+    let (_, sig) = token.rsplit_once('.').unwrap();
+    for bad in [token.clone(), format!("{token}x"), token.replace('.', "!")] {
+        let msg = v.validate_json(&bad).unwrap_err().to_string();
+        assert!(!msg.contains(sig) && !msg.contains(&bad), "{msg}");
+    }
+}
+
+#[test]
+fn validated_header_reports_typ_and_kid() {
+    let k = key(Algorithm::RS256);
+    let ok = validator(&[k]).validate_json(&k.token(&claims())).unwrap();
+    assert_eq!(ok.header.typ.as_deref(), Some("JWT"));
+    assert_eq!(ok.header.kid.as_deref(), Some("RS256"));
+}
