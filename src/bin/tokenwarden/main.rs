@@ -1,1 +1,29 @@
-fn main(){}
+//! `tokenwarden`: verify a token from the shell.
+//!
+//! Exit status: 0 valid, 1 invalid token, 2 usage or key-set problem.
+
+mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "tokenwarden", version, about = "Decides whether a bearer token may pass")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify one token and print one JSON line: {"valid":true,...} or {"valid":false,"error":{...}}.
+    Verify(verify::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Verify(args) => verify::run(&args),
+    }
+}
