@@ -7,6 +7,12 @@
 //! groups): aws-lc-rs for RSA, ECDSA and Ed25519, whose pre-parsed public keys
 //! ring lacks; ring for HMAC. Both compare MACs in constant time.
 
+// With no backend compiled in, keys are refused at load and nothing verifies.
+#![cfg_attr(
+    not(any(feature = "aws-lc-rs", feature = "ring")),
+    allow(unused_variables, dead_code)
+)]
+
 use crate::alg::{Algorithm, Curve};
 
 #[cfg(feature = "aws-lc-rs")]
@@ -18,7 +24,10 @@ pub(crate) enum Material<'a> {
     /// DER `RSAPublicKey` (PKCS #1).
     Rsa(&'a [u8]),
     /// Uncompressed SEC1 point `04 || x || y`.
-    Ec(#[cfg_attr(not(feature = "ring"), allow(dead_code))] Curve, &'a [u8]),
+    Ec(
+        #[cfg_attr(not(feature = "ring"), allow(dead_code))] Curve,
+        &'a [u8],
+    ),
     /// The 32-byte Ed25519 public key.
     Ed25519(&'a [u8]),
     /// An HMAC secret.
@@ -65,12 +74,14 @@ pub(crate) struct Verifier {
 enum Inner {
     #[cfg(feature = "aws-lc-rs")]
     AwsKey(aws::signature::ParsedPublicKey),
+    // HMAC keys hold precomputed inner/outer states (over 1 KiB): boxed so a
+    // key set of public keys stays small.
     #[cfg(feature = "aws-lc-rs")]
-    AwsHmac(aws::hmac::Key),
+    AwsHmac(Box<aws::hmac::Key>),
     #[cfg(feature = "ring")]
     RingKey(ring::signature::UnparsedPublicKey<Box<[u8]>>),
     #[cfg(feature = "ring")]
-    RingHmac(ring::hmac::Key),
+    RingHmac(Box<ring::hmac::Key>),
 }
 
 impl std::fmt::Debug for Verifier {
@@ -115,7 +126,7 @@ impl Verifier {
 fn aws_verifier(alg: Algorithm, material: Material<'_>) -> Result<Verifier, &'static str> {
     use aws::signature as s;
     let hmac = |a| Verifier {
-        inner: Inner::AwsHmac(aws::hmac::Key::new(a, key_bytes(material))),
+        inner: Inner::AwsHmac(Box::new(aws::hmac::Key::new(a, key_bytes(material)))),
     };
     let params: &'static dyn s::VerificationAlgorithm = match alg {
         Algorithm::HS256 => return Ok(hmac(aws::hmac::HMAC_SHA256)),
@@ -142,7 +153,7 @@ fn aws_verifier(alg: Algorithm, material: Material<'_>) -> Result<Verifier, &'st
 fn ring_verifier(alg: Algorithm, material: Material<'_>) -> Result<Verifier, &'static str> {
     use ring::signature as s;
     let hmac = |a| Verifier {
-        inner: Inner::RingHmac(ring::hmac::Key::new(a, key_bytes(material))),
+        inner: Inner::RingHmac(Box::new(ring::hmac::Key::new(a, key_bytes(material)))),
     };
     let params: &'static dyn s::VerificationAlgorithm = match alg {
         Algorithm::HS256 => return Ok(hmac(ring::hmac::HMAC_SHA256)),

@@ -21,9 +21,7 @@
 use std::fmt;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use aws_lc_rs::signature::{
-    self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaEncoding, RsaKeyPair,
-};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaEncoding, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
@@ -39,7 +37,7 @@ pub struct TestKey {
 }
 
 enum Signer {
-    Hmac(aws_lc_rs::hmac::Key, Vec<u8>),
+    Hmac(Box<aws_lc_rs::hmac::Key>, Vec<u8>),
     Rsa(Box<RsaKeyPair>, &'static dyn RsaEncoding),
     Ec(EcdsaKeyPair),
     Ed(Ed25519KeyPair),
@@ -72,7 +70,10 @@ impl TestKey {
         let hmac = |a: aws_lc_rs::hmac::Algorithm| -> Result<Signer, BuildError> {
             let mut secret = vec![0u8; alg.hmac_min_key_len()];
             SystemRandom::new().fill(&mut secret).map_err(fail)?;
-            Ok(Signer::Hmac(aws_lc_rs::hmac::Key::new(a, &secret), secret))
+            Ok(Signer::Hmac(
+                Box::new(aws_lc_rs::hmac::Key::new(a, &secret)),
+                secret,
+            ))
         };
         let ec = |a| -> Result<Signer, BuildError> {
             Ok(Signer::Ec(EcdsaKeyPair::generate(a).map_err(fail)?))
@@ -124,7 +125,11 @@ impl TestKey {
             Signer::Ec(kp) => {
                 let point = kp.public_key().as_ref();
                 let n = (point.len() - 1) / 2;
-                let crv = if self.alg == Algorithm::ES256 { "P-256" } else { "P-384" };
+                let crv = if self.alg == Algorithm::ES256 {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
                 json!({"kty": "EC", "crv": crv, "x": b64(&point[1..=n]), "y": b64(&point[1 + n..])})
             }
             Signer::Ed(kp) => {
@@ -150,7 +155,10 @@ impl TestKey {
                 let mut sig = vec![0; kp.public_modulus_len()];
                 // Signing with a valid generated key and a sized buffer cannot
                 // fail; an empty signature would simply not verify.
-                if kp.sign(*enc, &SystemRandom::new(), signing_input, &mut sig).is_err() {
+                if kp
+                    .sign(*enc, &SystemRandom::new(), signing_input, &mut sig)
+                    .is_err()
+                {
                     sig.clear();
                 }
                 sig

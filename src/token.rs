@@ -1,7 +1,7 @@
 //! Compact JWS parsing (RFC 7515 §7.1): split, strict base64url, header.
 //!
-//! Also the strict JSON rules shared with the claims view: objects only,
-//! no duplicate member names at any depth, bounded nesting.
+//! Also the strict JSON rules shared with the claims view: UTF-8 objects
+//! only, no duplicate member names (RFC 7515 §4, RFC 7519 §4), bounded nesting.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -9,7 +9,7 @@ use std::ops::Deref;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::alg::Algorithm;
@@ -37,32 +37,20 @@ pub(crate) struct Parts<'t> {
 
 /// Splits a compact JWS into exactly three segments (RFC 7515 §7.1).
 ///
-/// Each segment must be non-empty apart from the payload, and only the
-/// base64url alphabet may appear; padding, whitespace and a fourth or fifth
-/// segment (JWE) are refused.
+/// Only the dots are looked for here: every segment then goes through the
+/// strict base64url decoder, which refuses any byte outside the alphabet
+/// (padding, whitespace, `+`, `/`), so the alphabet is checked exactly once.
+/// A fourth or fifth segment (JWE) is refused.
 pub(crate) fn split(token: &str) -> Result<Parts<'_>, Error> {
     let bytes = token.as_bytes();
-    let mut dots = [0usize; 2];
-    let mut n = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'.' {
-            if n == 2 {
-                return Err(Error::malformed(
-                    "more than three segments (JWE and JSON serialisations are not accepted)",
-                ));
-            }
-            dots[n] = i;
-            n += 1;
-        } else if !is_base64url(b) {
-            return Err(Error::malformed(
-                "character outside the base64url alphabet",
-            ));
-        }
+    let three = || Error::malformed("a compact JWS has exactly three segments");
+    let d1 = memchr::memchr(b'.', bytes).ok_or_else(three)?;
+    let d2 = d1 + 1 + memchr::memchr(b'.', &bytes[d1 + 1..]).ok_or_else(three)?;
+    if memchr::memchr(b'.', &bytes[d2 + 1..]).is_some() {
+        return Err(Error::malformed(
+            "more than three segments (JWE and JSON serialisations are not accepted)",
+        ));
     }
-    if n != 2 {
-        return Err(Error::malformed("a compact JWS has exactly three segments"));
-    }
-    let [d1, d2] = dots;
     let header = &bytes[..d1];
     let payload = &bytes[d1 + 1..d2];
     let signature = &bytes[d2 + 1..];
@@ -78,10 +66,6 @@ pub(crate) fn split(token: &str) -> Result<Parts<'_>, Error> {
         payload,
         signature,
     })
-}
-
-const fn is_base64url(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
 /// Decodes strict base64url without padding (RFC 7515 §2) and appends it to
@@ -139,6 +123,7 @@ impl RawHeader<'_> {
 /// `jku`, `x5u`, `jwk` and `x5c` are read past and never used: a key named by
 /// the token itself proves nothing (RFC 8725 §3.10).
 pub(crate) fn parse_header(json: &[u8]) -> Result<RawHeader<'_>, Error> {
+    check_json_text(json, "header")?;
     let mut de = serde_json::Deserializer::from_slice(json);
     let header = de
         .deserialize_map(HeaderVisitor)
@@ -176,7 +161,7 @@ impl<'de> Visitor<'de> for HeaderVisitor {
                 // RFC 7515 §4.1.11: a recipient must reject a token whose `crit`
                 // lists an extension it does not understand. We implement none.
                 "crit" => {
-                    map.next_value_seed(Strict::new(1))?;
+                    map.next_value::<IgnoredAny>()?;
                     return Err(de::Error::custom(
                         "crit lists header parameters that are not understood (RFC 7515 §4.1.11)",
                     ));
@@ -190,7 +175,9 @@ impl<'de> Visitor<'de> for HeaderVisitor {
                         ));
                     }
                 }
-                _ => map.next_value_seed(Strict::new(1))?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
         Ok(h)
@@ -247,32 +234,55 @@ impl<'de> Deserialize<'de> for StrOnly<'de> {
     }
 }
 
-/// Member names seen so far in one object.
-#[derive(Default)]
+/// Member names seen so far in the header or the claims set. Names borrowed from the input
+/// (no escapes) are kept inline; only escaped names or large objects reach
+/// the heap.
 pub(crate) struct Seen<'a> {
-    names: Vec<Str<'a>>,
+    inline: [&'a str; Seen::INLINE],
+    len: usize,
+    spill: Vec<Str<'a>>,
+}
+
+impl Default for Seen<'_> {
+    fn default() -> Self {
+        Seen {
+            inline: [""; Seen::INLINE],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
 }
 
 impl<'a> Seen<'a> {
-    /// Beyond this many members a sorted search replaces the linear one.
-    const LINEAR: usize = 16;
+    const INLINE: usize = 16;
 
     pub(crate) fn insert<E: de::Error>(&mut self, name: &Str<'a>) -> Result<(), E> {
-        let dup = if self.names.len() < Self::LINEAR {
-            self.names.iter().any(|n| **n == **name)
-        } else {
-            self.names.sort_unstable_by(|a, b| (**a).cmp(&**b));
-            self.names
-                .binary_search_by(|n| (**n).cmp(&**name))
-                .is_ok()
-        };
+        let n: &str = name;
+        let dup = self.inline[..self.len].contains(&n) || self.spill.iter().any(|s| **s == *n);
         if dup {
             return Err(E::custom(DuplicateName(name)));
         }
-        self.names.push(name.clone());
+        match &name.0 {
+            Cow::Borrowed(b) if self.len < Self::INLINE => {
+                self.inline[self.len] = b;
+                self.len += 1;
+            }
+            _ => {
+                if self.spill.len() >= MAX_MEMBERS {
+                    return Err(E::custom(format_args!(
+                        "an object has more than {MAX_MEMBERS} members"
+                    )));
+                }
+                self.spill.push(name.clone());
+            }
+        }
         Ok(())
     }
 }
+
+/// Most members in one JSON object beyond the inline ones; with the token
+/// size limit this bounds the quadratic duplicate search.
+const MAX_MEMBERS: usize = 256;
 
 struct DuplicateName<'a, 'b>(&'a Str<'b>);
 
@@ -287,75 +297,52 @@ impl fmt::Display for DuplicateName<'_, '_> {
     }
 }
 
-/// Reads any JSON value, refusing duplicate member names at every depth and
-/// nesting deeper than [`MAX_JSON_DEPTH`].
-#[derive(Clone, Copy)]
-pub(crate) struct Strict {
-    depth: usize,
-}
-
-impl Strict {
-    /// A reader for a value found at nesting `depth` (the top object is 0).
-    pub(crate) const fn new(depth: usize) -> Strict {
-        Strict { depth }
+/// Checks what serde_json's skipping of unread values does not: the text is
+/// UTF-8 (RFC 8259 §8.1) and arrays/objects nest at most [`MAX_JSON_DEPTH`]
+/// deep. One pass over the bytes, no allocation; the JSON grammar itself is
+/// left to the parser that follows.
+pub(crate) fn check_json_text(json: &[u8], part: &'static str) -> Result<(), Error> {
+    if std::str::from_utf8(json).is_err() {
+        return Err(Error::malformed(format!("{part} is not UTF-8")));
     }
-
-    fn deeper<E: de::Error>(self) -> Result<Strict, E> {
-        if self.depth >= MAX_JSON_DEPTH {
-            Err(E::custom(format_args!(
-                "JSON nested deeper than {MAX_JSON_DEPTH} levels"
-            )))
-        } else {
-            Ok(Strict::new(self.depth + 1))
+    // Fewer opening brackets than the bound cannot nest past it: the exact
+    // scan below runs only for unusual texts.
+    if memchr::memchr2_iter(b'[', b'{', json)
+        .take(MAX_JSON_DEPTH + 1)
+        .count()
+        <= MAX_JSON_DEPTH
+    {
+        return Ok(());
+    }
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in json {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(Error::malformed(format!(
+                        "{part} JSON nests deeper than {MAX_JSON_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
         }
     }
-}
-
-impl<'de> DeserializeSeed<'de> for Strict {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Strict {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let inner = self.deeper()?;
-        while seq.next_element_seed(inner)?.is_some() {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let inner = self.deeper()?;
-        let mut seen = Seen::default();
-        while let Some(name) = map.next_key::<Str<'de>>()? {
-            seen.insert::<A::Error>(&name)?;
-            map.next_value_seed(inner)?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -374,10 +361,13 @@ mod tests {
     }
 
     #[test]
-    fn split_refuses_padding_and_whitespace() {
-        assert!(split("a=.b.c").is_err());
-        assert!(split("a.b.c ").is_err());
-        assert!(split("a.b+.c").is_err());
+    fn decoder_refuses_padding_whitespace_and_standard_alphabet() {
+        for seg in [&b"QQ=="[..], b"QQ ", b" QQ", b"Q+", b"Q/", b"Q\n"] {
+            assert!(
+                decode_into_append(seg, &mut Vec::new(), "x").is_err(),
+                "{seg:?}"
+            );
+        }
     }
 
     #[test]
@@ -390,6 +380,11 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_is_refused() {
+        assert!(parse_header(b"{\"alg\":\"RS256\",\"x\":\"\xff\"}").is_err());
+    }
+
+    #[test]
     fn header_duplicate_names_refused_even_when_escaped() {
         assert!(parse_header(br#"{"alg":"RS256","alg":"none"}"#).is_err());
         assert!(parse_header(br#"{"alg":"RS256","\u0061lg":"HS256"}"#).is_err());
@@ -397,9 +392,24 @@ mod tests {
 
     #[test]
     fn nesting_is_bounded() {
-        let deep = format!(r#"{{"alg":"RS256","x":{}{}}}"#, "[".repeat(100), "]".repeat(100));
+        let deep = format!(
+            r#"{{"alg":"RS256","x":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
         assert!(parse_header(deep.as_bytes()).is_err());
-        let ok = format!(r#"{{"alg":"RS256","x":{}{}}}"#, "[".repeat(10), "]".repeat(10));
+        // Brackets inside strings do not count.
+        let quoted = format!(
+            r#"{{"alg":"RS256","x":"{}\"{}"}}"#,
+            "[".repeat(100),
+            "{".repeat(100)
+        );
+        assert!(parse_header(quoted.as_bytes()).is_ok());
+        let ok = format!(
+            r#"{{"alg":"RS256","x":{}{}}}"#,
+            "[".repeat(10),
+            "]".repeat(10)
+        );
         assert!(parse_header(ok.as_bytes()).is_ok());
     }
 }

@@ -150,7 +150,10 @@ impl Validator {
     ///
     /// # Errors
     /// As [`validate`](Self::validate).
-    pub async fn validate_async<C: DeserializeOwned>(&self, token: &str) -> Result<Validated<C>, Error> {
+    pub async fn validate_async<C: DeserializeOwned>(
+        &self,
+        token: &str,
+    ) -> Result<Validated<C>, Error> {
         match self.run(token) {
             Err(Error::UnknownKey { kid: Some(kid) }) => {
                 let Some(source) = self.source_for_token(token) else {
@@ -245,12 +248,13 @@ impl Validator {
         };
         // RFC 7519 §4.1.1: a case-sensitive, exact comparison. The unverified
         // `iss` only chooses among configured issuers; nothing is fetched for it.
-        let entry = issuers
-            .iter()
-            .find(|e| *e.iss == *iss)
-            .ok_or_else(|| Error::InvalidIssuer {
-                found: iss.to_owned(),
-            })?;
+        let entry =
+            issuers
+                .iter()
+                .find(|e| *e.iss == *iss)
+                .ok_or_else(|| Error::InvalidIssuer {
+                    found: iss.to_owned(),
+                })?;
         entry
             .keys
             .as_ref()
@@ -440,7 +444,9 @@ fn signature_shape_ok(alg: Algorithm, sig: &[u8]) -> bool {
         // (CVE-2022-21449), whatever the backend would say.
         Family::Ec(curve) => {
             let n = curve.coordinate_len();
-            sig.len() == 2 * n && sig[..n].iter().any(|&b| b != 0) && sig[n..].iter().any(|&b| b != 0)
+            sig.len() == 2 * n
+                && sig[..n].iter().any(|&b| b != 0)
+                && sig[n..].iter().any(|&b| b != 0)
         }
         Family::Ed25519 => sig.len() == 64,
         Family::Rsa => sig.len() >= 256 && sig.len() <= MAX_SIGNATURE_LEN,
@@ -511,7 +517,10 @@ impl Default for ValidatorBuilder {
 impl fmt::Debug for ValidatorBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ValidatorBuilder")
-            .field("issuers", &self.issuers.iter().map(|(i, _)| i).collect::<Vec<_>>())
+            .field(
+                "issuers",
+                &self.issuers.iter().map(|(i, _)| i).collect::<Vec<_>>(),
+            )
             .field("audiences", &self.audiences)
             .finish_non_exhaustive()
     }
@@ -622,7 +631,8 @@ impl ValidatorBuilder {
     where
         F: Fn(&Map<String, Value>) -> Result<(), String> + Send + Sync + 'static,
     {
-        self.checks.push((name.into().into_boxed_str(), Box::new(check)));
+        self.checks
+            .push((name.into().into_boxed_str(), Box::new(check)));
         self
     }
 
@@ -655,8 +665,12 @@ impl ValidatorBuilder {
                 "no audience: call audience(), or knowingly danger_accept_any_audience()",
             ));
         }
-        if self.keys.is_none() && (self.issuers.is_empty() || self.issuers.iter().any(|(_, k)| k.is_none())) {
-            return Err(BuildError::new("no keys: call keys() or issuer_with_keys()"));
+        if self.keys.is_none()
+            && (self.issuers.is_empty() || self.issuers.iter().any(|(_, k)| k.is_none()))
+        {
+            return Err(BuildError::new(
+                "no keys: call keys() or issuer_with_keys()",
+            ));
         }
         if let Some((iss, _)) = self.issuers.iter().find(|(i, _)| i.is_empty()) {
             let _ = iss;
@@ -673,7 +687,9 @@ impl ValidatorBuilder {
             return Err(BuildError::new("leeway over 1 hour"));
         }
         if self.required.len() > MAX_REQUIRED {
-            return Err(BuildError::new(format!("more than {MAX_REQUIRED} required claims")));
+            return Err(BuildError::new(format!(
+                "more than {MAX_REQUIRED} required claims"
+            )));
         }
         if self.max_token_size == 0 {
             return Err(BuildError::new("max_token_size of 0"));
@@ -701,8 +717,12 @@ impl ValidatorBuilder {
             inner: Arc::new(Inner {
                 issuers,
                 default_keys: self.keys,
-                audiences: (!self.any_audience)
-                    .then(|| self.audiences.into_iter().map(String::into_boxed_str).collect()),
+                audiences: (!self.any_audience).then(|| {
+                    self.audiences
+                        .into_iter()
+                        .map(String::into_boxed_str)
+                        .collect()
+                }),
                 algorithms,
                 time: TimeRules {
                     leeway: self.leeway.as_secs(),

@@ -1,5 +1,6 @@
 //! The `tokenwarden verify` command, run as a process on the shipped examples.
 #![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -11,7 +12,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_tokenwarden");
 fn verify(extra: &[&str], stdin: Option<&str>) -> (i32, Value) {
     let mut cmd = Command::new(BIN);
     cmd.args(["verify", "--jwks", "examples/data/jwks.json"])
-        .args(["--issuer", "https://idp.example.com", "--audience", "https://api.example.com"])
+        .args([
+            "--issuer",
+            "https://idp.example.com",
+            "--audience",
+            "https://api.example.com",
+        ])
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -27,7 +33,10 @@ fn verify(extra: &[&str], stdin: Option<&str>) -> (i32, Value) {
 }
 
 fn example(name: &str) -> String {
-    std::fs::read_to_string(format!("examples/data/{name}")).unwrap().trim().to_owned()
+    std::fs::read_to_string(format!("examples/data/{name}"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 #[test]
@@ -42,11 +51,24 @@ fn valid_token_prints_header_and_claims_and_exits_0() {
 #[test]
 fn valid_line_starts_with_valid() {
     let out = Command::new(BIN)
-        .args(["verify", "--jwks", "examples/data/jwks.json", "--issuer", "https://idp.example.com"])
-        .args(["--audience", "https://api.example.com", &example("valid-rs256.jwt")])
+        .args([
+            "verify",
+            "--jwks",
+            "examples/data/jwks.json",
+            "--issuer",
+            "https://idp.example.com",
+        ])
+        .args([
+            "--audience",
+            "https://api.example.com",
+            &example("valid-rs256.jwt"),
+        ])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with(r#"{"valid":true,"header":{"alg":"RS256""#));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with(r#"{"valid":true,"header":{"alg":"RS256""#)
+    );
 }
 
 #[test]
@@ -66,18 +88,36 @@ fn now_flag_checks_as_of_a_time() {
 #[test]
 fn wrong_audience_and_algorithm_list_are_enforced() {
     let (code, out) = verify(&["--algorithms", "RS256", &example("valid.jwt")], None);
-    assert_eq!((code, out["error"]["kind"].as_str()), (1, Some("algorithm_not_allowed")));
+    assert_eq!(
+        (code, out["error"]["kind"].as_str()),
+        (1, Some("algorithm_not_allowed"))
+    );
     let (code, out) = verify(&["--type", "at+jwt", &example("valid.jwt")], None);
-    assert_eq!((code, out["error"]["kind"].as_str()), (1, Some("invalid_type")));
+    assert_eq!(
+        (code, out["error"]["kind"].as_str()),
+        (1, Some("invalid_type"))
+    );
     let (code, out) = verify(&["--require", "client_id", &example("valid.jwt")], None);
-    assert_eq!((code, out["error"]["kind"].as_str()), (1, Some("missing_claim")));
+    assert_eq!(
+        (code, out["error"]["kind"].as_str()),
+        (1, Some("missing_claim"))
+    );
 }
 
 #[test]
 fn unreadable_or_invalid_jwks_exits_2_keys_unavailable() {
     for jwks in ["does/not/exist.json", "README.md"] {
         let out = Command::new(BIN)
-            .args(["verify", "--jwks", jwks, "--issuer", "i", "--audience", "a", "x.y.z"])
+            .args([
+                "verify",
+                "--jwks",
+                jwks,
+                "--issuer",
+                "i",
+                "--audience",
+                "a",
+                "x.y.z",
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2));
@@ -88,7 +128,10 @@ fn unreadable_or_invalid_jwks_exits_2_keys_unavailable() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = Command::new(BIN).args(["verify", "--jwks", "examples/data/jwks.json"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["verify", "--jwks", "examples/data/jwks.json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let (code, out) = verify(&["--algorithms", "none", "x.y.z"], None);
     assert_eq!((code, out["error"]["kind"].as_str()), (2, Some("usage")));
@@ -97,5 +140,8 @@ fn usage_errors_exit_2() {
 #[test]
 fn garbage_token_exits_1_malformed() {
     let (code, out) = verify(&["not-a-token"], None);
-    assert_eq!((code, out["error"]["kind"].as_str()), (1, Some("malformed")));
+    assert_eq!(
+        (code, out["error"]["kind"].as_str()),
+        (1, Some("malformed"))
+    );
 }

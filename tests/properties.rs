@@ -1,5 +1,6 @@
 //! Property tests: no input panics, no altered token passes, and tokens
 //! minted by another library (jsonwebtoken) round-trip their claims.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
 
@@ -12,7 +13,12 @@ fn token_for(alg: Algorithm) -> String {
     key(alg).token(&claims())
 }
 
-const FAST_ALGS: [Algorithm; 4] = [Algorithm::HS256, Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+const FAST_ALGS: [Algorithm; 4] = [
+    Algorithm::HS256,
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+];
 
 const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -45,7 +51,11 @@ fn apply(token: &str, muts: &[Mutation]) -> Vec<u8> {
             // Mostly stay in the alphabet so the change reaches the decoder.
             Mutation::Replace(i, b) => {
                 let i = i % t.len();
-                t[i] = if b < 200 { B64URL[b as usize % B64URL.len()] } else { b };
+                t[i] = if b < 200 {
+                    B64URL[b as usize % B64URL.len()]
+                } else {
+                    b
+                };
             }
             Mutation::Delete(i) => {
                 let i = i % t.len();
@@ -53,7 +63,14 @@ fn apply(token: &str, muts: &[Mutation]) -> Vec<u8> {
             }
             Mutation::Insert(i, b) => {
                 let i = i % (t.len() + 1);
-                t.insert(i, if b < 200 { B64URL[b as usize % B64URL.len()] } else { b });
+                t.insert(
+                    i,
+                    if b < 200 {
+                        B64URL[b as usize % B64URL.len()]
+                    } else {
+                        b
+                    },
+                );
             }
             Mutation::SwapSegments => {
                 let s = String::from_utf8_lossy(&t).into_owned();

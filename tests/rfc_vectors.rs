@@ -1,5 +1,6 @@
 //! Published examples verify: RFC 7515 Appendix A.1-A.3, RFC 8037 A.4,
 //! RFC 7520 §4.1, §4.2, §4.4 (and §4.3's ES512 is refused as unsupported).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use tokenwarden::{Algorithm, FixedClock, KeySet, Validator};
 
@@ -26,18 +27,23 @@ const RFC7515_A3_ES256: &str = "eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHA
 const RFC7515_A3_KEY: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#;
 
 const RFC8037_A4_EDDSA: &str = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
-const RFC8037_A4_KEY: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+const RFC8037_A4_KEY: &str =
+    r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
 
 const RFC7520_PAYLOAD: &str = "SXTigJlzIGEgZGFuZ2Vyb3VzIGJ1c2luZXNzLCBGcm9kbywgZ29pbmcgb3V0IHlvdXIgZG9vci4gWW91IHN0ZXAgb250byB0aGUgcm9hZCwgYW5kIGlmIHlvdSBkb24ndCBrZWVwIHlvdXIgZmVldCwgdGhlcmXigJlzIG5vIGtub3dpbmcgd2hlcmUgeW91IG1pZ2h0IGJlIHN3ZXB0IG9mZiB0by4";
 const RFC7520_RSA_KEY: &str = r#"{"keys":[{"kty":"RSA","kid":"bilbo.baggins@hobbiton.example","use":"sig","n":"n4EPtAOCc9AlkeQHPzHStgAbgs7bTZLwUBZdR8_KuKPEHLd4rHVTeT-O-XV2jRojdNhxJWTDvNd7nqQ0VEiZQHz_AJmSCpMaJMRBSFKrKb2wqVwGU_NsYOYL-QtiWN2lbzcEe6XC0dApr5ydQLrHqkHHig3RBordaZ6Aj-oBHqFEHYpPe7Tpe-OfVfHd1E6cS6M1FZcD1NNLYD5lFHpPI9bTwJlsde3uhGqC0ZCuEHg8lhzwOHrtIQbS0FVbb9k3-tVTU4fg_3L_vniUFAKwuCLqKnS2BYwdq_mzSnbLY7h_qixoR7jig3__kRhuaxwUkRz5iaiQkqgc5gHdrNP5zw","e":"AQAB"}]}"#;
 const RFC7520_HMAC_KEY: &str = r#"{"keys":[{"kty":"oct","kid":"018c0ae5-4d9b-471b-bfd6-eef314bc7037","use":"sig","alg":"HS256","k":"hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}]}"#;
-const RFC7520_4_1_HEADER: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9";
+const RFC7520_4_1_HEADER: &str =
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9";
 const RFC7520_4_1_SIG: &str = "MRjdkly7_-oTPTS3AXP41iQIGKa80A0ZmTuV5MEaHoxnW2e5CZ5NlKtainoFmKZopdHM1O2U4mwzJdQx996ivp83xuglII7PNDi84wnB-BDkoBwA78185hX-Es4JIwmDLJK3lfWRa-XtL0RnltuYv746iYTh_qHRD68BNt1uSNCrUCTJDt5aAE6x8wW1Kt9eRo4QPocSadnHXFxnt8Is9UzpERV0ePPQdLuW3IS_de3xyIrDaLGdjluPxUAhb6L2aXic1U12podGU0KLUQSE_oI-ZnmKJ3F4uOZDnd6QZWJushZ41Axf_fcIe8u9ipH84ogoree7vjbU5y18kDquDg";
-const RFC7520_4_2_HEADER: &str = "eyJhbGciOiJQUzM4NCIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9";
+const RFC7520_4_2_HEADER: &str =
+    "eyJhbGciOiJQUzM4NCIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9";
 const RFC7520_4_2_SIG: &str = "cu22eBqkYDKgIlTpzDXGvaFfz6WGoz7fUDcfT0kkOy42miAh2qyBzk1xEsnk2IpN6-tPid6VrklHkqsGqDqHCdP6O8TTB5dDDItllVo6_1OLPpcbUrhiUSMxbbXUvdvWXzg-UD8biiReQFlfz28zGWVsdiNAUf8ZnyPEgVFn442ZdNqiVJRmBqrYRXe8P_ijQ7p8Vdz0TTrxUeT3lm8d9shnr2lfJT8ImUjvAA2Xez2Mlp8cBE5awDzT0qI0n6uiP1aCN_2_jLAeQTlqRHtfa64QQSUmFAAjVKPbByi7xho0uTOcbH510a6GYmJUAfmWjwZ6oD4ifKo8DYM-X72Eaw";
-const RFC7520_4_3_HEADER: &str = "eyJhbGciOiJFUzUxMiIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9";
+const RFC7520_4_3_HEADER: &str =
+    "eyJhbGciOiJFUzUxMiIsImtpZCI6ImJpbGJvLmJhZ2dpbnNAaG9iYml0b24uZXhhbXBsZSJ9";
 const RFC7520_4_3_SIG: &str = "AE_R_YZCChjn4791jSQCrdPZCNYqHXCTZH0-JZGYNlaAjP2kqaluUIIUnC9qvbu9Plon7KRTzoNEuT4Va2cmL1eJAQy3mtPBu_u_sDDyYjnAMDxXPn7XrT0lw-kvAD890jl8e2puQens_IEKBpHABlsbEPX6sFY8OcGDqoRuBomu9xQ2";
-const RFC7520_4_4_HEADER: &str = "eyJhbGciOiJIUzI1NiIsImtpZCI6IjAxOGMwYWU1LTRkOWItNDcxYi1iZmQ2LWVlZjMxNGJjNzAzNyJ9";
+const RFC7520_4_4_HEADER: &str =
+    "eyJhbGciOiJIUzI1NiIsImtpZCI6IjAxOGMwYWU1LTRkOWItNDcxYi1iZmQ2LWVlZjMxNGJjNzAzNyJ9";
 const RFC7520_4_4_SIG: &str = "s0h6KThzkfBBBkLspW1h84VsJZFTsPPqMDA7g1Md7p0";
 
 fn rfc7520(header: &str, sig: &str) -> String {
@@ -56,13 +62,17 @@ fn rfc7515_a1_hs256_validates() {
 
 #[test]
 fn rfc7515_a2_rs256_validates() {
-    let ok = rfc7515_validator(RFC7515_A2_KEY).validate_json(RFC7515_A2_RS256).unwrap();
+    let ok = rfc7515_validator(RFC7515_A2_KEY)
+        .validate_json(RFC7515_A2_RS256)
+        .unwrap();
     assert_eq!(ok.header.alg, Algorithm::RS256);
 }
 
 #[test]
 fn rfc7515_a3_es256_validates() {
-    let ok = rfc7515_validator(RFC7515_A3_KEY).validate_json(RFC7515_A3_ES256).unwrap();
+    let ok = rfc7515_validator(RFC7515_A3_KEY)
+        .validate_json(RFC7515_A3_ES256)
+        .unwrap();
     assert_eq!(ok.header.alg, Algorithm::ES256);
 }
 
@@ -76,7 +86,13 @@ fn rfc7515_examples_expire_at_their_exp() {
         .clock(FixedClock(1_300_819_380))
         .build()
         .unwrap();
-    assert_eq!(v.validate_json(RFC7515_A3_ES256).unwrap_err().kind().as_str(), "expired");
+    assert_eq!(
+        v.validate_json(RFC7515_A3_ES256)
+            .unwrap_err()
+            .kind()
+            .as_str(),
+        "expired"
+    );
 }
 
 #[test]
@@ -90,29 +106,40 @@ fn rfc8037_a4_ed25519_verifies() {
 #[test]
 fn rfc7520_4_1_rs256_verifies() {
     let keys = KeySet::from_jwks(RFC7520_RSA_KEY.as_bytes()).unwrap();
-    let jws = keys.verify_jws(&rfc7520(RFC7520_4_1_HEADER, RFC7520_4_1_SIG)).unwrap();
+    let jws = keys
+        .verify_jws(&rfc7520(RFC7520_4_1_HEADER, RFC7520_4_1_SIG))
+        .unwrap();
     assert_eq!(jws.payload, FRODO.as_bytes());
-    assert_eq!(jws.header.kid.as_deref(), Some("bilbo.baggins@hobbiton.example"));
+    assert_eq!(
+        jws.header.kid.as_deref(),
+        Some("bilbo.baggins@hobbiton.example")
+    );
 }
 
 #[test]
 fn rfc7520_4_2_ps384_verifies() {
     let keys = KeySet::from_jwks(RFC7520_RSA_KEY.as_bytes()).unwrap();
-    let jws = keys.verify_jws(&rfc7520(RFC7520_4_2_HEADER, RFC7520_4_2_SIG)).unwrap();
+    let jws = keys
+        .verify_jws(&rfc7520(RFC7520_4_2_HEADER, RFC7520_4_2_SIG))
+        .unwrap();
     assert_eq!(jws.header.alg, Algorithm::PS384);
 }
 
 #[test]
 fn rfc7520_4_3_es512_is_unsupported() {
     let keys = KeySet::from_jwks(RFC7520_RSA_KEY.as_bytes()).unwrap();
-    let err = keys.verify_jws(&rfc7520(RFC7520_4_3_HEADER, RFC7520_4_3_SIG)).unwrap_err();
+    let err = keys
+        .verify_jws(&rfc7520(RFC7520_4_3_HEADER, RFC7520_4_3_SIG))
+        .unwrap_err();
     assert_eq!(err.kind().as_str(), "unsupported_algorithm");
 }
 
 #[test]
 fn rfc7520_4_4_hs256_verifies() {
     let keys = KeySet::from_jwks(RFC7520_HMAC_KEY.as_bytes()).unwrap();
-    let jws = keys.verify_jws(&rfc7520(RFC7520_4_4_HEADER, RFC7520_4_4_SIG)).unwrap();
+    let jws = keys
+        .verify_jws(&rfc7520(RFC7520_4_4_HEADER, RFC7520_4_4_SIG))
+        .unwrap();
     assert_eq!(jws.payload, FRODO.as_bytes());
 }
 
@@ -120,6 +147,12 @@ fn rfc7520_4_4_hs256_verifies() {
 fn rfc7520_signature_over_other_payload_fails() {
     let keys = KeySet::from_jwks(RFC7520_RSA_KEY.as_bytes()).unwrap();
     // "SXTi" -> "TXTi": a different first byte, still canonical base64url.
-    let forged = format!("{RFC7520_4_1_HEADER}.T{}.{RFC7520_4_1_SIG}", &RFC7520_PAYLOAD[1..]);
-    assert_eq!(keys.verify_jws(&forged).unwrap_err().kind().as_str(), "invalid_signature");
+    let forged = format!(
+        "{RFC7520_4_1_HEADER}.T{}.{RFC7520_4_1_SIG}",
+        &RFC7520_PAYLOAD[1..]
+    );
+    assert_eq!(
+        keys.verify_jws(&forged).unwrap_err().kind().as_str(),
+        "invalid_signature"
+    );
 }

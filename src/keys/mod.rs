@@ -197,7 +197,11 @@ impl KeySet {
     /// # Errors
     /// [`Error::KeyRejected`] when `alg` is not an HMAC algorithm or the
     /// secret is shorter than the hash output (RFC 7518 §3.2).
-    pub fn from_hmac_secret(kid: Option<&str>, alg: Algorithm, secret: &[u8]) -> Result<KeySet, Error> {
+    pub fn from_hmac_secret(
+        kid: Option<&str>,
+        alg: Algorithm,
+        secret: &[u8],
+    ) -> Result<KeySet, Error> {
         let reject = |reason: String| Error::KeyRejected {
             kid: kid.map(str::to_owned),
             reason: reason.into(),
@@ -272,7 +276,9 @@ impl KeySet {
         let same_kid = &self.keys[start..end];
         if same_kid.is_empty() {
             return match self.skipped.iter().find(|s| s.kid.as_deref() == Some(kid)) {
-                Some(s) => Lookup::Rejected(format!("skipped when the key set was loaded: {}", s.reason)),
+                Some(s) => {
+                    Lookup::Rejected(format!("skipped when the key set was loaded: {}", s.reason))
+                }
                 None => Lookup::Unknown,
             };
         }
@@ -291,7 +297,12 @@ impl KeySet {
         if self.skipped.is_empty() {
             return String::new();
         }
-        let reasons: Vec<String> = self.skipped.iter().take(5).map(ToString::to_string).collect();
+        let reasons: Vec<String> = self
+            .skipped
+            .iter()
+            .take(5)
+            .map(ToString::to_string)
+            .collect();
         format!(
             " ({} skipped: {}{})",
             self.skipped.len(),

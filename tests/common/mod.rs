@@ -1,5 +1,11 @@
 //! Shared fixtures: keys (generated once per test binary), claims, validators.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs
+)]
 
 use std::sync::OnceLock;
 
@@ -60,5 +66,7 @@ pub fn b64(bytes: &[u8]) -> String {
 
 pub fn unb64(s: &str) -> Vec<u8> {
     use base64::Engine as _;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
 }

@@ -9,7 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tokenwarden", version, about = "Decides whether a bearer token may pass")]
+#[command(
+    name = "tokenwarden",
+    version,
+    about = "Decides whether a bearer token may pass"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
