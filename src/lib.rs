@@ -20,6 +20,12 @@ pub use validator::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_SIZE, Validated, Validator, ValidatorBuilder, VerifiedJws,
 };
 
+#[cfg(feature = "remote")]
+#[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
+pub mod remote;
+#[cfg(feature = "remote")]
+pub use remote::{RemoteKeySet, RemoteKeySetBuilder, RemoteStats};
+
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

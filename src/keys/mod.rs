@@ -322,18 +322,32 @@ pub struct KeySource {
 #[derive(Clone, Debug)]
 enum SourceInner {
     Static(Arc<KeySet>),
+    #[cfg(feature = "remote")]
+    Remote(crate::remote::RemoteKeySet),
 }
 
 /// The keys in force for one validation.
 pub(crate) enum Snapshot<'a> {
     Static(&'a KeySet),
+    #[cfg(feature = "remote")]
+    Remote(arc_swap::Guard<Option<Arc<KeySet>>>),
 }
+
+/// What an empty snapshot reads as (never reached: empty remote snapshots
+/// are refused with `keys_unavailable`).
+static NO_KEYS: KeySet = KeySet {
+    keys: Vec::new(),
+    skipped: Vec::new(),
+    algs: AlgSet::EMPTY,
+};
 
 impl std::ops::Deref for Snapshot<'_> {
     type Target = KeySet;
     fn deref(&self) -> &KeySet {
         match self {
             Snapshot::Static(k) => k,
+            #[cfg(feature = "remote")]
+            Snapshot::Remote(g) => g.as_deref().unwrap_or(&NO_KEYS),
         }
     }
 }
@@ -343,15 +357,30 @@ impl KeySource {
     pub(crate) fn current(&self) -> Result<Snapshot<'_>, Error> {
         match &self.inner {
             SourceInner::Static(k) => Ok(Snapshot::Static(k)),
+            #[cfg(feature = "remote")]
+            SourceInner::Remote(r) => r.snapshot().map(Snapshot::Remote),
         }
     }
 
     /// Asks the source to look for `kid`; true when it has new keys to try.
     #[allow(clippy::unused_async)]
     pub(crate) async fn refresh_for_unknown_kid(&self, kid: &str) -> bool {
-        let _ = kid;
         match &self.inner {
-            SourceInner::Static(_) => false,
+            SourceInner::Static(_) => {
+                let _ = kid;
+                false
+            }
+            #[cfg(feature = "remote")]
+            SourceInner::Remote(r) => r.refresh_for_unknown_kid(kid).await,
+        }
+    }
+}
+
+#[cfg(feature = "remote")]
+impl From<crate::remote::RemoteKeySet> for KeySource {
+    fn from(remote: crate::remote::RemoteKeySet) -> Self {
+        KeySource {
+            inner: SourceInner::Remote(remote),
         }
     }
 }

@@ -70,3 +70,43 @@ pub fn unb64(s: &str) -> Vec<u8> {
         .decode(s)
         .unwrap()
 }
+
+pub mod idp;
+
+/// Captures every `tracing` event on this thread (and so on a current-thread
+/// runtime's tasks) until the guard drops.
+pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, LogBuffer) {
+    let buf = LogBuffer::default();
+    let sub = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(buf.clone())
+        .finish();
+    (tracing::subscriber::set_default(sub), buf)
+}
+
+#[derive(Clone, Default)]
+pub struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}

@@ -1,0 +1,601 @@
+//! Key sets that fetch and refresh themselves (feature `remote`): from a JWKS
+//! URL or OIDC / RFC 8414 discovery, refreshed ahead in the background, once
+//! on an unknown `kid` under a cooldown, keeping the last good keys when the
+//! identity provider fails.
+//!
+//! Validations read the current keys through an atomic snapshot: no lock, no
+//! waiting, whatever the refresher is doing. Only a token with an unknown
+//! `kid`, validated with [`Validator::validate_async`](crate::Validator::validate_async),
+//! waits, for one refresh shared with every concurrent caller.
+
+mod fetch;
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use tokio::sync::oneshot;
+
+pub use fetch::{DiscoveryKind, FetchError, FetchErrorKind};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{BuildError, Error};
+use crate::keys::KeySet;
+
+/// Default refresh interval when the server sends no `Cache-Control: max-age`.
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// Default lower bound on the refresh interval (also for `max-age`).
+pub const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// Default upper bound on the refresh interval (also for `max-age`).
+pub const DEFAULT_MAX_REFRESH_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default least time between two refreshes caused by unknown `kid`s.
+pub const DEFAULT_UNKNOWN_KID_COOLDOWN: Duration = Duration::from_secs(30);
+/// Default longest time the last good keys are used after fetches fail.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(24 * 60 * 60);
+/// Default timeout for one request, connect to last byte.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default largest response body read.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// First retry delay after a failed fetch; doubles up to [`MAX_RETRY_DELAY`].
+pub const INITIAL_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Longest retry delay after failed fetches.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(5 * 60);
+
+/// A key set fetched from an identity provider and kept fresh.
+///
+/// Cheap to clone (clones share one key set and one refresher). The refresher
+/// is a task on the Tokio runtime that [`build`](RemoteKeySetBuilder::build)
+/// ran in; it stops when the last clone (and every validator holding one) is
+/// dropped.
+///
+/// ```no_run
+/// use tokenwarden::{RemoteKeySet, Validator};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let keys = RemoteKeySet::builder()
+///     .discovery("https://idp.example.com/realms/main")
+///     .build()?;
+/// keys.refresh().await?; // optional: wait for the first fetch
+/// let validator = Validator::builder()
+///     .issuer("https://idp.example.com/realms/main")
+///     .audience("orders-api")
+///     .keys(keys)
+///     .build()?;
+/// # let token = "";
+/// let claims = validator.validate_async::<serde_json::Value>(token).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RemoteKeySet {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for RemoteKeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RemoteKeySet")
+            .field("source", &self.shared.source)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Jwks(String),
+    Discovery { issuer: String, url: String },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Jwks(u) => f.write_str(u),
+            Source::Discovery { url, .. } => f.write_str(url),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Policy {
+    refresh_interval: Duration,
+    min_refresh_interval: Duration,
+    max_refresh_interval: Duration,
+    unknown_kid_cooldown: Duration,
+    max_staleness: Duration,
+    timeout: Duration,
+    max_body_bytes: usize,
+    allow_http_loopback: bool,
+}
+
+struct Shared {
+    source: Source,
+    client: reqwest::Client,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    current: ArcSwapOption<KeySet>,
+    /// Unix time of the last successful fetch (or of the bootstrap keys); 0: never.
+    last_success: AtomicI64,
+    /// Serialises fetches: single flight for unknown kids and the schedule.
+    state: tokio::sync::Mutex<FetchState>,
+    /// Counts key sets swapped in.
+    generation: AtomicU64,
+    fetches: AtomicU64,
+    failures: AtomicU64,
+    unknown_kid_refreshes: AtomicU64,
+    last_error: Mutex<Option<FetchError>>,
+    /// Dropped with `Shared`: tells the refresher to stop.
+    _stop: oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+struct FetchState {
+    jwks_uri: Option<String>,
+    etag: Option<String>,
+    last_unknown_kid_refresh: Option<i64>,
+    /// Failed fetches in a row, for the backoff.
+    failures_in_row: u32,
+    /// When the refresher should fetch next; set by every fetch, whatever
+    /// caused it, so forced and unknown-kid fetches push the schedule back.
+    next_due: Option<tokio::time::Instant>,
+}
+
+/// Counters for a [`RemoteKeySet`], for metrics and health checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RemoteStats {
+    /// JWKS fetches attempted.
+    pub fetches: u64,
+    /// Fetches (or discoveries) that failed.
+    pub failures: u64,
+    /// Refreshes caused by an unknown `kid`.
+    pub unknown_kid_refreshes: u64,
+    /// Usable keys in the current set.
+    pub keys: usize,
+    /// Unix time of the last successful fetch (or of the bootstrap keys).
+    pub last_success: Option<i64>,
+    /// Key sets swapped in so far (bootstrap included).
+    pub generation: u64,
+}
+
+impl RemoteKeySet {
+    /// Starts a builder.
+    pub fn builder() -> RemoteKeySetBuilder {
+        RemoteKeySetBuilder::default()
+    }
+
+    /// Fetches now (sharing a fetch already under way) and swaps the new keys
+    /// in. Waiting for this once at start-up makes the first requests see keys.
+    ///
+    /// # Errors
+    /// The [`FetchError`] of this attempt; the last good keys stay in use.
+    pub async fn refresh(&self) -> Result<(), FetchError> {
+        let mut st = self.shared.state.lock().await;
+        self.shared.fetch_locked(&mut st).await.map(|_| ())
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> RemoteStats {
+        let s = &self.shared;
+        let last = s.last_success.load(Ordering::Relaxed);
+        RemoteStats {
+            fetches: s.fetches.load(Ordering::Relaxed),
+            failures: s.failures.load(Ordering::Relaxed),
+            unknown_kid_refreshes: s.unknown_kid_refreshes.load(Ordering::Relaxed),
+            keys: s.current.load().as_ref().map_or(0, |k| k.len()),
+            last_success: (last != 0).then_some(last),
+            generation: s.generation.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The last fetch failure, if the last fetch failed.
+    pub fn last_error(&self) -> Option<FetchError> {
+        self.shared.last_error.lock().map_or(None, |e| e.clone())
+    }
+
+    /// The keys in force now, if any.
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        self.shared.current.load_full()
+    }
+
+    pub(crate) fn snapshot(&self) -> Result<arc_swap::Guard<Option<Arc<KeySet>>>, Error> {
+        self.shared.snapshot()
+    }
+
+    pub(crate) async fn refresh_for_unknown_kid(&self, kid: &str) -> bool {
+        self.shared.refresh_for_unknown_kid(kid).await
+    }
+}
+
+impl Shared {
+    /// The keys for one validation: no lock, one atomic load.
+    fn snapshot(&self) -> Result<arc_swap::Guard<Option<Arc<KeySet>>>, Error> {
+        let guard = self.current.load();
+        if guard.is_none() {
+            return Err(Error::KeysUnavailable {
+                reason: format!("no key set has been fetched yet from {}", self.source).into(),
+            });
+        }
+        let last = self.last_success.load(Ordering::Relaxed);
+        let age = self.clock.now().saturating_sub(last);
+        if age > self.policy.max_staleness.as_secs() as i64 {
+            return Err(Error::KeysUnavailable {
+                reason: format!(
+                    "keys from {} are {age} s old, past the allowed staleness of {} s",
+                    self.source,
+                    self.policy.max_staleness.as_secs()
+                )
+                .into(),
+            });
+        }
+        Ok(guard)
+    }
+
+    fn knows(&self, kid: &str) -> bool {
+        self.current
+            .load()
+            .as_ref()
+            .is_some_and(|k| k.kids().any(|k| k == kid))
+    }
+
+    /// One refresh for an unknown `kid`: shared by concurrent callers, at
+    /// most one per cooldown. True when the kid is now known.
+    async fn refresh_for_unknown_kid(&self, kid: &str) -> bool {
+        let seen = self.generation.load(Ordering::Acquire);
+        let mut st = self.state.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen {
+            // Someone refreshed while we waited: their keys answer us too.
+            return self.knows(kid);
+        }
+        let now = self.clock.now();
+        let cooldown = self.policy.unknown_kid_cooldown.as_secs() as i64;
+        if st
+            .last_unknown_kid_refresh
+            .is_some_and(|t| now.saturating_sub(t) < cooldown)
+        {
+            tracing::debug!(kid, source = %self.source, "unknown kid; refresh cooling down");
+            return false;
+        }
+        st.last_unknown_kid_refresh = Some(now);
+        self.unknown_kid_refreshes.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(kid, source = %self.source, "unknown kid; refreshing keys");
+        self.fetch_locked(&mut st).await.is_ok() && self.knows(kid)
+    }
+
+    /// Fetches (discovering the JWKS URL first if needed) and swaps the keys
+    /// in. Returns the server's `max-age`, if any.
+    async fn fetch_locked(&self, st: &mut FetchState) -> Result<Option<Duration>, FetchError> {
+        let result = self.fetch_inner(st).await;
+        st.failures_in_row = if result.is_ok() {
+            0
+        } else {
+            st.failures_in_row.saturating_add(1)
+        };
+        st.next_due =
+            Some(tokio::time::Instant::now() + self.next_delay(&result, st.failures_in_row));
+        match &result {
+            Ok(_) => {
+                self.last_success.store(self.clock.now(), Ordering::Relaxed);
+                if let Ok(mut e) = self.last_error.lock() {
+                    *e = None;
+                }
+            }
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(source = %self.source, error = %e, "key set fetch failed; keeping the last good keys");
+                if matches!(self.source, Source::Discovery { .. }) {
+                    // The JWKS may have moved: discover again next time.
+                    st.jwks_uri = None;
+                }
+                if let Ok(mut last) = self.last_error.lock() {
+                    *last = Some(e.clone());
+                }
+            }
+        }
+        result
+    }
+
+    async fn fetch_inner(&self, st: &mut FetchState) -> Result<Option<Duration>, FetchError> {
+        let p = &self.policy;
+        let jwks_uri = match (&self.source, &st.jwks_uri) {
+            (Source::Jwks(url), _) => url.clone(),
+            (Source::Discovery { .. }, Some(url)) => url.clone(),
+            (Source::Discovery { issuer, url }, None) => {
+                tracing::debug!(%url, "fetching discovery document");
+                let found = fetch::discover(
+                    &self.client,
+                    url,
+                    issuer,
+                    p.timeout,
+                    p.max_body_bytes,
+                    p.allow_http_loopback,
+                )
+                .await?;
+                st.jwks_uri = Some(found.clone());
+                st.etag = None;
+                found
+            }
+        };
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(url = %jwks_uri, "fetching key set");
+        match fetch::jwks(
+            &self.client,
+            &jwks_uri,
+            p.timeout,
+            p.max_body_bytes,
+            st.etag.as_deref(),
+        )
+        .await?
+        {
+            fetch::Fetched::NotModified { max_age } => Ok(max_age),
+            fetch::Fetched::New {
+                value,
+                etag,
+                max_age,
+            } => {
+                self.log_rotation(&value, &jwks_uri);
+                self.current.store(Some(Arc::new(value)));
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                st.etag = etag;
+                Ok(max_age)
+            }
+        }
+    }
+
+    fn log_rotation(&self, new: &KeySet, url: &str) {
+        let old = self.current.load();
+        let old_kids: Vec<&str> = old.as_ref().map_or_else(Vec::new, |k| k.kids().collect());
+        let new_kids: Vec<&str> = new.kids().collect();
+        let added: Vec<&&str> = new_kids.iter().filter(|k| !old_kids.contains(k)).collect();
+        let removed: Vec<&&str> = old_kids.iter().filter(|k| !new_kids.contains(k)).collect();
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::info!(%url, ?added, ?removed, keys = new.len(), "key set rotated");
+        }
+        for s in new.skipped() {
+            tracing::debug!(%url, kid = ?s.kid, reason = %s.reason, "key skipped");
+        }
+    }
+
+    /// How long to wait before the next scheduled fetch.
+    fn next_delay(
+        &self,
+        outcome: &Result<Option<Duration>, FetchError>,
+        failures: u32,
+    ) -> Duration {
+        let p = &self.policy;
+        let base = match outcome {
+            Ok(max_age) => max_age
+                .unwrap_or(p.refresh_interval)
+                .clamp(p.min_refresh_interval, p.max_refresh_interval),
+            Err(_) => INITIAL_RETRY_DELAY
+                .saturating_mul(1u32 << failures.min(16))
+                .min(MAX_RETRY_DELAY),
+        };
+        jitter(base)
+    }
+}
+
+/// Up to 10% less than `d`, so that many instances do not refresh in step.
+fn jitter(d: Duration) -> Duration {
+    let r = RandomState::new().build_hasher().finish();
+    let tenth = d / 10;
+    let nanos = u64::try_from(tenth.as_nanos()).unwrap_or(u64::MAX);
+    d - Duration::from_nanos(if nanos == 0 { 0 } else { r % nanos })
+}
+
+/// The background refresher: fetches when due (at once at start), sleeps
+/// until the next due time otherwise. Holds only a weak reference while
+/// asleep, and stops when the key set is dropped.
+async fn refresher(weak: Weak<Shared>, mut stop: oneshot::Receiver<()>) {
+    loop {
+        let due = {
+            let Some(shared) = weak.upgrade() else { return };
+            let mut st = shared.state.lock().await;
+            if st.next_due.is_none_or(|t| t <= tokio::time::Instant::now()) {
+                // The outcome is logged, counted and scheduled by fetch_locked.
+                let _ = shared.fetch_locked(&mut st).await;
+            }
+            st.next_due
+                .unwrap_or_else(|| tokio::time::Instant::now() + INITIAL_RETRY_DELAY)
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(due) => {}
+            _ = &mut stop => return,
+        }
+    }
+}
+
+/// Configures a [`RemoteKeySet`].
+#[must_use]
+#[derive(Debug)]
+pub struct RemoteKeySetBuilder {
+    source: Option<Result<Source, String>>,
+    client: Option<reqwest::Client>,
+    bootstrap: Option<KeySet>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for RemoteKeySetBuilder {
+    fn default() -> Self {
+        RemoteKeySetBuilder {
+            source: None,
+            client: None,
+            bootstrap: None,
+            policy: Policy {
+                refresh_interval: DEFAULT_REFRESH_INTERVAL,
+                min_refresh_interval: DEFAULT_MIN_REFRESH_INTERVAL,
+                max_refresh_interval: DEFAULT_MAX_REFRESH_INTERVAL,
+                unknown_kid_cooldown: DEFAULT_UNKNOWN_KID_COOLDOWN,
+                max_staleness: DEFAULT_MAX_STALENESS,
+                timeout: DEFAULT_TIMEOUT,
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                allow_http_loopback: false,
+            },
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl RemoteKeySetBuilder {
+    /// Fetch the JWK Set at `url` (https).
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.source = Some(Ok(Source::Jwks(url.into())));
+        self
+    }
+
+    /// Discover the JWK Set URL from `issuer`'s OpenID Connect discovery
+    /// document (`<issuer>/.well-known/openid-configuration`). The document's
+    /// `issuer` must equal `issuer` exactly.
+    pub fn discovery(self, issuer: impl Into<String>) -> Self {
+        self.discovery_kind(issuer, DiscoveryKind::OpenIdConnect)
+    }
+
+    /// Like [`discovery`](Self::discovery), choosing OIDC or RFC 8414.
+    pub fn discovery_kind(mut self, issuer: impl Into<String>, kind: DiscoveryKind) -> Self {
+        let issuer = issuer.into();
+        self.source =
+            Some(fetch::discovery_url(&issuer, kind).map(|url| Source::Discovery { issuer, url }));
+        self
+    }
+
+    /// The HTTP client for fetches: your proxy, CA roots, and so on. Its own
+    /// redirect policy applies. Default: a client with a 2 s connect timeout,
+    /// at most 3 redirects, https only (http to loopback if allowed).
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Keys to use until the first fetch succeeds, so a cold start never
+    /// waits on the network (serverless).
+    pub fn bootstrap(mut self, keys: KeySet) -> Self {
+        self.bootstrap = Some(keys);
+        self
+    }
+
+    /// Refresh interval when the server sends no `Cache-Control: max-age`
+    /// (default 10 min, like jose and Envoy).
+    pub fn refresh_interval(mut self, d: Duration) -> Self {
+        self.policy.refresh_interval = d;
+        self
+    }
+
+    /// Bounds on the refresh interval, `max-age` included (default 1 min to 24 h).
+    pub fn refresh_interval_bounds(mut self, min: Duration, max: Duration) -> Self {
+        self.policy.min_refresh_interval = min;
+        self.policy.max_refresh_interval = max;
+        self
+    }
+
+    /// Least time between refreshes caused by unknown `kid`s (default 30 s,
+    /// like jose): a flood of random kids costs at most one fetch per window.
+    pub fn unknown_kid_cooldown(mut self, d: Duration) -> Self {
+        self.policy.unknown_kid_cooldown = d;
+        self
+    }
+
+    /// How long the last good keys keep being used while fetches fail
+    /// (default 24 h); after that validations fail with `keys_unavailable`.
+    pub fn max_staleness(mut self, d: Duration) -> Self {
+        self.policy.max_staleness = d;
+        self
+    }
+
+    /// Timeout for one request, connect to last byte (default 5 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.policy.timeout = d;
+        self
+    }
+
+    /// Largest response body read (default 1 MiB).
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.policy.max_body_bytes = n;
+        self
+    }
+
+    /// Allows plain http to loopback addresses (127.0.0.0/8, ::1,
+    /// localhost), for tests and local development. Never other hosts.
+    pub fn allow_http_loopback(mut self, allow: bool) -> Self {
+        self.policy.allow_http_loopback = allow;
+        self
+    }
+
+    /// The clock for staleness and the unknown-kid cooldown (default: system).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the key set and starts its refresher, which fetches at once.
+    /// Must be called within a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`BuildError`] for a missing or refused URL, bad bounds, or no runtime.
+    pub fn build(self) -> Result<RemoteKeySet, BuildError> {
+        let source = self
+            .source
+            .ok_or_else(|| BuildError::new("no source: call jwks_url() or discovery()"))?
+            .map_err(BuildError::new)?;
+        let p = &self.policy;
+        let check = |u: &str| fetch::check_url(u, p.allow_http_loopback).map_err(BuildError::new);
+        match &source {
+            Source::Jwks(u) => check(u)?,
+            Source::Discovery { url, .. } => check(url)?,
+        };
+        if p.min_refresh_interval > p.max_refresh_interval || p.min_refresh_interval.is_zero() {
+            return Err(BuildError::new(
+                "refresh interval bounds: min must be > 0 and <= max",
+            ));
+        }
+        if p.timeout.is_zero() || p.max_body_bytes == 0 {
+            return Err(BuildError::new("timeout and max_body_bytes must be > 0"));
+        }
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| BuildError::new("RemoteKeySet::build must run inside a Tokio runtime"))?;
+        let client = match self.client {
+            Some(c) => c,
+            None => default_client(p.allow_http_loopback)?,
+        };
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let bootstrap = self.bootstrap.map(Arc::new);
+        let now = self.clock.now();
+        let shared = Arc::new(Shared {
+            source,
+            client,
+            policy: self.policy,
+            last_success: AtomicI64::new(if bootstrap.is_some() { now } else { 0 }),
+            generation: AtomicU64::new(u64::from(bootstrap.is_some())),
+            current: ArcSwapOption::new(bootstrap),
+            clock: self.clock,
+            state: tokio::sync::Mutex::new(FetchState::default()),
+            fetches: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            unknown_kid_refreshes: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            _stop: stop_tx,
+        });
+        handle.spawn(refresher(Arc::downgrade(&shared), stop_rx));
+        Ok(RemoteKeySet { shared })
+    }
+}
+
+fn default_client(allow_http_loopback: bool) -> Result<reqwest::Client, BuildError> {
+    let policy = reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 3 {
+            attempt.error("more than 3 redirects")
+        } else if fetch::check_url(attempt.url().as_str(), allow_http_loopback).is_err() {
+            attempt.error("redirect to a URL that is not allowed")
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .redirect(policy)
+        .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| BuildError::new(format!("HTTP client: {e}")))
+}

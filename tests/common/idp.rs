@@ -1,0 +1,186 @@
+//! A small identity provider on 127.0.0.1 for tests: OIDC discovery and a
+//! JWKS endpoint over real HTTP/1.1, with switchable failure modes.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokenwarden::testing::{TestKey, jwks_json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the JWKS endpoint answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Ok,
+    Status(u16),
+    /// Reads the request, then answers nothing for 30 s.
+    Hang,
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// 200 with `{"keys":[]}`.
+    EmptySet,
+    /// 200 streaming 50 MiB with no Content-Length.
+    Huge,
+    /// Closes the connection without answering.
+    Drop,
+    /// 200 with HTML.
+    Html,
+}
+
+struct State {
+    mode: Mutex<Mode>,
+    jwks: Mutex<String>,
+    issuer_override: Mutex<Option<String>>,
+    cache_control: Mutex<Option<String>>,
+    jwks_hits: AtomicUsize,
+    discovery_hits: AtomicUsize,
+    base: String,
+}
+
+#[derive(Clone)]
+pub struct Idp {
+    state: Arc<State>,
+}
+
+impl Idp {
+    pub async fn start(keys: &[&TestKey]) -> Idp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(State {
+            mode: Mutex::new(Mode::Ok),
+            jwks: Mutex::new(jwks_json(keys)),
+            issuer_override: Mutex::new(None),
+            cache_control: Mutex::new(None),
+            jwks_hits: AtomicUsize::new(0),
+            discovery_hits: AtomicUsize::new(0),
+            base,
+        });
+        let s = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(serve(conn, s.clone()));
+            }
+        });
+        Idp { state }
+    }
+
+    /// The issuer URL (also the discovery base).
+    pub fn issuer(&self) -> String {
+        self.state.base.clone()
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.state.base)
+    }
+
+    pub fn set_keys(&self, keys: &[&TestKey]) {
+        *self.state.jwks.lock().unwrap() = jwks_json(keys);
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+
+    /// Makes discovery name another issuer.
+    pub fn set_discovery_issuer(&self, issuer: Option<&str>) {
+        *self.state.issuer_override.lock().unwrap() = issuer.map(str::to_owned);
+    }
+
+    pub fn set_cache_control(&self, value: Option<&str>) {
+        *self.state.cache_control.lock().unwrap() = value.map(str::to_owned);
+    }
+
+    pub fn jwks_hits(&self) -> usize {
+        self.state.jwks_hits.load(Ordering::SeqCst)
+    }
+
+    pub fn discovery_hits(&self) -> usize {
+        self.state.discovery_hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(mut conn: TcpStream, state: Arc<State>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.len() > 16 * 1024 {
+            return;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    if path == "/.well-known/openid-configuration" {
+        state.discovery_hits.fetch_add(1, Ordering::SeqCst);
+        let issuer = state
+            .issuer_override
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| state.base.clone());
+        let body =
+            json!({"issuer": issuer, "jwks_uri": format!("{}/jwks", state.base)}).to_string();
+        respond(&mut conn, 200, "application/json", None, &body).await;
+        return;
+    }
+    if path != "/jwks" {
+        respond(&mut conn, 404, "text/plain", None, "not found").await;
+        return;
+    }
+    state.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    let mode = state.mode.lock().unwrap().clone();
+    let cache = state.cache_control.lock().unwrap().clone();
+    match mode {
+        Mode::Ok => {
+            let body = state.jwks.lock().unwrap().clone();
+            respond(&mut conn, 200, "application/json", cache.as_deref(), &body).await;
+        }
+        Mode::Status(code) => respond(&mut conn, code, "text/plain", None, "oops").await,
+        Mode::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
+        Mode::Garbage => {
+            respond(
+                &mut conn,
+                200,
+                "application/json",
+                None,
+                "{\"keys\": [garbage",
+            )
+            .await
+        }
+        Mode::EmptySet => respond(&mut conn, 200, "application/json", None, r#"{"keys":[]}"#).await,
+        Mode::Html => respond(&mut conn, 200, "text/html", None, "<html>login</html>").await,
+        Mode::Drop => drop(conn),
+        Mode::Huge => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"keys\":[";
+            if conn.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let block = vec![b' '; 64 * 1024];
+            for _ in 0..(50 * 16) {
+                if conn.write_all(&block).await.is_err() {
+                    return; // the client stopped reading: as it should
+                }
+            }
+        }
+    }
+}
+
+async fn respond(conn: &mut TcpStream, status: u16, ctype: &str, cache: Option<&str>, body: &str) {
+    let cache = cache
+        .map(|c| format!("Cache-Control: {c}\r\n"))
+        .unwrap_or_default();
+    let msg = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{cache}Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = conn.write_all(msg.as_bytes()).await;
+    let _ = conn.shutdown().await;
+}
