@@ -243,9 +243,13 @@ impl Shared {
     /// One refresh for an unknown `kid`: shared by concurrent callers, at
     /// most one per cooldown. True when the kid is now known.
     async fn refresh_for_unknown_kid(&self, kid: &str) -> bool {
+        // The keys may have changed since the caller looked them up.
+        if self.knows(kid) {
+            return true;
+        }
         let seen = self.generation.load(Ordering::Acquire);
         let mut st = self.state.lock().await;
-        if self.generation.load(Ordering::Acquire) != seen {
+        if self.generation.load(Ordering::Acquire) != seen || self.knows(kid) {
             // Someone refreshed while we waited: their keys answer us too.
             return self.knows(kid);
         }
