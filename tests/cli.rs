@@ -145,3 +145,89 @@ fn garbage_token_exits_1_malformed() {
         (1, Some("malformed"))
     );
 }
+
+mod common;
+
+use common::idp::{Idp, Mode};
+use tokenwarden::testing::TestKey;
+
+/// Runs the command against a loopback IdP from a blocking thread.
+async fn verify_remote(flags: Vec<String>) -> (i32, Value) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(BIN)
+            .arg("verify")
+            .args(&flags)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code().unwrap(), v)
+    })
+    .await
+    .unwrap()
+}
+
+fn idp_token(k: &TestKey, idp: &Idp) -> String {
+    k.token(&serde_json::json!({"iss": idp.issuer(), "aud": "api", "sub": "carol", "exp": 4_102_444_800u64}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_url_and_discovery_with_allow_http() {
+    let k = TestKey::generate(tokenwarden::Algorithm::ES256, "k1").unwrap();
+    let idp = Idp::start(&[&k]).await;
+    let token = idp_token(&k, &idp);
+    let base = vec![
+        "--issuer".to_owned(),
+        idp.issuer(),
+        "--audience".into(),
+        "api".into(),
+    ];
+    let mut by_url = vec!["--jwks".to_owned(), idp.jwks_url(), "--allow-http".into()];
+    by_url.extend(base.clone());
+    by_url.push(token.clone());
+    let (code, out) = verify_remote(by_url).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["claims"]["sub"], "carol");
+    let mut by_discovery = vec![
+        "--discovery".to_owned(),
+        idp.issuer(),
+        "--allow-http".into(),
+    ];
+    by_discovery.extend(base);
+    by_discovery.push(token);
+    let (code, out) = verify_remote(by_discovery).await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(idp.discovery_hits(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_needs_allow_http_and_outage_exits_2() {
+    let k = TestKey::generate(tokenwarden::Algorithm::ES256, "k1").unwrap();
+    let idp = Idp::start(&[&k]).await;
+    let token = idp_token(&k, &idp);
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = vec![
+            "--jwks".into(),
+            idp.jwks_url(),
+            "--issuer".into(),
+            idp.issuer(),
+        ];
+        v.extend(["--audience".to_owned(), "api".to_owned()]);
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.push(token.clone());
+        v
+    };
+    let (code, out) = verify_remote(args(&[])).await;
+    assert_eq!(
+        (code, out["error"]["kind"].as_str()),
+        (2, Some("usage")),
+        "{out}"
+    );
+    assert_eq!(idp.jwks_hits(), 0);
+    idp.set_mode(Mode::Status(500));
+    let (code, out) = verify_remote(args(&["--allow-http"])).await;
+    assert_eq!(
+        (code, out["error"]["kind"].as_str()),
+        (2, Some("keys_unavailable")),
+        "{out}"
+    );
+}

@@ -333,12 +333,16 @@ impl Shared {
         )
         .await?
         {
-            fetch::Fetched::NotModified { max_age } => Ok(max_age),
+            fetch::Fetched::NotModified { max_age } => {
+                tracing::debug!(url = %jwks_uri, "key set not modified");
+                Ok(max_age)
+            }
             fetch::Fetched::New {
                 value,
                 etag,
                 max_age,
             } => {
+                tracing::debug!(url = %jwks_uri, keys = value.len(), "key set fetched");
                 self.log_rotation(&value, &jwks_uri);
                 self.current.store(Some(Arc::new(value)));
                 self.generation.fetch_add(1, Ordering::AcqRel);
@@ -362,22 +366,29 @@ impl Shared {
         }
     }
 
-    /// How long to wait before the next scheduled fetch.
     fn next_delay(
         &self,
         outcome: &Result<Option<Duration>, FetchError>,
         failures: u32,
     ) -> Duration {
-        let p = &self.policy;
-        let base = match outcome {
-            Ok(max_age) => max_age
-                .unwrap_or(p.refresh_interval)
-                .clamp(p.min_refresh_interval, p.max_refresh_interval),
-            Err(_) => INITIAL_RETRY_DELAY
-                .saturating_mul(1u32 << failures.min(16))
+        jitter(self.policy.delay(outcome.as_ref().ok().copied(), failures))
+    }
+}
+
+impl Policy {
+    /// How long to wait before the next scheduled fetch, before jitter:
+    /// after a success, the server's `max-age` (or the default interval)
+    /// clamped to the bounds; after `failures` failures in a row, a delay
+    /// doubling from [`INITIAL_RETRY_DELAY`] to [`MAX_RETRY_DELAY`].
+    fn delay(&self, success: Option<Option<Duration>>, failures: u32) -> Duration {
+        match success {
+            Some(max_age) => max_age
+                .unwrap_or(self.refresh_interval)
+                .clamp(self.min_refresh_interval, self.max_refresh_interval),
+            None => INITIAL_RETRY_DELAY
+                .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
                 .min(MAX_RETRY_DELAY),
-        };
-        jitter(base)
+        }
     }
 }
 
@@ -602,4 +613,48 @@ fn default_client(allow_http_loopback: bool) -> Result<reqwest::Client, BuildErr
         .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| BuildError::new(format!("HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        RemoteKeySetBuilder::default().policy
+    }
+
+    #[test]
+    fn max_age_is_honoured_within_bounds() {
+        let p = policy();
+        let secs = |d: Duration| d.as_secs();
+        assert_eq!(secs(p.delay(Some(None), 0)), 600, "default interval");
+        assert_eq!(
+            secs(p.delay(Some(Some(Duration::from_secs(3600))), 0)),
+            3600
+        );
+        assert_eq!(
+            secs(p.delay(Some(Some(Duration::ZERO)), 0)),
+            60,
+            "no-store clamped up"
+        );
+        assert_eq!(
+            secs(p.delay(Some(Some(Duration::from_secs(999_999))), 0)),
+            86_400
+        );
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_to_a_cap() {
+        let p = policy();
+        let secs: Vec<u64> = (1..=12).map(|n| p.delay(None, n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+    }
+
+    #[test]
+    fn jitter_only_shortens_by_at_most_a_tenth() {
+        for _ in 0..100 {
+            let d = jitter(Duration::from_secs(100));
+            assert!(d <= Duration::from_secs(100) && d >= Duration::from_secs(90));
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokenwarden::{Algorithm, Error, FixedClock, KeySet, Validator};
+use tokenwarden::{Algorithm, Error, FixedClock, KeySet, KeySource, RemoteKeySet, Validator};
 
 /// Exit status for a valid token.
 const VALID: u8 = 0;
@@ -15,10 +15,17 @@ const INVALID: u8 = 1;
 const TROUBLE: u8 = 2;
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("keys").required(true).args(["jwks", "discovery"])))]
 pub struct Args {
-    /// JWK Set file with the verifying keys.
-    #[arg(long, value_name = "FILE")]
-    jwks: std::path::PathBuf,
+    /// JWK Set with the verifying keys: a file, or an https URL.
+    #[arg(long, value_name = "FILE|URL")]
+    jwks: Option<String>,
+    /// Find the JWK Set through the issuer's OpenID Connect discovery document.
+    #[arg(long, value_name = "ISSUER_URL")]
+    discovery: Option<String>,
+    /// Allow plain http to loopback addresses (local development only).
+    #[arg(long)]
+    allow_http: bool,
     /// Accepted issuer (`iss`), exact match; repeat for several.
     #[arg(long = "issuer", value_name = "ISS", required = true)]
     issuers: Vec<String>,
@@ -49,7 +56,14 @@ pub struct Args {
 
 pub fn run(args: &Args) -> ExitCode {
     // Fields in a fixed order, `valid` first, so the line reads well in logs.
-    let (line, code) = match verify(args) {
+    let outcome = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(verify(args)),
+        Err(e) => Err(trouble("usage", format!("cannot start the runtime: {e}"))),
+    };
+    let (line, code) = match outcome {
         Ok((header, claims)) => (
             format!(r#"{{"valid":true,"header":{header},"claims":{claims}}}"#),
             VALID,
@@ -74,14 +88,38 @@ fn trouble(kind: &str, message: impl ToString) -> Failure {
     (kind.to_owned(), message.to_string(), TROUBLE)
 }
 
-fn verify(args: &Args) -> Result<(Value, Value), Failure> {
-    let jwks = std::fs::read(&args.jwks).map_err(|e| {
-        trouble(
-            "keys_unavailable",
-            format!("cannot read {}: {e}", args.jwks.display()),
-        )
-    })?;
-    let keys = KeySet::from_jwks(&jwks).map_err(|e| trouble(e.kind().as_str(), e))?;
+/// The keys from a file, a URL or discovery; remote sets are fetched once.
+async fn keys(args: &Args) -> Result<KeySource, Failure> {
+    let unavailable = |e: &dyn std::fmt::Display| trouble("keys_unavailable", e);
+    let remote = match (&args.jwks, &args.discovery) {
+        (Some(url), None) if url.starts_with("https://") || url.starts_with("http://") => {
+            RemoteKeySet::builder().jwks_url(url)
+        }
+        (Some(file), None) => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| unavailable(&format!("cannot read {file}: {e}")))?;
+            return KeySet::from_jwks(&bytes)
+                .map(KeySource::from)
+                .map_err(|e| unavailable(&e));
+        }
+        (None, Some(issuer)) => RemoteKeySet::builder().discovery(issuer),
+        _ => {
+            return Err(trouble(
+                "usage",
+                "give exactly one of --jwks and --discovery",
+            ));
+        }
+    };
+    let remote = remote
+        .allow_http_loopback(args.allow_http)
+        .build()
+        .map_err(|e| trouble("usage", e))?;
+    remote.refresh().await.map_err(|e| unavailable(&e))?;
+    Ok(remote.into())
+}
+
+async fn verify(args: &Args) -> Result<(Value, Value), Failure> {
+    let keys = keys(args).await?;
     let mut b = Validator::builder()
         .keys(keys)
         .leeway(Duration::from_secs(args.leeway));
@@ -126,7 +164,10 @@ fn verify(args: &Args) -> Result<(Value, Value), Failure> {
             s.trim().to_owned()
         }
     };
-    match validator.validate_json(&token) {
+    match validator
+        .validate_async::<serde_json::Map<String, Value>>(&token)
+        .await
+    {
         Ok(ok) => Ok((json!(ok.header), Value::Object(ok.claims))),
         Err(e) => Err(invalid(&e)),
     }
