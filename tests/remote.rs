@@ -24,6 +24,13 @@ fn new_key(kid: &str) -> TestKey {
     TestKey::generate(Algorithm::ES256, kid).unwrap()
 }
 
+/// A builder for `idp`'s JWKS URL over loopback http.
+fn by_url(idp: &Idp) -> tokenwarden::RemoteKeySetBuilder {
+    RemoteKeySet::builder()
+        .jwks_url(idp.jwks_url())
+        .allow_http_loopback(true)
+}
+
 /// A remote key set against `idp` (discovery), fast timeouts, manual clock.
 fn remote(idp: &Idp, clock: &ManualClock) -> RemoteKeySet {
     RemoteKeySet::builder()
@@ -148,9 +155,7 @@ async fn survives(mode: Mode, expected: FetchErrorKind) {
     let a = new_key("a");
     let idp = Idp::start(&[&a]).await;
     let clock = ManualClock::new(NOW);
-    let keys = RemoteKeySet::builder()
-        .jwks_url(idp.jwks_url())
-        .allow_http_loopback(true)
+    let keys = by_url(&idp)
         .timeout(Duration::from_millis(300))
         .max_body_bytes(64 * 1024)
         .clock(clock.clone())
@@ -257,12 +262,7 @@ async fn cold_start_with_bootstrap_keys_validates_before_any_fetch_completes() {
     let boot = new_key("boot");
     let idp = Idp::start(&[&boot]).await;
     idp.set_mode(Mode::Hang);
-    let keys = RemoteKeySet::builder()
-        .jwks_url(idp.jwks_url())
-        .allow_http_loopback(true)
-        .bootstrap(keyset(&[&boot]))
-        .build()
-        .unwrap();
+    let keys = by_url(&idp).bootstrap(keyset(&[&boot])).build().unwrap();
     let v = validator_for(&idp, keys.clone());
     let token = boot.token(&issuer_claims(&idp.issuer()));
     // Synchronous validation: cannot wait on the network at all.
@@ -283,11 +283,7 @@ async fn cold_start_without_keys_fails_fast_with_keys_unavailable() {
     let k = new_key("k");
     let idp = Idp::start(&[&k]).await;
     idp.set_mode(Mode::Hang);
-    let keys = RemoteKeySet::builder()
-        .jwks_url(idp.jwks_url())
-        .allow_http_loopback(true)
-        .build()
-        .unwrap();
+    let keys = by_url(&idp).build().unwrap();
     let v = validator_for(&idp, keys);
     let token = k.token(&issuer_claims(&idp.issuer()));
     let err = v.validate_json(&token).unwrap_err();
@@ -310,9 +306,7 @@ async fn known_kid_never_waits_for_a_refresh_in_progress() {
     let a = new_key("a");
     let idp = Idp::start(&[&a]).await;
     let clock = ManualClock::new(NOW);
-    let keys = RemoteKeySet::builder()
-        .jwks_url(idp.jwks_url())
-        .allow_http_loopback(true)
+    let keys = by_url(&idp)
         .timeout(Duration::from_secs(20))
         .clock(clock)
         .build()
@@ -341,9 +335,7 @@ async fn keys_past_max_staleness_are_unavailable() {
     let a = new_key("a");
     let idp = Idp::start(&[&a]).await;
     let clock = ManualClock::new(NOW);
-    let keys = RemoteKeySet::builder()
-        .jwks_url(idp.jwks_url())
-        .allow_http_loopback(true)
+    let keys = by_url(&idp)
         .max_staleness(Duration::from_secs(3600))
         .clock(clock.clone())
         .build()
@@ -434,9 +426,7 @@ async fn build_outside_a_runtime_is_an_error_not_a_panic() {
 async fn dropping_the_key_set_stops_its_refresher() {
     let a = new_key("a");
     let idp = Idp::start(&[&a]).await;
-    let keys = RemoteKeySet::builder()
-        .jwks_url(idp.jwks_url())
-        .allow_http_loopback(true)
+    let keys = by_url(&idp)
         .refresh_interval_bounds(Duration::from_millis(20), Duration::from_millis(20))
         .build()
         .unwrap();

@@ -335,6 +335,7 @@ pub(crate) enum Snapshot<'a> {
 
 /// What an empty snapshot reads as (never reached: empty remote snapshots
 /// are refused with `keys_unavailable`).
+#[cfg(feature = "remote")]
 static NO_KEYS: KeySet = KeySet {
     keys: Vec::new(),
     skipped: Vec::new(),
