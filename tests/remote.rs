@@ -441,3 +441,48 @@ async fn dropping_the_key_set_stops_its_refresher() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(idp.jwks_hits() <= after + 1, "still fetching after drop");
 }
+
+#[tokio::test]
+async fn etag_turns_an_unchanged_set_into_a_304() {
+    let a = new_key("a");
+    let idp = Idp::start(&[&a]).await;
+    idp.set_etag(Some("\"v1\""));
+    let keys = by_url(&idp).build().unwrap();
+    keys.refresh().await.unwrap();
+    let generation = keys.stats().generation;
+    keys.refresh().await.unwrap();
+    assert!(idp.not_modified() >= 1, "no If-None-Match sent");
+    assert_eq!(
+        keys.stats().generation,
+        generation,
+        "a 304 swapped the keys"
+    );
+    let v = validator_for(&idp, keys.clone());
+    assert_eq!(
+        check(&v, &a.token(&issuer_claims(&idp.issuer()))).await,
+        "ok"
+    );
+}
+
+#[tokio::test]
+async fn redirects_are_bounded_and_rechecked() {
+    let a = new_key("a");
+    let idp = Idp::start(&[&a]).await;
+    let fetch = |path: String| async move {
+        let keys = RemoteKeySet::builder()
+            .jwks_url(path)
+            .allow_http_loopback(true)
+            .build()
+            .unwrap();
+        keys.refresh().await
+    };
+    // Two hops on loopback: followed.
+    assert!(fetch(format!("{}/hop/1", idp.issuer())).await.is_ok());
+    // Five hops: more than the 3 allowed.
+    let err = fetch(format!("{}/hop/4", idp.issuer())).await.unwrap_err();
+    assert!(err.to_string().contains("more than 3 redirects"), "{err}");
+    // A redirect to plain http off loopback is refused before any connection.
+    idp.set_mode(Mode::Redirect("http://idp.example.invalid/jwks".into()));
+    let err = fetch(idp.jwks_url()).await.unwrap_err();
+    assert!(err.to_string().contains("not allowed"), "{err}");
+}

@@ -27,6 +27,8 @@ pub enum Mode {
     Drop,
     /// 200 with HTML.
     Html,
+    /// 302 to this location.
+    Redirect(String),
 }
 
 struct State {
@@ -34,6 +36,8 @@ struct State {
     jwks: Mutex<String>,
     issuer_override: Mutex<Option<String>>,
     cache_control: Mutex<Option<String>>,
+    etag: Mutex<Option<String>>,
+    not_modified: AtomicUsize,
     jwks_hits: AtomicUsize,
     discovery_hits: AtomicUsize,
     base: String,
@@ -53,6 +57,8 @@ impl Idp {
             jwks: Mutex::new(jwks_json(keys)),
             issuer_override: Mutex::new(None),
             cache_control: Mutex::new(None),
+            etag: Mutex::new(None),
+            not_modified: AtomicUsize::new(0),
             jwks_hits: AtomicUsize::new(0),
             discovery_hits: AtomicUsize::new(0),
             base,
@@ -95,6 +101,16 @@ impl Idp {
         *self.state.cache_control.lock().unwrap() = value.map(str::to_owned);
     }
 
+    /// Serves this ETag, and 304 to a matching If-None-Match.
+    pub fn set_etag(&self, etag: Option<&str>) {
+        *self.state.etag.lock().unwrap() = etag.map(str::to_owned);
+    }
+
+    /// How many 304 answers were sent.
+    pub fn not_modified(&self) -> usize {
+        self.state.not_modified.load(Ordering::SeqCst)
+    }
+
     pub fn jwks_hits(&self) -> usize {
         self.state.jwks_hits.load(Ordering::SeqCst)
     }
@@ -131,6 +147,17 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
         respond(&mut conn, 200, "application/json", None, &body).await;
         return;
     }
+    if path.starts_with("/hop/") {
+        // A redirect chain: /hop/N -> /hop/N-1 -> ... -> /jwks.
+        let n: usize = path[5..].parse().unwrap_or(0);
+        let next = if n == 0 {
+            "/jwks".to_owned()
+        } else {
+            format!("/hop/{}", n - 1)
+        };
+        redirect(&mut conn, &format!("{}{next}", state.base)).await;
+        return;
+    }
     if path != "/jwks" {
         respond(&mut conn, 404, "text/plain", None, "not found").await;
         return;
@@ -138,11 +165,31 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
     state.jwks_hits.fetch_add(1, Ordering::SeqCst);
     let mode = state.mode.lock().unwrap().clone();
     let cache = state.cache_control.lock().unwrap().clone();
+    let etag = state.etag.lock().unwrap().clone();
     match mode {
         Mode::Ok => {
+            if let Some(tag) = &etag {
+                if head.lines().any(|l| {
+                    l.to_ascii_lowercase() == format!("if-none-match: {tag}").to_ascii_lowercase()
+                }) {
+                    state.not_modified.fetch_add(1, Ordering::SeqCst);
+                    let msg = format!(
+                        "HTTP/1.1 304 Not Modified\r\nETag: {tag}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    let _ = conn.write_all(msg.as_bytes()).await;
+                    return;
+                }
+            }
             let body = state.jwks.lock().unwrap().clone();
-            respond(&mut conn, 200, "application/json", cache.as_deref(), &body).await;
+            let extra = match (&cache, &etag) {
+                (Some(c), Some(t)) => Some(format!("{c}\r\nETag: {t}")),
+                (Some(c), None) => Some(c.clone()),
+                (None, Some(t)) => Some(format!("no-cache\r\nETag: {t}")),
+                (None, None) => None,
+            };
+            respond(&mut conn, 200, "application/json", extra.as_deref(), &body).await;
         }
+        Mode::Redirect(to) => redirect(&mut conn, &to).await,
         Mode::Status(code) => respond(&mut conn, code, "text/plain", None, "oops").await,
         Mode::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
         Mode::Garbage => {
@@ -171,6 +218,14 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
             }
         }
     }
+}
+
+async fn redirect(conn: &mut TcpStream, location: &str) {
+    let msg = format!(
+        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let _ = conn.write_all(msg.as_bytes()).await;
+    let _ = conn.shutdown().await;
 }
 
 async fn respond(conn: &mut TcpStream, status: u16, ctype: &str, cache: Option<&str>, body: &str) {
