@@ -10,120 +10,18 @@
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::*;
 use criterion::{Criterion, criterion_group, criterion_main};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokenwarden::testing::TestKey;
 use tokenwarden::{Algorithm, KeySet, Validator};
-
-const ISS: &str = "https://idp.example.com";
-const AUD: &str = "https://api.example.com";
-
-#[derive(Deserialize)]
-#[allow(dead_code)]
-struct Claims {
-    iss: String,
-    aud: String,
-    sub: String,
-    exp: u64,
-    iat: u64,
-    scope: String,
-}
-
-fn claims() -> Value {
-    json!({
-        "iss": ISS, "aud": AUD, "sub": "user-1234567890", "exp": 4_102_444_800u64,
-        "iat": 1_700_000_000u64, "scope": "orders:read orders:write profile",
-        "jti": "9f1c2a7e-5b3d-4e8a-a1f0-3c2b1d4e5f60"
-    })
-}
-
-fn unb64(s: &str) -> Vec<u8> {
-    URL_SAFE_NO_PAD.decode(s).unwrap()
-}
-
-fn der_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else if len < 0x100 {
-        out.extend([0x81, len as u8]);
-    } else {
-        out.extend([0x82, (len >> 8) as u8, len as u8]);
-    }
-}
-
-fn der_uint(out: &mut Vec<u8>, b: &[u8]) {
-    out.push(2);
-    let pad = b[0] & 0x80 != 0;
-    der_len(out, b.len() + pad as usize);
-    if pad {
-        out.push(0);
-    }
-    out.extend_from_slice(b);
-}
-
-/// The key bytes both backends take: PKCS#1 DER, SEC1 point, raw Ed25519, HMAC secret.
-fn public_bytes(jwk: &Value) -> Vec<u8> {
-    let f = |m: &str| unb64(jwk[m].as_str().unwrap());
-    match jwk["kty"].as_str().unwrap() {
-        "RSA" => {
-            let mut body = Vec::new();
-            der_uint(&mut body, &f("n"));
-            der_uint(&mut body, &f("e"));
-            let mut der = vec![0x30];
-            der_len(&mut der, body.len());
-            der.extend(body);
-            der
-        }
-        "EC" => [vec![4], f("x"), f("y")].concat(),
-        "OKP" => f("x"),
-        _ => f("k"),
-    }
-}
-
-/// A signature check over (message, signature).
-type Floor = Box<dyn Fn(&[u8], &[u8]) -> bool>;
-
-fn aws_floor(alg: Algorithm, key: &[u8]) -> Floor {
-    use aws_lc_rs::{hmac, signature as s};
-    let p: &'static dyn s::VerificationAlgorithm = match alg {
-        Algorithm::HS256 => {
-            let k = hmac::Key::new(hmac::HMAC_SHA256, key);
-            return Box::new(move |m, sig| hmac::verify(&k, m, sig).is_ok());
-        }
-        Algorithm::RS256 => &s::RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::PS256 => &s::RSA_PSS_2048_8192_SHA256,
-        Algorithm::ES256 => &s::ECDSA_P256_SHA256_FIXED,
-        Algorithm::ES384 => &s::ECDSA_P384_SHA384_FIXED,
-        Algorithm::EdDSA => &s::ED25519,
-        _ => unreachable!(),
-    };
-    let k = s::ParsedPublicKey::new(p, key).unwrap();
-    Box::new(move |m, sig| k.verify_sig(m, sig).is_ok())
-}
-
-fn ring_floor(alg: Algorithm, key: &[u8]) -> Floor {
-    use ring::{hmac, signature as s};
-    let p: &'static dyn s::VerificationAlgorithm = match alg {
-        Algorithm::HS256 => {
-            let k = hmac::Key::new(hmac::HMAC_SHA256, key);
-            return Box::new(move |m, sig| hmac::verify(&k, m, sig).is_ok());
-        }
-        Algorithm::RS256 => &s::RSA_PKCS1_2048_8192_SHA256,
-        Algorithm::PS256 => &s::RSA_PSS_2048_8192_SHA256,
-        Algorithm::ES256 => &s::ECDSA_P256_SHA256_FIXED,
-        Algorithm::ES384 => &s::ECDSA_P384_SHA384_FIXED,
-        Algorithm::EdDSA => &s::ED25519,
-        _ => unreachable!(),
-    };
-    let k = s::UnparsedPublicKey::new(p, key.to_vec());
-    Box::new(move |m, sig| k.verify(m, sig).is_ok())
-}
 
 fn jsonwebtoken_setup(
     alg: Algorithm,
@@ -160,14 +58,7 @@ fn jsonwebtoken_setup(
 }
 
 fn bench(c: &mut Criterion) {
-    for alg in [
-        Algorithm::HS256,
-        Algorithm::RS256,
-        Algorithm::PS256,
-        Algorithm::ES256,
-        Algorithm::ES384,
-        Algorithm::EdDSA,
-    ] {
+    for alg in ALGS {
         let key = TestKey::generate(alg, "bench-key").unwrap();
         let jwk = key.jwk();
         let token = key.token(&claims());

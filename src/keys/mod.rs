@@ -259,6 +259,18 @@ impl KeySet {
         self.algs
     }
 
+    /// Whether a usable key has this `kid` (binary search).
+    pub fn contains_kid(&self, kid: &str) -> bool {
+        self.kid_range(kid).is_some()
+    }
+
+    /// The index range of the keys with this `kid`, if any.
+    fn kid_range(&self, kid: &str) -> Option<std::ops::Range<usize>> {
+        let start = self.keys.partition_point(|k| k.kid.as_deref() < Some(kid));
+        let end = start + self.keys[start..].partition_point(|k| k.kid.as_deref() == Some(kid));
+        (start < end).then_some(start..end)
+    }
+
     /// Finds the keys that may verify a token with this `kid` and `alg`.
     ///
     /// With a `kid`, only keys with exactly that `kid` are candidates; without
@@ -271,17 +283,15 @@ impl KeySet {
                 left: MAX_KIDLESS_TRIES,
             });
         };
-        let start = self.keys.partition_point(|k| k.kid.as_deref() < Some(kid));
-        let end = start + self.keys[start..].partition_point(|k| k.kid.as_deref() == Some(kid));
-        let same_kid = &self.keys[start..end];
-        if same_kid.is_empty() {
+        let Some(range) = self.kid_range(kid) else {
             return match self.skipped.iter().find(|s| s.kid.as_deref() == Some(kid)) {
                 Some(s) => {
                     Lookup::Rejected(format!("skipped when the key set was loaded: {}", s.reason))
                 }
                 None => Lookup::Unknown,
             };
-        }
+        };
+        let same_kid = &self.keys[range];
         if same_kid.iter().any(|k| k.algs.contains(alg)) {
             Lookup::Candidates(Candidates {
                 keys: same_kid.iter(),

@@ -237,7 +237,7 @@ impl Shared {
         self.current
             .load()
             .as_ref()
-            .is_some_and(|k| k.kids().any(|k| k == kid))
+            .is_some_and(|k| k.contains_kid(kid))
     }
 
     /// One refresh for an unknown `kid`: shared by concurrent callers, at

@@ -147,9 +147,9 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
         respond(&mut conn, 200, "application/json", None, &body).await;
         return;
     }
-    if path.starts_with("/hop/") {
+    if let Some(n) = path.strip_prefix("/hop/") {
         // A redirect chain: /hop/N -> /hop/N-1 -> ... -> /jwks.
-        let n: usize = path[5..].parse().unwrap_or(0);
+        let n: usize = n.parse().unwrap_or(0);
         let next = if n == 0 {
             "/jwks".to_owned()
         } else {
@@ -169,9 +169,10 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
     match mode {
         Mode::Ok => {
             if let Some(tag) = &etag {
-                if head.lines().any(|l| {
-                    l.to_ascii_lowercase() == format!("if-none-match: {tag}").to_ascii_lowercase()
-                }) {
+                if head
+                    .lines()
+                    .any(|l| l.eq_ignore_ascii_case(&format!("if-none-match: {tag}")))
+                {
                     state.not_modified.fetch_add(1, Ordering::SeqCst);
                     let msg = format!(
                         "HTTP/1.1 304 Not Modified\r\nETag: {tag}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
