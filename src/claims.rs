@@ -249,6 +249,190 @@ impl<'de> Visitor<'de> for StrOrOtherVisitor {
     }
 }
 
+/// What one pass over the payload learned besides the caller's claims.
+pub(crate) struct Tapped<'de> {
+    pub(crate) view: View<'de>,
+    /// A refusal of ours (duplicate name), raised inside the parse.
+    pub(crate) fault: Option<Error>,
+    /// The whole object was read (so `view` is complete).
+    pub(crate) complete: bool,
+}
+
+impl View<'_> {
+    fn empty() -> Self {
+        View {
+            exp: Time::Absent,
+            nbf: Time::Absent,
+            iat: Time::Absent,
+            iss: Iss::Absent,
+            aud: Aud::Absent,
+            present: 0,
+        }
+    }
+}
+
+/// Deserialises the payload into `C` in one pass that also reads the
+/// registered claims into a [`View`], checks member names for duplicates and
+/// notes the required claims present. The caller must run the rules on the
+/// view before handing `C` out. `json` must have passed
+/// [`check_json_text`].
+pub(crate) fn parse_tapped<'de, C: Deserialize<'de>>(
+    json: &'de [u8],
+    required: &[Box<str>],
+) -> (Result<C, serde_json::Error>, Tapped<'de>) {
+    let mut state = TapState {
+        out: Tapped {
+            view: View::empty(),
+            fault: None,
+            complete: false,
+        },
+        required,
+        seen: Seen::default(),
+    };
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let result = C::deserialize(Tap {
+        de: &mut de,
+        st: &mut state,
+    })
+    .and_then(|c| de.end().map(|()| c));
+    (result, state.out)
+}
+
+struct TapState<'de, 'r> {
+    out: Tapped<'de>,
+    required: &'r [Box<str>],
+    seen: Seen<'de>,
+}
+
+#[derive(Clone, Copy)]
+enum Registered {
+    Exp,
+    Nbf,
+    Iat,
+    Iss,
+    Aud,
+}
+
+/// A deserializer that reads the payload as a map whatever `C` asks for,
+/// watching the top-level members on the way.
+struct Tap<'s, 'de, 'r, D> {
+    de: D,
+    st: &'s mut TapState<'de, 'r>,
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Tap<'_, 'de, '_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.de.deserialize_map(TapVisitor {
+            inner: visitor,
+            st: self.st,
+        })
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+struct TapVisitor<'s, 'de, 'r, V> {
+    inner: V,
+    st: &'s mut TapState<'de, 'r>,
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for TapVisitor<'_, 'de, '_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.inner.visit_map(TapMap {
+            map,
+            st: self.st,
+            pending: None,
+        })
+    }
+}
+
+struct TapMap<'s, 'de, 'r, A> {
+    map: A,
+    st: &'s mut TapState<'de, 'r>,
+    pending: Option<Registered>,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for TapMap<'_, 'de, '_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let Some(name) = self.map.next_key::<Str<'de>>()? else {
+            self.st.out.complete = true;
+            return Ok(None);
+        };
+        if let Err(e) = self.st.seen.insert::<A::Error>(&name) {
+            self.st.out.fault = Some(Error::malformed(format!(
+                "payload is not a valid JSON object: {e}"
+            )));
+            return Err(e);
+        }
+        if let Some(i) = self.st.required.iter().position(|r| **r == *name) {
+            self.st.out.view.present |= 1 << i;
+        }
+        self.pending = match &*name {
+            "exp" => Some(Registered::Exp),
+            "nbf" => Some(Registered::Nbf),
+            "iat" => Some(Registered::Iat),
+            "iss" => Some(Registered::Iss),
+            "aud" => Some(Registered::Aud),
+            _ => None,
+        };
+        match name.0 {
+            Cow::Borrowed(b) => seed.deserialize(de::value::BorrowedStrDeserializer::new(b)),
+            Cow::Owned(s) => seed.deserialize(de::value::StringDeserializer::new(s)),
+        }
+        .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        let Some(which) = self.pending.take() else {
+            return self.map.next_value_seed(seed);
+        };
+        // A registered claim: keep its raw text, read it for the rules, and
+        // hand the same text to the caller's type.
+        let raw: &'de serde_json::value::RawValue = self.map.next_value()?;
+        let text: &'de str = raw.get();
+        let view = &mut self.st.out.view;
+        let read = match which {
+            Registered::Exp => serde_json::from_str::<TimeValue>(text).map(|t| view.exp = t.0),
+            Registered::Nbf => serde_json::from_str::<TimeValue>(text).map(|t| view.nbf = t.0),
+            Registered::Iat => serde_json::from_str::<TimeValue>(text).map(|t| view.iat = t.0),
+            Registered::Iss => serde_json::from_str::<IssValue<'de>>(text).map(|v| view.iss = v.0),
+            Registered::Aud => serde_json::from_str::<AudValue<'de>>(text).map(|v| view.aud = v.0),
+        };
+        read.map_err(de::Error::custom)?;
+        seed.deserialize(&mut serde_json::Deserializer::from_str(text))
+            .map_err(de::Error::custom)
+    }
+}
+
 /// The time rules, with the leeway applied both ways (RFC 7519 §4.1.4-§4.1.6).
 #[derive(Debug, Clone)]
 pub(crate) struct TimeRules {

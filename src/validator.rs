@@ -75,6 +75,8 @@ struct Inner {
     /// `None`: any issuer (explicitly waived).
     issuers: Option<Vec<IssuerEntry>>,
     default_keys: Option<KeySource>,
+    /// The one key source every accepted token uses, when there is one.
+    fixed_source: Option<KeySource>,
     /// `None`: any audience (explicitly waived).
     audiences: Option<Vec<Box<str>>>,
     /// `None`: what the keys declare or imply.
@@ -171,6 +173,9 @@ impl Validator {
 
     /// The key source a token's issuer selects, read again for the slow path.
     fn source_for_token(&self, token: &str) -> Option<&KeySource> {
+        if let Some(source) = &self.inner.fixed_source {
+            return Some(source);
+        }
         let decoded = Decoded::new(token).ok()?;
         let view = claims::parse_view(decoded.payload(), &[]).ok()?;
         self.select_source(&view).ok()
@@ -193,8 +198,13 @@ impl Validator {
             }
         }
         let payload = decoded.payload();
-        let view = claims::parse_view(payload, &inner.required)?;
-        let source = self.select_source(&view)?;
+        token::check_json_text(payload, "payload")?;
+        // With one key source the signature is checked before the payload is
+        // parsed at all; several issuers with their own keys need `iss` first.
+        let source = match &inner.fixed_source {
+            Some(source) => source,
+            None => self.select_source(&claims::parse_view(payload, &[])?)?,
+        };
         let keys = source.current()?;
         verify_signature(
             &keys,
@@ -204,13 +214,93 @@ impl Validator {
             decoded.parts.signing_input,
             decoded.signature(),
         )?;
+        let claims = self.claims_checked::<C>(payload, raw.typ.as_deref())?;
+        Ok(Validated {
+            header: raw.to_header(alg),
+            claims,
+        })
+    }
 
-        inner.time.check(&view, inner.clock.now())?;
+    /// Reads the claims into `C` in one pass and applies every rule before
+    /// handing them out.
+    fn claims_checked<C: DeserializeOwned>(
+        &self,
+        payload: &[u8],
+        typ: Option<&str>,
+    ) -> Result<C, Error> {
+        let inner = &*self.inner;
+        if inner.checks.is_empty() {
+            let (result, tapped) = claims::parse_tapped::<C>(payload, &inner.required);
+            return self.judge(payload, result, tapped, typ);
+        }
+        let (result, tapped) = claims::parse_tapped::<Map<String, Value>>(payload, &inner.required);
+        let map = self.judge(payload, result, tapped, typ)?;
+        for (name, check) in &inner.checks {
+            check(&map).map_err(|reason| Error::InvalidClaim {
+                claim: name.to_string(),
+                reason: reason.into(),
+            })?;
+        }
+        serde_json::from_value(Value::Object(map)).map_err(claims_type_error)
+    }
+
+    /// The rules decide first; only then does the claims type's own verdict count.
+    fn judge<T>(
+        &self,
+        payload: &[u8],
+        result: Result<T, serde_json::Error>,
+        tapped: claims::Tapped<'_>,
+        typ: Option<&str>,
+    ) -> Result<T, Error> {
+        if let Some(fault) = tapped.fault {
+            return Err(fault);
+        }
+        match result {
+            Ok(claims) => {
+                self.check_rules(&tapped.view, typ)?;
+                Ok(claims)
+            }
+            Err(e) if e.is_syntax() || e.is_eof() => Err(token::json_error("payload", &e)),
+            Err(e) => {
+                // The claims type gave up: read the registered claims anyway
+                // (again, if it stopped half-way) so that an expired or
+                // foreign token is reported as such.
+                if tapped.complete {
+                    self.check_rules(&tapped.view, typ)?;
+                } else {
+                    self.check_rules(&claims::parse_view(payload, &self.inner.required)?, typ)?;
+                }
+                Err(claims_type_error(e))
+            }
+        }
+    }
+
+    /// Issuer, time, audience, type and required-claim rules.
+    fn check_rules(&self, view: &View<'_>, typ: Option<&str>) -> Result<(), Error> {
+        let inner = &*self.inner;
+        if let Some(issuers) = &inner.issuers {
+            // RFC 7519 §4.1.1: a case-sensitive, exact comparison.
+            match &view.iss {
+                Iss::Is(s) if issuers.iter().any(|e| *e.iss == **s) => {}
+                Iss::Is(s) => {
+                    return Err(Error::InvalidIssuer {
+                        found: s.to_string(),
+                    });
+                }
+                Iss::Absent => {
+                    return Err(Error::MissingClaim {
+                        claim: "iss".into(),
+                    });
+                }
+                Iss::NotString => return Err(Error::invalid_claim("iss", "must be a string")),
+            }
+        }
+        inner.time.check(view, inner.clock.now())?;
         if let Some(audiences) = &inner.audiences {
             claims::check_audience(&view.aud, audiences)?;
         }
         if let Some(expected) = &inner.typ {
-            check_typ(raw.typ.as_deref(), expected)?;
+            check_typ(typ, expected)?;
         }
         let all_required = if inner.required.len() == 64 {
             u64::MAX
@@ -225,11 +315,7 @@ impl Validator {
                 claim: missing.to_owned(),
             });
         }
-        let claims = self.deserialize_claims::<C>(payload)?;
-        Ok(Validated {
-            header: raw.to_header(alg),
-            claims,
-        })
+        Ok(())
     }
 
     fn select_source(&self, view: &View<'_>) -> Result<&KeySource, Error> {
@@ -260,21 +346,6 @@ impl Validator {
             .as_ref()
             .or(inner.default_keys.as_ref())
             .ok_or_else(no_keys)
-    }
-
-    fn deserialize_claims<C: DeserializeOwned>(&self, payload: &[u8]) -> Result<C, Error> {
-        let checks = &self.inner.checks;
-        if checks.is_empty() {
-            return serde_json::from_slice(payload).map_err(claims_type_error);
-        }
-        let map: Map<String, Value> = serde_json::from_slice(payload).map_err(claims_type_error)?;
-        for (name, check) in checks {
-            check(&map).map_err(|reason| Error::InvalidClaim {
-                claim: name.to_string(),
-                reason: reason.into(),
-            })?;
-        }
-        serde_json::from_value(Value::Object(map)).map_err(claims_type_error)
     }
 }
 
@@ -700,7 +771,7 @@ impl ValidatorBuilder {
                 required.push(r.into_boxed_str());
             }
         }
-        let issuers = if self.any_issuer {
+        let issuers: Option<Vec<IssuerEntry>> = if self.any_issuer {
             None
         } else {
             Some(
@@ -713,10 +784,17 @@ impl ValidatorBuilder {
                     .collect(),
             )
         };
+        let fixed_source = match &issuers {
+            None => self.keys.clone(),
+            Some(list) if list.iter().all(|e: &IssuerEntry| e.keys.is_none()) => self.keys.clone(),
+            Some(list) if list.len() == 1 => list[0].keys.clone(),
+            Some(_) => None,
+        };
         Ok(Validator {
             inner: Arc::new(Inner {
                 issuers,
                 default_keys: self.keys,
+                fixed_source,
                 audiences: (!self.any_audience).then(|| {
                     self.audiences
                         .into_iter()

@@ -437,3 +437,116 @@ fn validated_header_reports_typ_and_kid() {
     assert_eq!(ok.header.typ.as_deref(), Some("JWT"));
     assert_eq!(ok.header.kid.as_deref(), Some("RS256"));
 }
+
+#[test]
+fn rules_apply_even_when_the_claims_type_reads_nothing() {
+    let k = key(Algorithm::ES256);
+    let v = validator(&[k]);
+    assert!(
+        v.validate::<serde::de::IgnoredAny>(&k.token(&claims()))
+            .is_ok()
+    );
+    let err = v
+        .validate::<serde::de::IgnoredAny>(&k.token(&with("exp", json!(NOW - 3600))))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Expired);
+    let err = v
+        .validate::<serde::de::IgnoredAny>(&k.token(&with("aud", json!("other"))))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidAudience);
+}
+
+#[test]
+fn a_rule_failure_wins_over_a_claims_type_that_fails_half_way() {
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Strict {
+        aa_first: u64,
+        sub: String,
+    }
+    let k = key(Algorithm::ES256);
+    let v = validator(&[k]);
+    // "aa_first" is a string, so `Strict` fails on it, before exp is read.
+    let mut c = with("exp", json!(NOW - 3600));
+    c["aa_first"] = json!("not a number");
+    let err = v.validate::<Strict>(&k.token(&c)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Expired);
+    let mut c = claims();
+    c["aa_first"] = json!("not a number");
+    assert_eq!(
+        v.validate::<Strict>(&k.token(&c)).unwrap_err().kind(),
+        ErrorKind::InvalidClaim
+    );
+}
+
+#[test]
+fn registered_claims_reach_the_callers_type_and_the_rules_alike() {
+    #[derive(Debug, Deserialize)]
+    struct Reg<'a> {
+        exp: f64,
+        iss: std::borrow::Cow<'a, str>,
+        aud: serde_json::Value,
+    }
+    let k = key(Algorithm::ES256);
+    let v = validator(&[k]);
+    let ok = v
+        .validate::<serde_json::Value>(&k.token(&claims()))
+        .unwrap();
+    let reg: Reg = serde_json::from_value(ok.claims).unwrap();
+    assert_eq!(reg.exp, (NOW + 600) as f64);
+    assert_eq!(reg.iss, ISS);
+    assert_eq!(reg.aud, AUD);
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Owned {
+        exp: u64,
+        iss: String,
+        aud: Vec<String>,
+    }
+    let ok = v
+        .validate::<Owned>(&k.token(&with("aud", json!(["x", AUD]))))
+        .unwrap();
+    assert_eq!(ok.claims.aud, ["x", AUD]);
+    assert_eq!(ok.claims.exp, (NOW + 600) as u64);
+}
+
+#[test]
+fn duplicates_are_refused_whatever_the_claims_type() {
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct OnlySub {
+        sub: String,
+    }
+    let k = key(Algorithm::EdDSA);
+    let v = validator(&[k]);
+    let header = json!({"alg": "EdDSA", "kid": "EdDSA"}).to_string();
+    let payload = format!(
+        r#"{{"iss":"{ISS}","aud":"{AUD}","exp":{},"jti":"a","jti":"b","sub":"x"}}"#,
+        NOW + 60
+    );
+    let token = k.sign_raw(&header, &payload);
+    assert_eq!(
+        v.validate::<OnlySub>(&token).unwrap_err().kind(),
+        ErrorKind::Malformed
+    );
+    assert_eq!(
+        v.validate::<serde::de::IgnoredAny>(&token)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Malformed
+    );
+}
+
+#[test]
+fn payload_that_is_not_an_object_is_malformed() {
+    let k = key(Algorithm::EdDSA);
+    let v = validator(&[k]);
+    let header = json!({"alg": "EdDSA", "kid": "EdDSA"}).to_string();
+    for payload in ["[1,2]", "\"text\"", "42", "{\"exp\":1", "{} {}"] {
+        assert_eq!(
+            outcome(&v, &k.sign_raw(&header, payload)),
+            "malformed",
+            "{payload}"
+        );
+    }
+}
