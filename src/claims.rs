@@ -415,21 +415,259 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TapMap<'_, 'de, '_, A> {
         let Some(which) = self.pending.take() else {
             return self.map.next_value_seed(seed);
         };
-        // A registered claim: keep its raw text, read it for the rules, and
-        // hand the same text to the caller's type.
-        let raw: &'de serde_json::value::RawValue = self.map.next_value()?;
-        let text: &'de str = raw.get();
-        let view = &mut self.st.out.view;
-        let read = match which {
-            Registered::Exp => serde_json::from_str::<TimeValue>(text).map(|t| view.exp = t.0),
-            Registered::Nbf => serde_json::from_str::<TimeValue>(text).map(|t| view.nbf = t.0),
-            Registered::Iat => serde_json::from_str::<TimeValue>(text).map(|t| view.iat = t.0),
-            Registered::Iss => serde_json::from_str::<IssValue<'de>>(text).map(|v| view.iss = v.0),
-            Registered::Aud => serde_json::from_str::<AudValue<'de>>(text).map(|v| view.aud = v.0),
-        };
-        read.map_err(de::Error::custom)?;
-        seed.deserialize(&mut serde_json::Deserializer::from_str(text))
-            .map_err(de::Error::custom)
+        // A registered claim: the caller's type reads it as usual while the
+        // capture records what goes past.
+        self.map.next_value_seed(CaptureSeed {
+            seed,
+            sink: Sink {
+                which,
+                view: &mut self.st.out.view,
+                depth: 0,
+            },
+        })
+    }
+}
+
+/// Where a registered claim's value is recorded.
+struct Sink<'v, 'de> {
+    which: Registered,
+    view: &'v mut View<'de>,
+    /// 0: the claim's value; 1: an element of an `aud` array; more: deeper.
+    depth: u8,
+}
+
+const AUD_SHAPE: &str = "must be a string or an array of strings";
+
+impl<'de> Sink<'_, 'de> {
+    fn reborrow(&mut self, depth: u8) -> Sink<'_, 'de> {
+        Sink {
+            which: self.which,
+            view: self.view,
+            depth,
+        }
+    }
+
+    fn number(&mut self, x: f64) {
+        match (self.which, self.depth) {
+            (Registered::Exp, 0) => self.view.exp = Time::At(x),
+            (Registered::Nbf, 0) => self.view.nbf = Time::At(x),
+            (Registered::Iat, 0) => self.view.iat = Time::At(x),
+            _ => self.other(),
+        }
+    }
+
+    fn string(&mut self, s: Str<'de>) {
+        match (self.which, self.depth) {
+            (Registered::Iss, 0) => self.view.iss = Iss::Is(s),
+            (Registered::Aud, 0) => self.view.aud = Aud::One(s),
+            (Registered::Aud, 1) => match &mut self.view.aud {
+                Aud::Many(v) if v.len() < MAX_AUDIENCES => v.push(s),
+                Aud::Many(_) => self.view.aud = Aud::Invalid("has more values than the 64 checked"),
+                _ => {}
+            },
+            _ => self.other(),
+        }
+    }
+
+    /// Anything that is not what the claim must be.
+    fn other(&mut self) {
+        match (self.which, self.depth) {
+            (Registered::Exp, 0) => self.view.exp = Time::NotNumber,
+            (Registered::Nbf, 0) => self.view.nbf = Time::NotNumber,
+            (Registered::Iat, 0) => self.view.iat = Time::NotNumber,
+            (Registered::Iss, 0) => self.view.iss = Iss::NotString,
+            // The first reason an `aud` is unusable is the one reported.
+            (Registered::Aud, 0 | 1) if !matches!(self.view.aud, Aud::Invalid(_)) => {
+                self.view.aud = Aud::Invalid(AUD_SHAPE);
+            }
+            _ => {}
+        }
+    }
+
+    fn seq_start(&mut self) {
+        match (self.which, self.depth) {
+            (Registered::Aud, 0) => self.view.aud = Aud::Many(Vec::new()),
+            _ => self.other(),
+        }
+    }
+}
+
+struct CaptureSeed<'v, 'de, S> {
+    seed: S,
+    sink: Sink<'v, 'de>,
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for CaptureSeed<'_, 'de, S> {
+    type Value = S::Value;
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<S::Value, D::Error> {
+        self.seed.deserialize(Capture {
+            de,
+            sink: self.sink,
+        })
+    }
+}
+
+/// Forwards every request to the real deserializer with a recording visitor.
+struct Capture<'v, 'de, D> {
+    de: D,
+    sink: Sink<'v, 'de>,
+}
+
+macro_rules! forward_capture {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.de.$method($($arg,)* CaptureVisitor { inner: visitor, sink: self.sink })
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Capture<'_, 'de, D> {
+    type Error = D::Error;
+
+    forward_capture! {
+        deserialize_any();
+        deserialize_bool();
+        deserialize_i8();
+        deserialize_i16();
+        deserialize_i32();
+        deserialize_i64();
+        deserialize_i128();
+        deserialize_u8();
+        deserialize_u16();
+        deserialize_u32();
+        deserialize_u64();
+        deserialize_u128();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_char();
+        deserialize_str();
+        deserialize_string();
+        deserialize_bytes();
+        deserialize_byte_buf();
+        deserialize_option();
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_seq();
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier();
+    }
+
+    /// The caller skips this claim; the rules still need it.
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.de.deserialize_any(CaptureVisitor {
+            inner: visitor,
+            sink: self.sink,
+        })
+    }
+}
+
+struct CaptureVisitor<'v, 'de, V> {
+    inner: V,
+    sink: Sink<'v, 'de>,
+}
+
+macro_rules! record_then {
+    ($($method:ident($ty:ty) => $record:expr;)*) => {$(
+        fn $method<E: de::Error>(mut self, v: $ty) -> Result<V::Value, E> {
+            #[allow(clippy::redundant_closure_call)]
+            ($record)(&mut self.sink, &v);
+            self.inner.$method(v)
+        }
+    )*};
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for CaptureVisitor<'_, 'de, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.expecting(f)
+    }
+
+    record_then! {
+        visit_bool(bool) => |s: &mut Sink<'_, 'de>, _: &bool| s.other();
+        visit_i64(i64) => |s: &mut Sink<'_, 'de>, v: &i64| s.number(*v as f64);
+        visit_u64(u64) => |s: &mut Sink<'_, 'de>, v: &u64| s.number(*v as f64);
+        visit_f64(f64) => |s: &mut Sink<'_, 'de>, v: &f64| s.number(*v);
+        visit_char(char) => |s: &mut Sink<'_, 'de>, _: &char| s.other();
+        visit_str(&str) => |s: &mut Sink<'_, 'de>, v: &&str| s.string(Str(Cow::Owned((*v).to_owned())));
+        visit_borrowed_str(&'de str) => |s: &mut Sink<'_, 'de>, v: &&'de str| s.string(Str(Cow::Borrowed(*v)));
+        visit_string(String) => |s: &mut Sink<'_, 'de>, v: &String| s.string(Str(Cow::Owned(v.clone())));
+        visit_bytes(&[u8]) => |s: &mut Sink<'_, 'de>, _: &&[u8]| s.other();
+        visit_borrowed_bytes(&'de [u8]) => |s: &mut Sink<'_, 'de>, _: &&'de [u8]| s.other();
+        visit_byte_buf(Vec<u8>) => |s: &mut Sink<'_, 'de>, _: &Vec<u8>| s.other();
+    }
+
+    fn visit_none<E: de::Error>(mut self) -> Result<V::Value, E> {
+        self.sink.other();
+        self.inner.visit_none()
+    }
+
+    fn visit_unit<E: de::Error>(mut self) -> Result<V::Value, E> {
+        self.sink.other();
+        self.inner.visit_unit()
+    }
+
+    fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<V::Value, D2::Error> {
+        self.inner.visit_some(Capture {
+            de: d,
+            sink: self.sink,
+        })
+    }
+
+    fn visit_newtype_struct<D2: Deserializer<'de>>(self, d: D2) -> Result<V::Value, D2::Error> {
+        self.inner.visit_newtype_struct(Capture {
+            de: d,
+            sink: self.sink,
+        })
+    }
+
+    fn visit_seq<A2: SeqAccess<'de>>(mut self, seq: A2) -> Result<V::Value, A2::Error> {
+        self.sink.seq_start();
+        self.inner.visit_seq(CaptureSeq {
+            seq,
+            sink: self.sink,
+        })
+    }
+
+    fn visit_map<A2: MapAccess<'de>>(mut self, map: A2) -> Result<V::Value, A2::Error> {
+        self.sink.other();
+        self.inner.visit_map(map)
+    }
+
+    fn visit_enum<A2: de::EnumAccess<'de>>(mut self, data: A2) -> Result<V::Value, A2::Error> {
+        self.sink.other();
+        self.inner.visit_enum(data)
+    }
+}
+
+/// The elements of an array-valued registered claim, each recorded one
+/// level deeper.
+struct CaptureSeq<'v, 'de, A> {
+    seq: A,
+    sink: Sink<'v, 'de>,
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for CaptureSeq<'_, 'de, A> {
+    type Error = A::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
+        let depth = self.sink.depth.saturating_add(1);
+        self.seq.next_element_seed(CaptureSeed {
+            seed,
+            sink: self.sink.reborrow(depth),
+        })
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.seq.size_hint()
     }
 }
 

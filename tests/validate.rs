@@ -550,3 +550,52 @@ fn payload_that_is_not_an_object_is_malformed() {
         );
     }
 }
+
+#[test]
+fn the_verdict_does_not_depend_on_the_claims_type() {
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Loose {
+        sub: Option<String>,
+        exp: Option<serde_json::Value>,
+        aud: Option<serde_json::Value>,
+    }
+    let k = key(Algorithm::ES256);
+    let v = validator(&[k]);
+    let cases = [
+        ("exp", json!(NOW + 60)),
+        ("exp", json!(NOW - 3600)),
+        ("exp", json!((NOW + 60) as f64 + 0.25)),
+        ("exp", json!("soon")),
+        ("exp", json!([NOW + 60])),
+        ("exp", json!({"at": NOW + 60})),
+        ("exp", json!(null)),
+        ("nbf", json!(NOW + 3600)),
+        ("iat", json!(true)),
+        ("iss", json!("https://other.test")),
+        ("iss", json!(["https://idp.test"])),
+        ("aud", json!([AUD])),
+        ("aud", json!(["x", [AUD]])),
+        ("aud", json!(["x", 1, AUD])),
+        (
+            "aud",
+            json!(
+                (0..70)
+                    .map(|i| format!("a{i}"))
+                    .chain([AUD.to_owned()])
+                    .collect::<Vec<_>>()
+            ),
+        ),
+        ("aud", json!("ot\u{0068}er")),
+        ("aud", json!(null)),
+    ];
+    for (claim, value) in cases {
+        let token = k.token(&with(claim, value.clone()));
+        let kind =
+            |r: Result<(), tokenwarden::Error>| r.map_or_else(|e| e.kind().as_str(), |()| "ok");
+        let as_value = kind(v.validate::<serde_json::Value>(&token).map(drop));
+        let ignored = kind(v.validate::<serde::de::IgnoredAny>(&token).map(drop));
+        let loose = kind(v.validate::<Loose>(&token).map(drop));
+        assert_eq!((as_value, ignored), (loose, loose), "{claim}: {value}");
+    }
+}
