@@ -26,6 +26,10 @@ pub mod remote;
 #[cfg(feature = "remote")]
 pub use remote::{RemoteKeySet, RemoteKeySetBuilder, RemoteStats};
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod middleware;
+
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

@@ -82,7 +82,15 @@ pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, LogBuffer) {
         .with_ansi(false)
         .with_writer(buf.clone())
         .finish();
-    (tracing::subscriber::set_default(sub), buf)
+    // While only one dispatcher exists, tracing-core decides a new callsite's
+    // interest from the registering thread's default alone: a callsite first
+    // reached on another test's thread would be cached as "never". A second,
+    // permanent dispatcher makes it ask every dispatcher, ours included.
+    static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
+    let guard = tracing::subscriber::set_default(sub);
+    tracing::callsite::rebuild_interest_cache();
+    (guard, buf)
 }
 
 #[derive(Clone, Default)]

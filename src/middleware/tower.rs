@@ -1,0 +1,194 @@
+//! The tower [`Layer`]/[`Service`]/future split (as tower-http does it): the
+//! layer holds the configuration, the service the inner service, and a
+//! refusal is an `Ok` response, so the layer drops into axum, hyper and tonic
+//! without error plumbing.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{BearerAuth, Outcome, ScopedClaims};
+
+/// Applies a [`BearerAuth`] to a service. Validated claims reach the inner
+/// service as a [`Validated<C>`](crate::Validated) request extension.
+pub struct BearerAuthLayer<C> {
+    auth: BearerAuth<C>,
+}
+
+impl<C> Clone for BearerAuthLayer<C> {
+    fn clone(&self) -> Self {
+        BearerAuthLayer {
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for BearerAuthLayer<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerAuthLayer")
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+impl<C: ScopedClaims> BearerAuthLayer<C> {
+    /// A layer for `auth`.
+    pub fn new(auth: BearerAuth<C>) -> Self {
+        BearerAuthLayer { auth }
+    }
+}
+
+impl<S, C: ScopedClaims> Layer<S> for BearerAuthLayer<C> {
+    type Service = BearerAuthService<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuthService {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+/// The service [`BearerAuthLayer`] wraps around yours.
+pub struct BearerAuthService<S, C> {
+    inner: S,
+    auth: BearerAuth<C>,
+}
+
+impl<S: Clone, C> Clone for BearerAuthService<S, C> {
+    fn clone(&self) -> Self {
+        BearerAuthService {
+            inner: self.inner.clone(),
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+impl<S, C> std::fmt::Debug for BearerAuthService<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerAuthService")
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, C, ReqB, ResB> Service<Request<ReqB>> for BearerAuthService<S, C>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqB: Send + 'static,
+    ResB: Default,
+    C: ScopedClaims,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        // The usual case decides here, with no allocation beyond validation.
+        match self.auth.check_now(req.headers(), req.extensions()) {
+            Outcome::Allowed(v) => {
+                req.extensions_mut().insert(v);
+                ResponseFuture::inner(self.inner.call(req))
+            }
+            Outcome::AlreadyAllowed => ResponseFuture::inner(self.inner.call(req)),
+            Outcome::Anonymous => {
+                req.extensions_mut().insert(super::Anonymous);
+                ResponseFuture::inner(self.inner.call(req))
+            }
+            Outcome::Refused(r) => ResponseFuture::refused(self.auth.refusal(&r, req.headers())),
+            Outcome::Retry(token) => {
+                // An unknown kid: wait for the key source's refresh. The
+                // service that was polled ready goes with the request.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let auth = self.auth.clone();
+                ResponseFuture::refreshing(Box::pin(async move {
+                    match auth.check_refreshing(&token).await {
+                        Outcome::Allowed(v) => {
+                            req.extensions_mut().insert(v);
+                            inner.call(req).await
+                        }
+                        Outcome::Refused(r) => Ok(auth.refusal(&r, req.headers())),
+                        Outcome::AlreadyAllowed | Outcome::Anonymous | Outcome::Retry(_) => {
+                            inner.call(req).await
+                        }
+                    }
+                }))
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`BearerAuthService`]: the inner service's, a ready
+    /// refusal, or (rarely, for an unknown kid) a wait for a key refresh.
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: Kind<F, B, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, B, E> {
+        Inner { #[pin] fut: F },
+        Refused { resp: Option<Response<B>> },
+        Refreshing { fut: Boxed<Result<Response<B>, E>> },
+    }
+}
+
+impl<F, B, E> ResponseFuture<F, B, E> {
+    fn inner(fut: F) -> Self {
+        ResponseFuture {
+            kind: Kind::Inner { fut },
+        }
+    }
+
+    fn refused(resp: Response<B>) -> Self {
+        ResponseFuture {
+            kind: Kind::Refused { resp: Some(resp) },
+        }
+    }
+
+    fn refreshing(fut: Boxed<Result<Response<B>, E>>) -> Self {
+        ResponseFuture {
+            kind: Kind::Refreshing { fut },
+        }
+    }
+}
+
+impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseFuture")
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { fut } => fut.poll(cx),
+            KindProj::Refused { resp } => match resp.take() {
+                Some(resp) => Poll::Ready(Ok(resp)),
+                // Polled after completion: never resolves again.
+                None => Poll::Pending,
+            },
+            KindProj::Refreshing { fut } => fut.as_mut().poll(cx),
+        }
+    }
+}
