@@ -41,7 +41,9 @@ async fn main() {
             get(orders).route_layer(auth.clone().require(Scopes::all(["orders:admin"])).layer()),
         )
         .layer(auth.layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.expect("bind 127.0.0.1:3000");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
+        .await
+        .expect("bind 127.0.0.1:3000");
     println!("listening on http://127.0.0.1:3000 (try /me and /orders)");
     axum::serve(listener, app).await.expect("server");
 }
