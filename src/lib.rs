@@ -26,8 +26,8 @@ pub mod remote;
 #[cfg(feature = "remote")]
 pub use remote::{RemoteKeySet, RemoteKeySetBuilder, RemoteStats};
 
-#[cfg(feature = "tower")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+#[cfg(any(feature = "tower", feature = "actix"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "tower", feature = "actix"))))]
 pub mod middleware;
 
 #[cfg(feature = "testing")]

@@ -72,6 +72,6 @@ impl<C: ScopedClaims, S: Send + Sync> OptionalFromRequestParts<S> for Claims<C> 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         // The extractor has no realm; the layer's own refusals carry it.
-        self.to_response("api", false)
+        super::tower::render(self.answer("api", false))
     }
 }

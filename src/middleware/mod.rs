@@ -6,24 +6,41 @@
 //! any tower service (axum, hyper, tonic); the `axum` feature adds the
 //! [`Claims`](axum::Claims) extractor.
 
+#[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+pub mod actix;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
+#[cfg(feature = "tower")]
 mod tower;
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
-use http::{HeaderMap, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, ErrorKind};
 use crate::validator::{Validated, Validator};
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use self::tower::{BearerAuthLayer, BearerAuthService, ResponseFuture};
+
+/// Read access to request headers, whichever HTTP crate holds them.
+pub(crate) trait HeaderView {
+    /// Every value of the header `name` (lowercase), as bytes.
+    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a;
+}
+
+#[cfg(feature = "tower")]
+impl HeaderView for http::HeaderMap {
+    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.get_all(name).iter().map(http::HeaderValue::as_bytes)
+    }
+}
 
 /// Claims a route's scope requirement can be checked against.
 ///
@@ -108,8 +125,8 @@ impl Scopes {
 enum TokenSource {
     /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
     Bearer,
-    /// A header holding the bare token.
-    Header(http::HeaderName),
+    /// A header holding the bare token (lowercase name).
+    Header(Box<str>),
     /// A cookie holding the bare token.
     Cookie(Box<str>),
 }
@@ -212,10 +229,19 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// Reads the bare token from this header instead of `Authorization`.
     ///
     /// # Errors
-    /// When `name` is not a valid header name.
-    pub fn from_header(self, name: &str) -> Result<Self, http::header::InvalidHeaderName> {
-        let name = http::HeaderName::try_from(name)?;
-        Ok(self.with(|c| c.source = TokenSource::Header(name)))
+    /// When `name` is not a valid header name (RFC 9110 §5.1 token).
+    pub fn from_header(self, name: &str) -> Result<Self, crate::error::BuildError> {
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !valid {
+            return Err(crate::error::BuildError::new(format!(
+                "{name:?} is not a header name"
+            )));
+        }
+        let lower = name.to_ascii_lowercase();
+        Ok(self.with(|c| c.source = TokenSource::Header(lower.into_boxed_str())))
     }
 
     /// Reads the bare token from this cookie instead of `Authorization`.
@@ -238,6 +264,8 @@ impl<C: ScopedClaims> BearerAuth<C> {
     }
 
     /// A tower [`Layer`](tower_layer::Layer) applying this configuration.
+    #[cfg(feature = "tower")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
     pub fn layer(&self) -> BearerAuthLayer<C> {
         BearerAuthLayer::new(self.clone())
     }
@@ -248,9 +276,9 @@ impl<C: ScopedClaims> BearerAuth<C> {
     }
 
     /// Reads the token from the request headers.
-    pub(crate) fn token<'h>(
+    pub(crate) fn token<'h, H: HeaderView>(
         &self,
-        headers: &'h HeaderMap,
+        headers: &'h H,
     ) -> Result<Option<&'h str>, AuthRejection> {
         match &self.config.source {
             TokenSource::Bearer => bearer(headers),
@@ -259,15 +287,15 @@ impl<C: ScopedClaims> BearerAuth<C> {
         }
     }
 
-    /// The full check without waiting: `Err(None)` means the kid was unknown
-    /// and the caller should take the slow, refreshing path.
-    pub(crate) fn check_now(
+    /// The full check without waiting. `already`: claims an outer layer
+    /// validated. [`Outcome::Retry`] sends an unknown kid to the slow path.
+    pub(crate) fn check_now<H: HeaderView>(
         &self,
-        headers: &HeaderMap,
-        extensions: &http::Extensions,
+        headers: &H,
+        already: Option<&Validated<C>>,
     ) -> Outcome<C> {
         // An outer layer already validated this request: only the scopes are ours.
-        if let Some(v) = extensions.get::<Validated<C>>() {
+        if let Some(v) = already {
             return match self.config.scopes.missing(&v.claims) {
                 None => Outcome::AlreadyAllowed,
                 Some(scope) => Outcome::Refused(AuthRejection::InsufficientScope { scope }),
@@ -302,15 +330,17 @@ impl<C: ScopedClaims> BearerAuth<C> {
         }
     }
 
-    /// The response for a refusal, with an empty body.
-    pub(crate) fn refusal<B: Default>(
-        &self,
-        r: &AuthRejection,
-        headers: &HeaderMap,
-    ) -> Response<B> {
+    /// How to answer a refusal: status and headers (logged once, here).
+    pub(crate) fn refusal<H: HeaderView>(&self, r: &AuthRejection, headers: &H) -> Answer {
         log_refusal(r);
-        r.to_response(&self.config.realm, is_grpc(headers))
+        r.answer(&self.config.realm, is_grpc(headers))
     }
+}
+
+/// A refusal as any framework renders it: a status and headers, empty body.
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
 /// Marks a request a layer let through without a token.
@@ -332,15 +362,15 @@ fn log_refusal(r: &AuthRejection) {
     // Never the token: the reason is enough to count and to debug.
     tracing::debug!(
         reason = r.reason(),
-        status = r.status().as_u16(),
+        status = r.status(),
         "bearer token refused"
     );
 }
 
 /// RFC 6750 §2.1: `Authorization: Bearer <token>`, scheme case-insensitive,
 /// exactly one credential.
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthRejection> {
-    let Some(value) = single(headers, &AUTHORIZATION)? else {
+fn bearer<H: HeaderView>(headers: &H) -> Result<Option<&str>, AuthRejection> {
+    let Some(value) = single(headers, "authorization")? else {
         return Ok(None);
     };
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
@@ -358,11 +388,8 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthRejection> {
 }
 
 /// The one value of a header; several are an invalid request (RFC 6750 §3.1).
-fn single<'h>(
-    headers: &'h HeaderMap,
-    name: &http::HeaderName,
-) -> Result<Option<&'h str>, AuthRejection> {
-    let mut values = headers.get_all(name).iter();
+fn single<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h str>, AuthRejection> {
+    let mut values = headers.values(name);
     let Some(first) = values.next() else {
         return Ok(None);
     };
@@ -371,28 +398,37 @@ fn single<'h>(
             "more than one credential header",
         ));
     }
-    first
-        .to_str()
+    visible_ascii(first)
         .map(Some)
-        .map_err(|_| AuthRejection::InvalidRequest("the credential header is not visible ASCII"))
+        .ok_or(AuthRejection::InvalidRequest(
+            "the credential header is not visible ASCII",
+        ))
 }
 
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+/// A header value as text, if it is visible ASCII (RFC 9110 §5.5).
+fn visible_ascii(v: &[u8]) -> Option<&str> {
+    if v.iter().all(|b| (0x20..0x7f).contains(b) || *b == b'\t') {
+        std::str::from_utf8(v).ok()
+    } else {
+        None
+    }
+}
+
+fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Option<&'h str> {
     headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+        .values("cookie")
+        .filter_map(visible_ascii)
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim())
 }
 
-fn is_grpc(headers: &HeaderMap) -> bool {
+fn is_grpc<H: HeaderView>(headers: &H) -> bool {
     headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"))
+        .values("content-type")
+        .next()
+        .is_some_and(|v| v.starts_with(b"application/grpc"))
 }
 
 /// Why a request was refused, with the status and challenge RFC 6750 §3
@@ -425,14 +461,14 @@ impl AuthRejection {
         }
     }
 
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
         match self {
-            AuthRejection::Missing | AuthRejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            AuthRejection::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            AuthRejection::InsufficientScope { .. } => StatusCode::FORBIDDEN,
-            AuthRejection::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            AuthRejection::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthRejection::Missing | AuthRejection::InvalidToken(_) => 401,
+            AuthRejection::InvalidRequest(_) => 400,
+            AuthRejection::InsufficientScope { .. } => 403,
+            AuthRejection::KeysUnavailable => 503,
+            AuthRejection::NotConfigured => 500,
         }
     }
 
@@ -476,24 +512,22 @@ impl AuthRejection {
         }
     }
 
-    /// The response: status, challenge, empty body. For gRPC requests, a
-    /// 200 with `grpc-status` as gRPC clients expect.
-    pub(crate) fn to_response<B: Default>(&self, realm: &str, grpc: bool) -> Response<B> {
-        let mut resp = Response::new(B::default());
-        let h = resp.headers_mut();
+    /// Status and headers: the challenge, and for gRPC requests a 200 with
+    /// `grpc-status`, as gRPC clients expect.
+    pub(crate) fn answer(&self, realm: &str, grpc: bool) -> Answer {
+        let mut headers = Vec::with_capacity(3);
         if let Some(challenge) = self.challenge(realm) {
-            if let Ok(v) = HeaderValue::from_str(&challenge) {
-                h.insert(WWW_AUTHENTICATE, v);
-            }
+            headers.push(("www-authenticate", challenge));
         }
-        if grpc {
-            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-            h.insert("grpc-status", HeaderValue::from_static(self.grpc_status()));
-            h.insert("grpc-message", HeaderValue::from_static(self.reason()));
+        let status = if grpc {
+            headers.push(("content-type", "application/grpc".into()));
+            headers.push(("grpc-status", self.grpc_status().into()));
+            headers.push(("grpc-message", self.reason().into()));
+            200
         } else {
-            *resp.status_mut() = self.status();
-        }
-        resp
+            self.status()
+        };
+        Answer { status, headers }
     }
 }
 
@@ -509,15 +543,26 @@ impl std::error::Error for AuthRejection {}
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                http::HeaderName::try_from(*k).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
+    /// Headers as plain pairs: the trait is all the extraction needs.
+    struct Pairs(Vec<(String, Vec<u8>)>);
+
+    impl HeaderView for Pairs {
+        fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+            let name = name.to_owned();
+            self.0
+                .iter()
+                .filter(move |(k, _)| *k == name)
+                .map(|(_, v)| v.as_slice())
         }
-        h
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> Pairs {
+        Pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect(),
+        )
     }
 
     #[test]

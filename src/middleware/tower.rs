@@ -11,7 +11,20 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{BearerAuth, Outcome, ScopedClaims};
+use super::{Answer, BearerAuth, Outcome, ScopedClaims};
+
+/// A refusal as an `http` response with an empty body.
+pub(crate) fn render<B: Default>(answer: Answer) -> Response<B> {
+    let mut resp = Response::new(B::default());
+    *resp.status_mut() = http::StatusCode::from_u16(answer.status)
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in answer.headers {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            resp.headers_mut().insert(name, v);
+        }
+    }
+    resp
+}
 
 /// Applies a [`BearerAuth`] to a service. Validated claims reach the inner
 /// service as a [`Validated<C>`](crate::Validated) request extension.
@@ -96,7 +109,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         // The usual case decides here, with no allocation beyond validation.
-        match self.auth.check_now(req.headers(), req.extensions()) {
+        match self.auth.check_now(req.headers(), req.extensions().get()) {
             Outcome::Allowed(v) => {
                 req.extensions_mut().insert(v);
                 ResponseFuture::inner(self.inner.call(req))
@@ -106,7 +119,9 @@ where
                 req.extensions_mut().insert(super::Anonymous);
                 ResponseFuture::inner(self.inner.call(req))
             }
-            Outcome::Refused(r) => ResponseFuture::refused(self.auth.refusal(&r, req.headers())),
+            Outcome::Refused(r) => {
+                ResponseFuture::refused(render(self.auth.refusal(&r, req.headers())))
+            }
             Outcome::Retry(token) => {
                 // An unknown kid: wait for the key source's refresh. The
                 // service that was polled ready goes with the request.
@@ -119,7 +134,7 @@ where
                             req.extensions_mut().insert(v);
                             inner.call(req).await
                         }
-                        Outcome::Refused(r) => Ok(auth.refusal(&r, req.headers())),
+                        Outcome::Refused(r) => Ok(render(auth.refusal(&r, req.headers()))),
                         Outcome::AlreadyAllowed | Outcome::Anonymous | Outcome::Retry(_) => {
                             inner.call(req).await
                         }

@@ -71,12 +71,20 @@ pub fn unb64(s: &str) -> Vec<u8> {
         .unwrap()
 }
 
+pub mod http_cases;
 pub mod idp;
 
 /// Captures every `tracing` event on this thread (and so on a current-thread
 /// runtime's tasks) until the guard drops.
 pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, LogBuffer) {
     let buf = LogBuffer::default();
+    (capture_logs_into(&buf), buf)
+}
+
+/// Captures this thread's `tracing` events into `buf` (for servers that run
+/// on threads of their own).
+pub fn capture_logs_into(buf: &LogBuffer) -> tracing::subscriber::DefaultGuard {
+    let buf = buf.clone();
     let sub = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_ansi(false)
@@ -90,7 +98,7 @@ pub fn capture_logs() -> (tracing::subscriber::DefaultGuard, LogBuffer) {
     SECOND.get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let guard = tracing::subscriber::set_default(sub);
     tracing::callsite::rebuild_interest_cache();
-    (guard, buf)
+    guard
 }
 
 #[derive(Clone, Default)]

@@ -1,0 +1,204 @@
+//! actix-web (feature `actix`): [`BearerAuthMiddleware`] for `App::wrap` or
+//! a resource's `wrap`, and the [`Claims`] extractor, with the same
+//! behaviour as the tower layer.
+//!
+//! ```no_run
+//! use actix_web::{App, web};
+//! use serde_json::{Map, Value};
+//! use tokenwarden::middleware::actix::{BearerAuthMiddleware, Claims};
+//! use tokenwarden::middleware::{BearerAuth, Scopes};
+//! # use tokenwarden::Validator;
+//!
+//! async fn me(Claims(claims): Claims<Map<String, Value>>) -> String {
+//!     format!("hello {}", claims["sub"])
+//! }
+//!
+//! # fn app(validator: Validator) {
+//! let auth = BearerAuth::new(validator).realm("orders");
+//! let _app = App::new()
+//!     .service(
+//!         web::resource("/orders")
+//!             .wrap(BearerAuthMiddleware::new(auth.clone().require(Scopes::all(["orders:read"]))))
+//!             .route(web::get().to(me)),
+//!     )
+//!     .wrap(BearerAuthMiddleware::new(auth));
+//! # }
+//! ```
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use actix_web::body::EitherBody;
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::StatusCode;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+
+use super::{Anonymous, Answer, AuthRejection, BearerAuth, HeaderView, Outcome, ScopedClaims};
+use crate::validator::Validated;
+
+impl HeaderView for actix_web::http::header::HeaderMap {
+    fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.get_all(name).map(|v| v.as_bytes())
+    }
+}
+
+fn render(answer: Answer) -> HttpResponse {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = HttpResponse::build(status);
+    for (name, value) in answer.headers {
+        resp.insert_header((name, value));
+    }
+    resp.finish()
+}
+
+/// Applies a [`BearerAuth`] to an actix-web app, scope or resource.
+/// Validated claims reach handlers as a [`Validated<C>`] request extension
+/// and through the [`Claims`] extractor.
+pub struct BearerAuthMiddleware<C> {
+    auth: BearerAuth<C>,
+}
+
+impl<C: ScopedClaims> BearerAuthMiddleware<C> {
+    /// Middleware for `auth`.
+    pub fn new(auth: BearerAuth<C>) -> Self {
+        BearerAuthMiddleware { auth }
+    }
+}
+
+impl<C> std::fmt::Debug for BearerAuthMiddleware<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerAuthMiddleware")
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+impl<S, B, C> Transform<S, ServiceRequest> for BearerAuthMiddleware<C>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+    C: ScopedClaims,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = BearerAuthActixService<S, C>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(BearerAuthActixService {
+            service: Rc::new(service),
+            auth: self.auth.clone(),
+        }))
+    }
+}
+
+/// The service [`BearerAuthMiddleware`] wraps around yours.
+pub struct BearerAuthActixService<S, C> {
+    service: Rc<S>,
+    auth: BearerAuth<C>,
+}
+
+impl<S, C> std::fmt::Debug for BearerAuthActixService<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerAuthActixService")
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+type LocalBoxed<T> = Pin<Box<dyn Future<Output = T>>>;
+
+impl<S, B, C> Service<ServiceRequest> for BearerAuthActixService<S, C>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: 'static,
+    C: ScopedClaims,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxed<Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let outcome = {
+            let extensions = req.extensions();
+            self.auth
+                .check_now(req.headers(), extensions.get::<Validated<C>>())
+        };
+        let pass = |req: ServiceRequest, service: &S| {
+            let fut = service.call(req);
+            Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
+                as LocalBoxed<Result<Self::Response, Self::Error>>
+        };
+        match outcome {
+            Outcome::Allowed(v) => {
+                req.extensions_mut().insert(v);
+                pass(req, &self.service)
+            }
+            Outcome::AlreadyAllowed => pass(req, &self.service),
+            Outcome::Anonymous => {
+                req.extensions_mut().insert(Anonymous);
+                pass(req, &self.service)
+            }
+            Outcome::Refused(r) => {
+                let resp = render(self.auth.refusal(&r, req.headers()));
+                Box::pin(ready(Ok(req.into_response(resp).map_into_right_body())))
+            }
+            Outcome::Retry(token) => {
+                let service = self.service.clone();
+                let auth = self.auth.clone();
+                Box::pin(async move {
+                    match auth.check_refreshing(&token).await {
+                        Outcome::Allowed(v) => {
+                            req.extensions_mut().insert(v);
+                        }
+                        Outcome::Refused(r) => {
+                            let resp = render(auth.refusal(&r, req.headers()));
+                            return Ok(req.into_response(resp).map_into_right_body());
+                        }
+                        Outcome::AlreadyAllowed | Outcome::Anonymous | Outcome::Retry(_) => {}
+                    }
+                    service
+                        .call(req)
+                        .await
+                        .map(ServiceResponse::map_into_left_body)
+                })
+            }
+        }
+    }
+}
+
+/// The validated claims of the request; `Option<Claims<C>>` for routes
+/// open to anonymous callers. Refuses with 401 when no token came through
+/// an anonymous-allowing middleware, 500 when no middleware ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims<C>(pub C);
+
+impl<C: ScopedClaims> FromRequest for Claims<C> {
+    type Error = AuthRejection;
+    type Future = Ready<Result<Self, AuthRejection>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let extensions = req.extensions();
+        ready(match extensions.get::<Validated<C>>() {
+            Some(v) => Ok(Claims(v.claims.clone())),
+            None if extensions.get::<Anonymous>().is_some() => Err(AuthRejection::Missing),
+            None => Err(AuthRejection::NotConfigured),
+        })
+    }
+}
+
+impl ResponseError for AuthRejection {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(AuthRejection::status(self))
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // The extractor has no realm; the middleware's own refusals carry it.
+        render(self.answer("api", false))
+    }
+}
