@@ -51,6 +51,22 @@ fn serve(auth: BearerAuth<Json>, logs: &LogBuffer) -> String {
                             ))
                             .route(web::get().to(me)),
                     )
+                    .service(
+                        web::resource("/admin")
+                            .wrap(BearerAuthMiddleware::new(
+                                auth.clone()
+                                    .require_roles("realm_access.roles", Scopes::all(["admin"])),
+                            ))
+                            .route(web::get().to(me)),
+                    )
+                    .service(
+                        web::resource("/app")
+                            .wrap(BearerAuthMiddleware::new(auth.clone().require_claims(
+                                "client_id my-app",
+                                common::http_cases::is_my_app,
+                            )))
+                            .route(web::get().to(me)),
+                    )
                     .route("/maybe", web::get().to(maybe))
                     .wrap(BearerAuthMiddleware::new(auth.clone().allow_anonymous()))
             })

@@ -33,6 +33,22 @@ fn app(auth: BearerAuth<Json>) -> Router {
             "/orders",
             get(me).route_layer(auth.clone().require(Scopes::all(["orders:read"])).layer()),
         )
+        .route(
+            "/admin",
+            get(me).route_layer(
+                auth.clone()
+                    .require_roles("realm_access.roles", Scopes::all(["admin"]))
+                    .layer(),
+            ),
+        )
+        .route(
+            "/app",
+            get(me).route_layer(
+                auth.clone()
+                    .require_claims("client_id my-app", common::http_cases::is_my_app)
+                    .layer(),
+            ),
+        )
         .route("/maybe", get(maybe))
         .layer(auth.allow_anonymous().layer())
 }

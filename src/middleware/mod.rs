@@ -42,14 +42,33 @@ impl HeaderView for http::HeaderMap {
     }
 }
 
-/// Claims a route's scope requirement can be checked against.
+/// Claims a route's scope and role requirements can be checked against.
 ///
-/// Implemented for JSON claims, reading `scope` (a space-separated string,
-/// RFC 8693 §4.2, RFC 9068 §2.2.3) or `scp` (an array of strings). Implement
-/// it for your own claims type in one line.
+/// Implemented for JSON claims: scopes from `scope` (a space-separated
+/// string, RFC 8693 §4.2, RFC 9068 §2.2.3) or `scp` (an array of strings);
+/// roles from any dotted claim path (`roles`, `realm_access.roles`,
+/// `cognito:groups`) holding a string or an array of strings. Implement it
+/// for your own claims type in a few lines.
 pub trait ScopedClaims: DeserializeOwned + Clone + Send + Sync + 'static {
     /// Whether the token grants `scope`.
     fn has_scope(&self, scope: &str) -> bool;
+
+    /// Whether the claim at the dotted `path` holds `role`. By default no
+    /// role is held, so role requirements refuse until this is implemented.
+    fn has_role(&self, path: &str, role: &str) -> bool {
+        let _ = (path, role);
+        false
+    }
+}
+
+/// The value at a dotted claim path.
+fn at_path<'v>(claims: &'v Map<String, Value>, path: &str) -> Option<&'v Value> {
+    let mut parts = path.split('.');
+    let mut value = claims.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_object()?.get(part)?;
+    }
+    Some(value)
 }
 
 impl ScopedClaims for Map<String, Value> {
@@ -64,11 +83,23 @@ impl ScopedClaims for Map<String, Value> {
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|g| g.as_str() == Some(scope)))
     }
+
+    fn has_role(&self, path: &str, role: &str) -> bool {
+        match at_path(self, path) {
+            Some(Value::String(s)) => s.split(' ').any(|r| r == role),
+            Some(Value::Array(a)) => a.iter().any(|r| r.as_str() == Some(role)),
+            _ => false,
+        }
+    }
 }
 
 impl ScopedClaims for Value {
     fn has_scope(&self, scope: &str) -> bool {
         self.as_object().is_some_and(|m| m.has_scope(scope))
+    }
+
+    fn has_role(&self, path: &str, role: &str) -> bool {
+        self.as_object().is_some_and(|m| m.has_role(path, role))
     }
 }
 
@@ -104,19 +135,23 @@ impl Scopes {
 
     /// The scopes the claims lack, space-separated, or `None` if satisfied.
     fn missing<C: ScopedClaims>(&self, claims: &C) -> Option<String> {
-        let lacking: Vec<&str> = self
-            .all
-            .iter()
-            .filter(|s| !claims.has_scope(s))
-            .map(|s| &**s)
-            .collect();
+        self.lacking(|s| claims.has_scope(s))
+    }
+
+    /// What `held` lacks of this requirement, space-separated.
+    fn lacking(&self, held: impl Fn(&str) -> bool) -> Option<String> {
+        let lacking: Vec<&str> = self.all.iter().filter(|s| !held(s)).map(|s| &**s).collect();
         if !lacking.is_empty() {
             return Some(lacking.join(" "));
         }
-        if !self.any.is_empty() && !self.any.iter().any(|s| claims.has_scope(s)) {
+        if !self.any.is_empty() && !self.any.iter().any(|s| held(s)) {
             return Some(self.any.join(" "));
         }
         None
+    }
+
+    fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.any.is_empty()
     }
 }
 
@@ -147,14 +182,20 @@ enum TokenSource {
 /// ```
 pub struct BearerAuth<C = Map<String, Value>> {
     config: Arc<Config>,
+    predicates: Arc<[Predicate<C>]>,
     _claims: PhantomData<fn() -> C>,
 }
+
+/// A named custom requirement on the claims.
+type Predicate<C> = (Box<str>, Arc<dyn Fn(&C) -> bool + Send + Sync>);
 
 struct Config {
     validator: Validator,
     realm: Box<str>,
     source: TokenSource,
     scopes: Scopes,
+    /// Roles required, and the claim path they are read from.
+    roles: Option<(Box<str>, Scopes)>,
     anonymous: bool,
 }
 
@@ -162,6 +203,7 @@ impl<C> Clone for BearerAuth<C> {
     fn clone(&self) -> Self {
         BearerAuth {
             config: self.config.clone(),
+            predicates: self.predicates.clone(),
             _claims: PhantomData,
         }
     }
@@ -196,8 +238,10 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 realm: "api".into(),
                 source: TokenSource::Bearer,
                 scopes: Scopes::default(),
+                roles: None,
                 anonymous: false,
             }),
+            predicates: Arc::new([]),
             _claims: PhantomData,
         }
     }
@@ -209,11 +253,13 @@ impl<C: ScopedClaims> BearerAuth<C> {
             realm: c.realm.clone(),
             source: c.source.clone(),
             scopes: c.scopes.clone(),
+            roles: c.roles.clone(),
             anonymous: c.anonymous,
         };
         f(&mut config);
         BearerAuth {
             config: Arc::new(config),
+            predicates: self.predicates,
             _claims: PhantomData,
         }
     }
@@ -256,6 +302,27 @@ impl<C: ScopedClaims> BearerAuth<C> {
         self.with(|c| c.scopes = scopes)
     }
 
+    /// Roles the token must hold, read from the claim at the dotted `path`
+    /// (e.g. `"roles"`, `"realm_access.roles"`); 403 otherwise.
+    #[must_use]
+    pub fn require_roles(self, path: &str, roles: Scopes) -> Self {
+        let path: Box<str> = path.into();
+        self.with(|c| c.roles = Some((path, roles)))
+    }
+
+    /// A custom requirement on the verified claims; 403 naming `name` when
+    /// `predicate` returns false.
+    #[must_use]
+    pub fn require_claims<F>(mut self, name: &str, predicate: F) -> Self
+    where
+        F: Fn(&C) -> bool + Send + Sync + 'static,
+    {
+        let mut all: Vec<Predicate<C>> = self.predicates.iter().cloned().collect();
+        all.push((header_safe(name).into_boxed_str(), Arc::new(predicate)));
+        self.predicates = all.into();
+        self
+    }
+
     /// Lets requests without a token through, with no claims attached; a
     /// token that is present must still be valid.
     #[must_use]
@@ -294,11 +361,12 @@ impl<C: ScopedClaims> BearerAuth<C> {
         headers: &H,
         already: Option<&Validated<C>>,
     ) -> Outcome<C> {
-        // An outer layer already validated this request: only the scopes are ours.
+        // An outer layer already validated this request: only the route's
+        // requirements are ours.
         if let Some(v) = already {
-            return match self.config.scopes.missing(&v.claims) {
-                None => Outcome::AlreadyAllowed,
-                Some(scope) => Outcome::Refused(AuthRejection::InsufficientScope { scope }),
+            return match self.authorize(&v.claims) {
+                Ok(()) => Outcome::AlreadyAllowed,
+                Err(r) => Outcome::Refused(r),
             };
         }
         let token = match self.token(headers) {
@@ -324,10 +392,34 @@ impl<C: ScopedClaims> BearerAuth<C> {
     }
 
     fn scopes(&self, v: Validated<C>) -> Outcome<C> {
-        match self.config.scopes.missing(&v.claims) {
-            None => Outcome::Allowed(v),
-            Some(scope) => Outcome::Refused(AuthRejection::InsufficientScope { scope }),
+        match self.authorize(&v.claims) {
+            Ok(()) => Outcome::Allowed(v),
+            Err(r) => Outcome::Refused(r),
         }
+    }
+
+    /// The route's requirements: scopes, then roles, then custom predicates.
+    fn authorize(&self, claims: &C) -> Result<(), AuthRejection> {
+        if let Some(scope) = self.config.scopes.missing(claims) {
+            return Err(AuthRejection::InsufficientScope { scope });
+        }
+        if let Some((path, roles)) = &self.config.roles {
+            if !roles.is_empty() {
+                if let Some(lacking) = roles.lacking(|r| claims.has_role(path, r)) {
+                    return Err(AuthRejection::Forbidden {
+                        requirement: header_safe(&format!("role {lacking}")),
+                    });
+                }
+            }
+        }
+        for (name, predicate) in self.predicates.iter() {
+            if !predicate(claims) {
+                return Err(AuthRejection::Forbidden {
+                    requirement: name.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// How to answer a refusal: status and headers (logged once, here).
@@ -365,6 +457,13 @@ fn log_refusal(r: &AuthRejection) {
         status = r.status(),
         "bearer token refused"
     );
+}
+
+/// Keeps only characters a quoted header parameter may carry as-is.
+fn header_safe(s: &str) -> String {
+    s.chars()
+        .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
+        .collect()
 }
 
 /// RFC 6750 §2.1: `Authorization: Bearer <token>`, scheme case-insensitive,
@@ -447,6 +546,12 @@ pub enum AuthRejection {
         /// The scopes required, space-separated.
         scope: String,
     },
+    /// The token lacks a required role or fails a custom requirement: 403
+    /// `insufficient_scope`, the requirement as description.
+    Forbidden {
+        /// What was required (a role list or the requirement's name).
+        requirement: String,
+    },
     /// No usable keys: 503; the client did nothing wrong.
     KeysUnavailable,
     /// The route expects claims but no [`BearerAuthLayer`] put them there: 500.
@@ -466,7 +571,7 @@ impl AuthRejection {
         match self {
             AuthRejection::Missing | AuthRejection::InvalidToken(_) => 401,
             AuthRejection::InvalidRequest(_) => 400,
-            AuthRejection::InsufficientScope { .. } => 403,
+            AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => 403,
             AuthRejection::KeysUnavailable => 503,
             AuthRejection::NotConfigured => 500,
         }
@@ -478,7 +583,9 @@ impl AuthRejection {
             AuthRejection::Missing => "missing_token",
             AuthRejection::InvalidRequest(_) => "invalid_request",
             AuthRejection::InvalidToken(kind) => kind.as_str(),
-            AuthRejection::InsufficientScope { .. } => "insufficient_scope",
+            AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => {
+                "insufficient_scope"
+            }
             AuthRejection::KeysUnavailable => "keys_unavailable",
             AuthRejection::NotConfigured => "not_configured",
         }
@@ -497,6 +604,9 @@ impl AuthRejection {
             AuthRejection::InsufficientScope { scope } => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\""
             )),
+            AuthRejection::Forbidden { requirement } => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"requires {requirement}\""
+            )),
             AuthRejection::KeysUnavailable | AuthRejection::NotConfigured => None,
         }
     }
@@ -505,10 +615,10 @@ impl AuthRejection {
     fn grpc_status(&self) -> &'static str {
         match self {
             AuthRejection::Missing | AuthRejection::InvalidToken(_) => "16", // UNAUTHENTICATED
-            AuthRejection::InsufficientScope { .. } => "7",                  // PERMISSION_DENIED
-            AuthRejection::InvalidRequest(_) => "3",                         // INVALID_ARGUMENT
-            AuthRejection::KeysUnavailable => "14",                          // UNAVAILABLE
-            AuthRejection::NotConfigured => "13",                            // INTERNAL
+            AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => "7", // PERMISSION_DENIED
+            AuthRejection::InvalidRequest(_) => "3", // INVALID_ARGUMENT
+            AuthRejection::KeysUnavailable => "14",  // UNAVAILABLE
+            AuthRejection::NotConfigured => "13",    // INTERNAL
         }
     }
 
@@ -589,6 +699,18 @@ mod tests {
             ]))
             .is_err()
         );
+    }
+
+    #[test]
+    fn roles_from_a_dotted_path() {
+        let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"realm_access":{"roles":["admin","ops"]},"groups":"a b"}"#)
+                .unwrap();
+        assert!(claims.has_role("realm_access.roles", "admin"));
+        assert!(!claims.has_role("realm_access.roles", "adm"));
+        assert!(claims.has_role("groups", "b"));
+        assert!(!claims.has_role("realm_access", "admin"));
+        assert!(!claims.has_role("nope.roles", "admin"));
     }
 
     #[test]

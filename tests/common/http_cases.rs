@@ -1,8 +1,9 @@
 //! The one table of HTTP cases every adapter (tower/axum, actix-web) must
 //! answer identically, and its runner. The app under test has:
-//! `/me` (token required), `/orders` (scope `orders:read`), `/maybe`
-//! (anonymous allowed, optional claims), realm `orders`, behind an outer
-//! anonymous-allowing layer.
+//! `/me` (token required), `/orders` (scope `orders:read`), `/admin` (role
+//! `admin` in `realm_access.roles`), `/app` (custom requirement
+//! `client_id my-app`), `/maybe` (anonymous allowed, optional claims), realm
+//! `orders`, behind an outer anonymous-allowing layer.
 
 use serde_json::{Value, json};
 use tokenwarden::Algorithm;
@@ -31,6 +32,14 @@ pub fn cases() -> Vec<Case> {
     unscoped["scope"] = json!("profile orders:reader");
     let mut expired = claims();
     expired["exp"] = json!(NOW - 3600);
+    let mut admin = claims();
+    admin["realm_access"] = json!({"roles": ["ops", "admin"]});
+    let mut ops = claims();
+    ops["realm_access"] = json!({"roles": ["ops"]});
+    let mut mine = claims();
+    mine["client_id"] = json!("my-app");
+    let mut theirs = claims();
+    theirs["client_id"] = json!("their-app");
     let mut foreign = claims();
     foreign["aud"] = json!("https://other.test");
     vec![
@@ -191,4 +200,9 @@ pub async fn run_all(base: &str, logs: &LogBuffer) {
         "refusals are logged: {}",
         logs.text()
     );
+}
+
+/// The custom requirement behind `/app`.
+pub fn is_my_app(c: &serde_json::Map<String, Value>) -> bool {
+    c.get("client_id").and_then(Value::as_str) == Some("my-app")
 }
