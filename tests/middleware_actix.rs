@@ -1,6 +1,6 @@
 //! actix-web middleware and extractor over real HTTP on 127.0.0.1, held to
 //! the same case table as the tower/axum adapter.
-#![cfg(feature = "actix")]
+#![cfg(all(feature = "actix", feature = "remote"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
@@ -88,4 +88,13 @@ async fn every_case_gets_the_same_answer_as_from_tower() {
         &logs,
     );
     common::http_cases::run_all(&base, &logs).await;
+}
+
+#[tokio::test]
+async fn keys_unavailable_is_503_without_a_challenge() {
+    let base = serve(
+        BearerAuth::new(common::http_cases::keyless_validator()),
+        &LogBuffer::default(),
+    );
+    common::http_cases::run_keys_unavailable(&base).await;
 }

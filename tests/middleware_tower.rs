@@ -1,6 +1,6 @@
 //! The tower layer alone, on a plain hyper server (no axum), held to the
 //! same case table as the axum and actix adapters.
-#![cfg(feature = "tower")]
+#![cfg(all(feature = "tower", feature = "remote"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
@@ -88,4 +88,10 @@ async fn every_case_gets_the_same_answer_from_the_bare_tower_layer() {
     let (_guard, logs) = capture_logs();
     let base = serve(BearerAuth::new(validator(&[key(Algorithm::ES256)])).realm("orders")).await;
     common::http_cases::run_all(&base, &logs).await;
+}
+
+#[tokio::test]
+async fn keys_unavailable_is_503_without_a_challenge() {
+    let base = serve(BearerAuth::new(common::http_cases::keyless_validator())).await;
+    common::http_cases::run_keys_unavailable(&base).await;
 }

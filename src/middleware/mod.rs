@@ -701,6 +701,42 @@ mod tests {
         );
     }
 
+    fn auth() -> BearerAuth {
+        let keys =
+            crate::KeySet::from_hmac_secret(None, crate::Algorithm::HS256, &[7; 32]).unwrap();
+        let v = Validator::builder()
+            .issuer("i")
+            .audience("a")
+            .keys(keys)
+            .build()
+            .unwrap();
+        BearerAuth::new(v)
+    }
+
+    #[test]
+    fn token_from_a_custom_header_or_cookie() {
+        let h = headers(&[
+            ("x-token", " abc "),
+            ("cookie", "sid=1; at=xyz"),
+            ("authorization", "Bearer nope"),
+        ]);
+        assert_eq!(
+            auth().from_header("X-Token").unwrap().token(&h),
+            Ok(Some("abc"))
+        );
+        assert_eq!(auth().from_cookie("at").token(&h), Ok(Some("xyz")));
+        assert_eq!(auth().from_cookie("missing").token(&h), Ok(None));
+        assert!(auth().from_header("bad header").is_err());
+        let twice = headers(&[("x-token", "a"), ("x-token", "b")]);
+        assert!(
+            auth()
+                .from_header("x-token")
+                .unwrap()
+                .token(&twice)
+                .is_err()
+        );
+    }
+
     #[test]
     fn roles_from_a_dotted_path() {
         let claims: Map<String, Value> =

@@ -206,3 +206,33 @@ pub async fn run_all(base: &str, logs: &LogBuffer) {
 pub fn is_my_app(c: &serde_json::Map<String, Value>) -> bool {
     c.get("client_id").and_then(Value::as_str) == Some("my-app")
 }
+
+/// A validator whose keys can never be fetched (nothing listens on port 9
+/// of loopback): every token meets `keys_unavailable`.
+#[cfg(feature = "remote")]
+pub fn keyless_validator() -> tokenwarden::Validator {
+    let keys = tokenwarden::RemoteKeySet::builder()
+        .jwks_url("http://127.0.0.1:9/jwks")
+        .allow_http_loopback(true)
+        .build()
+        .unwrap();
+    tokenwarden::Validator::builder()
+        .issuer(super::ISS)
+        .audience(super::AUD)
+        .keys(keys)
+        .build()
+        .unwrap()
+}
+
+/// With no usable keys, a valid-looking token gets 503 and no challenge:
+/// the client did nothing wrong.
+pub async fn run_keys_unavailable(base: &str) {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/me"))
+        .bearer_auth(token_with(claims()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().get("www-authenticate").is_none());
+}
