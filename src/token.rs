@@ -107,14 +107,14 @@ pub(crate) struct RawHeader<'a> {
     pub(crate) cty: Option<Str<'a>>,
 }
 
-impl RawHeader<'_> {
-    pub(crate) fn to_header(&self, alg: Algorithm) -> Header {
-        Header {
-            alg,
-            kid: self.kid.as_deref().map(str::to_owned),
-            typ: self.typ.as_deref().map(str::to_owned),
-            cty: self.cty.as_deref().map(str::to_owned),
-        }
+impl Header {
+    pub(crate) fn new(
+        alg: Algorithm,
+        kid: Option<String>,
+        typ: Option<String>,
+        cty: Option<String>,
+    ) -> Header {
+        Header { alg, kid, typ, cty }
     }
 }
 

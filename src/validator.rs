@@ -87,6 +87,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     max_token_size: usize,
     checks: Vec<(Box<str>, Check)>,
+    /// The last header parsed under a verified signature.
+    header_cache: arc_swap::ArcSwapOption<ParsedHeader>,
 }
 
 struct IssuerEntry {
@@ -176,7 +178,7 @@ impl Validator {
         if let Some(source) = &self.inner.fixed_source {
             return Some(source);
         }
-        let decoded = Decoded::new(token).ok()?;
+        let decoded = Decoded::new(token::split(token).ok()?).ok()?;
         let view = claims::parse_view(decoded.payload(), &[]).ok()?;
         self.select_source(&view).ok()
     }
@@ -189,14 +191,24 @@ impl Validator {
                 max: inner.max_token_size,
             });
         }
-        let decoded = Decoded::new(token)?;
-        let raw = token::parse_header(decoded.header())?;
-        let alg = header_alg(&raw)?;
+        let parts = token::split(token)?;
+        // IdPs repeat the header segment byte for byte: reuse the last parse
+        // of exactly these bytes (a parse is a pure function of them).
+        let cached = inner.header_cache.load();
+        let fresh = match cached.as_deref() {
+            Some(h) if *h.segment == *parts.header => None,
+            _ => Some(Arc::new(ParsedHeader::parse(parts.header)?)),
+        };
+        let Some(header) = fresh.as_deref().or(cached.as_deref()) else {
+            return Err(Error::malformed("header could not be read"));
+        };
+        let alg = header.alg;
         if let Some(allowed) = inner.algorithms {
             if !allowed.contains(alg) {
                 return Err(Error::AlgorithmNotAllowed { alg });
             }
         }
+        let decoded = Decoded::new(parts)?;
         let payload = decoded.payload();
         token::check_json_text(payload, "payload")?;
         // With one key source the signature is checked before the payload is
@@ -210,13 +222,20 @@ impl Validator {
             &keys,
             inner.algorithms,
             alg,
-            raw.kid.as_deref(),
+            header.kid.as_deref(),
             decoded.parts.signing_input,
             decoded.signature(),
         )?;
-        let claims = self.claims_checked::<C>(payload, raw.typ.as_deref())?;
+        // Cached only once a signature verified under it: forged tokens
+        // cannot churn the cache.
+        if let Some(fresh) = &fresh {
+            if parts.header.len() <= MAX_CACHED_HEADER {
+                inner.header_cache.store(Some(fresh.clone()));
+            }
+        }
+        let claims = self.claims_checked::<C>(payload, header.typ.as_deref())?;
         Ok(Validated {
-            header: raw.to_header(alg),
+            header: header.to_header(),
             claims,
         })
     }
@@ -353,37 +372,63 @@ impl Validator {
 struct Decoded<'t> {
     parts: token::Parts<'t>,
     buf: Vec<u8>,
-    header_end: usize,
     payload_end: usize,
 }
 
 impl<'t> Decoded<'t> {
-    fn new(token: &'t str) -> Result<Self, Error> {
-        let parts = token::split(token)?;
-        let mut buf = Vec::with_capacity(token.len() / 4 * 3 + 3);
-        token::decode_into_append(parts.header, &mut buf, "header is not base64url")?;
-        let header_end = buf.len();
+    /// Decodes the payload and the signature (the header is parsed apart).
+    fn new(parts: token::Parts<'t>) -> Result<Self, Error> {
+        let mut buf = Vec::with_capacity((parts.payload.len() + parts.signature.len()) / 4 * 3 + 6);
         token::decode_into_append(parts.payload, &mut buf, "payload is not base64url")?;
         let payload_end = buf.len();
         token::decode_into_append(parts.signature, &mut buf, "signature is not base64url")?;
         Ok(Decoded {
             parts,
             buf,
-            header_end,
             payload_end,
         })
     }
 
-    fn header(&self) -> &[u8] {
-        &self.buf[..self.header_end]
-    }
-
     fn payload(&self) -> &[u8] {
-        &self.buf[self.header_end..self.payload_end]
+        &self.buf[..self.payload_end]
     }
 
     fn signature(&self) -> &[u8] {
         &self.buf[self.payload_end..]
+    }
+}
+
+/// Longest header segment kept in the header cache.
+const MAX_CACHED_HEADER: usize = 512;
+
+/// A header, parsed and owned, with the exact segment it came from.
+struct ParsedHeader {
+    segment: Box<[u8]>,
+    alg: Algorithm,
+    kid: Option<Box<str>>,
+    typ: Option<Box<str>>,
+    cty: Option<Box<str>>,
+}
+
+impl ParsedHeader {
+    fn parse(segment: &[u8]) -> Result<ParsedHeader, Error> {
+        let mut json = Vec::with_capacity(segment.len() / 4 * 3 + 3);
+        token::decode_into_append(segment, &mut json, "header is not base64url")?;
+        let raw = token::parse_header(&json)?;
+        let alg = header_alg(&raw)?;
+        let own = |s: &Option<token::Str<'_>>| s.as_deref().map(Box::from);
+        Ok(ParsedHeader {
+            segment: segment.into(),
+            alg,
+            kid: own(&raw.kid),
+            typ: own(&raw.typ),
+            cty: own(&raw.cty),
+        })
+    }
+
+    fn to_header(&self) -> Header {
+        let own = |s: &Option<Box<str>>| s.as_deref().map(str::to_owned);
+        Header::new(self.alg, own(&self.kid), own(&self.typ), own(&self.cty))
     }
 }
 
@@ -435,19 +480,19 @@ impl KeySet {
                 max: DEFAULT_MAX_TOKEN_SIZE,
             });
         }
-        let decoded = Decoded::new(jws)?;
-        let raw = token::parse_header(decoded.header())?;
-        let alg = header_alg(&raw)?;
+        let parts = token::split(jws)?;
+        let header = ParsedHeader::parse(parts.header)?;
+        let decoded = Decoded::new(parts)?;
         verify_signature(
             self,
             None,
-            alg,
-            raw.kid.as_deref(),
+            header.alg,
+            header.kid.as_deref(),
             decoded.parts.signing_input,
             decoded.signature(),
         )?;
         Ok(VerifiedJws {
-            header: raw.to_header(alg),
+            header: header.to_header(),
             payload: decoded.payload().to_vec(),
         })
     }
@@ -812,6 +857,7 @@ impl ValidatorBuilder {
                 clock: self.clock,
                 max_token_size: self.max_token_size,
                 checks: self.checks,
+                header_cache: arc_swap::ArcSwapOption::empty(),
             }),
         })
     }

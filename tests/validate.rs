@@ -599,3 +599,35 @@ fn the_verdict_does_not_depend_on_the_claims_type() {
         assert_eq!((as_value, ignored), (loose, loose), "{claim}: {value}");
     }
 }
+
+#[test]
+fn the_header_cache_never_lends_one_tokens_header_to_another() {
+    let a = key(Algorithm::ES256);
+    let b = key(Algorithm::EdDSA);
+    let v = builder(&[a, b]).required_type("at+jwt").build().unwrap();
+    let at = a.token_with_header(&json!({"typ": "at+jwt"}), &claims());
+    let jwt = a.token_with_header(&json!({"typ": "JWT"}), &claims());
+    let other_kid = b.token_with_header(&json!({"typ": "at+jwt"}), &claims());
+    for _ in 0..3 {
+        assert_eq!(outcome(&v, &at), "ok");
+        assert_eq!(outcome(&v, &jwt), "invalid_type");
+        assert_eq!(outcome(&v, &at), "ok");
+        assert_eq!(outcome(&v, &other_kid), "ok");
+        let ok = v.validate_json(&other_kid).unwrap();
+        assert_eq!(ok.header.kid.as_deref(), Some("EdDSA"));
+        assert_eq!(ok.header.alg, Algorithm::EdDSA);
+    }
+}
+
+#[test]
+fn a_forged_header_is_judged_on_its_own_every_time() {
+    let a = key(Algorithm::ES256);
+    let v = validator(&[a]);
+    let good = a.token(&claims());
+    let forger = TestKey::generate(Algorithm::ES256, "ES256").unwrap();
+    let forged = forger.token_with_header(&json!({"typ": "JWT", "x": 1}), &claims());
+    for _ in 0..3 {
+        assert_eq!(outcome(&v, &forged), "invalid_signature");
+        assert_eq!(outcome(&v, &good), "ok");
+    }
+}
