@@ -82,20 +82,110 @@ pub(crate) fn decode_into_append(
 }
 
 /// The protected header of a validated token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
+///
+/// Short values (up to 30 bytes, which covers nearly every `kid` and `typ`)
+/// are held inline, so handing out a header does not allocate.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
+    alg: Algorithm,
+    kid: Option<Text>,
+    typ: Option<Text>,
+    cty: Option<Text>,
+}
+
+impl Header {
+    pub(crate) fn new(
+        alg: Algorithm,
+        kid: Option<&str>,
+        typ: Option<&str>,
+        cty: Option<&str>,
+    ) -> Header {
+        Header {
+            alg,
+            kid: kid.map(Text::new),
+            typ: typ.map(Text::new),
+            cty: cty.map(Text::new),
+        }
+    }
+
     /// `alg`: the algorithm the signature was verified with.
-    pub alg: Algorithm,
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
     /// `kid`: the key id, if the token named one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kid: Option<String>,
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_ref().map(Text::as_str)
+    }
+
     /// `typ`: the media type of the token, e.g. `at+jwt` (RFC 9068).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub typ: Option<String>,
+    pub fn typ(&self) -> Option<&str> {
+        self.typ.as_ref().map(Text::as_str)
+    }
+
     /// `cty`: the content type, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cty: Option<String>,
+    pub fn cty(&self) -> Option<&str> {
+        self.cty.as_ref().map(Text::as_str)
+    }
+}
+
+impl Serialize for Header {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("alg", &self.alg)?;
+        for (name, value) in [
+            ("kid", self.kid()),
+            ("typ", self.typ()),
+            ("cty", self.cty()),
+        ] {
+            if let Some(value) = value {
+                map.serialize_entry(name, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A short string kept inline, a longer one on the heap.
+#[derive(Clone, PartialEq, Eq)]
+enum Text {
+    Inline { len: u8, bytes: [u8; Text::INLINE] },
+    Heap(Box<str>),
+}
+
+impl Text {
+    const INLINE: usize = 30;
+
+    fn new(s: &str) -> Text {
+        let mut bytes = [0u8; Text::INLINE];
+        match bytes.get_mut(..s.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(s.as_bytes());
+                Text::Inline {
+                    len: s.len() as u8,
+                    bytes,
+                }
+            }
+            None => Text::Heap(s.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Always a whole `&str` copied in by `new`: never empty by error.
+            Text::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Text::Heap(s) => s,
+        }
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// The header as parsed, borrowing from the decoded bytes.
@@ -105,17 +195,6 @@ pub(crate) struct RawHeader<'a> {
     pub(crate) kid: Option<Str<'a>>,
     pub(crate) typ: Option<Str<'a>>,
     pub(crate) cty: Option<Str<'a>>,
-}
-
-impl Header {
-    pub(crate) fn new(
-        alg: Algorithm,
-        kid: Option<String>,
-        typ: Option<String>,
-        cty: Option<String>,
-    ) -> Header {
-        Header { alg, kid, typ, cty }
-    }
 }
 
 /// Parses the decoded header JSON.
@@ -241,6 +320,10 @@ pub(crate) struct Seen<'a> {
     inline: [&'a str; Seen::INLINE],
     len: usize,
     spill: Vec<Str<'a>>,
+    /// One bit per [`Seen::bucket`] of the names seen: a name whose bit is
+    /// clear cannot be a duplicate, so the usual object is checked without
+    /// a single string comparison.
+    buckets: u64,
 }
 
 impl Default for Seen<'_> {
@@ -249,6 +332,7 @@ impl Default for Seen<'_> {
             inline: [""; Seen::INLINE],
             len: 0,
             spill: Vec::new(),
+            buckets: 0,
         }
     }
 }
@@ -256,10 +340,27 @@ impl Default for Seen<'_> {
 impl<'a> Seen<'a> {
     const INLINE: usize = 16;
 
+    /// A cheap 6-bit digest of a name: its length and its outer bytes.
+    fn bucket(n: &str) -> u32 {
+        let b = n.as_bytes();
+        let (first, last) = match b {
+            [] => (0, 0),
+            [f, .., l] => (*f, *l),
+            [f] => (*f, *f),
+        };
+        let h = (b.len() as u32)
+            .wrapping_mul(0x9E37_79B9)
+            .wrapping_add(u32::from(first).wrapping_mul(0x85EB_CA6B))
+            .wrapping_add(u32::from(last).wrapping_mul(0xC2B2_AE35));
+        h >> 26
+    }
+
     pub(crate) fn insert<E: de::Error>(&mut self, name: &Str<'a>) -> Result<(), E> {
         let n: &str = name;
-        let dup = self.inline[..self.len].contains(&n) || self.spill.iter().any(|s| **s == *n);
-        if dup {
+        let bit = 1u64 << Self::bucket(n);
+        let maybe = self.buckets & bit != 0;
+        self.buckets |= bit;
+        if maybe && (self.inline[..self.len].contains(&n) || self.spill.iter().any(|s| **s == *n)) {
             return Err(E::custom(DuplicateName(name)));
         }
         match &name.0 {
@@ -302,7 +403,9 @@ impl fmt::Display for DuplicateName<'_, '_> {
 /// deep. One pass over the bytes, no allocation; the JSON grammar itself is
 /// left to the parser that follows.
 pub(crate) fn check_json_text(json: &[u8], part: &'static str) -> Result<(), Error> {
-    if std::str::from_utf8(json).is_err() {
+    // Claims are nearly always ASCII; the word-at-a-time test is cheaper
+    // than full UTF-8 validation, which runs only when it fails.
+    if !json.is_ascii() && std::str::from_utf8(json).is_err() {
         return Err(Error::malformed(format!("{part} is not UTF-8")));
     }
     // Fewer opening brackets than the bound cannot nest past it: the exact

@@ -427,8 +427,12 @@ impl ParsedHeader {
     }
 
     fn to_header(&self) -> Header {
-        let own = |s: &Option<Box<str>>| s.as_deref().map(str::to_owned);
-        Header::new(self.alg, own(&self.kid), own(&self.typ), own(&self.cty))
+        Header::new(
+            self.alg,
+            self.kid.as_deref(),
+            self.typ.as_deref(),
+            self.cty.as_deref(),
+        )
     }
 }
 
