@@ -3,6 +3,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod alg;
+#[cfg(feature = "cache")]
+mod cache;
 mod claims;
 mod clock;
 mod crypto;
@@ -12,6 +14,9 @@ mod token;
 mod validator;
 
 pub use alg::{Algorithm, UnknownAlgorithm};
+#[cfg(feature = "cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+pub use cache::CacheConfig;
 pub use clock::{Clock, FixedClock, ManualClock, SystemClock};
 pub use error::{BuildError, Error, ErrorKind};
 pub use keys::{KeySet, KeySource, MAX_KEYS, SkippedKey};

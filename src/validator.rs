@@ -89,6 +89,9 @@ struct Inner {
     checks: Vec<(Box<str>, Check)>,
     /// The last header parsed under a verified signature.
     header_cache: arc_swap::ArcSwapOption<ParsedHeader>,
+    /// Verified tokens (validators with one key source only).
+    #[cfg(feature = "cache")]
+    cache: Option<crate::cache::TokenCache>,
 }
 
 struct IssuerEntry {
@@ -191,6 +194,12 @@ impl Validator {
                 max: inner.max_token_size,
             });
         }
+        #[cfg(feature = "cache")]
+        if let (Some(cache), Some(source)) = (&inner.cache, &inner.fixed_source) {
+            if let Some(hit) = self.cached::<C>(cache, source, token)? {
+                return Ok(hit);
+            }
+        }
         let parts = token::split(token)?;
         // IdPs repeat the header segment byte for byte: reuse the last parse
         // of exactly these bytes (a parse is a pure function of them).
@@ -218,7 +227,7 @@ impl Validator {
             None => self.select_source(&claims::parse_view(payload, &[])?)?,
         };
         let keys = source.current()?;
-        verify_signature(
+        let _key_id = verify_signature(
             &keys,
             inner.algorithms,
             alg,
@@ -234,10 +243,71 @@ impl Validator {
             }
         }
         let claims = self.claims_checked::<C>(payload, header.typ.as_deref())?;
-        Ok(Validated {
-            header: header.to_header(),
+        let header = header.to_header();
+        #[cfg(feature = "cache")]
+        if let (Some(cache), Some(_)) = (&inner.cache, &inner.fixed_source) {
+            // Only a token that passed everything; the time claims are kept
+            // to be checked again on every hit.
+            if let Ok(view) = claims::parse_view(payload, &[]) {
+                if let Some(entry) = crate::cache::Entry::new(
+                    token,
+                    header.clone(),
+                    payload,
+                    _key_id,
+                    (view.exp, view.nbf, view.iat),
+                    inner.clock.now(),
+                    &cache.config,
+                ) {
+                    cache.insert(token, entry);
+                }
+            }
+        }
+        Ok(Validated { header, claims })
+    }
+
+    /// A cache hit: the same token verified before, its key still in the
+    /// set, its time claims still good now.
+    #[cfg(feature = "cache")]
+    fn cached<C: DeserializeOwned>(
+        &self,
+        cache: &crate::cache::TokenCache,
+        source: &KeySource,
+        token: &str,
+    ) -> Result<Option<Validated<C>>, Error> {
+        let Some(entry) = cache.get(token) else {
+            return Ok(None);
+        };
+        let keys = source.current()?;
+        if !keys.holds(entry.header.kid(), entry.key_id) {
+            // The key left the set (rotation, revocation): decide afresh.
+            cache.remove(token);
+            return Ok(None);
+        }
+        let view = View {
+            exp: entry.exp,
+            nbf: entry.nbf,
+            iat: entry.iat,
+            iss: claims::Iss::Absent,
+            aud: claims::Aud::Absent,
+            present: 0,
+        };
+        self.inner.time.check(&view, self.inner.clock.now())?;
+        let claims = serde_json::from_slice::<C>(&entry.payload).map_err(claims_type_error)?;
+        Ok(Some(Validated {
+            header: entry.header.clone(),
             claims,
-        })
+        }))
+    }
+
+    /// Entries and bytes held by the verified-token cache (`None` without
+    /// one). Settles pending bookkeeping first.
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+    pub fn cache_usage(&self) -> Option<(u64, u64)> {
+        self.inner
+            .cache
+            .as_ref()
+            .map(crate::cache::TokenCache::usage)
     }
 
     /// Reads the claims into `C` in one pass and applies every rule before
@@ -523,7 +593,8 @@ fn verify_signature(
     kid: Option<&str>,
     signing_input: &[u8],
     signature: &[u8],
-) -> Result<(), Error> {
+) -> Result<u64, Error> {
+    // Returns the verifying key's id.
     // Without an explicit allow-list, only what the keys declare or imply.
     if explicit.is_none() && !keys.alg_set().contains(alg) {
         return Err(Error::AlgorithmNotAllowed { alg });
@@ -536,14 +607,14 @@ fn verify_signature(
         Lookup::Candidates(_) if !signature_shape_ok(alg, signature) => Err(invalid()),
         Lookup::Candidates(mut candidates) => {
             let mut tried = false;
-            let ok = candidates.any(|key| {
+            let ok = candidates.find(|key| {
                 tried = true;
                 key.verify(alg, signing_input, signature)
             });
             match (ok, tried) {
-                (true, _) => Ok(()),
-                (false, true) => Err(invalid()),
-                (false, false) => Err(Error::UnknownKey { kid: None }),
+                (Some(key), _) => Ok(key.id),
+                (None, true) => Err(invalid()),
+                (None, false) => Err(Error::UnknownKey { kid: None }),
             }
         }
         Lookup::Unknown => Err(Error::UnknownKey {
@@ -611,6 +682,8 @@ pub struct ValidatorBuilder {
     clock: Arc<dyn Clock>,
     max_token_size: usize,
     checks: Vec<(Box<str>, Check)>,
+    #[cfg(feature = "cache")]
+    cache: Option<crate::cache::CacheConfig>,
 }
 
 impl Default for ValidatorBuilder {
@@ -630,6 +703,8 @@ impl Default for ValidatorBuilder {
             clock: Arc::new(SystemClock),
             max_token_size: DEFAULT_MAX_TOKEN_SIZE,
             checks: Vec::new(),
+            #[cfg(feature = "cache")]
+            cache: None,
         }
     }
 }
@@ -770,6 +845,31 @@ impl ValidatorBuilder {
         self
     }
 
+    /// Keeps tokens that passed, so that the same token again skips its
+    /// signature check (feature `cache`; off unless called). Every rule that
+    /// depends on time is checked again on each hit, an entry lives no longer
+    /// than the token's `exp`, and an entry is dropped as soon as the key
+    /// that verified it leaves the key set. Used by validators with one key
+    /// source (one issuer, or several sharing keys).
+    ///
+    /// ```
+    /// use tokenwarden::{CacheConfig, KeySet, Validator};
+    /// let validator = Validator::builder()
+    ///     .issuer("https://idp.example.com")
+    ///     .audience("api")
+    ///     .keys(KeySet::from_hmac_secret("k", &[7; 32])?)
+    ///     .cache(CacheConfig::default().max_entries(100_000))
+    ///     .build()?;
+    /// # let _ = validator;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+    pub fn cache(mut self, config: crate::cache::CacheConfig) -> Self {
+        self.cache = Some(config);
+        self
+    }
+
     /// Checks the configuration and builds the validator.
     ///
     /// # Errors
@@ -862,6 +962,8 @@ impl ValidatorBuilder {
                 max_token_size: self.max_token_size,
                 checks: self.checks,
                 header_cache: arc_swap::ArcSwapOption::empty(),
+                #[cfg(feature = "cache")]
+                cache: self.cache.map(crate::cache::TokenCache::new),
             }),
         })
     }

@@ -56,7 +56,13 @@ pub(crate) struct Key {
     /// Algorithms this key may verify: its declared `alg`, or all its type implies.
     pub(crate) algs: AlgSet,
     verifiers: Vec<(Algorithm, Verifier)>,
+    /// Unique among every key this process has loaded: a verified-token
+    /// cache entry is good only while the key with this id is in the set.
+    pub(crate) id: u64,
 }
+
+/// Source of [`Key::id`]s.
+static NEXT_KEY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Key {
     /// Builds a key from material, preparing a verifier for each algorithm
@@ -76,6 +82,7 @@ impl Key {
             key_type,
             algs,
             verifiers,
+            id: NEXT_KEY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -265,6 +272,17 @@ impl KeySet {
     }
 
     /// The index range of the keys with this `kid`, if any.
+    /// Whether the key with this id (and kid) is still in the set.
+    #[cfg_attr(not(feature = "cache"), allow(dead_code))]
+    pub(crate) fn holds(&self, kid: Option<&str>, id: u64) -> bool {
+        match kid {
+            Some(kid) => self
+                .kid_range(kid)
+                .is_some_and(|r| self.keys[r].iter().any(|k| k.id == id)),
+            None => self.keys.iter().any(|k| k.id == id),
+        }
+    }
+
     fn kid_range(&self, kid: &str) -> Option<std::ops::Range<usize>> {
         let start = self.keys.partition_point(|k| k.kid.as_deref() < Some(kid));
         let end = start + self.keys[start..].partition_point(|k| k.kid.as_deref() == Some(kid));

@@ -364,7 +364,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
         // An outer layer already validated this request: only the route's
         // requirements are ours.
         if let Some(v) = already {
-            return match self.authorize(&v.claims) {
+            return match self.requirements(&v.claims) {
                 Ok(()) => Outcome::AlreadyAllowed,
                 Err(r) => Outcome::Refused(r),
             };
@@ -382,6 +382,48 @@ impl<C: ScopedClaims> BearerAuth<C> {
         }
     }
 
+    /// Decides for one request's headers outside any framework (a gateway's
+    /// auth subrequest, a Lambda handler): reads the token, validates it
+    /// (waiting for the key set's refresh only on an unknown kid) and checks
+    /// this configuration's requirements. `Ok(None)`: no token, and
+    /// [`allow_anonymous`](Self::allow_anonymous) lets that through.
+    ///
+    /// ```
+    /// use tokenwarden::middleware::{BearerAuth, Scopes};
+    /// # use tokenwarden::{KeySet, Validator};
+    /// # let validator = Validator::builder().issuer("i").audience("a")
+    /// #     .keys(KeySet::from_hmac_secret("k", &[7; 32])?).build()?;
+    /// let auth = BearerAuth::new(validator).require(Scopes::all(["orders:read"]));
+    /// let headers = http::HeaderMap::new();
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// let refusal = auth.authorize(&headers).await.unwrap_err();
+    /// assert_eq!(refusal.status(), 401);
+    /// # });
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The [`AuthRejection`] to answer with.
+    #[cfg(feature = "tower")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+    pub async fn authorize(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<Validated<C>>, AuthRejection> {
+        match self.check_now(headers, None) {
+            Outcome::Allowed(v) => Ok(Some(v)),
+            Outcome::AlreadyAllowed | Outcome::Anonymous => Ok(None),
+            Outcome::Refused(r) => Err(r),
+            Outcome::Retry(token) => match self.check_refreshing(&token).await {
+                Outcome::Allowed(v) => Ok(Some(v)),
+                Outcome::Refused(r) => Err(r),
+                Outcome::AlreadyAllowed | Outcome::Anonymous | Outcome::Retry(_) => {
+                    Err(AuthRejection::InvalidToken(ErrorKind::UnknownKey))
+                }
+            },
+        }
+    }
+
     /// The slow path for a token whose kid was unknown: waits for the key
     /// source's refresh (shared, rate-limited), then decides.
     pub(crate) async fn check_refreshing(&self, token: &str) -> Outcome<C> {
@@ -392,14 +434,14 @@ impl<C: ScopedClaims> BearerAuth<C> {
     }
 
     fn scopes(&self, v: Validated<C>) -> Outcome<C> {
-        match self.authorize(&v.claims) {
+        match self.requirements(&v.claims) {
             Ok(()) => Outcome::Allowed(v),
             Err(r) => Outcome::Refused(r),
         }
     }
 
     /// The route's requirements: scopes, then roles, then custom predicates.
-    fn authorize(&self, claims: &C) -> Result<(), AuthRejection> {
+    fn requirements(&self, claims: &C) -> Result<(), AuthRejection> {
         if let Some(scope) = self.config.scopes.missing(claims) {
             return Err(AuthRejection::InsufficientScope { scope });
         }

@@ -1,7 +1,12 @@
-//! `tokenwarden`: verify a token from the shell.
+//! `tokenwarden`: verify a token from the shell, or serve as a forward-auth
+//! sidecar for API gateways.
 //!
-//! Exit status: 0 valid, 1 invalid token, 2 usage or key-set problem.
+//! Exit status: 0 valid, 1 invalid token, 2 usage, configuration or key-set
+//! problem.
 
+mod config;
+mod metrics;
+mod serve;
 mod verify;
 
 use std::process::ExitCode;
@@ -23,11 +28,14 @@ struct Cli {
 enum Command {
     /// Verify one token and print one JSON line: {"valid":true,...} or {"valid":false,"error":{...}}.
     Verify(verify::Args),
+    /// Answer forward-auth subrequests (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz) on GET /auth; /healthz, /readyz, /metrics.
+    Serve(serve::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Verify(args) => verify::run(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }

@@ -1,0 +1,229 @@
+//! The verified-token cache: what must never come out of it.
+#![cfg(all(feature = "cache", feature = "testing", feature = "remote"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use tokenwarden::testing::TestIssuer;
+use tokenwarden::{Algorithm, CacheConfig, ErrorKind, ManualClock, RemoteKeySet, Validator};
+
+fn cached_validator(clock: &ManualClock) -> Validator {
+    builder(&[key(Algorithm::ES256)])
+        .clock(clock.clone())
+        .cache(CacheConfig::default())
+        .build()
+        .unwrap()
+}
+
+fn entries(v: &Validator) -> u64 {
+    v.cache_usage().unwrap().0
+}
+
+#[test]
+fn a_token_expired_after_caching_is_rejected() {
+    let clock = ManualClock::new(NOW);
+    let v = cached_validator(&clock);
+    let token = key(Algorithm::ES256).token(&claims()); // exp = NOW + 600
+    v.validate::<Value>(&token).unwrap();
+    assert_eq!(entries(&v), 1);
+    v.validate::<Value>(&token).unwrap();
+    // Past exp + the 60 s leeway: the hit is refused by the clock.
+    clock.set(NOW + 600 + 61);
+    assert_eq!(
+        v.validate::<Value>(&token).unwrap_err().kind(),
+        ErrorKind::Expired
+    );
+    // And back inside the window the same entry answers again.
+    clock.set(NOW + 600 + 59);
+    v.validate::<Value>(&token).unwrap();
+}
+
+#[test]
+fn max_age_is_rechecked_on_a_hit() {
+    let clock = ManualClock::new(NOW);
+    let v = builder(&[key(Algorithm::ES256)])
+        .clock(clock.clone())
+        .max_age(std::time::Duration::from_secs(100))
+        .cache(CacheConfig::default())
+        .build()
+        .unwrap();
+    let token = key(Algorithm::ES256).token(&claims()); // iat = NOW - 10
+    v.validate::<Value>(&token).unwrap();
+    clock.advance(200);
+    assert_eq!(
+        v.validate::<Value>(&token).unwrap_err().kind(),
+        ErrorKind::TokenTooOld
+    );
+}
+
+#[test]
+fn a_modified_token_never_hits() {
+    let clock = ManualClock::new(NOW);
+    let v = cached_validator(&clock);
+    let token = key(Algorithm::ES256).token(&claims());
+    v.validate::<Value>(&token).unwrap();
+    let (input, sig) = token.rsplit_once('.').unwrap();
+    // Every single-character change of the signature and of the payload.
+    let mut tried = 0;
+    for (i, _) in token.char_indices().step_by(3) {
+        let mut bytes = token.clone().into_bytes();
+        bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(bytes).unwrap();
+        if forged == token {
+            continue;
+        }
+        tried += 1;
+        assert!(
+            v.validate::<Value>(&forged).is_err(),
+            "a forgery at {i} passed"
+        );
+    }
+    assert!(tried > 40);
+    // Other claims under the original signature.
+    let other = format!(
+        "{}.{}.{sig}",
+        input.split('.').next().unwrap(),
+        b64(br#"{"iss":"x"}"#)
+    );
+    assert_eq!(
+        v.validate::<Value>(&other).unwrap_err().kind(),
+        ErrorKind::InvalidSignature
+    );
+    // Trailing bytes, a prefix.
+    assert!(v.validate::<Value>(&format!("{token}A")).is_err());
+    assert!(v.validate::<Value>(&token[..token.len() - 1]).is_err());
+    assert_eq!(entries(&v), 1, "no failure was stored");
+}
+
+#[test]
+fn failures_are_never_cached() {
+    let clock = ManualClock::new(NOW);
+    let v = cached_validator(&clock);
+    let k = key(Algorithm::ES256);
+    let mut c = claims();
+    c["nbf"] = json!(NOW + 3600);
+    let early = k.token(&c);
+    assert_eq!(
+        v.validate::<Value>(&early).unwrap_err().kind(),
+        ErrorKind::NotYetValid
+    );
+    let mut c = claims();
+    c["aud"] = json!("someone-else");
+    let foreign = k.token(&c);
+    assert_eq!(
+        v.validate::<Value>(&foreign).unwrap_err().kind(),
+        ErrorKind::InvalidAudience
+    );
+    let wrong_key = key(Algorithm::ES384).token(&claims());
+    assert!(v.validate::<Value>(&wrong_key).is_err());
+    assert_eq!(entries(&v), 0);
+    // Time moves on: the not-yet-valid token is judged afresh, and passes.
+    clock.set(NOW + 3600);
+    let mut c = claims();
+    c["nbf"] = json!(NOW + 3600);
+    c["exp"] = json!(NOW + 7200);
+    let later = k.token(&c);
+    v.validate::<Value>(&later).unwrap();
+    assert_eq!(entries(&v), 1);
+    // A claims type that refuses the claims is a failure too.
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct NeedsEmail {
+        email: String,
+    }
+    let fresh = k.token(&json!({"iss": ISS, "aud": AUD, "exp": NOW + 7000}));
+    assert!(v.validate::<NeedsEmail>(&fresh).is_err());
+    assert_eq!(entries(&v), 1);
+}
+
+#[test]
+fn a_cached_token_still_fails_for_another_claims_type() {
+    let clock = ManualClock::new(NOW);
+    let v = cached_validator(&clock);
+    let token = key(Algorithm::ES256).token(&claims());
+    v.validate::<Value>(&token).unwrap();
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct NeedsEmail {
+        email: String,
+    }
+    assert_eq!(
+        v.validate::<NeedsEmail>(&token).unwrap_err().kind(),
+        ErrorKind::InvalidClaim
+    );
+}
+
+#[tokio::test]
+async fn removing_the_key_drops_its_entries() {
+    let idp = TestIssuer::start().unwrap();
+    let keys = RemoteKeySet::builder()
+        .discovery(idp.issuer())
+        .allow_http_loopback(true)
+        .build()
+        .unwrap();
+    keys.refresh().await.unwrap();
+    let v = Validator::builder()
+        .issuer(idp.issuer())
+        .audience("api")
+        .keys(keys.clone())
+        .cache(CacheConfig::default())
+        .build()
+        .unwrap();
+    let token = idp.token().audience("api").subject("bob").sign();
+    v.validate::<Value>(&token).unwrap();
+    v.validate::<Value>(&token).unwrap();
+    assert_eq!(v.cache_usage().unwrap().0, 1);
+
+    // A rotation that keeps the old key published: still good.
+    idp.rotate().unwrap();
+    keys.refresh().await.unwrap();
+    v.validate::<Value>(&token).unwrap();
+
+    // The old key is withdrawn (revoked): the cached token must fail now.
+    assert_eq!(idp.retire_old_keys(), 1);
+    keys.refresh().await.unwrap();
+    assert_eq!(
+        v.validate::<Value>(&token).unwrap_err().kind(),
+        ErrorKind::UnknownKey
+    );
+    let fresh = idp.token().audience("api").sign();
+    v.validate::<Value>(&fresh).unwrap();
+}
+
+#[test]
+fn bounded_by_entries_and_bytes() {
+    let clock = ManualClock::new(NOW);
+    let v = builder(&[key(Algorithm::HS256)])
+        .clock(clock.clone())
+        .cache(CacheConfig::default().max_entries(50).max_bytes(1 << 30))
+        .build()
+        .unwrap();
+    for i in 0..300 {
+        let mut c = claims();
+        c["jti"] = json!(i);
+        v.validate::<Value>(&key(Algorithm::HS256).token(&c))
+            .unwrap();
+    }
+    let (n, _) = v.cache_usage().unwrap();
+    assert!(n <= 50, "{n} entries");
+
+    let v = builder(&[key(Algorithm::HS256)])
+        .clock(clock.clone())
+        .cache(
+            CacheConfig::default()
+                .max_entries(1_000_000)
+                .max_bytes(20_000),
+        )
+        .build()
+        .unwrap();
+    for i in 0..300 {
+        let mut c = claims();
+        c["jti"] = json!(i);
+        v.validate::<Value>(&key(Algorithm::HS256).token(&c))
+            .unwrap();
+    }
+    let (_, bytes) = v.cache_usage().unwrap();
+    assert!(bytes <= 20_000, "{bytes} bytes");
+}

@@ -1,0 +1,147 @@
+//! Runs the real `tokenwarden serve` binary for tests, on a loopback port.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scratch directory under the target dir, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "tokenwarden-{name}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn write(&self, file: &str, text: &str) -> PathBuf {
+        let p = self.0.join(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed on drop; its stderr is kept for diagnosis.
+pub struct Running {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Running {
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(mut self) -> (Option<i32>, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let code = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        (code, err)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_tokenwarden")
+}
+
+/// Starts `tokenwarden serve --config FILE --listen 127.0.0.1:PORT` and
+/// waits until `/healthz` answers.
+pub async fn start_sidecar(config: &Path, extra: &[&str]) -> Running {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(binary())
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .args(["--listen", &addr.to_string()])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = Running { child, addr };
+    wait_http(&format!("http://{addr}/healthz")).await;
+    running
+}
+
+/// Polls a URL until it answers at all (bounded: 20 s).
+pub async fn wait_http(url: &str) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while client.get(url).send().await.is_err() {
+        assert!(Instant::now() < deadline, "{url} never answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls until `url` answers with `status` (bounded: 20 s).
+pub async fn wait_status(url: &str, status: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().as_u16() == status {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} never answered {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A config file for one issuer found through discovery, with the rules given.
+pub fn config(issuer: &str, rules: &str) -> String {
+    format!(
+        "audiences = [\"api\"]\nallow_http = true\nrealm = \"shop\"\n\n[[issuer]]\nissuer = \"{issuer}\"\n\n{rules}"
+    )
+}
+
+/// Prometheus text → the value of the sample with exactly this name and
+/// labels (`name{a="b"}`), if present.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}
