@@ -857,7 +857,7 @@ impl ValidatorBuilder {
     /// let validator = Validator::builder()
     ///     .issuer("https://idp.example.com")
     ///     .audience("api")
-    ///     .keys(KeySet::from_hmac_secret("k", &[7; 32])?)
+    ///     .keys(KeySet::from_hmac_secret(Some("k"), tokenwarden::Algorithm::HS256, &[7; 32])?)
     ///     .cache(CacheConfig::default().max_entries(100_000))
     ///     .build()?;
     /// # let _ = validator;

@@ -392,7 +392,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// use tokenwarden::middleware::{BearerAuth, Scopes};
     /// # use tokenwarden::{KeySet, Validator};
     /// # let validator = Validator::builder().issuer("i").audience("a")
-    /// #     .keys(KeySet::from_hmac_secret("k", &[7; 32])?).build()?;
+    /// #     .keys(KeySet::from_hmac_secret(Some("k"), tokenwarden::Algorithm::HS256, &[7; 32])?).build()?;
     /// let auth = BearerAuth::new(validator).require(Scopes::all(["orders:read"]));
     /// let headers = http::HeaderMap::new();
     /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {

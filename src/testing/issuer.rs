@@ -517,7 +517,7 @@ impl Shared {
         };
         let now = self.clock.now();
         let scope = granted.join(" ");
-        let jti = self.next_kid.fetch_add(1, Ordering::Relaxed);
+        let jti = self.token.load(Ordering::SeqCst);
         let claims = json!({
             "iss": issuer,
             "sub": id,
