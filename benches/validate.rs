@@ -21,7 +21,7 @@ use common::*;
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::Value;
 use tokenwarden::testing::TestKey;
-use tokenwarden::{Algorithm, KeySet, Validator};
+use tokenwarden::{Algorithm, CacheConfig, KeySet, Validator};
 
 fn jsonwebtoken_setup(
     alg: Algorithm,
@@ -75,6 +75,15 @@ fn bench(c: &mut Criterion) {
             .build()
             .unwrap();
         assert!(validator.validate::<Claims>(&token).is_ok());
+        let cached = Validator::builder()
+            .issuer(ISS)
+            .audience(AUD)
+            .algorithms([alg])
+            .keys(KeySet::from_jwks(key.jwks_json().as_bytes()).unwrap())
+            .cache(CacheConfig::default())
+            .build()
+            .unwrap();
+        assert!(cached.validate::<Claims>(&token).is_ok());
         let aws = aws_floor(alg, &raw);
         let ring = ring_floor(alg, &raw);
         assert!(aws(input.as_bytes(), &sig) && ring(input.as_bytes(), &sig));
@@ -96,6 +105,10 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function("tokenwarden", |b| {
             b.iter(|| validator.validate::<Claims>(black_box(&token)).unwrap())
+        });
+        // The same token again: a verified-token cache hit (feature `cache`).
+        g.bench_function("tokenwarden/cache-hit", |b| {
+            b.iter(|| cached.validate::<Claims>(black_box(&token)).unwrap())
         });
         g.bench_function("jsonwebtoken", |b| {
             b.iter(|| jsonwebtoken::decode::<Claims>(black_box(&token), &jk, &jv).unwrap())
