@@ -92,7 +92,7 @@ struct Client {
     scopes: Vec<String>,
 }
 
-/// How often each endpoint was asked, and whether the issuer is up.
+/// How often each endpoint was asked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IssuerStats {
