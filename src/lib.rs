@@ -38,3 +38,25 @@ pub mod middleware;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+
+/// Entry points for the fuzz targets in `fuzz/` to reach parsers that are not
+/// public API. Compiled only under cargo-fuzz (`--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses `body` as the discovery document of `issuer`, as a fetch does.
+    #[cfg(feature = "remote")]
+    pub fn discovery(
+        body: &[u8],
+        issuer: &str,
+        allow_http_loopback: bool,
+    ) -> Result<String, String> {
+        crate::remote::fetch::parse_discovery(
+            body,
+            "https://fuzz.test/.well-known/openid-configuration",
+            issuer,
+            allow_http_loopback,
+        )
+        .map_err(|e| e.to_string())
+    }
+}

@@ -369,7 +369,7 @@ impl<'a> Seen<'a> {
                 self.len += 1;
             }
             _ => {
-                if self.spill.len() >= MAX_MEMBERS {
+                if self.len + self.spill.len() >= MAX_MEMBERS {
                     return Err(E::custom(format_args!(
                         "an object has more than {MAX_MEMBERS} members"
                     )));
@@ -381,8 +381,8 @@ impl<'a> Seen<'a> {
     }
 }
 
-/// Most members in one JSON object beyond the inline ones; with the token
-/// size limit this bounds the quadratic duplicate search.
+/// Most members in the header or claims object; with the token size limit
+/// this bounds the quadratic duplicate search.
 const MAX_MEMBERS: usize = 256;
 
 struct DuplicateName<'a, 'b>(&'a Str<'b>);

@@ -59,7 +59,12 @@ struct Jwk {
 }
 
 pub(crate) fn parse(json: &[u8]) -> Result<KeySet, Error> {
-    let doc: Document = serde_json::from_slice(json).map_err(|e| Error::KeysUnavailable {
+    // RFC 8259 §8.1: JSON text is UTF-8. serde_json checks only the strings
+    // it keeps, so members we skip are checked here.
+    let json = std::str::from_utf8(json).map_err(|_| Error::KeysUnavailable {
+        reason: "the document is not UTF-8 JSON (RFC 8259 §8.1)".into(),
+    })?;
+    let doc: Document = serde_json::from_str(json).map_err(|e| Error::KeysUnavailable {
         reason: describe_not_a_jwks(json, &e).into(),
     })?;
     let mut keys = Vec::new();
@@ -85,8 +90,8 @@ pub(crate) fn parse(json: &[u8]) -> Result<KeySet, Error> {
 }
 
 /// Says what the document was instead of a JWK Set, without quoting it.
-fn describe_not_a_jwks(json: &[u8], e: &serde_json::Error) -> String {
-    match serde_json::from_slice::<serde_json::Value>(json) {
+fn describe_not_a_jwks(json: &str, e: &serde_json::Error) -> String {
+    match serde_json::from_str::<serde_json::Value>(json) {
         Err(_) => format!("the document is not JSON ({e})"),
         Ok(serde_json::Value::Object(map)) if !map.contains_key("keys") => {
             let looks_like_pem = map
@@ -289,6 +294,17 @@ fn der_len(out: &mut Vec<u8>, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The JWK Set twin of the fuzzer's discovery finding: invalid UTF-8 in a
+    /// member we do not read makes the document not JSON.
+    #[test]
+    fn jwks_must_be_utf8_throughout() {
+        let mut doc = br#"{"keys":[],"note":""#.to_vec();
+        doc.extend_from_slice(b"\xff\"}");
+        let e = parse(&doc).unwrap_err();
+        assert!(e.to_string().contains("UTF-8"), "{e}");
+        assert!(parse(br#"{"keys":[],"note":"x"}"#).is_ok());
+    }
 
     #[test]
     fn der_length_forms() {

@@ -71,23 +71,30 @@ fn at_path<'v>(claims: &'v Map<String, Value>, path: &str) -> Option<&'v Value> 
     Some(value)
 }
 
+/// Most scopes (or roles) read from one claim: a grant listed after these is
+/// not seen, so the check fails closed and its cost is bounded whatever the
+/// token lists.
+pub const MAX_SCOPES: usize = 256;
+
 impl ScopedClaims for Map<String, Value> {
     fn has_scope(&self, scope: &str) -> bool {
+        // RFC 9068 §2.2.3 / RFC 8693 §4.2: `scope` is space-separated; `scp`
+        // (Azure AD, Okta) is an array.
         let in_scope = self
             .get("scope")
             .and_then(Value::as_str)
-            .is_some_and(|s| s.split(' ').any(|g| g == scope));
+            .is_some_and(|s| s.split(' ').take(MAX_SCOPES).any(|g| g == scope));
         in_scope
             || self
                 .get("scp")
                 .and_then(Value::as_array)
-                .is_some_and(|a| a.iter().any(|g| g.as_str() == Some(scope)))
+                .is_some_and(|a| a.iter().take(MAX_SCOPES).any(|g| g.as_str() == Some(scope)))
     }
 
     fn has_role(&self, path: &str, role: &str) -> bool {
         match at_path(self, path) {
-            Some(Value::String(s)) => s.split(' ').any(|r| r == role),
-            Some(Value::Array(a)) => a.iter().any(|r| r.as_str() == Some(role)),
+            Some(Value::String(s)) => s.split(' ').take(MAX_SCOPES).any(|r| r == role),
+            Some(Value::Array(a)) => a.iter().take(MAX_SCOPES).any(|r| r.as_str() == Some(role)),
             _ => false,
         }
     }

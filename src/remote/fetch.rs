@@ -292,7 +292,26 @@ pub(crate) async fn discover(
             format!("{url}: unexpected 304"),
         ));
     };
-    let doc: Discovery = serde_json::from_slice(&value).map_err(|e| {
+    parse_discovery(&value, url, issuer, allow_http_loopback)
+}
+
+/// Reads a discovery document: checks that it names `issuer` and that its
+/// `jwks_uri` is a URL we may fetch, and returns that URL.
+pub(crate) fn parse_discovery(
+    body: &[u8],
+    url: &str,
+    issuer: &str,
+    allow_http_loopback: bool,
+) -> Result<String, FetchError> {
+    // RFC 8259 §8.1: JSON text is UTF-8; serde_json checks only the strings
+    // it keeps, so the members we skip are checked here.
+    let body = std::str::from_utf8(body).map_err(|_| {
+        FetchError::new(
+            FetchErrorKind::Invalid,
+            format!("{url} is not UTF-8 JSON (RFC 8259 §8.1)"),
+        )
+    })?;
+    let doc: Discovery = serde_json::from_str(body).map_err(|e| {
         FetchError::new(
             FetchErrorKind::Invalid,
             format!("{url} is not a discovery document with issuer and jwks_uri: {e}"),
@@ -309,9 +328,11 @@ pub(crate) async fn discover(
             ),
         ));
     }
-    check_url(&doc.jwks_uri, allow_http_loopback)
+    // The URL as parsed and checked, not the text: what is fetched later is
+    // exactly what was checked here.
+    let checked = check_url(&doc.jwks_uri, allow_http_loopback)
         .map_err(|e| FetchError::new(FetchErrorKind::Rejected, format!("jwks_uri: {e}")))?;
-    Ok(doc.jwks_uri)
+    Ok(checked.into())
 }
 
 #[cfg(test)]
@@ -340,6 +361,30 @@ mod tests {
         assert!(check_url("http://localhost/jwks", true).is_ok());
         assert!(check_url("ftp://idp.example.com/jwks", true).is_err());
         assert!(check_url("file:///etc/passwd", true).is_err());
+    }
+
+    /// Found by `fuzz/fuzz_targets/discovery.rs`: invalid UTF-8 in a member
+    /// we do not read was accepted.
+    #[test]
+    fn discovery_document_must_be_utf8_throughout() {
+        let mut doc = br#"{"issuer":"https://idp.test","jwks_uri":"https://idp.test/k","token_endpoint":"htt"#.to_vec();
+        doc.extend_from_slice(b"\xff\"}");
+        let e = parse_discovery(&doc, "u", "https://idp.test", false).unwrap_err();
+        assert_eq!(e.kind(), FetchErrorKind::Invalid);
+        let fine = br#"{"issuer":"https://idp.test","jwks_uri":"https://idp.test/k","token_endpoint":"x"}"#;
+        assert_eq!(
+            parse_discovery(fine, "u", "https://idp.test", false).unwrap(),
+            "https://idp.test/k"
+        );
+        // Also from the fuzzer: the URL handed on is the one checked, in its
+        // parsed form, not the document's spelling of it.
+        let odd = br#"{"issuer":"https://idp.test","jwks_uri":"https:/+idp.test/k"}"#;
+        let uri = parse_discovery(odd, "u", "https://idp.test", false).unwrap();
+        assert!(uri.starts_with("https://"), "{uri}");
+        // The issuer must match exactly (OIDC Discovery §4.3).
+        let other = br#"{"issuer":"https://idp.test/","jwks_uri":"https://idp.test/k"}"#;
+        let e = parse_discovery(other, "u", "https://idp.test", false).unwrap_err();
+        assert_eq!(e.kind(), FetchErrorKind::Rejected);
     }
 
     #[test]

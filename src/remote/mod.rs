@@ -8,7 +8,7 @@
 //! `kid`, validated with [`Validator::validate_async`](crate::Validator::validate_async),
 //! waits, for one refresh shared with every concurrent caller.
 
-mod fetch;
+pub(crate) mod fetch;
 
 use std::collections::hash_map::RandomState;
 use std::fmt;

@@ -37,6 +37,7 @@ struct State {
     issuer_override: Mutex<Option<String>>,
     cache_control: Mutex<Option<String>>,
     etag: Mutex<Option<String>>,
+    discovery_padding: Mutex<usize>,
     not_modified: AtomicUsize,
     jwks_hits: AtomicUsize,
     discovery_hits: AtomicUsize,
@@ -58,6 +59,7 @@ impl Idp {
             issuer_override: Mutex::new(None),
             cache_control: Mutex::new(None),
             etag: Mutex::new(None),
+            discovery_padding: Mutex::new(0),
             not_modified: AtomicUsize::new(0),
             jwks_hits: AtomicUsize::new(0),
             discovery_hits: AtomicUsize::new(0),
@@ -86,6 +88,16 @@ impl Idp {
 
     pub fn set_keys(&self, keys: &[&TestKey]) {
         *self.state.jwks.lock().unwrap() = jwks_json(keys);
+    }
+
+    /// Serves this exact text as the JWK Set.
+    pub fn set_jwks_text(&self, text: String) {
+        *self.state.jwks.lock().unwrap() = text;
+    }
+
+    /// Pads the discovery document with this many trailing spaces.
+    pub fn set_discovery_padding(&self, spaces: usize) {
+        *self.state.discovery_padding.lock().unwrap() = spaces;
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -142,8 +154,10 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
             .unwrap()
             .clone()
             .unwrap_or_else(|| state.base.clone());
-        let body =
+        let mut body =
             json!({"issuer": issuer, "jwks_uri": format!("{}/jwks", state.base)}).to_string();
+        let pad = *state.discovery_padding.lock().unwrap();
+        body.push_str(&" ".repeat(pad));
         respond(&mut conn, 200, "application/json", None, &body).await;
         return;
     }

@@ -1,0 +1,98 @@
+//! Any bytes as a request's headers, through the middleware's one decision
+//! (`BearerAuth::authorize`) with the token read from `Authorization`, from a
+//! custom header and from a cookie: must never panic, and must allow a
+//! request only when it carries the one valid token the target signed.
+//!
+//! Input: lines of `name: value`; a value may say `{TOKEN}`, which becomes
+//! the valid token, so the fuzzer can explore around a real credential.
+#![no_main]
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use libfuzzer_sys::fuzz_target;
+use serde_json::json;
+use tokenwarden::middleware::{BearerAuth, Scopes};
+use tokenwarden::testing::TestKey;
+use tokenwarden::{Algorithm, FixedClock, KeySet, Validator};
+
+struct Setup {
+    token: String,
+    auths: Vec<BearerAuth>,
+}
+
+fn setup() -> &'static Setup {
+    static S: OnceLock<Setup> = OnceLock::new();
+    S.get_or_init(|| {
+        let key = TestKey::generate(Algorithm::HS256, "k").expect("keygen");
+        let token = key.token(&json!({
+            "iss": "iss", "aud": "aud", "sub": "alice", "exp": 2_000, "scope": "read write"
+        }));
+        let validator = Validator::builder()
+            .issuer("iss")
+            .audience("aud")
+            .keys(KeySet::from_jwks(key.jwks_json().as_bytes()).expect("jwks"))
+            .clock(FixedClock(1_000))
+            .build()
+            .expect("validator");
+        let auths = vec![
+            BearerAuth::new(validator.clone()).require(Scopes::all(["read"])),
+            BearerAuth::new(validator.clone())
+                .from_header("x-token")
+                .expect("header name"),
+            BearerAuth::new(validator).from_cookie("session"),
+        ];
+        Setup { token, auths }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let s = setup();
+    let mut headers = HeaderMap::new();
+    for line in data.split(|b| *b == b'\n') {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
+        let value = replace_token(value.strip_prefix(b" ").unwrap_or(value), &s.token);
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(&value)) {
+            headers.append(name, value);
+        }
+    }
+    for auth in &s.auths {
+        // With a static key set the decision never waits: poll it once.
+        let decision = std::pin::pin!(auth.authorize(&headers));
+        let Poll::Ready(decision) = decision.poll(&mut Context::from_waker(Waker::noop())) else {
+            panic!("a static key set made the decision wait");
+        };
+        if let Ok(Some(validated)) = decision {
+            assert!(
+                headers.values().any(|v| contains(v.as_bytes(), s.token.as_bytes())),
+                "allowed a request without the valid token"
+            );
+            assert_eq!(validated.claims["sub"], "alice");
+        }
+    }
+});
+
+fn replace_token(value: &[u8], token: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = find(rest, b"{TOKEN}") {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(token.as_bytes());
+        rest = &rest[at + 7..];
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    find(hay, needle).is_some()
+}

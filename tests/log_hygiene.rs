@@ -1,0 +1,277 @@
+//! Tokens are secrets: across a full run (valid, invalid, cached, key
+//! rotation, unknown kid, IdP outage, through the middleware over real HTTP)
+//! every `tracing` event at every level is captured, and none may carry a
+//! token, a signature, a payload or key material, whole or in part.
+#![cfg(all(feature = "testing", feature = "remote", feature = "axum"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::capture_logs;
+use serde_json::json;
+use tokenwarden::middleware::{BearerAuth, Scopes};
+use tokenwarden::testing::{TestIssuer, TestKey};
+use tokenwarden::{
+    Algorithm, CacheConfig, Clock, KeySet, ManualClock, RemoteKeySet, SystemClock, Validator,
+};
+
+/// Shortest run of a secret that counts as leaked. Shorter runs of base64url
+/// turn up by chance; 20 characters (120 bits) do not.
+const WINDOW: usize = 20;
+
+/// What must never appear in logs.
+#[derive(Default)]
+struct Secrets {
+    /// Every `WINDOW`-long run of every secret text.
+    windows: HashSet<String>,
+}
+
+impl Secrets {
+    /// A token: itself, its payload and its signature. The header (alg,
+    /// kid) is not secret and may be logged.
+    fn token(&mut self, token: &str) {
+        let mut parts = token.split('.');
+        let (_header, payload, signature) = (parts.next(), parts.next(), parts.next());
+        for part in [payload, signature].into_iter().flatten() {
+            self.text(part);
+        }
+    }
+
+    /// Notes `token` as a secret and hands it back.
+    fn keep(&mut self, token: String) -> String {
+        self.token(&token);
+        token
+    }
+
+    /// Key material: every base64url member of a JWK but its name fields.
+    fn jwk(&mut self, jwk: &serde_json::Value) {
+        for (name, value) in jwk.as_object().unwrap() {
+            if ["kty", "kid", "alg", "use", "crv", "e"].contains(&name.as_str()) {
+                continue;
+            }
+            if let Some(s) = value.as_str() {
+                self.text(s);
+            }
+        }
+    }
+
+    fn text(&mut self, s: &str) {
+        let b = s.as_bytes();
+        if b.len() < WINDOW {
+            self.windows.insert(s.to_owned());
+            return;
+        }
+        for w in b.windows(WINDOW) {
+            self.windows.insert(String::from_utf8_lossy(w).into_owned());
+        }
+    }
+
+    /// The log lines that carry any secret run.
+    fn leaks(&self, logs: &str) -> Vec<String> {
+        logs.lines()
+            .filter(|line| {
+                let b = line.as_bytes();
+                b.windows(WINDOW.min(b.len().max(1)))
+                    .any(|w| self.windows.contains(&*String::from_utf8_lossy(w)))
+                    || self
+                        .windows
+                        .iter()
+                        .any(|s| s.len() < WINDOW && line.contains(s.as_str()))
+            })
+            .map(|l| l.chars().take(200).collect())
+            .collect()
+    }
+}
+
+#[test]
+fn the_checker_catches_every_kind_of_leak() {
+    let key = TestKey::generate(Algorithm::HS256, "k1").unwrap();
+    let token = key.token(&json!({"sub": "alice", "exp": 4_000_000_000_i64}));
+    let mut secrets = Secrets::default();
+    secrets.token(&token);
+    secrets.jwk(&key.jwk());
+    let signature = token.rsplit('.').next().unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let secret_k = key.jwk()["k"].as_str().unwrap().to_owned();
+
+    let log = |emit: &dyn Fn()| {
+        let (guard, logs) = capture_logs();
+        emit();
+        drop(guard);
+        logs.text()
+    };
+    let leaking: Vec<(&str, String)> = vec![
+        (
+            "whole token",
+            log(&|| tracing::info!(token = %token, "got")),
+        ),
+        (
+            "in a message",
+            log(&|| tracing::warn!("refused Bearer {token} for bob")),
+        ),
+        (
+            "signature part",
+            log(&|| tracing::debug!(sig = &signature[..24], "bad")),
+        ),
+        (
+            "payload part",
+            log(&|| tracing::trace!("claims {}", &payload[5..30])),
+        ),
+        (
+            "hmac secret",
+            log(&|| tracing::error!(key = %secret_k, "loaded")),
+        ),
+    ];
+    for (what, text) in &leaking {
+        assert!(!text.is_empty(), "{what}: nothing captured");
+        assert!(
+            !secrets.leaks(text).is_empty(),
+            "{what}: not caught: {text}"
+        );
+    }
+    // What may be logged is not flagged: kid, issuer, error kind, subject.
+    let fine = log(&|| {
+        tracing::warn!(
+            kid = "k1",
+            iss = "https://idp.test",
+            kind = "expired",
+            sub = "alice",
+            "refused"
+        );
+    });
+    assert!(secrets.leaks(&fine).is_empty(), "{fine}");
+}
+
+/// An axum service behind the layer on 127.0.0.1; returns its base URL.
+async fn serve(auth: BearerAuth) -> String {
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "hello" }))
+        .layer(auth.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+async fn status(client: &reqwest::Client, base: &str, token: Option<&str>) -> u16 {
+    let mut req = client.get(base);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+// Current-thread: every task of the run (server, client, refreshes) logs on
+// this thread, where the capture is.
+#[tokio::test(flavor = "current_thread")]
+async fn no_token_or_key_material_in_any_log_across_a_full_run() {
+    let (guard, logs) = capture_logs();
+    let mut secrets = Secrets::default();
+    let idp = TestIssuer::builder()
+        .algorithm(Algorithm::RS256)
+        .start()
+        .unwrap();
+    let now = SystemClock.now();
+    let clock = ManualClock::new(now);
+    let keys = RemoteKeySet::builder()
+        .discovery(idp.issuer())
+        .allow_http_loopback(true)
+        .timeout(Duration::from_millis(500))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    keys.refresh().await.unwrap();
+    let validator = Validator::builder()
+        .issuer(idp.issuer())
+        .audience("api")
+        .keys(keys.clone())
+        .build()
+        .unwrap();
+    let base = serve(BearerAuth::new(validator).require(Scopes::all(["read"]))).await;
+    let client = reqwest::Client::new();
+
+    // Valid, twice; then every kind of refusal.
+    let good = secrets.keep(idp.token().audience("api").scope("read").sign());
+    assert_eq!(status(&client, &base, Some(&good)).await, 200);
+    assert_eq!(status(&client, &base, Some(&good)).await, 200);
+    assert_eq!(status(&client, &base, None).await, 401);
+    assert_eq!(status(&client, &base, Some("not-a-token")).await, 401);
+    let expired = secrets.keep(idp.token().audience("api").scope("read").expired().sign());
+    assert_eq!(status(&client, &base, Some(&expired)).await, 401);
+    let elsewhere = secrets.keep(idp.token().audience("other").scope("read").sign());
+    assert_eq!(status(&client, &base, Some(&elsewhere)).await, 401);
+    let no_scope = secrets.keep(idp.token().audience("api").scope("write").sign());
+    assert_eq!(status(&client, &base, Some(&no_scope)).await, 403);
+    let (head, _) = good.rsplit_once('.').unwrap();
+    let forged = secrets.keep(format!("{head}.{}", "A".repeat(342)));
+    assert_eq!(status(&client, &base, Some(&forged)).await, 401);
+
+    // Rotation: the new kid is unknown, fetched once, then valid.
+    idp.rotate().unwrap();
+    let rotated = secrets.keep(idp.token().audience("api").scope("read").sign());
+    assert_eq!(status(&client, &base, Some(&rotated)).await, 200);
+
+    // Outage: refreshes fail and are logged; known keys keep working.
+    idp.set_available(false);
+    clock.advance(3600);
+    assert!(keys.refresh().await.is_err());
+    let stranger = TestKey::generate(Algorithm::ES256, "never-published").unwrap();
+    let unknown = secrets.keep(stranger.token(&json!({
+        "iss": idp.issuer(), "aud": "api", "scope": "read", "exp": now + 60
+    })));
+    assert_eq!(status(&client, &base, Some(&unknown)).await, 401);
+    assert_eq!(status(&client, &base, Some(&rotated)).await, 200);
+    idp.set_available(true);
+
+    // The core alone, HMAC with the cache: miss, hit, refusal.
+    let hs = TestKey::generate(Algorithm::HS256, "hs").unwrap();
+    secrets.jwk(&hs.jwk());
+    let cached = Validator::builder()
+        .issuer("iss")
+        .audience("api")
+        .keys(KeySet::from_jwks(hs.jwks_json().as_bytes()).unwrap())
+        .cache(CacheConfig::default())
+        .build()
+        .unwrap();
+    let t = secrets.keep(hs.token(&json!({"iss": "iss", "aud": "api", "exp": now + 60})));
+    cached.validate_json(&t).unwrap();
+    cached.validate_json(&t).unwrap();
+    let wrong = secrets.keep(hs.token(&json!({"iss": "iss", "aud": "x", "exp": now + 60})));
+    assert!(cached.validate_json(&wrong).is_err());
+
+    for jwk in serde_json::from_str::<serde_json::Value>(&idp.jwks_json()).unwrap()["keys"]
+        .as_array()
+        .unwrap()
+    {
+        secrets.jwk(jwk);
+    }
+    drop(guard);
+    let text = logs.text();
+    check_run(&text, &secrets);
+}
+
+fn check_run(text: &str, secrets: &Secrets) {
+    // The run was seen: without these the test could pass on empty logs.
+    for expected in [
+        "fetching discovery document",
+        "key set fetched",
+        "unknown kid; refreshing keys",
+        "key set rotated",
+        "key set fetch failed",
+        "bearer token refused",
+    ] {
+        assert!(
+            text.contains(expected),
+            "no {expected:?} in the logs:\n{text}"
+        );
+    }
+    let leaks = secrets.leaks(text);
+    assert!(
+        leaks.is_empty(),
+        "secrets in the logs:\n{}",
+        leaks.join("\n")
+    );
+}
