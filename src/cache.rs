@@ -2,9 +2,11 @@
 //! validated before skips its signature check.
 //!
 //! What makes a hit safe:
-//! - the key is the whole token: moka hashes it with a per-process random
-//!   SipHash key and compares the stored token byte for byte, so no
-//!   collision and no crafted token can reach another token's entry;
+//! - the key is the whole token: moka finds it by a hash (foldhash, seeded
+//!   at random per process) and compares the stored token byte for byte, so
+//!   no collision and no crafted token can reach another token's entry (and
+//!   only verified tokens are ever stored, so nobody can choose keys to
+//!   flood one hash bucket);
 //! - only successes are stored, after every rule passed;
 //! - the entry remembers the id of the key that verified it, and is good
 //!   only while that very key is in the current key set (a rotation or a
@@ -14,7 +16,8 @@
 //!   configured maximum lifetime;
 //! - it is bounded by entries and by bytes.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::claims::Time;
@@ -80,6 +83,8 @@ pub(crate) struct Entry {
     pub(crate) exp: Time,
     pub(crate) nbf: Time,
     pub(crate) iat: Time,
+    /// The first `validate_shared` answer for this token, for the next.
+    shared: OnceLock<Arc<dyn Any + Send + Sync>>,
     ttl: Duration,
     weight: u32,
 }
@@ -110,7 +115,9 @@ impl Entry {
             }
             _ => config.max_ttl,
         };
-        let size = token.len() + payload.len() + ENTRY_OVERHEAD;
+        // The raw claims, and room for a shared parsed answer (`validate_shared`)
+        // estimated at twice their size.
+        let size = token.len() + 3 * payload.len() + ENTRY_OVERHEAD;
         // Weighted so that the byte bound also caps the number of entries.
         let floor = config.max_bytes / config.max_entries;
         let weight = u32::try_from((size as u64).max(floor)).unwrap_or(u32::MAX);
@@ -121,9 +128,22 @@ impl Entry {
             exp: times.0,
             nbf: times.1,
             iat: times.2,
+            shared: OnceLock::new(),
             ttl,
             weight,
         })
+    }
+}
+
+impl Entry {
+    /// The shared answer, if one of type `T` was kept.
+    pub(crate) fn shared<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        self.shared.get()?.clone().downcast::<T>().ok()
+    }
+
+    /// Keeps `value` as the shared answer (the first one kept stays).
+    pub(crate) fn share<T: Send + Sync + 'static>(&self, value: Arc<T>) {
+        let _ = self.shared.set(value);
     }
 }
 
@@ -138,7 +158,7 @@ impl moka::Expiry<Arc<str>, Arc<Entry>> for Policy {
 /// The cache itself.
 pub(crate) struct TokenCache {
     pub(crate) config: CacheConfig,
-    map: moka::sync::Cache<Arc<str>, Arc<Entry>>,
+    map: moka::sync::Cache<Arc<str>, Arc<Entry>, foldhash::quality::RandomState>,
 }
 
 impl TokenCache {
@@ -147,7 +167,7 @@ impl TokenCache {
             .max_capacity(config.max_bytes)
             .weigher(|_: &Arc<str>, e: &Arc<Entry>| e.weight)
             .expire_after(Policy)
-            .build();
+            .build_with_hasher(foldhash::quality::RandomState::default());
         TokenCache { config, map }
     }
 

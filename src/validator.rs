@@ -149,6 +149,53 @@ impl Validator {
         self.run(token)
     }
 
+    /// [`validate`](Self::validate), answered as a shared `Arc`: with the
+    /// verified-token cache (feature `cache`), a repeated token is answered
+    /// with the very value made the first time, after the key and time
+    /// checks every hit gets, without parsing its claims again. The fastest
+    /// way to check a token seen before; without the cache it is `validate`
+    /// in an `Arc`.
+    ///
+    /// ```
+    /// # use tokenwarden::{FixedClock, KeySet, Validator};
+    /// # let keys = KeySet::from_jwks(include_bytes!("../examples/data/jwks.json"))?;
+    /// # let validator = Validator::builder()
+    /// #     .issuer("https://idp.example.com")
+    /// #     .audience("https://api.example.com")
+    /// #     .keys(keys)
+    /// #     .clock(FixedClock(1_700_000_000))
+    /// #     .build()?;
+    /// let token = include_str!("../examples/data/valid.jwt").trim();
+    /// let first = validator.validate_shared::<serde_json::Value>(token)?;
+    /// let again = validator.validate_shared::<serde_json::Value>(token)?;
+    /// assert_eq!(first.claims["sub"], again.claims["sub"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate).
+    pub fn validate_shared<C>(&self, token: &str) -> Result<Arc<Validated<C>>, Error>
+    where
+        C: DeserializeOwned + Send + Sync + 'static,
+    {
+        #[cfg(feature = "cache")]
+        if let (Some(cache), Some(source)) = (&self.inner.cache, &self.inner.fixed_source) {
+            if token.len() <= self.inner.max_token_size {
+                if let Some(entry) = self.hit(cache, source, token)? {
+                    if let Some(shared) = entry.shared::<Validated<C>>() {
+                        return Ok(shared);
+                    }
+                }
+            }
+            let validated = Arc::new(self.run::<C>(token)?);
+            if let Some(entry) = cache.get(token) {
+                entry.share(validated.clone());
+            }
+            return Ok(validated);
+        }
+        self.run::<C>(token).map(Arc::new)
+    }
+
     /// Like [`validate`](Self::validate), but when the `kid` is unknown to a
     /// key source that can refresh (a remote key set), waits for one
     /// refresh, shared with every concurrent caller and limited by the
@@ -274,6 +321,25 @@ impl Validator {
         source: &KeySource,
         token: &str,
     ) -> Result<Option<Validated<C>>, Error> {
+        let Some(entry) = self.hit(cache, source, token)? else {
+            return Ok(None);
+        };
+        let claims = serde_json::from_slice::<C>(&entry.payload).map_err(claims_type_error)?;
+        Ok(Some(Validated {
+            header: entry.header.clone(),
+            claims,
+        }))
+    }
+
+    /// The cache entry of `token` if it still stands: its key is still in
+    /// the set and its time claims are still good now.
+    #[cfg(feature = "cache")]
+    fn hit(
+        &self,
+        cache: &crate::cache::TokenCache,
+        source: &KeySource,
+        token: &str,
+    ) -> Result<Option<Arc<crate::cache::Entry>>, Error> {
         let Some(entry) = cache.get(token) else {
             return Ok(None);
         };
@@ -292,11 +358,7 @@ impl Validator {
             present: 0,
         };
         self.inner.time.check(&view, self.inner.clock.now())?;
-        let claims = serde_json::from_slice::<C>(&entry.payload).map_err(claims_type_error)?;
-        Ok(Some(Validated {
-            header: entry.header.clone(),
-            claims,
-        }))
+        Ok(Some(entry))
     }
 
     /// Entries and bytes held by the verified-token cache (`None` without

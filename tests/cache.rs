@@ -41,6 +41,44 @@ fn a_token_expired_after_caching_is_rejected() {
 }
 
 #[test]
+fn shared_answers_are_reused_and_still_checked_on_every_hit() {
+    #[derive(serde::Deserialize, Debug)]
+    struct Mine {
+        sub: String,
+    }
+    let clock = ManualClock::new(NOW);
+    let v = cached_validator(&clock);
+    let token = key(Algorithm::ES256).token(&claims());
+    let first = v.validate_shared::<Mine>(&token).unwrap();
+    let again = v.validate_shared::<Mine>(&token).unwrap();
+    // The same value, not parsed again.
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+    assert_eq!(again.claims.sub, "alice");
+    // Another claims type on the same entry is parsed for itself.
+    let other = v.validate_shared::<Value>(&token).unwrap();
+    assert_eq!(other.claims["sub"], "alice");
+    assert_eq!(v.validate::<Value>(&token).unwrap().claims["sub"], "alice");
+    // Past exp + leeway the shared answer is refused too.
+    clock.set(NOW + 600 + 61);
+    assert_eq!(
+        v.validate_shared::<Mine>(&token).unwrap_err().kind(),
+        ErrorKind::Expired
+    );
+    // A modified token never gets the shared answer.
+    clock.set(NOW);
+    let mut forged = token.clone().into_bytes();
+    let last = forged.len() - 2;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    assert!(v.validate_shared::<Mine>(&forged).is_err());
+    // Without the cache it still answers, freshly each time.
+    let plain = validator(&[key(Algorithm::ES256)]);
+    let a = plain.validate_shared::<Mine>(&token).unwrap();
+    let b = plain.validate_shared::<Mine>(&token).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&a, &b));
+}
+
+#[test]
 fn max_age_is_rechecked_on_a_hit() {
     let clock = ManualClock::new(NOW);
     let v = builder(&[key(Algorithm::ES256)])
@@ -181,9 +219,20 @@ async fn removing_the_key_drops_its_entries() {
     keys.refresh().await.unwrap();
     v.validate::<Value>(&token).unwrap();
 
-    // The old key is withdrawn (revoked): the cached token must fail now.
+    let shared = v.validate_shared::<Value>(&token).unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        &shared,
+        &v.validate_shared::<Value>(&token).unwrap()
+    ));
+
+    // The old key is withdrawn (revoked): the cached token must fail now,
+    // the shared answer too.
     assert_eq!(idp.retire_old_keys(), 1);
     keys.refresh().await.unwrap();
+    assert_eq!(
+        v.validate_shared::<Value>(&token).unwrap_err().kind(),
+        ErrorKind::UnknownKey
+    );
     assert_eq!(
         v.validate::<Value>(&token).unwrap_err().kind(),
         ErrorKind::UnknownKey
