@@ -1,4 +1,5 @@
-//! Full validation vs the floor vs jsonwebtoken, per algorithm.
+//! Full validation vs the floor vs jsonwebtoken, per algorithm; key-set
+//! lookup with 1, 10, 100 keys; parsing of large JWK Sets.
 //!
 //! `cargo bench --bench validate`. Groups are `<ALG>`, each with:
 //! - `floor/aws-lc-rs`, `floor/ring`: the signature check alone over the same
@@ -122,12 +123,51 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// Key lookup: a set of 1, 10 and 100 ES256 keys, the token's kid last;
+/// and parsing large JWK Sets (256 EC keys, 64 RSA keys).
+fn keysets(c: &mut Criterion) {
+    let keys: Vec<TestKey> = (0..100)
+        .map(|i| TestKey::generate(Algorithm::ES256, format!("key-{i:03}")).unwrap())
+        .collect();
+    let mut g = c.benchmark_group("keyset");
+    for n in [1usize, 10, 100] {
+        let refs: Vec<&TestKey> = keys[..n].iter().collect();
+        let set = KeySet::from_jwks(tokenwarden::testing::jwks_json(&refs).as_bytes()).unwrap();
+        let validator = Validator::builder()
+            .issuer(ISS)
+            .audience(AUD)
+            .keys(set)
+            .build()
+            .unwrap();
+        let token = keys[n - 1].token(&claims());
+        assert!(validator.validate::<Claims>(&token).is_ok());
+        g.bench_function(format!("ES256 validate, {n} keys"), |b| {
+            b.iter(|| validator.validate::<Claims>(black_box(&token)).unwrap())
+        });
+    }
+    let ec: Vec<TestKey> = (0..256)
+        .map(|i| TestKey::generate(Algorithm::ES256, format!("ec-{i}")).unwrap())
+        .collect();
+    let rsa: Vec<TestKey> = (0..64)
+        .map(|i| TestKey::generate(Algorithm::RS256, format!("rsa-{i}")).unwrap())
+        .collect();
+    for (name, set) in [("256 ES256 keys", &ec), ("64 RS256 keys", &rsa)] {
+        let refs: Vec<&TestKey> = set.iter().collect();
+        let text = tokenwarden::testing::jwks_json(&refs);
+        g.bench_function(
+            format!("parse JWKS, {name} ({} KiB)", text.len() / 1024),
+            |b| b.iter(|| KeySet::from_jwks(black_box(text.as_bytes())).unwrap()),
+        );
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(40);
-    targets = bench
+    targets = bench, keysets
 }
 criterion_main!(benches);

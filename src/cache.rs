@@ -14,10 +14,14 @@
 //! - `exp`, `nbf`, `iat` and `max_age` are checked again on every hit, by
 //!   the validator's clock; entries also expire at `exp` and after the
 //!   configured maximum lifetime;
-//! - it is bounded by entries and by bytes.
+//! - it is bounded by entries and by bytes; besides, each thread keeps its
+//!   last few hits ([`NEAR_SLOTS`]) so that a repeated token is answered
+//!   without touching memory other threads write, under the same checks.
 
 use std::any::Any;
-use std::sync::{Arc, OnceLock};
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::claims::Time;
@@ -83,8 +87,9 @@ pub(crate) struct Entry {
     pub(crate) exp: Time,
     pub(crate) nbf: Time,
     pub(crate) iat: Time,
-    /// The first `validate_shared` answer for this token, for the next.
-    shared: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// When the entry stops answering, by the validator's clock (`exp` or
+    /// the configured maximum lifetime, whichever comes first).
+    pub(crate) expires_at: i64,
     ttl: Duration,
     weight: u32,
 }
@@ -128,23 +133,35 @@ impl Entry {
             exp: times.0,
             nbf: times.1,
             iat: times.2,
-            shared: OnceLock::new(),
+            expires_at: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
             ttl,
             weight,
         })
     }
 }
 
-impl Entry {
-    /// The shared answer, if one of type `T` was kept.
-    pub(crate) fn shared<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
-        self.shared.get()?.clone().downcast::<T>().ok()
-    }
+/// A thread's own parsed answer for a recent hit (`validate_shared`).
+pub(crate) type Shared = Option<Arc<dyn Any + Send + Sync>>;
 
-    /// Keeps `value` as the shared answer (the first one kept stays).
-    pub(crate) fn share<T: Send + Sync + 'static>(&self, value: Arc<T>) {
-        let _ = self.shared.set(value);
-    }
+/// Recent hits kept per thread. A hit found here reads only memory this
+/// thread alone writes: no shared atomic, no lock, so threads scale.
+pub(crate) const NEAR_SLOTS: usize = 8;
+
+struct Slot {
+    cache: u64,
+    token: Box<str>,
+    entry: Arc<Entry>,
+    shared: Shared,
+}
+
+#[derive(Default)]
+struct Near {
+    slots: Vec<Slot>,
+    next: usize,
+}
+
+thread_local! {
+    static NEAR: RefCell<Near> = RefCell::new(Near::default());
 }
 
 struct Policy;
@@ -158,6 +175,9 @@ impl moka::Expiry<Arc<str>, Arc<Entry>> for Policy {
 /// The cache itself.
 pub(crate) struct TokenCache {
     pub(crate) config: CacheConfig,
+    /// Process-unique: this thread's recent hits are found by it, so one
+    /// validator's entries never answer for another's rules.
+    id: u64,
     map: moka::sync::Cache<Arc<str>, Arc<Entry>, foldhash::quality::RandomState>,
 }
 
@@ -168,19 +188,87 @@ impl TokenCache {
             .weigher(|_: &Arc<str>, e: &Arc<Entry>| e.weight)
             .expire_after(Policy)
             .build_with_hasher(foldhash::quality::RandomState::default());
-        TokenCache { config, map }
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        TokenCache {
+            config,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            map,
+        }
     }
 
     pub(crate) fn get(&self, token: &str) -> Option<Arc<Entry>> {
         self.map.get(token)
     }
 
+    /// Stores `entry`, and keeps it near for this thread's next hit.
     pub(crate) fn insert(&self, token: &str, entry: Entry) {
-        self.map.insert(Arc::from(token), Arc::new(entry));
+        let entry = Arc::new(entry);
+        self.map.insert(Arc::from(token), entry.clone());
+        self.keep_near(token, entry);
     }
 
     pub(crate) fn remove(&self, token: &str) {
+        self.forget_near(token);
         self.map.invalidate(token);
+    }
+
+    /// Runs `f` on this thread's recent hit for `token`, if there is one,
+    /// with the slot for this thread's own parsed answer. `None` when there
+    /// is none (or when called again from inside `f`).
+    pub(crate) fn near<R>(
+        &self,
+        token: &str,
+        f: impl FnOnce(&Entry, &mut Shared) -> R,
+    ) -> Option<R> {
+        NEAR.try_with(|near| {
+            let mut near = near.try_borrow_mut().ok()?;
+            let slot = near
+                .slots
+                .iter_mut()
+                .find(|s| s.cache == self.id && *s.token == *token)?;
+            Some(f(&slot.entry, &mut slot.shared))
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// Keeps `entry` among this thread's recent hits (the oldest makes way).
+    pub(crate) fn keep_near(&self, token: &str, entry: Arc<Entry>) {
+        let _ = NEAR.try_with(|near| {
+            let Ok(mut near) = near.try_borrow_mut() else {
+                return;
+            };
+            let slot = Slot {
+                cache: self.id,
+                token: token.into(),
+                entry,
+                shared: None,
+            };
+            if let Some(i) = near
+                .slots
+                .iter()
+                .position(|s| s.cache == self.id && *s.token == *token)
+            {
+                near.slots[i] = slot;
+            } else if near.slots.len() < NEAR_SLOTS {
+                near.slots.push(slot);
+            } else {
+                let i = near.next;
+                near.slots[i] = slot;
+                near.next = (i + 1) % NEAR_SLOTS;
+            }
+        });
+    }
+
+    /// Drops this thread's recent hit for `token`.
+    pub(crate) fn forget_near(&self, token: &str) {
+        let _ = NEAR.try_with(|near| {
+            if let Ok(mut near) = near.try_borrow_mut() {
+                near.slots
+                    .retain(|s| !(s.cache == self.id && *s.token == *token));
+                near.next = 0;
+            }
+        });
     }
 
     /// Entries and weighted bytes, after pending maintenance.

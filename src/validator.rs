@@ -180,17 +180,32 @@ impl Validator {
     {
         #[cfg(feature = "cache")]
         if let (Some(cache), Some(source)) = (&self.inner.cache, &self.inner.fixed_source) {
-            if token.len() <= self.inner.max_token_size {
-                if let Some(entry) = self.hit(cache, source, token)? {
-                    if let Some(shared) = entry.shared::<Validated<C>>() {
-                        return Ok(shared);
-                    }
+            // This thread's recent hit, answered with this thread's own
+            // parsed value: nothing another thread writes is touched.
+            let near = cache.near(token, |entry, shared| {
+                if !self.still_good(source, entry)? {
+                    return Ok(None);
                 }
+                if let Some(v) = shared.clone().and_then(|s| s.downcast().ok()) {
+                    return Ok(Some(v));
+                }
+                let v = Arc::new(Validated {
+                    header: entry.header.clone(),
+                    claims: serde_json::from_slice::<C>(&entry.payload)
+                        .map_err(claims_type_error)?,
+                });
+                *shared = Some(v.clone());
+                Ok(Some(v))
+            });
+            match near {
+                Some(Ok(Some(v))) => return Ok(v),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(None)) => cache.forget_near(token),
+                None => {}
             }
             let validated = Arc::new(self.run::<C>(token)?);
-            if let Some(entry) = cache.get(token) {
-                entry.share(validated.clone());
-            }
+            // `run` left the entry near when it stored or found it.
+            cache.near(token, |_, shared| *shared = Some(validated.clone()));
             return Ok(validated);
         }
         self.run::<C>(token).map(Arc::new)
@@ -321,33 +336,52 @@ impl Validator {
         source: &KeySource,
         token: &str,
     ) -> Result<Option<Validated<C>>, Error> {
-        let Some(entry) = self.hit(cache, source, token)? else {
-            return Ok(None);
+        let answer = |entry: &crate::cache::Entry| -> Result<Validated<C>, Error> {
+            Ok(Validated {
+                header: entry.header.clone(),
+                claims: serde_json::from_slice::<C>(&entry.payload).map_err(claims_type_error)?,
+            })
         };
-        let claims = serde_json::from_slice::<C>(&entry.payload).map_err(claims_type_error)?;
-        Ok(Some(Validated {
-            header: entry.header.clone(),
-            claims,
-        }))
-    }
-
-    /// The cache entry of `token` if it still stands: its key is still in
-    /// the set and its time claims are still good now.
-    #[cfg(feature = "cache")]
-    fn hit(
-        &self,
-        cache: &crate::cache::TokenCache,
-        source: &KeySource,
-        token: &str,
-    ) -> Result<Option<Arc<crate::cache::Entry>>, Error> {
+        // This thread's recent hits first: no shared memory written.
+        let near = cache.near(token, |entry, _| {
+            if self.still_good(source, entry)? {
+                answer(entry).map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        match near {
+            Some(Ok(Some(v))) => return Ok(Some(v)),
+            Some(Err(e)) => return Err(e),
+            Some(Ok(None)) => cache.forget_near(token),
+            None => {}
+        }
         let Some(entry) = cache.get(token) else {
             return Ok(None);
         };
-        let keys = source.current()?;
-        if !keys.holds(entry.header.kid(), entry.key_id) {
-            // The key left the set (rotation, revocation): decide afresh.
+        if !self.still_good(source, &entry)? {
+            // The key left the set (rotation, revocation), or the entry
+            // outlived its time: decide afresh.
             cache.remove(token);
             return Ok(None);
+        }
+        let validated = answer(&entry)?;
+        cache.keep_near(token, entry);
+        Ok(Some(validated))
+    }
+
+    /// Whether a cache entry still answers: its key is still in the set and
+    /// its lifetime not over (`Ok(false)`: decide afresh), and its time
+    /// claims are still good now (`Err`: refused, as a fresh check would).
+    #[cfg(feature = "cache")]
+    fn still_good(&self, source: &KeySource, entry: &crate::cache::Entry) -> Result<bool, Error> {
+        let keys = source.current()?;
+        if !keys.holds(entry.header.kid(), entry.key_id) {
+            return Ok(false);
+        }
+        let now = self.inner.clock.now();
+        if now >= entry.expires_at {
+            return Ok(false);
         }
         let view = View {
             exp: entry.exp,
@@ -357,8 +391,8 @@ impl Validator {
             aud: claims::Aud::Absent,
             present: 0,
         };
-        self.inner.time.check(&view, self.inner.clock.now())?;
-        Ok(Some(entry))
+        self.inner.time.check(&view, now)?;
+        Ok(true)
     }
 
     /// Entries and bytes held by the verified-token cache (`None` without

@@ -79,6 +79,36 @@ fn shared_answers_are_reused_and_still_checked_on_every_hit() {
 }
 
 #[test]
+fn one_validators_entries_never_answer_for_another() {
+    // Same thread, same token, same keys: the second validator wants
+    // another audience, and must not be answered from the first one's
+    // cache (neither the shared map nor this thread's recent hits).
+    let clock = ManualClock::new(NOW);
+    let mine = cached_validator(&clock);
+    let theirs = Validator::builder()
+        .issuer(ISS)
+        .audience("https://other.test")
+        .keys(keyset(&[key(Algorithm::ES256)]))
+        .clock(clock.clone())
+        .cache(CacheConfig::default())
+        .build()
+        .unwrap();
+    let token = key(Algorithm::ES256).token(&claims());
+    for _ in 0..3 {
+        mine.validate_shared::<Value>(&token).unwrap();
+        mine.validate::<Value>(&token).unwrap();
+        assert_eq!(
+            theirs.validate_shared::<Value>(&token).unwrap_err().kind(),
+            ErrorKind::InvalidAudience
+        );
+        assert_eq!(
+            theirs.validate::<Value>(&token).unwrap_err().kind(),
+            ErrorKind::InvalidAudience
+        );
+    }
+}
+
+#[test]
 fn max_age_is_rechecked_on_a_hit() {
     let clock = ManualClock::new(NOW);
     let v = builder(&[key(Algorithm::ES256)])
