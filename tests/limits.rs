@@ -276,3 +276,23 @@ fn keys_tried_for_a_token_without_kid_is_4() {
     assert_eq!(outcome(&v, &no_kid(&keys[3])), "ok");
     assert_eq!(outcome(&v, &no_kid(&keys[4])), "invalid_signature");
 }
+
+/// The input of golang-jwt's CVE-2025-30204 (a bearer value of dots, which
+/// cost it O(n) allocations): refused as malformed up to the size limit, as
+/// too large past it, without splitting into more than three segments.
+#[test]
+fn a_token_of_dots_is_refused_cheaply() {
+    let v = validator(&[hs()]);
+    assert_eq!(
+        outcome(&v, &".".repeat(DEFAULT_MAX_TOKEN_SIZE)),
+        "malformed"
+    );
+    assert_eq!(
+        outcome(&v, &".".repeat(DEFAULT_MAX_TOKEN_SIZE + 1)),
+        "token_too_large"
+    );
+    assert_eq!(
+        outcome(&v, &format!("a.b.c{}", ".".repeat(100))),
+        "malformed"
+    );
+}
