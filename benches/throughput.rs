@@ -339,6 +339,20 @@ fn memory() {
 
 // ------------------------------------------------------------------ layer
 
+/// The layer over the example keys, with the verified-token cache or not.
+fn demo_auth(cache: bool) -> tokenwarden::middleware::BearerAuth {
+    let b = Validator::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .keys(KeySet::from_jwks(JWKS).unwrap());
+    let b = if cache {
+        b.cache(CacheConfig::default())
+    } else {
+        b
+    };
+    tokenwarden::middleware::BearerAuth::new(b.build().unwrap())
+}
+
 /// The layer's own cost per request: a tower service that answers at once,
 /// behind `BearerAuthLayer`, called in a loop (no network, no runtime).
 fn layer() {
@@ -349,16 +363,7 @@ fn layer() {
     println!("| layer | per request |");
     println!("|---|---:|");
     for mode in ["none", "cache", "no-cache"] {
-        let b = Validator::builder()
-            .issuer(ISS)
-            .audience(AUD)
-            .keys(KeySet::from_jwks(JWKS).unwrap());
-        let b = if mode == "cache" {
-            b.cache(CacheConfig::default())
-        } else {
-            b
-        };
-        let auth = tokenwarden::middleware::BearerAuth::new(b.build().unwrap());
+        let auth = demo_auth(mode == "cache");
         let inner = tower::service_fn(|_req: http::Request<()>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(()))
         });
@@ -417,17 +422,7 @@ fn server_child() {
         let app = if mode == "none" {
             app
         } else {
-            let b = Validator::builder()
-                .issuer(ISS)
-                .audience(AUD)
-                .keys(KeySet::from_jwks(JWKS).unwrap());
-            let b = if mode == "cache" {
-                b.cache(CacheConfig::default())
-            } else {
-                b
-            };
-            let auth = tokenwarden::middleware::BearerAuth::new(b.build().unwrap());
-            app.layer(auth.layer())
+            app.layer(demo_auth(mode == "cache").layer())
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{}", listener.local_addr().unwrap().port());
