@@ -24,7 +24,7 @@ async fn hello(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallib
     // The layer only lets validated requests through, claims attached.
     let sub = req
         .extensions()
-        .get::<Validated<Map<String, Value>>>()
+        .get::<std::sync::Arc<Validated<Map<String, Value>>>>()
         .and_then(|v| v.claims["sub"].as_str().map(str::to_owned))
         .unwrap_or_default();
     Ok(Response::new(Full::new(Bytes::from(format!(

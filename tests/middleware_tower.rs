@@ -28,7 +28,7 @@ fn handler() -> Route {
     BoxCloneSyncService::new(service_fn(|req: Request<Incoming>| async move {
         let sub = req
             .extensions()
-            .get::<Validated<Json>>()
+            .get::<std::sync::Arc<Validated<Json>>>()
             .map_or("anonymous".to_owned(), |v| {
                 v.claims["sub"].as_str().unwrap_or("").to_owned()
             });

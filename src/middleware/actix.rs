@@ -53,7 +53,7 @@ fn render(answer: Answer) -> HttpResponse {
 }
 
 /// Applies a [`BearerAuth`] to an actix-web app, scope or resource.
-/// Validated claims reach handlers as a [`Validated<C>`] request extension
+/// Validated claims reach handlers as an `Arc<`[`Validated<C>`]`>` request extension
 /// and through the [`Claims`] extractor.
 pub struct BearerAuthMiddleware<C> {
     auth: BearerAuth<C>,
@@ -125,8 +125,12 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let outcome = {
             let extensions = req.extensions();
-            self.auth
-                .check_now(req.headers(), extensions.get::<Validated<C>>())
+            self.auth.check_now(
+                req.headers(),
+                extensions
+                    .get::<std::sync::Arc<Validated<C>>>()
+                    .map(|v| &**v),
+            )
         };
         let pass = |req: ServiceRequest, service: &S| {
             let fut = service.call(req);
@@ -183,7 +187,7 @@ impl<C: ScopedClaims> FromRequest for Claims<C> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let extensions = req.extensions();
-        ready(match extensions.get::<Validated<C>>() {
+        ready(match extensions.get::<std::sync::Arc<Validated<C>>>() {
             Some(v) => Ok(Claims(v.claims.clone())),
             None if extensions.get::<Anonymous>().is_some() => Err(AuthRejection::Missing),
             None => Err(AuthRejection::NotConfigured),

@@ -43,7 +43,7 @@ impl<C: ScopedClaims, S: Send + Sync> FromRequestParts<S> for Claims<C> {
     type Rejection = AuthRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AuthRejection> {
-        if let Some(v) = parts.extensions.get::<Validated<C>>() {
+        if let Some(v) = parts.extensions.get::<std::sync::Arc<Validated<C>>>() {
             return Ok(Claims(v.claims.clone()));
         }
         Err(if parts.extensions.get::<Anonymous>().is_some() {
@@ -64,7 +64,7 @@ impl<C: ScopedClaims, S: Send + Sync> OptionalFromRequestParts<S> for Claims<C> 
     ) -> Result<Option<Self>, AuthRejection> {
         Ok(parts
             .extensions
-            .get::<Validated<C>>()
+            .get::<std::sync::Arc<Validated<C>>>()
             .map(|v| Claims(v.claims.clone())))
     }
 }

@@ -383,9 +383,9 @@ impl<C: ScopedClaims> BearerAuth<C> {
             Err(r) => return Outcome::Refused(r),
         };
         // The shared answer: with the validator's cache, a repeated token's
-        // claims are cloned rather than parsed again.
+        // claims are neither parsed again nor copied.
         match self.config.validator.validate_shared::<C>(token) {
-            Ok(v) => self.scopes(Arc::unwrap_or_clone(v)),
+            Ok(v) => self.scopes(v),
             Err(Error::UnknownKey { kid: Some(_) }) => Outcome::Retry(token.to_owned()),
             Err(e) => Outcome::Refused(AuthRejection::from_error(e)),
         }
@@ -420,11 +420,11 @@ impl<C: ScopedClaims> BearerAuth<C> {
         headers: &http::HeaderMap,
     ) -> Result<Option<Validated<C>>, AuthRejection> {
         match self.check_now(headers, None) {
-            Outcome::Allowed(v) => Ok(Some(v)),
+            Outcome::Allowed(v) => Ok(Some(Arc::unwrap_or_clone(v))),
             Outcome::AlreadyAllowed | Outcome::Anonymous => Ok(None),
             Outcome::Refused(r) => Err(r),
             Outcome::Retry(token) => match self.check_refreshing(&token).await {
-                Outcome::Allowed(v) => Ok(Some(v)),
+                Outcome::Allowed(v) => Ok(Some(Arc::unwrap_or_clone(v))),
                 Outcome::Refused(r) => Err(r),
                 Outcome::AlreadyAllowed | Outcome::Anonymous | Outcome::Retry(_) => {
                     Err(AuthRejection::InvalidToken(ErrorKind::UnknownKey))
@@ -437,12 +437,12 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// source's refresh (shared, rate-limited), then decides.
     pub(crate) async fn check_refreshing(&self, token: &str) -> Outcome<C> {
         match self.config.validator.validate_async::<C>(token).await {
-            Ok(v) => self.scopes(v),
+            Ok(v) => self.scopes(Arc::new(v)),
             Err(e) => Outcome::Refused(AuthRejection::from_error(e)),
         }
     }
 
-    fn scopes(&self, v: Validated<C>) -> Outcome<C> {
+    fn scopes(&self, v: Arc<Validated<C>>) -> Outcome<C> {
         match self.requirements(&v.claims) {
             Ok(()) => Outcome::Allowed(v),
             Err(r) => Outcome::Refused(r),
@@ -492,7 +492,8 @@ pub(crate) struct Anonymous;
 
 /// The result of checking one request.
 pub(crate) enum Outcome<C> {
-    Allowed(Validated<C>),
+    /// Shared: the request's extension is this very value.
+    Allowed(Arc<Validated<C>>),
     /// Validated by an outer layer, and our scopes hold.
     AlreadyAllowed,
     Anonymous,

@@ -27,7 +27,7 @@ pub(crate) fn render<B: Default>(answer: Answer) -> Response<B> {
 }
 
 /// Applies a [`BearerAuth`] to a service. Validated claims reach the inner
-/// service as a [`Validated<C>`](crate::Validated) request extension.
+/// service as an `Arc<`[`Validated<C>`](crate::Validated)`>` request extension.
 pub struct BearerAuthLayer<C> {
     auth: BearerAuth<C>,
 }
@@ -109,7 +109,11 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         // The usual case decides here, with no allocation beyond validation.
-        match self.auth.check_now(req.headers(), req.extensions().get()) {
+        let already = req
+            .extensions()
+            .get::<std::sync::Arc<crate::Validated<C>>>()
+            .map(|v| &**v);
+        match self.auth.check_now(req.headers(), already) {
             Outcome::Allowed(v) => {
                 req.extensions_mut().insert(v);
                 ResponseFuture::inner(self.inner.call(req))
