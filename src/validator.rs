@@ -182,26 +182,16 @@ impl Validator {
         if let (Some(cache), Some(source)) = (&self.inner.cache, &self.inner.fixed_source) {
             // This thread's recent hit, answered with this thread's own
             // parsed value: nothing another thread writes is touched.
-            let near = cache.near(token, |entry, shared| {
-                if !self.still_good(source, entry)? {
-                    return Ok(None);
-                }
+            let near = self.near_hit(cache, source, token, |entry, shared| {
                 if let Some(v) = shared.clone().and_then(|s| s.downcast().ok()) {
-                    return Ok(Some(v));
+                    return Ok(v);
                 }
-                let v = Arc::new(Validated {
-                    header: entry.header.clone(),
-                    claims: serde_json::from_slice::<C>(&entry.payload)
-                        .map_err(claims_type_error)?,
-                });
+                let v = Arc::new(from_entry::<C>(entry)?);
                 *shared = Some(v.clone());
-                Ok(Some(v))
-            });
-            match near {
-                Some(Ok(Some(v))) => return Ok(v),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(None)) => cache.forget_near(token),
-                None => {}
+                Ok(v)
+            })?;
+            if let Some(v) = near {
+                return Ok(v);
             }
             let validated = Arc::new(self.run::<C>(token)?);
             // `run` left the entry near when it stored or found it.
@@ -336,25 +326,9 @@ impl Validator {
         source: &KeySource,
         token: &str,
     ) -> Result<Option<Validated<C>>, Error> {
-        let answer = |entry: &crate::cache::Entry| -> Result<Validated<C>, Error> {
-            Ok(Validated {
-                header: entry.header.clone(),
-                claims: serde_json::from_slice::<C>(&entry.payload).map_err(claims_type_error)?,
-            })
-        };
         // This thread's recent hits first: no shared memory written.
-        let near = cache.near(token, |entry, _| {
-            if self.still_good(source, entry)? {
-                answer(entry).map(Some)
-            } else {
-                Ok(None)
-            }
-        });
-        match near {
-            Some(Ok(Some(v))) => return Ok(Some(v)),
-            Some(Err(e)) => return Err(e),
-            Some(Ok(None)) => cache.forget_near(token),
-            None => {}
+        if let Some(v) = self.near_hit(cache, source, token, |entry, _| from_entry(entry))? {
+            return Ok(Some(v));
         }
         let Some(entry) = cache.get(token) else {
             return Ok(None);
@@ -365,9 +339,37 @@ impl Validator {
             cache.remove(token);
             return Ok(None);
         }
-        let validated = answer(&entry)?;
+        let validated = from_entry(&entry)?;
         cache.keep_near(token, entry);
         Ok(Some(validated))
+    }
+
+    /// This thread's recent hit for `token`, answered by `f` if it still
+    /// stands ([`still_good`](Self::still_good)); one that no longer does is
+    /// forgotten, and `None` sends the caller to the shared map.
+    #[cfg(feature = "cache")]
+    fn near_hit<R>(
+        &self,
+        cache: &crate::cache::TokenCache,
+        source: &KeySource,
+        token: &str,
+        f: impl FnOnce(&crate::cache::Entry, &mut crate::cache::Shared) -> Result<R, Error>,
+    ) -> Result<Option<R>, Error> {
+        let near = cache.near(token, |entry, shared| {
+            if self.still_good(source, entry)? {
+                f(entry, shared).map(Some)
+            } else {
+                Ok(None)
+            }
+        });
+        match near {
+            Some(Ok(None)) => {
+                cache.forget_near(token);
+                Ok(None)
+            }
+            Some(answer) => answer,
+            None => Ok(None),
+        }
     }
 
     /// Whether a cache entry still answers: its key is still in the set and
@@ -672,6 +674,15 @@ fn no_keys() -> Error {
     Error::KeysUnavailable {
         reason: "no key source configured for this issuer".into(),
     }
+}
+
+/// A cache entry's answer in the caller's claims type.
+#[cfg(feature = "cache")]
+fn from_entry<C: DeserializeOwned>(entry: &crate::cache::Entry) -> Result<Validated<C>, Error> {
+    Ok(Validated {
+        header: entry.header.clone(),
+        claims: serde_json::from_slice::<C>(&entry.payload).map_err(claims_type_error)?,
+    })
 }
 
 fn claims_type_error(e: serde_json::Error) -> Error {
