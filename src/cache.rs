@@ -82,7 +82,8 @@ impl CacheConfig {
 /// What a hit needs to answer without the signature.
 pub(crate) struct Entry {
     pub(crate) header: Header,
-    pub(crate) payload: Box<[u8]>,
+    /// The claims JSON, checked UTF-8 (so a hit parses it as `str`).
+    pub(crate) payload: Box<str>,
     pub(crate) key_id: u64,
     pub(crate) exp: Time,
     pub(crate) nbf: Time,
@@ -102,7 +103,7 @@ impl Entry {
     pub(crate) fn new(
         token: &str,
         header: Header,
-        payload: &[u8],
+        payload: &str,
         key_id: u64,
         times: (Time, Time, Time),
         now: i64,

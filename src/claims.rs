@@ -56,8 +56,8 @@ pub(crate) struct View<'a> {
 
 /// Reads the payload into a [`View`]. `required` holds at most 64 names.
 pub(crate) fn parse_view<'a>(json: &'a [u8], required: &[Box<str>]) -> Result<View<'a>, Error> {
-    check_json_text(json, "payload")?;
-    let mut de = serde_json::Deserializer::from_slice(json);
+    let text = check_json_text(json, "payload")?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let view = ViewSeed { required }
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|()| v))
@@ -275,9 +275,9 @@ impl View<'_> {
 /// registered claims into a [`View`], checks member names for duplicates and
 /// notes the required claims present. The caller must run the rules on the
 /// view before handing `C` out. `json` must have passed
-/// [`check_json_text`].
+/// [`check_json_text`], which gives it as `str`.
 pub(crate) fn parse_tapped<'de, C: Deserialize<'de>>(
-    json: &'de [u8],
+    json: &'de str,
     required: &[Box<str>],
 ) -> (Result<C, serde_json::Error>, Tapped<'de>) {
     let mut state = TapState {
@@ -289,7 +289,7 @@ pub(crate) fn parse_tapped<'de, C: Deserialize<'de>>(
         required,
         seen: Seen::default(),
     };
-    let mut de = serde_json::Deserializer::from_slice(json);
+    let mut de = serde_json::Deserializer::from_str(json);
     let result = C::deserialize(Tap {
         de: &mut de,
         st: &mut state,

@@ -5,10 +5,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::ops::Deref;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -68,16 +67,42 @@ pub(crate) fn split(token: &str) -> Result<Parts<'_>, Error> {
     })
 }
 
+/// Room enough for the decoding of `len` base64url characters.
+pub(crate) fn decoded_len_bound(len: usize) -> usize {
+    len / 4 * 3 + 2
+}
+
+/// Decodes strict base64url without padding (RFC 7515 §2) into `room`,
+/// which must hold [`decoded_len_bound`] bytes; rules as
+/// [`decode_into_append`].
+pub(crate) fn decode_into<'b>(
+    seg: &[u8],
+    room: &'b mut [MaybeUninit<u8>],
+    what: &'static str,
+) -> Result<&'b [u8], Error> {
+    if room.len() < decoded_len_bound(seg.len()) {
+        // Unreachable by construction; refused rather than risk the
+        // decoder's panic on a short buffer.
+        return Err(Error::malformed(what));
+    }
+    base64_simd::URL_SAFE_NO_PAD
+        .decode(seg, base64_simd::Out::from_uninit_slice(room))
+        .map(|b| &*b)
+        .map_err(|_| Error::malformed(what))
+}
+
 /// Decodes strict base64url without padding (RFC 7515 §2) and appends it to
 /// `out`: non-canonical trailing bits are refused, so each token has exactly
-/// one encoding.
+/// one encoding. This runs on every token, so it uses the SIMD decoder; it
+/// accepts exactly what the `base64` crate's strict engine accepts (the
+/// proptests in `tests/proptest.rs` compare them).
 pub(crate) fn decode_into_append(
     seg: &[u8],
     out: &mut Vec<u8>,
     what: &'static str,
 ) -> Result<(), Error> {
-    URL_SAFE_NO_PAD
-        .decode_vec(seg, out)
+    base64_simd::URL_SAFE_NO_PAD
+        .decode_append(seg, out)
         .map_err(|_| Error::malformed(what))
 }
 
@@ -202,8 +227,8 @@ pub(crate) struct RawHeader<'a> {
 /// `jku`, `x5u`, `jwk` and `x5c` are read past and never used: a key named by
 /// the token itself proves nothing (RFC 8725 §3.10).
 pub(crate) fn parse_header(json: &[u8]) -> Result<RawHeader<'_>, Error> {
-    check_json_text(json, "header")?;
-    let mut de = serde_json::Deserializer::from_slice(json);
+    let text = check_json_text(json, "header")?;
+    let mut de = serde_json::Deserializer::from_str(text);
     let header = de
         .deserialize_map(HeaderVisitor)
         .and_then(|h| de.end().map(|()| h))
@@ -341,6 +366,7 @@ impl<'a> Seen<'a> {
     const INLINE: usize = 16;
 
     /// A cheap 6-bit digest of a name: its length and its outer bytes.
+    #[inline]
     fn bucket(n: &str) -> u32 {
         let b = n.as_bytes();
         let (first, last) = match b {
@@ -355,11 +381,28 @@ impl<'a> Seen<'a> {
         h >> 26
     }
 
+    /// Notes `name`, refusing a duplicate or one member too many. The
+    /// usual case (a new name, borrowed, among the first 16) is inlined into
+    /// the parse; everything else takes the out-of-line path.
+    #[inline]
     pub(crate) fn insert<E: de::Error>(&mut self, name: &Str<'a>) -> Result<(), E> {
-        let n: &str = name;
-        let bit = 1u64 << Self::bucket(n);
+        let bit = 1u64 << Self::bucket(name);
         let maybe = self.buckets & bit != 0;
         self.buckets |= bit;
+        match &name.0 {
+            Cow::Borrowed(b) if !maybe && self.len < Self::INLINE => {
+                self.inline[self.len] = b;
+                self.len += 1;
+                Ok(())
+            }
+            _ => self.insert_slow(name, maybe),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn insert_slow<E: de::Error>(&mut self, name: &Str<'a>, maybe: bool) -> Result<(), E> {
+        let n: &str = name;
         if maybe && (self.inline[..self.len].contains(&n) || self.spill.iter().any(|s| **s == *n)) {
             return Err(E::custom(DuplicateName(name)));
         }
@@ -400,14 +443,13 @@ impl fmt::Display for DuplicateName<'_, '_> {
 
 /// Checks what serde_json's skipping of unread values does not: the text is
 /// UTF-8 (RFC 8259 §8.1) and arrays/objects nest at most [`MAX_JSON_DEPTH`]
-/// deep. One pass over the bytes, no allocation; the JSON grammar itself is
-/// left to the parser that follows.
-pub(crate) fn check_json_text(json: &[u8], part: &'static str) -> Result<(), Error> {
-    // Claims are nearly always ASCII; the word-at-a-time test is cheaper
-    // than full UTF-8 validation, which runs only when it fails.
-    if !json.is_ascii() && std::str::from_utf8(json).is_err() {
+/// deep. No allocation; the JSON grammar itself is left to the parser that
+/// follows, which is given the text as `str` so that it does not check the
+/// UTF-8 of each string again.
+pub(crate) fn check_json_text<'a>(json: &'a [u8], part: &'static str) -> Result<&'a str, Error> {
+    let Ok(text) = std::str::from_utf8(json) else {
         return Err(Error::malformed(format!("{part} is not UTF-8")));
-    }
+    };
     // Fewer opening brackets than the bound cannot nest past it: the exact
     // scan below runs only for unusual texts.
     if memchr::memchr2_iter(b'[', b'{', json)
@@ -415,7 +457,7 @@ pub(crate) fn check_json_text(json: &[u8], part: &'static str) -> Result<(), Err
         .count()
         <= MAX_JSON_DEPTH
     {
-        return Ok(());
+        return Ok(text);
     }
     let mut depth = 0usize;
     let mut in_string = false;
@@ -445,7 +487,7 @@ pub(crate) fn check_json_text(json: &[u8], part: &'static str) -> Result<(), Err
             _ => {}
         }
     }
-    Ok(())
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -480,6 +522,34 @@ mod tests {
         assert!(decode_into_append(b"QQ", &mut out, "x").is_ok());
         assert!(decode_into_append(b"QR", &mut out, "x").is_err());
         assert!(decode_into_append(b"Q", &mut out, "x").is_err());
+    }
+
+    proptest::proptest! {
+        /// The SIMD decoder on the hot path accepts exactly what the
+        /// `base64` crate's strict no-padding engine accepts, with the same
+        /// bytes, whether it writes to a slice or appends to a vector.
+        #[test]
+        fn both_decoders_agree_with_the_base64_crate(
+            seg in "[A-Za-z0-9_\\-]{0,90}[A-Za-z0-9_\\-+/= .\\x00\u{e9}]{0,3}[A-Za-z0-9_\\-]{0,5}",
+        ) {
+            use base64::Engine as _;
+            let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&seg).ok();
+            let mut appended = vec![7u8];
+            let append_ok = decode_into_append(seg.as_bytes(), &mut appended, "x").is_ok();
+            proptest::prop_assert_eq!(append_ok, expected.is_some());
+            if let Some(e) = &expected {
+                proptest::prop_assert_eq!(&appended[1..], &e[..]);
+            }
+            let mut room = vec![MaybeUninit::uninit(); decoded_len_bound(seg.len())];
+            let sliced = decode_into(seg.as_bytes(), &mut room, "x").ok().map(<[u8]>::to_vec);
+            proptest::prop_assert_eq!(sliced, expected);
+        }
+    }
+
+    #[test]
+    fn a_short_room_is_refused_not_a_panic() {
+        let mut room = [MaybeUninit::uninit(); 2];
+        assert!(decode_into(b"QUFB", &mut room, "x").is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! claims rules together.
 
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -233,8 +234,9 @@ impl Validator {
         if let Some(source) = &self.inner.fixed_source {
             return Some(source);
         }
-        let decoded = Decoded::new(token::split(token).ok()?).ok()?;
-        let view = claims::parse_view(decoded.payload(), &[]).ok()?;
+        let mut scratch = Scratch::new();
+        let decoded = Decoded::new(token::split(token).ok()?, &mut scratch).ok()?;
+        let view = claims::parse_view(decoded.payload, &[]).ok()?;
         self.select_source(&view).ok()
     }
 
@@ -269,14 +271,14 @@ impl Validator {
                 return Err(Error::AlgorithmNotAllowed { alg });
             }
         }
-        let decoded = Decoded::new(parts)?;
-        let payload = decoded.payload();
-        token::check_json_text(payload, "payload")?;
+        let mut scratch = Scratch::new();
+        let decoded = Decoded::new(parts, &mut scratch)?;
+        let payload = token::check_json_text(decoded.payload, "payload")?;
         // With one key source the signature is checked before the payload is
         // parsed at all; several issuers with their own keys need `iss` first.
         let source = match &inner.fixed_source {
             Some(source) => source,
-            None => self.select_source(&claims::parse_view(payload, &[])?)?,
+            None => self.select_source(&claims::parse_view(payload.as_bytes(), &[])?)?,
         };
         let keys = source.current()?;
         let _key_id = verify_signature(
@@ -285,7 +287,7 @@ impl Validator {
             alg,
             header.kid.as_deref(),
             decoded.parts.signing_input,
-            decoded.signature(),
+            decoded.signature,
         )?;
         // Cached only once a signature verified under it: forged tokens
         // cannot churn the cache.
@@ -300,7 +302,7 @@ impl Validator {
         if let (Some(cache), Some(_)) = (&inner.cache, &inner.fixed_source) {
             // Only a token that passed everything; the time claims are kept
             // to be checked again on every hit.
-            if let Ok(view) = claims::parse_view(payload, &[]) {
+            if let Ok(view) = claims::parse_view(payload.as_bytes(), &[]) {
                 if let Some(entry) = crate::cache::Entry::new(
                     token,
                     header.clone(),
@@ -412,7 +414,7 @@ impl Validator {
     /// handing them out.
     fn claims_checked<C: DeserializeOwned>(
         &self,
-        payload: &[u8],
+        payload: &str,
         typ: Option<&str>,
     ) -> Result<C, Error> {
         let inner = &*self.inner;
@@ -434,7 +436,7 @@ impl Validator {
     /// The rules decide first; only then does the claims type's own verdict count.
     fn judge<T>(
         &self,
-        payload: &[u8],
+        payload: &str,
         result: Result<T, serde_json::Error>,
         tapped: claims::Tapped<'_>,
         typ: Option<&str>,
@@ -455,7 +457,10 @@ impl Validator {
                 if tapped.complete {
                     self.check_rules(&tapped.view, typ)?;
                 } else {
-                    self.check_rules(&claims::parse_view(payload, &self.inner.required)?, typ)?;
+                    self.check_rules(
+                        &claims::parse_view(payload.as_bytes(), &self.inner.required)?,
+                        typ,
+                    )?;
                 }
                 Err(claims_type_error(e))
             }
@@ -536,33 +541,50 @@ impl Validator {
     }
 }
 
-/// A token split and decoded: one buffer holds header, payload and signature.
-struct Decoded<'t> {
-    parts: token::Parts<'t>,
-    buf: Vec<u8>,
-    payload_end: usize,
+/// Decoded payload and signature bytes up to this size live on the stack;
+/// past it (a large token) they go to the heap.
+const STACK_DECODE: usize = 2048;
+
+/// Room for a token's decoded payload and signature. Uninitialised: the
+/// decoder writes before anything is read.
+struct Scratch {
+    stack: [MaybeUninit<u8>; STACK_DECODE],
+    heap: Vec<u8>,
 }
 
-impl<'t> Decoded<'t> {
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            stack: [MaybeUninit::uninit(); STACK_DECODE],
+            heap: Vec::new(),
+        }
+    }
+}
+
+/// A token split, its payload and signature decoded into a [`Scratch`].
+struct Decoded<'t, 'b> {
+    parts: token::Parts<'t>,
+    payload: &'b [u8],
+    signature: &'b [u8],
+}
+
+impl<'t, 'b> Decoded<'t, 'b> {
     /// Decodes the payload and the signature (the header is parsed apart).
-    fn new(parts: token::Parts<'t>) -> Result<Self, Error> {
-        let mut buf = Vec::with_capacity((parts.payload.len() + parts.signature.len()) / 4 * 3 + 6);
-        token::decode_into_append(parts.payload, &mut buf, "payload is not base64url")?;
-        let payload_end = buf.len();
-        token::decode_into_append(parts.signature, &mut buf, "signature is not base64url")?;
+    fn new(parts: token::Parts<'t>, scratch: &'b mut Scratch) -> Result<Self, Error> {
+        let p = token::decoded_len_bound(parts.payload.len());
+        let need = p + token::decoded_len_bound(parts.signature.len());
+        let room = if need <= STACK_DECODE {
+            &mut scratch.stack[..]
+        } else {
+            scratch.heap.reserve_exact(need);
+            scratch.heap.spare_capacity_mut()
+        };
+        let (p_room, s_room) = room.split_at_mut(p);
         Ok(Decoded {
+            payload: token::decode_into(parts.payload, p_room, "payload is not base64url")?,
+            signature: token::decode_into(parts.signature, s_room, "signature is not base64url")?,
             parts,
-            buf,
-            payload_end,
         })
-    }
-
-    fn payload(&self) -> &[u8] {
-        &self.buf[..self.payload_end]
-    }
-
-    fn signature(&self) -> &[u8] {
-        &self.buf[self.payload_end..]
     }
 }
 
@@ -654,18 +676,19 @@ impl KeySet {
         }
         let parts = token::split(jws)?;
         let header = ParsedHeader::parse(parts.header)?;
-        let decoded = Decoded::new(parts)?;
+        let mut scratch = Scratch::new();
+        let decoded = Decoded::new(parts, &mut scratch)?;
         verify_signature(
             self,
             None,
             header.alg,
             header.kid.as_deref(),
             decoded.parts.signing_input,
-            decoded.signature(),
+            decoded.signature,
         )?;
         Ok(VerifiedJws {
             header: header.to_header(),
-            payload: decoded.payload().to_vec(),
+            payload: decoded.payload.to_vec(),
         })
     }
 }
@@ -681,7 +704,7 @@ fn no_keys() -> Error {
 fn from_entry<C: DeserializeOwned>(entry: &crate::cache::Entry) -> Result<Validated<C>, Error> {
     Ok(Validated {
         header: entry.header.clone(),
-        claims: serde_json::from_slice::<C>(&entry.payload).map_err(claims_type_error)?,
+        claims: serde_json::from_str::<C>(&entry.payload).map_err(claims_type_error)?,
     })
 }
 
