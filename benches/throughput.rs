@@ -418,7 +418,12 @@ fn server_child() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(|| async { "hello" }))
+            .route(
+                "/cpu",
+                axum::routing::get(|| async { process_cpu_ns().to_string() }),
+            );
         let app = if mode == "none" {
             app
         } else {
@@ -430,8 +435,41 @@ fn server_child() {
     });
 }
 
+/// CPU time this process has used, all threads, user and system, in ns
+/// (Linux: the first field of each thread's `schedstat`).
+fn process_cpu_ns() -> u64 {
+    std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The server's CPU time so far, asked over its own connection.
+async fn server_cpu_ns(port: u16) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /cpu HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\r\n",
+        RS256_TOKEN.trim()
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.trim().parse().unwrap()
+}
+
 struct Load {
     rps: f64,
+    served: usize,
+    /// Server CPU time per request (all its threads), when measured.
+    cpu_per_req: Option<Duration>,
     p50: Duration,
     p99: Duration,
     failed: usize,
@@ -503,6 +541,8 @@ async fn drive(port: u16, conns: usize, window: Duration, max: usize) -> Load {
     let pick = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
     Load {
         rps: all.len() as f64 / took.as_secs_f64(),
+        served: all.len(),
+        cpu_per_req: None,
         p50: pick(0.50),
         p99: pick(0.99),
         failed,
@@ -510,24 +550,34 @@ async fn drive(port: u16, conns: usize, window: Duration, max: usize) -> Load {
 }
 
 fn http() {
+    let rounds: usize = std::env::var("TW_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
     println!(
-        "\n## axum hello world: requests/s and latency, 32 keep-alive connections, \
-         best of 3 interleaved 2 s runs (at most 200 000 requests each), RS256 token, client in another process\n"
+        "\n## axum hello world: 32 keep-alive connections, RS256 token, client in another process; \
+         {rounds} interleaved 2 s runs per mode (at most 200 000 requests each)\n"
     );
-    println!("| server workers | layer | req/s | p50 | p99 | vs no layer |");
-    println!("|---:|---|---:|---:|---:|---:|");
+    println!(
+        "req/s, p50, p99: the best run. Server CPU: the server's own CPU time (all threads) per \
+         request, median of the runs; its ratio is the throughput the server would keep with \
+         a core to itself.\n"
+    );
+    println!(
+        "| server workers | layer | req/s | p50 | p99 | req/s vs no layer | server CPU per request | capacity vs no layer |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     let exe = std::env::current_exe().unwrap();
     let client = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    // Three rounds, the modes interleaved so that the machine's drift hits
-    // them alike; each mode's best round is reported.
+    // The modes interleaved so that the machine's drift hits them alike.
     for workers in [1, 2] {
         let modes = ["none", "cache", "no-cache"];
-        let mut best: Vec<Option<Load>> = modes.iter().map(|_| None).collect();
-        for _round in 0..3 {
+        let mut runs: Vec<Vec<Load>> = modes.iter().map(|_| Vec::new()).collect();
+        for _round in 0..rounds {
             for (m, mode) in modes.iter().enumerate() {
                 let mut child = Command::new(&exe)
                     .env("TW_PERF_ROLE", "server")
@@ -543,29 +593,43 @@ fn http() {
                 let port: u16 = line.trim().parse().unwrap();
                 // Warm up, then measure.
                 client.block_on(drive(port, 32, Duration::from_millis(300), 20_000));
-                let load = client.block_on(drive(port, 32, Duration::from_secs(2), 200_000));
+                let before = client.block_on(server_cpu_ns(port));
+                let mut load = client.block_on(drive(port, 32, Duration::from_secs(2), 200_000));
+                let used = client.block_on(server_cpu_ns(port)) - before;
+                load.cpu_per_req = Some(Duration::from_nanos(used / load.served.max(1) as u64));
                 child.kill().unwrap();
                 child.wait().unwrap();
                 assert_eq!(load.failed, 0, "{mode}: refused requests");
-                if best[m].as_ref().is_none_or(|b| load.rps > b.rps) {
-                    best[m] = Some(load);
-                }
+                runs[m].push(load);
             }
         }
-        let base = best[0].as_ref().map_or(1.0, |b| b.rps);
-        for (mode, load) in modes.iter().zip(&best) {
-            let load = load.as_ref().unwrap();
+        let best = |r: &[Load]| {
+            r.iter()
+                .max_by(|a, b| a.rps.total_cmp(&b.rps))
+                .map(|l| (l.rps, l.p50, l.p99))
+                .unwrap()
+        };
+        let cpu = |r: &[Load]| {
+            let mut c: Vec<Duration> = r.iter().filter_map(|l| l.cpu_per_req).collect();
+            c.sort_unstable();
+            c[c.len() / 2]
+        };
+        let (base_rps, base_cpu) = (best(&runs[0]).0, cpu(&runs[0]));
+        for (mode, r) in modes.iter().zip(&runs) {
+            let (rps, p50, p99) = best(r);
+            let c = cpu(r);
             let layer = match *mode {
                 "none" => "none",
                 "cache" => "tokenwarden, cache on",
                 _ => "tokenwarden, cache off",
             };
             println!(
-                "| {workers} | {layer} | {:.0} | {:.0} us | {:.0} us | {:.0}% |",
-                load.rps,
-                load.p50.as_secs_f64() * 1e6,
-                load.p99.as_secs_f64() * 1e6,
-                100.0 * load.rps / base
+                "| {workers} | {layer} | {rps:.0} | {:.0} us | {:.0} us | {:.0}% | {:.2} us | {:.0}% |",
+                p50.as_secs_f64() * 1e6,
+                p99.as_secs_f64() * 1e6,
+                100.0 * rps / base_rps,
+                c.as_secs_f64() * 1e6,
+                100.0 * base_cpu.as_secs_f64() / c.as_secs_f64(),
             );
         }
     }

@@ -16,7 +16,6 @@ pub mod axum;
 mod tower;
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -188,15 +187,15 @@ enum TokenSource {
 /// # let _ = layer;
 /// ```
 pub struct BearerAuth<C = Map<String, Value>> {
-    config: Arc<Config>,
-    predicates: Arc<[Predicate<C>]>,
-    _claims: PhantomData<fn() -> C>,
+    // One shared allocation: frameworks clone the service per request, so a
+    // clone is a single reference-count increment.
+    config: Arc<Config<C>>,
 }
 
 /// A named custom requirement on the claims.
 type Predicate<C> = (Box<str>, Arc<dyn Fn(&C) -> bool + Send + Sync>);
 
-struct Config {
+struct Config<C> {
     validator: Validator,
     realm: Box<str>,
     source: TokenSource,
@@ -204,14 +203,13 @@ struct Config {
     /// Roles required, and the claim path they are read from.
     roles: Option<(Box<str>, Scopes)>,
     anonymous: bool,
+    predicates: Vec<Predicate<C>>,
 }
 
 impl<C> Clone for BearerAuth<C> {
     fn clone(&self) -> Self {
         BearerAuth {
             config: self.config.clone(),
-            predicates: self.predicates.clone(),
-            _claims: PhantomData,
         }
     }
 }
@@ -247,13 +245,12 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 scopes: Scopes::default(),
                 roles: None,
                 anonymous: false,
+                predicates: Vec::new(),
             }),
-            predicates: Arc::new([]),
-            _claims: PhantomData,
         }
     }
 
-    fn with(self, f: impl FnOnce(&mut Config)) -> Self {
+    fn with(self, f: impl FnOnce(&mut Config<C>)) -> Self {
         let c = &self.config;
         let mut config = Config {
             validator: c.validator.clone(),
@@ -262,12 +259,11 @@ impl<C: ScopedClaims> BearerAuth<C> {
             scopes: c.scopes.clone(),
             roles: c.roles.clone(),
             anonymous: c.anonymous,
+            predicates: c.predicates.clone(),
         };
         f(&mut config);
         BearerAuth {
             config: Arc::new(config),
-            predicates: self.predicates,
-            _claims: PhantomData,
         }
     }
 
@@ -320,14 +316,12 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// A custom requirement on the verified claims; 403 naming `name` when
     /// `predicate` returns false.
     #[must_use]
-    pub fn require_claims<F>(mut self, name: &str, predicate: F) -> Self
+    pub fn require_claims<F>(self, name: &str, predicate: F) -> Self
     where
         F: Fn(&C) -> bool + Send + Sync + 'static,
     {
-        let mut all: Vec<Predicate<C>> = self.predicates.iter().cloned().collect();
-        all.push((header_safe(name).into_boxed_str(), Arc::new(predicate)));
-        self.predicates = all.into();
-        self
+        let name = header_safe(name).into_boxed_str();
+        self.with(|c| c.predicates.push((name, Arc::new(predicate))))
     }
 
     /// Lets requests without a token through, with no claims attached; a
@@ -463,7 +457,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 }
             }
         }
-        for (name, predicate) in self.predicates.iter() {
+        for (name, predicate) in &self.config.predicates {
             if !predicate(claims) {
                 return Err(AuthRejection::Forbidden {
                     requirement: name.to_string(),
