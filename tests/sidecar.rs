@@ -240,3 +240,80 @@ fn bad_configuration_files_exit_2_with_line_and_field() {
         assert!(!err.contains("panicked"), "{what}: {err}");
     }
 }
+
+/// SIGTERM closes the listener at once and lets a request in flight finish:
+/// here one waiting on the IdP for a key it has not seen yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_refuses_new_connections_and_finishes_requests_in_flight() {
+    use common::idp::{Idp, Mode};
+    use tokenwarden::Algorithm;
+    use tokenwarden::testing::TestKey;
+
+    let old = TestKey::generate(Algorithm::ES256, "old").unwrap();
+    let new = TestKey::generate(Algorithm::ES256, "new").unwrap();
+    let idp = Idp::start(&[&old]).await;
+    let dir = Scratch::new("drain");
+    let cfg = dir.write(
+        "tw.toml",
+        &format!(
+            "audiences = [\"api\"]\nallow_http = true\n\n[[issuer]]\nissuer = \"{}\"\njwks_url = \"{}\"\n",
+            idp.issuer(),
+            idp.jwks_url()
+        ),
+    );
+    let mut side = start_sidecar(&cfg, &[]).await;
+    let mut logs = side.stderr_lines();
+    let base = format!("http://{}", side.addr);
+    wait_status(&format!("{base}/readyz"), 200).await;
+
+    // The IdP now has the new key, but holds its answer.
+    idp.set_keys(&[&old, &new]);
+    idp.set_mode(Mode::Held);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = new.token(&serde_json::json!({
+        "iss": idp.issuer(), "aud": "api", "sub": "bob", "exp": now + 3600,
+    }));
+    let url = format!("{base}/auth");
+    let in_flight = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .header("x-original-uri", "/orders")
+            .send()
+            .await
+    });
+    // In flight: the sidecar took the request and asked the IdP for the kid.
+    assert!(
+        logs.wait_for("unknown kid; refreshing keys").await,
+        "{:#?}",
+        logs.seen
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(20), idp.held())
+        .await
+        .expect("the IdP holds the sidecar's fetch");
+
+    side.send_term();
+    assert!(logs.wait_for("shutting down").await, "{:#?}", logs.seen);
+    assert!(
+        tokio::net::TcpStream::connect(side.addr).await.is_err(),
+        "no new connection once shutting down"
+    );
+
+    // The request in flight still gets its answer, with the new key.
+    idp.release();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), in_flight)
+        .await
+        .expect("the request in flight was answered")
+        .unwrap();
+    let code = side.wait_exit(std::time::Duration::from_secs(15));
+    let seen = logs.drain();
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => panic!("{e:?}: {seen:#?}"),
+    };
+    assert_eq!(r.status(), 200, "{seen:#?}");
+    assert_eq!(code, Some(0), "{seen:#?}");
+}

@@ -17,6 +17,8 @@ pub enum Mode {
     Status(u16),
     /// Reads the request, then answers nothing for 30 s.
     Hang,
+    /// Holds each JWKS request until [`Idp::release`], then answers as `Ok`.
+    Held,
     /// 200 with a body that is not JSON.
     Garbage,
     /// 200 with `{"keys":[]}`.
@@ -42,6 +44,10 @@ struct State {
     jwks_hits: AtomicUsize,
     discovery_hits: AtomicUsize,
     base: String,
+    /// Opened by `release` for `Mode::Held`.
+    gate: tokio::sync::Semaphore,
+    /// Signalled when a JWKS request starts being held.
+    holding: tokio::sync::Notify,
 }
 
 #[derive(Clone)]
@@ -64,6 +70,8 @@ impl Idp {
             jwks_hits: AtomicUsize::new(0),
             discovery_hits: AtomicUsize::new(0),
             base,
+            gate: tokio::sync::Semaphore::new(0),
+            holding: tokio::sync::Notify::new(),
         });
         let s = state.clone();
         tokio::spawn(async move {
@@ -123,6 +131,18 @@ impl Idp {
         self.state.not_modified.load(Ordering::SeqCst)
     }
 
+    /// Returns once a JWKS request is being held (`Mode::Held`).
+    pub async fn held(&self) {
+        self.state.holding.notified().await;
+    }
+
+    /// Lets every held JWKS request, and all later ones, be answered.
+    pub fn release(&self) {
+        self.state
+            .gate
+            .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    }
+
     pub fn jwks_hits(&self) -> usize {
         self.state.jwks_hits.load(Ordering::SeqCst)
     }
@@ -177,7 +197,12 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
         return;
     }
     state.jwks_hits.fetch_add(1, Ordering::SeqCst);
-    let mode = state.mode.lock().unwrap().clone();
+    let mut mode = state.mode.lock().unwrap().clone();
+    if matches!(mode, Mode::Held) {
+        state.holding.notify_one();
+        let _ = state.gate.acquire().await;
+        mode = Mode::Ok;
+    }
     let cache = state.cache_control.lock().unwrap().clone();
     let etag = state.etag.lock().unwrap().clone();
     match mode {
@@ -207,6 +232,8 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
         Mode::Redirect(to) => redirect(&mut conn, &to).await,
         Mode::Status(code) => respond(&mut conn, code, "text/plain", None, "oops").await,
         Mode::Hang => tokio::time::sleep(Duration::from_secs(30)).await,
+        // Released above and answered as `Ok`.
+        Mode::Held => {}
         Mode::Garbage => {
             respond(
                 &mut conn,

@@ -52,25 +52,90 @@ pub struct Running {
 impl Running {
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(mut self) -> (Option<i32>, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let code = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        self.send_term();
+        let code = self.wait_exit(Duration::from_secs(15));
         let mut err = String::new();
         if let Some(mut e) = self.child.stderr.take() {
             let _ = e.read_to_string(&mut err);
         }
         (code, err)
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_term(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// The exit status, waiting at most `within` (then the child is killed
+    /// and `None` returned).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// stderr, line by line, as it is written (read on a thread of its own).
+    pub fn stderr_lines(&mut self) -> Lines {
+        use std::io::BufRead;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let err = self.child.stderr.take().expect("stderr already taken");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+}
+
+/// A child's stderr lines, as they come.
+pub struct Lines {
+    rx: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every line read so far, for failure messages.
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    /// Waits (at most 20 s) for a line containing `needle`; false when the
+    /// stream ends or time runs out first.
+    pub async fn wait_for(&mut self, needle: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(line)) => {
+                    let hit = line.contains(needle);
+                    self.seen.push(line);
+                    if hit {
+                        return true;
+                    }
+                }
+                Ok(None) | Err(_) => return false,
+            }
+        }
+    }
+
+    /// The lines written so far and not yet read, added to `seen`.
+    pub fn drain(&mut self) -> &[String] {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
     }
 }
 

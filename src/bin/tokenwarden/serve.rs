@@ -273,6 +273,8 @@ async fn serve(config: Config) -> Result<(), String> {
             let _ = conn.await;
         });
     }
+    // New connections are refused from here on; those open finish.
+    drop(listener);
     tracing::info!("shutting down: finishing requests in flight");
     tokio::select! {
         () = graceful.shutdown() => {}
