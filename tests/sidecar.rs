@@ -192,6 +192,47 @@ fn serve_with(config_text: &str) -> (Option<i32>, String) {
     )
 }
 
+/// `serve --check` with flags instead of a file.
+fn serve_flags(flags: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(binary())
+        .args(["serve", "--check"])
+        .args(flags)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn flag_values_are_values_never_configuration() {
+    // Quotes, backslashes, newlines and brackets are kept as written.
+    let (code, err) = serve_flags(&[
+        "--issuer",
+        "https://idp.example.com/\"realm\\x",
+        "--audience",
+        "api\"]\n[[rule]]\npath = \"/x\"",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    // An audience that tries to switch on plain http does not: the issuer's
+    // http URL is still refused.
+    let (code, err) = serve_flags(&[
+        "--issuer",
+        "http://idp.example.com",
+        "--audience",
+        "api\"]\nallow_http = true\naudiences2 = [\"",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("must use https"), "{err}");
+    let (code, err) = serve_flags(&["--issuer", "http://idp.example.com", "--audience", "api"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("flags:") && err.contains("must use https"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_configuration_files_exit_2_with_line_and_field() {
     let good = "audiences = [\"api\"]\n[[issuer]]\nissuer = \"https://idp.example.com\"\n";

@@ -90,27 +90,33 @@ fn from_args(args: &Args) -> Result<Config, config::ConfigError> {
     let mut config = match &args.config {
         Some(path) => config::load(path)?,
         None => {
-            // The simple case, written as a configuration file would be.
-            let mut text = String::new();
-            let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
-            let list: Vec<String> = args.audiences.iter().map(|a| quote(a)).collect();
-            text.push_str(&format!("audiences = [{}]\n", list.join(", ")));
-            text.push_str(&format!("allow_http = {}\n", args.allow_http));
+            // The simple case, made into the configuration file it stands
+            // for (by the TOML writer, so any value is quoted right).
             if args.jwks.is_some() && args.issuers.len() > 1 {
                 return Err(config::ConfigError(
                     "--jwks applies to one --issuer; use --config for several".into(),
                 ));
             }
-            for iss in &args.issuers {
-                text.push_str(&format!("[[issuer]]\nissuer = {}\n", quote(iss)));
+            let audiences = args.audiences.iter().cloned().map(toml::Value::String);
+            let mut file = toml::Table::new();
+            file.insert("audiences".into(), toml::Value::Array(audiences.collect()));
+            file.insert("allow_http".into(), toml::Value::Boolean(args.allow_http));
+            let issuers = args.issuers.iter().map(|iss| {
+                let mut t = toml::Table::new();
+                t.insert("issuer".into(), toml::Value::String(iss.clone()));
                 match &args.jwks {
                     Some(j) if j.starts_with("https://") || j.starts_with("http://") => {
-                        text.push_str(&format!("jwks_url = {}\n", quote(j)));
+                        t.insert("jwks_url".into(), toml::Value::String(j.clone()));
                     }
-                    Some(j) => text.push_str(&format!("jwks_file = {}\n", quote(j))),
+                    Some(j) => {
+                        t.insert("jwks_file".into(), toml::Value::String(j.clone()));
+                    }
                     None => {}
                 }
-            }
+                toml::Value::Table(t)
+            });
+            file.insert("issuer".into(), toml::Value::Array(issuers.collect()));
+            let text = file.to_string();
             config::parse(&text, "flags")?
         }
     };
