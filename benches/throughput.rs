@@ -3,8 +3,8 @@
 //! loop is bounded in count and time; servers listen on 127.0.0.1 only.
 //!
 //! ```sh
-//! cargo bench --bench throughput                 # everything (about 2 min)
-//! cargo bench --bench throughput -- scaling      # or: cold, memory, http
+//! cargo bench --bench throughput                 # everything (about 3 min)
+//! cargo bench --bench throughput -- scaling      # or: cold, memory, layer, http
 //! ```
 //!
 //! The cold start and the HTTP server run in child processes (this binary,
