@@ -181,22 +181,14 @@ async fn decisions_identity_headers_readiness_metrics_and_sigterm() {
 fn serve_with(config_text: &str) -> (Option<i32>, String) {
     let dir = Scratch::new("badcfg");
     let cfg = dir.write("bad.toml", config_text);
-    let out = Command::new(binary())
-        .args(["serve", "--check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    serve_flags(&["--config".as_ref(), cfg.as_os_str()])
 }
 
-/// `serve --check` with flags instead of a file.
-fn serve_flags(flags: &[&str]) -> (Option<i32>, String) {
+/// `serve --check` with these arguments: the exit code and stderr.
+fn serve_flags<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String) {
     let out = Command::new(binary())
         .args(["serve", "--check"])
-        .args(flags)
+        .args(args)
         .output()
         .unwrap();
     (
