@@ -67,49 +67,33 @@ fn claims() -> Value {
     })
 }
 
-fn jsonwebtoken11(
-    alg: Algorithm,
-    jwk: &Value,
-) -> (jsonwebtoken::DecodingKey, jsonwebtoken::Validation) {
-    use jsonwebtoken::{Algorithm as A, DecodingKey as K};
-    let s = |m: &str| jwk[m].as_str().unwrap();
-    let (key, a) = match alg {
-        Algorithm::HS256 => (K::from_secret(&unb64(s("k"))), A::HS256),
-        Algorithm::RS256 => (K::from_rsa_components(s("n"), s("e")).unwrap(), A::RS256),
-        Algorithm::PS256 => (K::from_rsa_components(s("n"), s("e")).unwrap(), A::PS256),
-        Algorithm::ES256 => (K::from_ec_components(s("x"), s("y")).unwrap(), A::ES256),
-        Algorithm::ES384 => (K::from_ec_components(s("x"), s("y")).unwrap(), A::ES384),
-        Algorithm::EdDSA => (K::from_ed_components(s("x")).unwrap(), A::EdDSA),
-        _ => unreachable!(),
+/// The key and the validation for one jsonwebtoken version (both versions
+/// have the same API).
+macro_rules! jsonwebtoken_setup {
+    ($name:ident, $krate:ident) => {
+        fn $name(alg: Algorithm, jwk: &Value) -> ($krate::DecodingKey, $krate::Validation) {
+            use $krate::{Algorithm as A, DecodingKey as K};
+            let s = |m: &str| jwk[m].as_str().unwrap();
+            let (key, a) = match alg {
+                Algorithm::HS256 => (K::from_secret(&unb64(s("k"))), A::HS256),
+                Algorithm::RS256 => (K::from_rsa_components(s("n"), s("e")).unwrap(), A::RS256),
+                Algorithm::PS256 => (K::from_rsa_components(s("n"), s("e")).unwrap(), A::PS256),
+                Algorithm::ES256 => (K::from_ec_components(s("x"), s("y")).unwrap(), A::ES256),
+                Algorithm::ES384 => (K::from_ec_components(s("x"), s("y")).unwrap(), A::ES384),
+                Algorithm::EdDSA => (K::from_ed_components(s("x")).unwrap(), A::EdDSA),
+                _ => unreachable!(),
+            };
+            let mut v = $krate::Validation::new(a);
+            v.set_issuer(&[ISS]);
+            v.set_audience(&[AUD]);
+            v.leeway = 60;
+            (key, v)
+        }
     };
-    let mut v = jsonwebtoken::Validation::new(a);
-    v.set_issuer(&[ISS]);
-    v.set_audience(&[AUD]);
-    v.leeway = 60;
-    (key, v)
 }
 
-fn jsonwebtoken9(
-    alg: Algorithm,
-    jwk: &Value,
-) -> (jsonwebtoken9::DecodingKey, jsonwebtoken9::Validation) {
-    use jsonwebtoken9::{Algorithm as A, DecodingKey as K};
-    let s = |m: &str| jwk[m].as_str().unwrap();
-    let (key, a) = match alg {
-        Algorithm::HS256 => (K::from_secret(&unb64(s("k"))), A::HS256),
-        Algorithm::RS256 => (K::from_rsa_components(s("n"), s("e")).unwrap(), A::RS256),
-        Algorithm::PS256 => (K::from_rsa_components(s("n"), s("e")).unwrap(), A::PS256),
-        Algorithm::ES256 => (K::from_ec_components(s("x"), s("y")).unwrap(), A::ES256),
-        Algorithm::ES384 => (K::from_ec_components(s("x"), s("y")).unwrap(), A::ES384),
-        Algorithm::EdDSA => (K::from_ed_components(s("x")).unwrap(), A::EdDSA),
-        _ => unreachable!(),
-    };
-    let mut v = jsonwebtoken9::Validation::new(a);
-    v.set_issuer(&[ISS]);
-    v.set_audience(&[AUD]);
-    v.leeway = 60;
-    (key, v)
-}
+jsonwebtoken_setup!(jsonwebtoken11, jsonwebtoken);
+jsonwebtoken_setup!(jsonwebtoken9, jsonwebtoken9);
 
 /// jwt-simple's verification, boxed over its per-algorithm key types.
 fn jwt_simple(alg: Algorithm, jwk: &Value) -> Check {
