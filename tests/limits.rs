@@ -65,6 +65,23 @@ fn token_bytes_limit_is_8_kib() {
 }
 
 /// `levels` nested arrays around a number.
+/// A token's payload and signature are decoded on the stack up to 2 KiB and
+/// on the heap past it: valid tokens on both sides of that edge pass, and the
+/// same tokens with one signature character changed fail.
+#[test]
+fn tokens_either_side_of_the_stack_decode_buffer() {
+    let v = validator(&[hs()]);
+    // About 2 730 base64 characters of payload and signature decode to 2 KiB.
+    for len in (2_700..2_800).step_by(7) {
+        let token = token_of_len(len);
+        assert_eq!(outcome(&v, &token), "ok", "{len}");
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let first = if sig.starts_with('A') { 'B' } else { 'A' };
+        let forged = format!("{input}.{first}{}", &sig[1..]);
+        assert_eq!(outcome(&v, &forged), "invalid_signature", "{len}");
+    }
+}
+
 fn nested(levels: usize) -> Value {
     let mut v = json!(1);
     for _ in 0..levels {
