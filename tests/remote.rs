@@ -279,6 +279,37 @@ async fn cold_start_with_bootstrap_keys_validates_before_any_fetch_completes() {
 }
 
 #[tokio::test]
+async fn the_served_document_is_kept_and_bootstraps_the_next_cold_start() {
+    let k = new_key("k");
+    let idp = Idp::start(&[&k]).await;
+    // Served with its own spacing: what is kept is the document as served.
+    let served = format!("  {}\n", tokenwarden::testing::jwks_json(&[&k]));
+    idp.set_jwks_text(served.clone());
+    let keys = by_url(&idp)
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    keys.refresh().await.unwrap();
+    let doc = keys.jwks_document().expect("a fetch succeeded");
+    assert_eq!(&*doc, served.as_bytes());
+    // An outage keeps it, with the keys.
+    idp.set_mode(Mode::Status(500));
+    assert!(keys.refresh().await.is_err());
+    assert_eq!(keys.jwks_document().as_deref(), Some(served.as_bytes()));
+
+    // The next cold start, with the IdP hanging: the saved document is enough.
+    idp.set_mode(Mode::Hang);
+    let next = by_url(&idp)
+        .timeout(Duration::from_millis(500))
+        .bootstrap(tokenwarden::KeySet::from_jwks(&doc).unwrap())
+        .build()
+        .unwrap();
+    assert!(next.jwks_document().is_none(), "bootstrap keys are not a fetch");
+    let v = validator_for(&idp, next);
+    assert!(v.validate_json(&k.token(&issuer_claims(&idp.issuer()))).is_ok());
+}
+
+#[tokio::test]
 async fn cold_start_without_keys_fails_fast_with_keys_unavailable() {
     let k = new_key("k");
     let idp = Idp::start(&[&k]).await;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
@@ -220,7 +221,7 @@ pub(crate) async fn jwks(
     timeout: Duration,
     max_bytes: usize,
     etag: Option<&str>,
-) -> Result<Fetched<KeySet>, FetchError> {
+) -> Result<Fetched<(KeySet, Arc<[u8]>)>, FetchError> {
     match get_json(client, url, timeout, max_bytes, etag).await? {
         Fetched::NotModified { max_age } => Ok(Fetched::NotModified { max_age }),
         Fetched::New {
@@ -232,7 +233,7 @@ pub(crate) async fn jwks(
             let set = KeySet::from_jwks(&value)
                 .map_err(|e| FetchError::new(FetchErrorKind::Invalid, format!("{url}: {e}")))?;
             Ok(Fetched::New {
-                value: set,
+                value: (set, value.into()),
                 etag,
                 max_age,
             })

@@ -116,6 +116,8 @@ struct Shared {
     policy: Policy,
     clock: Arc<dyn Clock>,
     current: ArcSwapOption<KeySet>,
+    /// The document `current` was parsed from, when it was fetched.
+    document: Mutex<Option<Arc<[u8]>>>,
     /// Unix time of the last successful fetch (or of the bootstrap keys); 0: never.
     last_success: AtomicI64,
     /// Serialises fetches: single flight for unknown kids and the schedule.
@@ -198,6 +200,34 @@ impl RemoteKeySet {
     /// The keys in force now, if any.
     pub fn current(&self) -> Option<Arc<KeySet>> {
         self.shared.current.load_full()
+    }
+
+    /// The JWK Set document the keys in force were parsed from, byte for
+    /// byte as the IdP served it; `None` until a fetch succeeds (bootstrap
+    /// keys are yours already). Save it where the next cold start can read
+    /// it and hand it back through
+    /// [`bootstrap`](RemoteKeySetBuilder::bootstrap): that start then
+    /// validates at once, even with the IdP slow or down, while the refresh
+    /// runs in the background.
+    ///
+    /// ```no_run
+    /// use tokenwarden::{KeySet, RemoteKeySet};
+    ///
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let saved = "/tmp/jwks.json";
+    /// let mut builder = RemoteKeySet::builder().discovery("https://idp.example.com");
+    /// if let Ok(bytes) = std::fs::read(saved) {
+    ///     builder = builder.bootstrap(KeySet::from_jwks(&bytes)?);
+    /// }
+    /// let keys = builder.build()?;
+    /// // ... later, once a fetch has succeeded:
+    /// if let Some(doc) = keys.jwks_document() {
+    ///     std::fs::write(saved, &*doc)?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn jwks_document(&self) -> Option<Arc<[u8]>> {
+        self.shared.document.lock().ok()?.clone()
     }
 
     pub(crate) fn snapshot(&self) -> Result<arc_swap::Guard<Option<Arc<KeySet>>>, Error> {
@@ -338,12 +368,15 @@ impl Shared {
                 Ok(max_age)
             }
             fetch::Fetched::New {
-                value,
+                value: (value, document),
                 etag,
                 max_age,
             } => {
                 tracing::debug!(url = %jwks_uri, keys = value.len(), "key set fetched");
                 self.log_rotation(&value, &jwks_uri);
+                if let Ok(mut d) = self.document.lock() {
+                    *d = Some(document);
+                }
                 self.current.store(Some(Arc::new(value)));
                 self.generation.fetch_add(1, Ordering::AcqRel);
                 st.etag = etag;
@@ -584,6 +617,7 @@ impl RemoteKeySetBuilder {
             last_success: AtomicI64::new(if bootstrap.is_some() { now } else { 0 }),
             generation: AtomicU64::new(u64::from(bootstrap.is_some())),
             current: ArcSwapOption::new(bootstrap),
+            document: Mutex::new(None),
             clock: self.clock,
             state: tokio::sync::Mutex::new(FetchState::default()),
             fetches: AtomicU64::new(0),
