@@ -101,6 +101,9 @@ mod tests {
         let before = std_now();
         let ours = SystemClock.now();
         let after = std_now();
-        assert!(before - 1 <= ours && ours <= after, "{before} {ours} {after}");
+        assert!(
+            before - 1 <= ours && ours <= after,
+            "{before} {ours} {after}"
+        );
     }
 }

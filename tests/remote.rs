@@ -304,9 +304,15 @@ async fn the_served_document_is_kept_and_bootstraps_the_next_cold_start() {
         .bootstrap(tokenwarden::KeySet::from_jwks(&doc).unwrap())
         .build()
         .unwrap();
-    assert!(next.jwks_document().is_none(), "bootstrap keys are not a fetch");
+    assert!(
+        next.jwks_document().is_none(),
+        "bootstrap keys are not a fetch"
+    );
     let v = validator_for(&idp, next);
-    assert!(v.validate_json(&k.token(&issuer_claims(&idp.issuer()))).is_ok());
+    assert!(
+        v.validate_json(&k.token(&issuer_claims(&idp.issuer())))
+            .is_ok()
+    );
 }
 
 #[tokio::test]
