@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::claims::Time;
+use crate::claims::{Time, Times};
 use crate::token::Header;
 
 /// Settings of a validator's verified-token cache
@@ -105,7 +105,7 @@ impl Entry {
         header: Header,
         payload: &str,
         key_id: u64,
-        times: (Time, Time, Time),
+        times: Times,
         now: i64,
         config: &CacheConfig,
     ) -> Option<Entry> {

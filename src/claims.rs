@@ -25,6 +25,9 @@ pub(crate) enum Time {
     NotNumber,
 }
 
+/// `exp`, `nbf` and `iat`, as found.
+pub(crate) type Times = (Time, Time, Time);
+
 /// `aud` as found.
 #[derive(Debug)]
 pub(crate) enum Aud<'a> {

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::alg::{AlgSet, Algorithm, Family};
-use crate::claims::{self, Iss, TimeRules, View};
+use crate::claims::{self, Iss, TimeRules, Times, View};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{BuildError, Error};
 use crate::keys::{KeySet, KeySource, Lookup};
@@ -296,24 +296,22 @@ impl Validator {
                 inner.header_cache.store(Some(fresh.clone()));
             }
         }
-        let claims = self.claims_checked::<C>(payload, header.typ.as_deref())?;
+        let (claims, _times) = self.claims_checked::<C>(payload, header.typ.as_deref())?;
         let header = header.to_header();
         #[cfg(feature = "cache")]
         if let (Some(cache), Some(_)) = (&inner.cache, &inner.fixed_source) {
             // Only a token that passed everything; the time claims are kept
             // to be checked again on every hit.
-            if let Ok(view) = claims::parse_view(payload.as_bytes(), &[]) {
-                if let Some(entry) = crate::cache::Entry::new(
-                    token,
-                    header.clone(),
-                    payload,
-                    _key_id,
-                    (view.exp, view.nbf, view.iat),
-                    inner.clock.now(),
-                    &cache.config,
-                ) {
-                    cache.insert(token, entry);
-                }
+            if let Some(entry) = crate::cache::Entry::new(
+                token,
+                header.clone(),
+                payload,
+                _key_id,
+                _times,
+                inner.clock.now(),
+                &cache.config,
+            ) {
+                cache.insert(token, entry);
             }
         }
         Ok(Validated { header, claims })
@@ -411,26 +409,27 @@ impl Validator {
     }
 
     /// Reads the claims into `C` in one pass and applies every rule before
-    /// handing them out.
+    /// handing them out, with the time claims found (`exp`, `nbf`, `iat`).
     fn claims_checked<C: DeserializeOwned>(
         &self,
         payload: &str,
         typ: Option<&str>,
-    ) -> Result<C, Error> {
+    ) -> Result<(C, Times), Error> {
         let inner = &*self.inner;
         if inner.checks.is_empty() {
             let (result, tapped) = claims::parse_tapped::<C>(payload, &inner.required);
             return self.judge(payload, result, tapped, typ);
         }
         let (result, tapped) = claims::parse_tapped::<Map<String, Value>>(payload, &inner.required);
-        let map = self.judge(payload, result, tapped, typ)?;
+        let (map, times) = self.judge(payload, result, tapped, typ)?;
         for (name, check) in &inner.checks {
             check(&map).map_err(|reason| Error::InvalidClaim {
                 claim: name.to_string(),
                 reason: reason.into(),
             })?;
         }
-        serde_json::from_value(Value::Object(map)).map_err(claims_type_error)
+        let claims = serde_json::from_value(Value::Object(map)).map_err(claims_type_error)?;
+        Ok((claims, times))
     }
 
     /// The rules decide first; only then does the claims type's own verdict count.
@@ -440,14 +439,15 @@ impl Validator {
         result: Result<T, serde_json::Error>,
         tapped: claims::Tapped<'_>,
         typ: Option<&str>,
-    ) -> Result<T, Error> {
+    ) -> Result<(T, Times), Error> {
         if let Some(fault) = tapped.fault {
             return Err(fault);
         }
         match result {
             Ok(claims) => {
-                self.check_rules(&tapped.view, typ)?;
-                Ok(claims)
+                let view = &tapped.view;
+                self.check_rules(view, typ)?;
+                Ok((claims, (view.exp, view.nbf, view.iat)))
             }
             Err(e) if e.is_syntax() || e.is_eof() => Err(token::json_error("payload", &e)),
             Err(e) => {
