@@ -559,9 +559,11 @@ fn http() {
          {rounds} interleaved 2 s runs per mode (at most 200 000 requests each)\n"
     );
     println!(
-        "req/s, p50, p99: the best run. Server CPU: the server's own CPU time (all threads) per \
-         request, median of the runs; its ratio is the throughput the server would keep with \
-         a core to itself.\n"
+        "req/s, p50, p99: the best run. vs no layer: the median, over the rounds, of this mode's \
+         req/s divided by the bare service's in the same round (lowest and highest in brackets). \
+         Server CPU: the server's own CPU time (all threads) per request, median of the runs; \
+         capacity: the median over the rounds of the bare service's CPU per request divided by \
+         this mode's, the throughput the server would keep with a core to itself.\n"
     );
     println!(
         "| server workers | layer | req/s | p50 | p99 | req/s vs no layer | server CPU per request | capacity vs no layer |"
@@ -577,8 +579,10 @@ fn http() {
     for workers in [1, 2] {
         let modes = ["none", "cache", "no-cache"];
         let mut runs: Vec<Vec<Load>> = modes.iter().map(|_| Vec::new()).collect();
-        for _round in 0..rounds {
-            for (m, mode) in modes.iter().enumerate() {
+        for round in 0..rounds {
+            // Each round starts with another mode, so none is always first.
+            for m in (0..modes.len()).map(|i| (i + round) % modes.len()) {
+                let mode = &modes[m];
                 let mut child = Command::new(&exe)
                     .env("TW_PERF_ROLE", "server")
                     .env("TW_WORKERS", workers.to_string())
@@ -614,22 +618,34 @@ fn http() {
             c.sort_unstable();
             c[c.len() / 2]
         };
-        let (base_rps, base_cpu) = (best(&runs[0]).0, cpu(&runs[0]));
+        // Per-round ratios against the bare service: (median, lowest, highest).
+        let paired = |r: &[Load], f: &dyn Fn(&Load, &Load) -> f64| {
+            let mut v: Vec<f64> = r.iter().zip(&runs[0]).map(|(l, b)| f(l, b)).collect();
+            v.sort_by(f64::total_cmp);
+            (v[v.len() / 2], v[0], v[v.len() - 1])
+        };
         for (mode, r) in modes.iter().zip(&runs) {
             let (rps, p50, p99) = best(r);
             let c = cpu(r);
+            let (ratio, lo, hi) = paired(r, &|l, b| l.rps / b.rps);
+            let capacity = paired(r, &|l, b| {
+                b.cpu_per_req.unwrap().as_secs_f64() / l.cpu_per_req.unwrap().as_secs_f64()
+            })
+            .0;
             let layer = match *mode {
                 "none" => "none",
                 "cache" => "tokenwarden, cache on",
                 _ => "tokenwarden, cache off",
             };
             println!(
-                "| {workers} | {layer} | {rps:.0} | {:.0} us | {:.0} us | {:.0}% | {:.2} us | {:.0}% |",
+                "| {workers} | {layer} | {rps:.0} | {:.0} us | {:.0} us | {:.0}% ({:.0}–{:.0}%) | {:.2} us | {:.0}% |",
                 p50.as_secs_f64() * 1e6,
                 p99.as_secs_f64() * 1e6,
-                100.0 * rps / base_rps,
+                100.0 * ratio,
+                100.0 * lo,
+                100.0 * hi,
                 c.as_secs_f64() * 1e6,
-                100.0 * base_cpu.as_secs_f64() / c.as_secs_f64(),
+                100.0 * capacity,
             );
         }
     }

@@ -7,6 +7,7 @@
 //! ```sh
 //! cd benches/compare && cargo bench                 # every algorithm
 //! cd benches/compare && cargo bench -- RS256        # one
+//! cd benches/compare && COMPARE_INTERLEAVED=1 cargo bench   # ratios, interleaved
 //! ```
 //!
 //! Peers: jsonwebtoken 11 (aws-lc-rs backend), jsonwebtoken 9 (ring, its
@@ -215,7 +216,43 @@ fn aliri(alg: Algorithm, jwk: &Value) -> Option<Check> {
     }))
 }
 
+/// Times `ours` and `peer` in alternating batches of about 2 ms, 31 rounds:
+/// the median, lowest and highest of peer time ÷ our time.
+fn interleave(ours: &dyn Fn() -> bool, peer: &dyn Fn() -> bool) -> (f64, f64, f64) {
+    let per_call = |f: &dyn Fn() -> bool, n: u32| {
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            assert!(f());
+        }
+        t.elapsed().as_secs_f64() / f64::from(n)
+    };
+    let slowest = per_call(ours, 3).max(per_call(peer, 3));
+    let n = ((2e-3 / slowest) as u32).max(1);
+    let mut ratios: Vec<f64> = (0..31)
+        .map(|round| {
+            if round % 2 == 0 {
+                let a = per_call(ours, n);
+                per_call(peer, n) / a
+            } else {
+                let b = per_call(peer, n);
+                b / per_call(ours, n)
+            }
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    (ratios[15], ratios[0], ratios[30])
+}
+
 fn bench(c: &mut Criterion) {
+    // `COMPARE_INTERLEAVED=1`: a table of peer ÷ tokenwarden ratios from
+    // interleaved batches instead of criterion's one-after-the-other groups.
+    let interleaved = std::env::var_os("COMPARE_INTERLEAVED").is_some();
+    if interleaved {
+        println!(
+            "| alg | peer | peer time ÷ tokenwarden time (median of 31 interleaved rounds) | range |"
+        );
+        println!("|---|---|---|---|");
+    }
     for alg in [
         Algorithm::HS256,
         Algorithm::RS256,
@@ -279,6 +316,39 @@ fn bench(c: &mut Criterion) {
             }
         }
         tw_cached.validate_shared::<Claims>(&token).unwrap();
+
+        if interleaved {
+            // Each peer against tokenwarden with the same claims type, in
+            // alternating batches, so the VM's drift hits both alike.
+            let ours_map: &dyn Fn() -> bool = &|| tw.validate::<Claims>(black_box(&token)).is_ok();
+            let ours_struct: &dyn Fn() -> bool =
+                &|| tw.validate::<Registered>(black_box(&token)).is_ok();
+            type Peer<'a> = Box<dyn Fn(&str) -> bool + 'a>;
+            let mut peers: Vec<(&str, Peer<'_>, &dyn Fn() -> bool)> = vec![
+                (
+                    "jsonwebtoken 11 aws-lc-rs",
+                    Box::new(|t: &str| jsonwebtoken::decode::<Claims>(t, &k11, &v11).is_ok()),
+                    ours_map,
+                ),
+                (
+                    "jsonwebtoken 9 ring",
+                    Box::new(|t: &str| jsonwebtoken9::decode::<Claims>(t, &k9, &v9).is_ok()),
+                    ours_map,
+                ),
+                ("jwt-simple", simple, ours_map),
+            ];
+            if let Some(f) = compact {
+                peers.push(("jwt-compact", f, ours_map));
+            }
+            if let Some(f) = aliri {
+                peers.push(("aliri (vs our struct)", f, ours_struct));
+            }
+            for (name, peer, ours) in &peers {
+                let (median, lo, hi) = interleave(ours, &|| peer(black_box(&token)));
+                println!("| {alg} | {name} | {median:.3}× | {lo:.3}–{hi:.3}× |");
+            }
+            continue;
+        }
 
         let mut g = c.benchmark_group(alg.as_str());
         g.bench_function("tokenwarden", |b| {
