@@ -95,7 +95,7 @@ pub(crate) fn decode_into<'b>(
 /// `out`: non-canonical trailing bits are refused, so each token has exactly
 /// one encoding. This runs on every token, so it uses the SIMD decoder; it
 /// accepts exactly what the `base64` crate's strict engine accepts (the
-/// proptests in `tests/proptest.rs` compare them).
+/// proptest `both_decoders_agree_with_the_base64_crate` below compares them).
 pub(crate) fn decode_into_append(
     seg: &[u8],
     out: &mut Vec<u8>,
