@@ -186,7 +186,9 @@ fn ring_check_key(alg: Algorithm, material: Material<'_>) -> Result<(), &'static
         // The RSA DER was built and range-checked by the key loader.
         Material::Rsa(_) | Material::Hmac(_) => true,
         Material::Ec(curve, point) => {
-            point.len() == 1 + 2 * curve.coordinate_len() && point.first() == Some(&4)
+            point.len() == 1 + 2 * curve.coordinate_len()
+                && point.first() == Some(&4)
+                && ring_point_on_curve(curve, point)
         }
         Material::Ed25519(k) => k.len() == 32 && alg == Algorithm::EdDSA,
     };
@@ -195,6 +197,26 @@ fn ring_check_key(alg: Algorithm, material: Material<'_>) -> Result<(), &'static
     } else {
         Err("the crypto backend rejected the public key")
     }
+}
+
+/// Whether an uncompressed point lies on the curve (SEC 1 §3.2.2 public key
+/// validation). ring parses ECDSA keys only when it verifies, and has no
+/// public point check; ECDH does the full validation on the peer's key, so
+/// one agreement with a throwaway private key is the check (once, at load).
+#[cfg(feature = "ring")]
+fn ring_point_on_curve(curve: Curve, point: &[u8]) -> bool {
+    use ring::agreement as ecdh;
+    let alg = match curve {
+        Curve::P256 => &ecdh::ECDH_P256,
+        Curve::P384 => &ecdh::ECDH_P384,
+        #[allow(unreachable_patterns)]
+        _ => return false,
+    };
+    let rng = ring::rand::SystemRandom::new();
+    let Ok(ours) = ecdh::EphemeralPrivateKey::generate(alg, &rng) else {
+        return false;
+    };
+    ecdh::agree_ephemeral(ours, &ecdh::UnparsedPublicKey::new(alg, point), |_| ()).is_ok()
 }
 
 fn key_bytes(m: Material<'_>) -> &[u8] {
