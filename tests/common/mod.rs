@@ -127,3 +127,14 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
     }
 }
 pub mod sidecar;
+
+/// Says that a test could not run, and why, where `cargo test` shows it.
+///
+/// The test harness captures `print!`/`eprint!` of passing tests, so a skip
+/// said with `eprintln!` is never seen. This writes to the process's
+/// standard error directly, past the capture: the line appears in the
+/// runner's output as `SKIPPED: <test>: <why>`.
+pub fn skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {test}: {why}");
+}
