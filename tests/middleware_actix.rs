@@ -224,3 +224,36 @@ async fn an_inner_middleware_on_another_validator_validates_the_token_again() {
             .contains(r#"error="invalid_token""#)
     );
 }
+
+#[tokio::test]
+async fn the_extractor_sees_only_the_innermost_validators_claims() {
+    // Outer: customers, from Authorization. Inner: staff, from the cookie
+    // `at`, anonymous allowed. A customer token and no cookie: to the
+    // inner routes the caller is anonymous, not the customer.
+    let customers: BearerAuth<Json> = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
+    let staff: BearerAuth<Json> = BearerAuth::new(staff_validator())
+        .from_cookie("at")
+        .allow_anonymous();
+    let base = serve_with(
+        move || {
+            App::new()
+                .route("/maybe", web::get().to(maybe))
+                .route("/claims", web::get().to(me))
+                .wrap(BearerAuthMiddleware::new(staff.clone()))
+                .wrap(BearerAuthMiddleware::new(customers.clone()))
+        },
+        &LogBuffer::default(),
+    );
+    let customer = key(Algorithm::ES256).token(&claims());
+    let get = |path: &str| {
+        reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .bearer_auth(&customer)
+            .send()
+    };
+    assert_eq!(
+        get("/maybe").await.unwrap().text().await.unwrap(),
+        "anonymous"
+    );
+    assert_eq!(get("/claims").await.unwrap().status().as_u16(), 401);
+}

@@ -215,6 +215,47 @@ async fn unknown_kid_waits_for_a_refresh_through_the_layer() {
     assert_eq!(resp.text().await.unwrap(), "alice");
 }
 
+#[tokio::test]
+async fn after_a_refresh_for_an_unknown_kid_the_routes_scopes_still_hold() {
+    // The slow path answers allowed or refused, never "pass through": a
+    // token of the new key still needs `orders:read` on `/orders`.
+    let a = TestKeyHolder::new();
+    let idp = common::idp::Idp::start(&[&a.old]).await;
+    let keys = tokenwarden::RemoteKeySet::builder()
+        .jwks_url(idp.jwks_url())
+        .allow_http_loopback(true)
+        .build()
+        .unwrap();
+    keys.refresh().await.unwrap();
+    let v = tokenwarden::Validator::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .keys(keys)
+        .clock(tokenwarden::FixedClock(NOW))
+        .build()
+        .unwrap();
+    // Only the scoped route, with no outer layer: its own layer meets the
+    // unknown kid.
+    let router = Router::new().route(
+        "/orders",
+        get(me).route_layer(
+            BearerAuth::new(v)
+                .require(Scopes::all(["orders:read"]))
+                .layer(),
+        ),
+    );
+    let base = serve(router).await;
+    idp.set_keys(&[&a.old, &a.new]);
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/orders"))
+        .bearer_auth(a.new.token(&claims()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    assert_eq!(idp.jwks_hits(), 2, "the refresh ran");
+}
+
 struct TestKeyHolder {
     old: tokenwarden::testing::TestKey,
     new: tokenwarden::testing::TestKey,
@@ -264,4 +305,34 @@ async fn the_extractor_sees_only_the_innermost_validators_claims() {
         "anonymous"
     );
     assert_eq!(get("/claims").await.unwrap().status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn claims_inserted_by_other_code_are_not_a_layers_verdict() {
+    // Some other middleware puts a validated token in the extensions: the
+    // layer judges the request itself, and the extractor (no layer in
+    // front) refuses with 500. Only what a layer recorded counts.
+    let v = validator(&[key(Algorithm::ES256)]);
+    let mut c = claims();
+    c["scope"] = serde_json::json!("admin");
+    let forged = std::sync::Arc::new(
+        v.validate::<Json>(&key(Algorithm::ES256).token(&c))
+            .unwrap(),
+    );
+    let router = Router::new()
+        .route(
+            "/admin",
+            get(me).route_layer(BearerAuth::new(v).require(Scopes::all(["admin"])).layer()),
+        )
+        .route("/claims", get(me))
+        .layer(tower::util::MapRequestLayer::new(
+            move |mut req: axum::http::Request<axum::body::Body>| {
+                req.extensions_mut().insert(forged.clone());
+                req
+            },
+        ));
+    let base = serve(router).await;
+    let get = |path: &str| reqwest::Client::new().get(format!("{base}{path}")).send();
+    assert_eq!(get("/admin").await.unwrap().status().as_u16(), 401);
+    assert_eq!(get("/claims").await.unwrap().status().as_u16(), 500);
 }
