@@ -1,16 +1,20 @@
 //! actix-web middleware and extractor over real HTTP on 127.0.0.1, held to
-//! the same case table as the tower/axum adapter.
+//! the same case table as the tower/axum adapter; and its edges: nested
+//! middleware on different validators, gRPC mode.
 #![cfg(all(feature = "actix", feature = "remote"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{HttpServiceFactory, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::Version;
 use actix_web::{App, HttpServer, web};
 use common::*;
-use serde_json::{Map, Value};
-use tokenwarden::Algorithm;
+use serde_json::{Map, Value, json};
 use tokenwarden::middleware::actix::{BearerAuthMiddleware, Claims};
 use tokenwarden::middleware::{BearerAuth, Scopes};
+use tokenwarden::{Algorithm, FixedClock, Validator};
 
 type Json = Map<String, Value>;
 
@@ -25,9 +29,65 @@ async fn maybe(claims: Option<Claims<Json>>) -> String {
     )
 }
 
-/// Starts the app on its own actix system thread, its logs captured into
+fn guarded(path: &str, auth: BearerAuth<Json>) -> impl HttpServiceFactory + use<> {
+    web::resource(path)
+        .wrap(BearerAuthMiddleware::new(auth))
+        .route(web::get().to(me))
+}
+
+/// The case table's app (see `common::http_cases`).
+fn app(
+    auth: BearerAuth<Json>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        // Registered first and outside the scope: no middleware in front.
+        .route("/bare", web::get().to(me))
+        .service(
+            web::scope("")
+                .service(guarded("/me", auth.clone()))
+                .service(guarded(
+                    "/orders",
+                    auth.clone().require(Scopes::all(["orders:read"])),
+                ))
+                .service(guarded(
+                    "/admin",
+                    auth.clone()
+                        .require_roles("realm_access.roles", Scopes::all(["admin"])),
+                ))
+                .service(guarded(
+                    "/app",
+                    auth.clone()
+                        .require_claims("client_id my-app", common::http_cases::is_my_app),
+                ))
+                .service(guarded("/cookie", auth.clone().from_cookie("at")))
+                .route("/maybe", web::get().to(maybe))
+                .route("/claims", web::get().to(me))
+                .wrap(BearerAuthMiddleware::new(auth.allow_anonymous())),
+        )
+}
+
+/// Starts an app on its own actix system thread, its logs captured into
 /// `logs`; returns the base URL.
-fn serve(auth: BearerAuth<Json>, logs: &LogBuffer) -> String {
+fn serve_with<F, A, B>(factory: F, logs: &LogBuffer) -> String
+where
+    F: Fn() -> App<A> + Send + Clone + 'static,
+    A: ServiceFactory<
+            ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+    B: MessageBody + 'static,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     let logs = logs.clone();
     std::thread::spawn(move || {
@@ -38,37 +98,7 @@ fn serve(auth: BearerAuth<Json>, logs: &LogBuffer) -> String {
                 // The factory runs on each worker thread: capture there too,
                 // for the worker's life (the test's).
                 std::mem::forget(capture_logs_into(&worker_logs));
-                App::new()
-                    .service(
-                        web::resource("/me")
-                            .wrap(BearerAuthMiddleware::new(auth.clone()))
-                            .route(web::get().to(me)),
-                    )
-                    .service(
-                        web::resource("/orders")
-                            .wrap(BearerAuthMiddleware::new(
-                                auth.clone().require(Scopes::all(["orders:read"])),
-                            ))
-                            .route(web::get().to(me)),
-                    )
-                    .service(
-                        web::resource("/admin")
-                            .wrap(BearerAuthMiddleware::new(
-                                auth.clone()
-                                    .require_roles("realm_access.roles", Scopes::all(["admin"])),
-                            ))
-                            .route(web::get().to(me)),
-                    )
-                    .service(
-                        web::resource("/app")
-                            .wrap(BearerAuthMiddleware::new(auth.clone().require_claims(
-                                "client_id my-app",
-                                common::http_cases::is_my_app,
-                            )))
-                            .route(web::get().to(me)),
-                    )
-                    .route("/maybe", web::get().to(maybe))
-                    .wrap(BearerAuthMiddleware::new(auth.clone().allow_anonymous()))
+                factory()
             })
             .workers(1)
             .bind(("127.0.0.1", 0))
@@ -80,6 +110,10 @@ fn serve(auth: BearerAuth<Json>, logs: &LogBuffer) -> String {
     format!("http://{}", rx.recv().unwrap())
 }
 
+fn serve(auth: BearerAuth<Json>, logs: &LogBuffer) -> String {
+    serve_with(move || app(auth.clone()), logs)
+}
+
 #[tokio::test]
 async fn every_case_gets_the_same_answer_as_from_tower() {
     let (_guard, logs) = capture_logs();
@@ -87,7 +121,7 @@ async fn every_case_gets_the_same_answer_as_from_tower() {
         BearerAuth::new(validator(&[key(Algorithm::ES256)])).realm("orders"),
         &logs,
     );
-    common::http_cases::run_all(&base, &logs).await;
+    common::http_cases::run_all(&base, &logs, true).await;
 }
 
 #[tokio::test]
@@ -97,4 +131,129 @@ async fn keys_unavailable_is_503_without_a_challenge() {
         &LogBuffer::default(),
     );
     common::http_cases::run_keys_unavailable(&base).await;
+}
+
+#[test]
+fn grpc_over_http2_gets_grpc_statuses_from_middleware_and_extractors() {
+    // actix-web serves HTTP/2 only over TLS: the requests go straight to
+    // the app's service, marked HTTP/2.
+    actix_web::rt::System::new().block_on(async {
+        let auth = BearerAuth::new(validator(&[key(Algorithm::ES256)])).realm("orders");
+        let service = actix_web::test::init_service(app(auth)).await;
+        let send = |path: &'static str, authorization: Option<String>, ct: &'static str| {
+            let mut req = actix_web::test::TestRequest::get()
+                .uri(path)
+                .version(Version::HTTP_2)
+                .insert_header(("content-type", ct));
+            if let Some(a) = authorization {
+                req = req.insert_header(("authorization", a));
+            }
+            let service = &service;
+            async move {
+                let resp = actix_web::test::call_service(service, req.to_request()).await;
+                let header = |n: &str| {
+                    resp.headers()
+                        .get(n)
+                        .map(|v| v.to_str().unwrap().to_owned())
+                };
+                common::http_cases::Answer {
+                    status: resp.status().as_u16(),
+                    grpc_status: header("grpc-status"),
+                    content_type: header("content-type"),
+                }
+            }
+        };
+        common::http_cases::run_grpc(send, true).await;
+    });
+}
+
+const STAFF_ISS: &str = "https://staff.idp.test";
+
+fn staff_validator() -> Validator {
+    Validator::builder()
+        .issuer(STAFF_ISS)
+        .audience(AUD)
+        .clock(FixedClock(NOW))
+        .keys(keyset(&[key(Algorithm::EdDSA)]))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_inner_middleware_on_another_validator_validates_the_token_again() {
+    // Outer: customers (anonymous allowed). `/admin`: staff, scope `admin`.
+    // `/orders`: the customers' own validator, scope `admin` too, so it
+    // shares the outer middleware's verdict.
+    let customers: BearerAuth<Json> = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
+    let staff: BearerAuth<Json> = BearerAuth::new(staff_validator());
+    let base = serve_with(
+        move || {
+            App::new()
+                .service(guarded(
+                    "/admin",
+                    staff.clone().require(Scopes::all(["admin"])),
+                ))
+                .service(guarded(
+                    "/orders",
+                    customers.clone().require(Scopes::all(["admin"])),
+                ))
+                .wrap(BearerAuthMiddleware::new(
+                    customers.clone().allow_anonymous(),
+                ))
+        },
+        &LogBuffer::default(),
+    );
+    let mut c = claims();
+    c["scope"] = json!("admin");
+    let customer = key(Algorithm::ES256).token(&c);
+    let get = |path: &str| {
+        reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .bearer_auth(&customer)
+            .send()
+    };
+    let resp = get("/orders").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.text().await.unwrap(), "alice");
+    let resp = get("/admin").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_token""#)
+    );
+}
+
+#[tokio::test]
+async fn the_extractor_sees_only_the_innermost_validators_claims() {
+    // Outer: customers, from Authorization. Inner: staff, from the cookie
+    // `at`, anonymous allowed. A customer token and no cookie: to the
+    // inner routes the caller is anonymous, not the customer.
+    let customers: BearerAuth<Json> = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
+    let staff: BearerAuth<Json> = BearerAuth::new(staff_validator())
+        .from_cookie("at")
+        .allow_anonymous();
+    let base = serve_with(
+        move || {
+            App::new()
+                .route("/maybe", web::get().to(maybe))
+                .route("/claims", web::get().to(me))
+                .wrap(BearerAuthMiddleware::new(staff.clone()))
+                .wrap(BearerAuthMiddleware::new(customers.clone()))
+        },
+        &LogBuffer::default(),
+    );
+    let customer = key(Algorithm::ES256).token(&claims());
+    let get = |path: &str| {
+        reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .bearer_auth(&customer)
+            .send()
+    };
+    assert_eq!(
+        get("/maybe").await.unwrap().text().await.unwrap(),
+        "anonymous"
+    );
+    assert_eq!(get("/claims").await.unwrap().status().as_u16(), 401);
 }

@@ -49,8 +49,15 @@ fn app(auth: BearerAuth<Json>) -> Router {
                     .layer(),
             ),
         )
+        .route(
+            "/cookie",
+            get(me).route_layer(auth.clone().from_cookie("at").layer()),
+        )
         .route("/maybe", get(maybe))
+        .route("/claims", get(me))
         .layer(auth.allow_anonymous().layer())
+        // Mounted after the layer: no layer runs in front of it.
+        .route("/bare", get(me))
 }
 
 async fn serve(router: Router) -> String {
@@ -65,21 +72,109 @@ async fn every_case_gets_its_rfc_6750_answer_and_the_token_is_never_echoed() {
     let (_guard, logs) = capture_logs();
     let auth = BearerAuth::new(validator(&[key(Algorithm::ES256)])).realm("orders");
     let base = serve(app(auth)).await;
-    common::http_cases::run_all(&base, &logs).await;
+    common::http_cases::run_all(&base, &logs, true).await;
+}
+
+/// Sends one HTTP/2 request straight to the router (a real h2 connection
+/// needs the `http2` features this crate's tests do not build).
+async fn send_h2(
+    router: &Router,
+    path: &'static str,
+    authorization: Option<String>,
+    content_type: &'static str,
+) -> common::http_cases::Answer {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder()
+        .uri(path)
+        .version(axum::http::Version::HTTP_2)
+        .header("content-type", content_type);
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let resp = router
+        .clone()
+        .oneshot(req.body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let header = |n: &str| {
+        resp.headers()
+            .get(n)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    common::http_cases::Answer {
+        status: resp.status().as_u16(),
+        grpc_status: header("grpc-status"),
+        content_type: header("content-type"),
+    }
 }
 
 #[tokio::test]
-async fn grpc_requests_get_grpc_statuses() {
+async fn grpc_over_http2_gets_grpc_statuses_from_layers_and_extractors() {
+    let router = app(BearerAuth::new(validator(&[key(Algorithm::ES256)])).realm("orders"));
+    common::http_cases::run_grpc(|p, a, ct| send_h2(&router, p, a, ct), true).await;
+}
+
+#[tokio::test]
+async fn grpc_content_type_over_http1_is_never_200() {
     let auth = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
     let base = serve(app(auth)).await;
-    let resp = reqwest::Client::new()
-        .get(format!("{base}/me"))
-        .header("content-type", "application/grpc")
-        .send()
-        .await
-        .unwrap();
+    for path in ["/me", "/claims"] {
+        let resp = reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .header("content-type", "application/grpc")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{path}");
+        assert!(resp.headers().get("grpc-status").is_none(), "{path}");
+    }
+}
+
+const STAFF_ISS: &str = "https://staff.idp.test";
+
+#[tokio::test]
+async fn an_inner_layer_on_another_validator_validates_the_token_again() {
+    let customers = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
+    let staff = BearerAuth::new(
+        tokenwarden::Validator::builder()
+            .issuer(STAFF_ISS)
+            .audience(AUD)
+            .clock(tokenwarden::FixedClock(NOW))
+            .keys(keyset(&[key(Algorithm::EdDSA)]))
+            .build()
+            .unwrap(),
+    );
+    let router = Router::new()
+        .route(
+            "/admin",
+            get(me).route_layer(staff.require(Scopes::all(["admin"])).layer()),
+        )
+        .route(
+            "/orders",
+            get(me).route_layer(customers.clone().require(Scopes::all(["admin"])).layer()),
+        )
+        .layer(customers.allow_anonymous().layer());
+    let base = serve(router).await;
+    let mut c = claims();
+    c["scope"] = serde_json::json!("admin");
+    let customer = key(Algorithm::ES256).token(&c);
+    let get = |path: &str| {
+        reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .bearer_auth(&customer)
+            .send()
+    };
+    let resp = get("/orders").await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
-    assert_eq!(resp.headers()["grpc-status"], "16");
+    assert_eq!(resp.text().await.unwrap(), "alice");
+    let resp = get("/admin").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains(r#"error="invalid_token""#)
+    );
 }
 
 #[tokio::test]
@@ -120,6 +215,47 @@ async fn unknown_kid_waits_for_a_refresh_through_the_layer() {
     assert_eq!(resp.text().await.unwrap(), "alice");
 }
 
+#[tokio::test]
+async fn after_a_refresh_for_an_unknown_kid_the_routes_scopes_still_hold() {
+    // The slow path answers allowed or refused, never "pass through": a
+    // token of the new key still needs `orders:read` on `/orders`.
+    let a = TestKeyHolder::new();
+    let idp = common::idp::Idp::start(&[&a.old]).await;
+    let keys = tokenwarden::RemoteKeySet::builder()
+        .jwks_url(idp.jwks_url())
+        .allow_http_loopback(true)
+        .build()
+        .unwrap();
+    keys.refresh().await.unwrap();
+    let v = tokenwarden::Validator::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .keys(keys)
+        .clock(tokenwarden::FixedClock(NOW))
+        .build()
+        .unwrap();
+    // Only the scoped route, with no outer layer: its own layer meets the
+    // unknown kid.
+    let router = Router::new().route(
+        "/orders",
+        get(me).route_layer(
+            BearerAuth::new(v)
+                .require(Scopes::all(["orders:read"]))
+                .layer(),
+        ),
+    );
+    let base = serve(router).await;
+    idp.set_keys(&[&a.old, &a.new]);
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/orders"))
+        .bearer_auth(a.new.token(&claims()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    assert_eq!(idp.jwks_hits(), 2, "the refresh ran");
+}
+
 struct TestKeyHolder {
     old: tokenwarden::testing::TestKey,
     new: tokenwarden::testing::TestKey,
@@ -132,4 +268,71 @@ impl TestKeyHolder {
             new: tokenwarden::testing::TestKey::generate(Algorithm::EdDSA, "new").unwrap(),
         }
     }
+}
+
+#[tokio::test]
+async fn the_extractor_sees_only_the_innermost_validators_claims() {
+    // Outer: customers, from Authorization. Inner: staff, from the cookie
+    // `at`, anonymous allowed. A customer token and no cookie: to the
+    // inner route the caller is anonymous, not the customer.
+    let customers = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
+    let staff = BearerAuth::new(
+        tokenwarden::Validator::builder()
+            .issuer(STAFF_ISS)
+            .audience(AUD)
+            .clock(tokenwarden::FixedClock(NOW))
+            .keys(keyset(&[key(Algorithm::EdDSA)]))
+            .build()
+            .unwrap(),
+    )
+    .from_cookie("at")
+    .allow_anonymous();
+    let router = Router::new()
+        .route("/maybe", get(maybe))
+        .route("/claims", get(me))
+        .layer(staff.layer())
+        .layer(customers.layer());
+    let base = serve(router).await;
+    let customer = key(Algorithm::ES256).token(&claims());
+    let get = |path: &str| {
+        reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .bearer_auth(&customer)
+            .send()
+    };
+    assert_eq!(
+        get("/maybe").await.unwrap().text().await.unwrap(),
+        "anonymous"
+    );
+    assert_eq!(get("/claims").await.unwrap().status().as_u16(), 401);
+}
+
+#[tokio::test]
+async fn claims_inserted_by_other_code_are_not_a_layers_verdict() {
+    // Some other middleware puts a validated token in the extensions: the
+    // layer judges the request itself, and the extractor (no layer in
+    // front) refuses with 500. Only what a layer recorded counts.
+    let v = validator(&[key(Algorithm::ES256)]);
+    let mut c = claims();
+    c["scope"] = serde_json::json!("admin");
+    let forged = std::sync::Arc::new(
+        v.validate::<Json>(&key(Algorithm::ES256).token(&c))
+            .unwrap(),
+    );
+    let router = Router::new()
+        .route(
+            "/admin",
+            get(me).route_layer(BearerAuth::new(v).require(Scopes::all(["admin"])).layer()),
+        )
+        .route("/claims", get(me))
+        .layer(tower::util::MapRequestLayer::new(
+            move |mut req: axum::http::Request<axum::body::Body>| {
+                req.extensions_mut().insert(forged.clone());
+                req
+            },
+        ));
+    let base = serve(router).await;
+    let get = |path: &str| reqwest::Client::new().get(format!("{base}{path}")).send();
+    assert_eq!(get("/admin").await.unwrap().status().as_u16(), 401);
+    assert_eq!(get("/claims").await.unwrap().status().as_u16(), 500);
 }

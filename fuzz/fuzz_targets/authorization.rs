@@ -3,6 +3,8 @@
 //! custom header and from a cookie: must never panic, and must allow a
 //! request only when it carries the one valid token the target signed.
 //!
+//! Two cookies named `session` must be refused with 400.
+//!
 //! Input: lines of `name: value`; a value may say `{TOKEN}`, which becomes
 //! the valid token, so the fuzzer can explore around a real credential.
 #![no_main]
@@ -74,6 +76,28 @@ fuzz_target!(|data: &[u8]| {
             );
             assert_eq!(validated.claims["sub"], "alice");
         }
+    }
+    // Two `session` cookies, in one header or across several, are a 400:
+    // the cookie-reading configuration never allows them.
+    let sessions: usize = headers
+        .get_all("cookie")
+        .iter()
+        .map(|v| {
+            v.as_bytes()
+                .split(|b| *b == b';')
+                .filter(|p| p.trim_ascii().starts_with(b"session="))
+                .count()
+        })
+        .sum();
+    if sessions > 1 {
+        let decision = std::pin::pin!(s.auths[2].authorize(&headers));
+        let Poll::Ready(decision) = decision.poll(&mut Context::from_waker(Waker::noop())) else {
+            panic!("a static key set made the decision wait");
+        };
+        assert!(
+            matches!(decision, Err(ref r) if r.status() == 400),
+            "two session cookies were not refused with 400"
+        );
     }
 });
 

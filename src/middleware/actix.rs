@@ -28,13 +28,17 @@
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, Version};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
-use super::{Anonymous, Answer, AuthRejection, BearerAuth, HeaderView, Outcome, ScopedClaims};
+use super::{
+    Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Outcome,
+    ScopedClaims, extract, is_grpc,
+};
 use crate::validator::Validated;
 
 impl HeaderView for actix_web::http::header::HeaderMap {
@@ -123,47 +127,53 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let outcome = {
-            let extensions = req.extensions();
-            self.auth.check_now(
-                req.headers(),
-                extensions
-                    .get::<std::sync::Arc<Validated<C>>>()
-                    .map(|v| &**v),
-            )
-        };
+        let grpc = is_grpc(req.version() == Version::HTTP_2, req.headers());
         let pass = |req: ServiceRequest, service: &S| {
             let fut = service.call(req);
             Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
                 as LocalBoxed<Result<Self::Response, Self::Error>>
         };
-        match outcome {
+        let refuse = move |req: ServiceRequest, r: &AuthRejection, auth: &BearerAuth<C>| {
+            let resp = render(auth.refusal(r, grpc));
+            req.into_response(resp).map_into_right_body()
+        };
+        // An outer middleware on this very validator already judged the
+        // token: only this route's requirements are ours. One on another
+        // validator proves nothing here, so the token is validated again.
+        let verdict = self
+            .auth
+            .outer_verdict(req.extensions().get::<Checked<C>>());
+        if let Some(verdict) = verdict {
+            return match verdict {
+                Ok(()) => pass(req, &self.service),
+                Err(r) => Box::pin(ready(Ok(refuse(req, &r, &self.auth)))),
+            };
+        }
+        match self.auth.check_now(req.headers()) {
             Outcome::Allowed(v) => {
-                req.extensions_mut().insert(v);
+                attach(&self.auth, &req, v);
                 pass(req, &self.service)
             }
-            Outcome::AlreadyAllowed => pass(req, &self.service),
             Outcome::Anonymous => {
-                req.extensions_mut().insert(Anonymous);
+                {
+                    let mut extensions = req.extensions_mut();
+                    // Claims an outer middleware on another validator put
+                    // there are not this route's: its handler must not read
+                    // them.
+                    extensions.remove::<Checked<C>>();
+                    extensions.remove::<Arc<Validated<C>>>();
+                    extensions.insert(self.auth.anonymous(grpc));
+                }
                 pass(req, &self.service)
             }
-            Outcome::Refused(r) => {
-                let resp = render(self.auth.refusal(&r, req.headers()));
-                Box::pin(ready(Ok(req.into_response(resp).map_into_right_body())))
-            }
+            Outcome::Refused(r) => Box::pin(ready(Ok(refuse(req, &r, &self.auth)))),
             Outcome::Retry(token) => {
                 let service = self.service.clone();
                 let auth = self.auth.clone();
                 Box::pin(async move {
                     match auth.check_refreshing(&token).await {
-                        Outcome::Allowed(v) => {
-                            req.extensions_mut().insert(v);
-                        }
-                        Outcome::Refused(r) => {
-                            let resp = render(auth.refusal(&r, req.headers()));
-                            return Ok(req.into_response(resp).map_into_right_body());
-                        }
-                        Outcome::AlreadyAllowed | Outcome::Anonymous | Outcome::Retry(_) => {}
+                        Ok(v) => attach(&auth, &req, v),
+                        Err(r) => return Ok(refuse(req, &r, &auth)),
                     }
                     service
                         .call(req)
@@ -175,23 +185,48 @@ where
     }
 }
 
+/// Puts a validated token where handlers and inner middleware find it: the
+/// public `Arc<Validated<C>>`, and the private record of which validator
+/// judged it.
+fn attach<C: ScopedClaims>(auth: &BearerAuth<C>, req: &ServiceRequest, v: Arc<Validated<C>>) {
+    let mut extensions = req.extensions_mut();
+    extensions.insert(auth.checked(v.clone()));
+    extensions.insert(v);
+}
+
 /// The validated claims of the request; `Option<Claims<C>>` for routes
-/// open to anonymous callers. Refuses with 401 when no token came through
-/// an anonymous-allowing middleware, 500 when no middleware ran.
+/// open to anonymous callers. Refuses with 401 (the middleware's realm)
+/// when no token came through an anonymous-allowing middleware, and with
+/// 500, logged as an error, when no middleware ran.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claims<C>(pub C);
 
 impl<C: ScopedClaims> FromRequest for Claims<C> {
-    type Error = AuthRejection;
-    type Future = Ready<Result<Self, AuthRejection>>;
+    type Error = ClaimsRejection;
+    type Future = Ready<Result<Self, ClaimsRejection>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Only what a middleware recorded counts, never a bare
+        // `Arc<Validated<C>>` some other code inserted.
         let extensions = req.extensions();
-        ready(match extensions.get::<std::sync::Arc<Validated<C>>>() {
-            Some(v) => Ok(Claims(v.claims.clone())),
-            None if extensions.get::<Anonymous>().is_some() => Err(AuthRejection::Missing),
-            None => Err(AuthRejection::NotConfigured),
-        })
+        ready(
+            extract(
+                extensions.get::<Checked<C>>(),
+                extensions.get::<Anonymous>(),
+            )
+            .map(Claims),
+        )
+    }
+}
+
+impl ResponseError for ClaimsRejection {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // The realm of the middleware that let the request through.
+        render(self.answer())
     }
 }
 
@@ -202,7 +237,8 @@ impl ResponseError for AuthRejection {
     }
 
     fn error_response(&self) -> HttpResponse {
-        // The extractor has no realm; the middleware's own refusals carry it.
+        // A bare refusal knows no realm; the middleware's own refusals and
+        // the extractor's (`ClaimsRejection`) carry the configured one.
         render(self.answer("api", false))
     }
 }

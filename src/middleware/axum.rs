@@ -30,48 +30,60 @@ use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
-use super::{Anonymous, AuthRejection, ScopedClaims};
-use crate::validator::Validated;
+use super::{Anonymous, AuthRejection, Checked, ClaimsRejection, ScopedClaims, extract};
 
-/// The validated claims of the request. Refuses with 401 when the route was
-/// reached without a token (an anonymous-allowing layer), and with 500 when
-/// no [`BearerAuthLayer`](super::BearerAuthLayer) runs in front of the route.
+/// The validated claims of the request. Refuses with 401 (the layer's
+/// realm) when the route was reached without a token through an
+/// anonymous-allowing layer, and with 500, logged as an error, when no
+/// [`BearerAuthLayer`](super::BearerAuthLayer) runs in front of the route.
+///
+/// Only claims a layer recorded count, never a bare `Arc<Validated<C>>`
+/// some other code inserted; with nested layers on different validators,
+/// the innermost layer's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claims<C>(pub C);
 
 impl<C: ScopedClaims, S: Send + Sync> FromRequestParts<S> for Claims<C> {
-    type Rejection = AuthRejection;
+    type Rejection = ClaimsRejection;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AuthRejection> {
-        if let Some(v) = parts.extensions.get::<std::sync::Arc<Validated<C>>>() {
-            return Ok(Claims(v.claims.clone()));
-        }
-        Err(if parts.extensions.get::<Anonymous>().is_some() {
-            AuthRejection::Missing
-        } else {
-            AuthRejection::NotConfigured
-        })
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ClaimsRejection> {
+        extract(
+            parts.extensions.get::<Checked<C>>(),
+            parts.extensions.get::<Anonymous>(),
+        )
+        .map(Claims)
     }
 }
 
-/// No token: `None`. A bad token never gets here: the layer refused it.
+/// No token, through an anonymous-allowing layer: `None`. A bad token never
+/// gets here: the layer refused it. No layer at all: 500, as for `Claims`.
 impl<C: ScopedClaims, S: Send + Sync> OptionalFromRequestParts<S> for Claims<C> {
-    type Rejection = AuthRejection;
+    type Rejection = ClaimsRejection;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _state: &S,
-    ) -> Result<Option<Self>, AuthRejection> {
-        Ok(parts
-            .extensions
-            .get::<std::sync::Arc<Validated<C>>>()
-            .map(|v| Claims(v.claims.clone())))
+    ) -> Result<Option<Self>, ClaimsRejection> {
+        let anonymous = parts.extensions.get::<Anonymous>();
+        match parts.extensions.get::<Checked<C>>() {
+            Some(c) => Ok(Some(Claims(c.validated.claims.clone()))),
+            None if anonymous.is_some() => Ok(None),
+            None => Err(ClaimsRejection::without_claims(None)),
+        }
+    }
+}
+
+impl IntoResponse for ClaimsRejection {
+    fn into_response(self) -> Response {
+        // The realm of the layer that let the request through.
+        super::tower::render(self.answer())
     }
 }
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        // The extractor has no realm; the layer's own refusals carry it.
+        // A bare refusal knows no realm; the layer's own refusals and the
+        // extractor's (`ClaimsRejection`) carry the configured one.
         super::tower::render(self.answer("api", false))
     }
 }

@@ -17,6 +17,7 @@ mod tower;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -197,7 +198,12 @@ type Predicate<C> = (Box<str>, Arc<dyn Fn(&C) -> bool + Send + Sync>);
 
 struct Config<C> {
     validator: Validator,
-    realm: Box<str>,
+    /// Which validator judges tokens: assigned once in
+    /// [`BearerAuth::with_claims`] and kept by every configuration derived
+    /// from it, so a layer trusts an outer layer's verdict only when that
+    /// layer used this very validator (issue 14 item 3).
+    validator_id: u64,
+    realm: Arc<str>,
     source: TokenSource,
     scopes: Scopes,
     /// Roles required, and the claim path they are read from.
@@ -240,6 +246,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
         BearerAuth {
             config: Arc::new(Config {
                 validator,
+                validator_id: next_validator_id(),
                 realm: "api".into(),
                 source: TokenSource::Bearer,
                 scopes: Scopes::default(),
@@ -254,6 +261,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
         let c = &self.config;
         let mut config = Config {
             validator: c.validator.clone(),
+            validator_id: c.validator_id,
             realm: c.realm.clone(),
             source: c.source.clone(),
             scopes: c.scopes.clone(),
@@ -272,7 +280,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
     #[must_use]
     pub fn realm(self, realm: &str) -> Self {
         let clean: String = realm.chars().filter(|c| *c != '"' && *c != '\\').collect();
-        self.with(|c| c.realm = clean.into_boxed_str())
+        self.with(|c| c.realm = clean.into())
     }
 
     /// Reads the bare token from this header instead of `Authorization`.
@@ -351,25 +359,44 @@ impl<C: ScopedClaims> BearerAuth<C> {
         match &self.config.source {
             TokenSource::Bearer => bearer(headers),
             TokenSource::Header(name) => single(headers, name).map(|v| v.map(str::trim)),
-            TokenSource::Cookie(name) => Ok(cookie(headers, name)),
+            TokenSource::Cookie(name) => cookie(headers, name),
         }
     }
 
-    /// The full check without waiting. `already`: claims an outer layer
-    /// validated. [`Outcome::Retry`] sends an unknown kid to the slow path.
-    pub(crate) fn check_now<H: HeaderView>(
-        &self,
-        headers: &H,
-        already: Option<&Validated<C>>,
-    ) -> Outcome<C> {
-        // An outer layer already validated this request: only the route's
-        // requirements are ours.
-        if let Some(v) = already {
-            return match self.requirements(&v.claims) {
-                Ok(()) => Outcome::AlreadyAllowed,
-                Err(r) => Outcome::Refused(r),
-            };
+    /// What this layer puts in the request's extensions for a token it
+    /// validated: the claims, and which validator judged them.
+    pub(crate) fn checked(&self, validated: Arc<Validated<C>>) -> Checked<C> {
+        Checked {
+            by: self.config.validator_id,
+            validated,
         }
+    }
+
+    /// What this layer puts in the request's extensions when it lets a
+    /// request through without a token: the realm and protocol the
+    /// extractors answer a refusal with.
+    pub(crate) fn anonymous(&self, grpc: bool) -> Anonymous {
+        Anonymous {
+            realm: self.config.realm.clone(),
+            grpc,
+        }
+    }
+
+    /// An outer layer's verdict, if that layer used this very validator:
+    /// then only this route's requirements remain to check. `None` when
+    /// there is no such verdict (none, or one of another validator, which
+    /// proves nothing about this layer's issuer): validate the token again.
+    pub(crate) fn outer_verdict(
+        &self,
+        already: Option<&Checked<C>>,
+    ) -> Option<Result<(), AuthRejection>> {
+        let v = already.filter(|c| c.by == self.config.validator_id)?;
+        Some(self.requirements(&v.validated.claims))
+    }
+
+    /// The full check without waiting. [`Outcome::Retry`] sends an unknown
+    /// kid to the slow path.
+    pub(crate) fn check_now<H: HeaderView>(&self, headers: &H) -> Outcome<C> {
         let token = match self.token(headers) {
             Ok(Some(t)) => t,
             Ok(None) if self.config.anonymous => return Outcome::Anonymous,
@@ -413,27 +440,33 @@ impl<C: ScopedClaims> BearerAuth<C> {
         &self,
         headers: &http::HeaderMap,
     ) -> Result<Option<Validated<C>>, AuthRejection> {
-        match self.check_now(headers, None) {
+        match self.check_now(headers) {
             Outcome::Allowed(v) => Ok(Some(Arc::unwrap_or_clone(v))),
-            Outcome::AlreadyAllowed | Outcome::Anonymous => Ok(None),
+            Outcome::Anonymous => Ok(None),
             Outcome::Refused(r) => Err(r),
-            Outcome::Retry(token) => match self.check_refreshing(&token).await {
-                Outcome::Allowed(v) => Ok(Some(Arc::unwrap_or_clone(v))),
-                Outcome::Refused(r) => Err(r),
-                Outcome::AlreadyAllowed | Outcome::Anonymous | Outcome::Retry(_) => {
-                    Err(AuthRejection::InvalidToken(ErrorKind::UnknownKey))
-                }
-            },
+            Outcome::Retry(token) => self
+                .check_refreshing(&token)
+                .await
+                .map(|v| Some(Arc::unwrap_or_clone(v))),
         }
     }
 
     /// The slow path for a token whose kid was unknown: waits for the key
-    /// source's refresh (shared, rate-limited), then decides.
-    pub(crate) async fn check_refreshing(&self, token: &str) -> Outcome<C> {
-        match self.config.validator.validate_async::<C>(token).await {
-            Ok(v) => self.scopes(Arc::new(v)),
-            Err(e) => Outcome::Refused(AuthRejection::from_error(e)),
-        }
+    /// source's refresh (shared, rate-limited), then decides. Its answer is
+    /// allowed or refused, nothing else: no state is left for an adapter to
+    /// guess at (issue 14 item 18).
+    pub(crate) async fn check_refreshing(
+        &self,
+        token: &str,
+    ) -> Result<Arc<Validated<C>>, AuthRejection> {
+        let v = self
+            .config
+            .validator
+            .validate_async::<C>(token)
+            .await
+            .map_err(AuthRejection::from_error)?;
+        self.requirements(&v.claims)?;
+        Ok(Arc::new(v))
     }
 
     fn scopes(&self, v: Arc<Validated<C>>) -> Outcome<C> {
@@ -468,9 +501,10 @@ impl<C: ScopedClaims> BearerAuth<C> {
     }
 
     /// How to answer a refusal: status and headers (logged once, here).
-    pub(crate) fn refusal<H: HeaderView>(&self, r: &AuthRejection, headers: &H) -> Answer {
+    /// `grpc`: the request is a gRPC call ([`is_grpc`]).
+    pub(crate) fn refusal(&self, r: &AuthRejection, grpc: bool) -> Answer {
         log_refusal(r);
-        r.answer(&self.config.realm, is_grpc(headers))
+        r.answer(&self.config.realm, grpc)
     }
 }
 
@@ -480,21 +514,131 @@ pub(crate) struct Answer {
     pub(crate) headers: Vec<(&'static str, String)>,
 }
 
-/// Marks a request a layer let through without a token.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Anonymous;
+/// The request extension a layer adds for a token it validated. Private, so
+/// only a layer can have put it there, and it names the validator that
+/// judged the token (by the id of its [`BearerAuth`] family): an inner
+/// layer on another validator does not take it as proof.
+pub(crate) struct Checked<C> {
+    by: u64,
+    pub(crate) validated: Arc<Validated<C>>,
+}
 
-/// The result of checking one request.
+impl<C> Clone for Checked<C> {
+    fn clone(&self) -> Self {
+        Checked {
+            by: self.by,
+            validated: self.validated.clone(),
+        }
+    }
+}
+
+/// A new validator identity: unique for the process's life (a `u64`
+/// counter does not wrap).
+fn next_validator_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Marks a request a layer let through without a token, with what the
+/// extractors need to refuse it the way that layer would have.
+#[derive(Debug, Clone)]
+pub(crate) struct Anonymous {
+    realm: Arc<str>,
+    grpc: bool,
+}
+
+/// The result of checking one request's token. Every state is a decision:
+/// a verdict from an outer layer is checked apart
+/// ([`BearerAuth::outer_verdict`]), so no arm is left for "unexpected".
 pub(crate) enum Outcome<C> {
     /// Shared: the request's extension is this very value.
     Allowed(Arc<Validated<C>>),
-    /// Validated by an outer layer, and our scopes hold.
-    AlreadyAllowed,
     Anonymous,
     Refused(AuthRejection),
     /// The kid was unknown: retry through the refreshing path.
     Retry(String),
 }
+
+/// What the `Claims` extractors return: the layer's claims, or why not.
+#[cfg(any(feature = "axum", feature = "actix"))]
+pub(crate) fn extract<C: Clone>(
+    checked: Option<&Checked<C>>,
+    anonymous: Option<&Anonymous>,
+) -> Result<C, ClaimsRejection> {
+    if let Some(c) = checked {
+        return Ok(c.validated.claims.clone());
+    }
+    Err(ClaimsRejection::without_claims(anonymous))
+}
+
+/// Why a `Claims` extractor refused, answered with the realm (and gRPC
+/// mapping) of the layer that let the request through: 401 when that layer
+/// allowed an anonymous request, 500 (logged) when no layer ran at all.
+#[cfg(any(feature = "axum", feature = "actix"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "axum", feature = "actix"))))]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimsRejection {
+    rejection: AuthRejection,
+    realm: Option<Arc<str>>,
+    grpc: bool,
+}
+
+#[cfg(any(feature = "axum", feature = "actix"))]
+impl ClaimsRejection {
+    /// The refusal for a request with no claims of this type: `Missing`
+    /// behind an anonymous-allowing layer, `NotConfigured` (logged as an
+    /// error: the route is open by mistake) when no layer ran.
+    pub(crate) fn without_claims(anonymous: Option<&Anonymous>) -> Self {
+        match anonymous {
+            Some(a) => {
+                let rejection = AuthRejection::Missing;
+                log_refusal(&rejection);
+                ClaimsRejection {
+                    rejection,
+                    realm: Some(a.realm.clone()),
+                    grpc: a.grpc,
+                }
+            }
+            None => {
+                tracing::error!(
+                    reason = "not_configured",
+                    "a route extracts claims but no bearer auth layer runs in front of it"
+                );
+                ClaimsRejection {
+                    rejection: AuthRejection::NotConfigured,
+                    realm: None,
+                    grpc: false,
+                }
+            }
+        }
+    }
+
+    /// The refusal.
+    pub fn rejection(&self) -> &AuthRejection {
+        &self.rejection
+    }
+
+    /// The HTTP status code (as [`AuthRejection::status`]).
+    pub fn status(&self) -> u16 {
+        self.rejection.status()
+    }
+
+    /// Status and headers, with the layer's realm.
+    pub(crate) fn answer(&self) -> Answer {
+        self.rejection
+            .answer(self.realm.as_deref().unwrap_or("api"), self.grpc)
+    }
+}
+
+#[cfg(any(feature = "axum", feature = "actix"))]
+impl fmt::Display for ClaimsRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.rejection.fmt(f)
+    }
+}
+
+#[cfg(any(feature = "axum", feature = "actix"))]
+impl std::error::Error for ClaimsRejection {}
 
 fn log_refusal(r: &AuthRejection) {
     // Never the token: the reason is enough to count and to debug.
@@ -564,21 +708,64 @@ fn visible_ascii(v: &[u8]) -> Option<&str> {
     }
 }
 
-fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Option<&'h str> {
-    headers
-        .values("cookie")
-        .filter_map(visible_ascii)
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim())
+/// The one cookie named `name`, across every `Cookie` header (HTTP/2 may
+/// split cookies over several fields, RFC 9113 §8.2.3). Two cookies of that
+/// name are an invalid request, as two `Authorization` headers are: a proxy
+/// or application that reads the other one would act on a token we never
+/// judged. A matching cookie whose value is not visible ASCII is refused
+/// too, rather than skipped.
+fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h str>, AuthRejection> {
+    let mut found = None;
+    for header in headers.values("cookie") {
+        // RFC 6265 §4.2.1: `cookie-pair *( ";" SP cookie-pair )`; parsed
+        // leniently on bytes, so a non-ASCII neighbour cannot hide a pair.
+        for pair in header.split(|b| *b == b';') {
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
+                continue;
+            };
+            if trim_ows(&pair[..eq]) != name.as_bytes() {
+                continue;
+            }
+            if found.is_some() {
+                return Err(AuthRejection::InvalidRequest(
+                    "more than one credential cookie",
+                ));
+            }
+            let value = pair.get(eq.saturating_add(1)..).unwrap_or_default();
+            found = Some(
+                visible_ascii(trim_ows(value)).ok_or(AuthRejection::InvalidRequest(
+                    "the credential cookie is not visible ASCII",
+                ))?,
+            );
+        }
+    }
+    Ok(found)
 }
 
-fn is_grpc<H: HeaderView>(headers: &H) -> bool {
-    headers
-        .values("content-type")
-        .next()
-        .is_some_and(|v| v.starts_with(b"application/grpc"))
+/// `bytes` without leading and trailing spaces and tabs (RFC 9110 §5.6.3 OWS).
+fn trim_ows(bytes: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes.iter().position(|b| !is_ows(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |e| e.saturating_add(1));
+    bytes.get(start..end).unwrap_or_default()
+}
+
+/// Whether a refusal is answered the gRPC way (HTTP 200, `grpc-status`).
+/// Only for HTTP/2 requests whose content type is `application/grpc` or
+/// `application/grpc+…` / `;…` (gRPC over HTTP/2, PROTOCOL-HTTP2.md): any
+/// HTTP/1.x client can send that content type, and a gateway asking for a
+/// forward-auth decision reads 200 as "allow" (issue 14 item 4).
+pub(crate) fn is_grpc<H: HeaderView>(http2: bool, headers: &H) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    http2
+        && headers.values("content-type").next().is_some_and(|v| {
+            v.get(..GRPC.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(GRPC))
+                && matches!(v.get(GRPC.len()), None | Some(b'+' | b';'))
+        })
 }
 
 /// Why a request was refused, with the status and challenge RFC 6750 §3
@@ -673,8 +860,9 @@ impl AuthRejection {
         }
     }
 
-    /// Status and headers: the challenge, and for gRPC requests a 200 with
-    /// `grpc-status`, as gRPC clients expect.
+    /// Status and headers: the challenge, and for gRPC requests (HTTP/2
+    /// only, see [`is_grpc`]) a 200 with `grpc-status`, as gRPC clients
+    /// expect.
     pub(crate) fn answer(&self, realm: &str, grpc: bool) -> Answer {
         let mut headers = Vec::with_capacity(3);
         if let Some(challenge) = self.challenge(realm) {
@@ -803,8 +991,49 @@ mod tests {
     #[test]
     fn cookie_is_found_by_exact_name() {
         let h = headers(&[("cookie", "a=1; token=xyz; tokenx=2")]);
-        assert_eq!(cookie(&h, "token"), Some("xyz"));
-        assert_eq!(cookie(&h, "nope"), None);
+        assert_eq!(cookie(&h, "token"), Ok(Some("xyz")));
+        assert_eq!(cookie(&h, "nope"), Ok(None));
+    }
+
+    #[test]
+    fn two_cookies_of_the_name_are_an_invalid_request() {
+        let twice = AuthRejection::InvalidRequest("more than one credential cookie");
+        let one_header = headers(&[("cookie", "token=a; x=1; token=b")]);
+        assert_eq!(cookie(&one_header, "token"), Err(twice.clone()));
+        let two_headers = headers(&[("cookie", "token=a"), ("cookie", "token=a")]);
+        assert_eq!(cookie(&two_headers, "token"), Err(twice.clone()));
+        // A non-ASCII neighbour does not hide the second one.
+        let hidden = Pairs(vec![
+            ("cookie".into(), b"token=a".to_vec()),
+            ("cookie".into(), b"n=\xff; token=b".to_vec()),
+        ]);
+        assert_eq!(cookie(&hidden, "token"), Err(twice));
+        let bad = Pairs(vec![("cookie".into(), b"token=\xff".to_vec())]);
+        assert!(cookie(&bad, "token").is_err());
+        // Other names may repeat; the one asked for is there once.
+        let fine = headers(&[("cookie", "x=1; token= a ; x=2"), ("cookie", "y=3")]);
+        assert_eq!(cookie(&fine, "token"), Ok(Some("a")));
+    }
+
+    #[test]
+    fn grpc_mode_only_for_http2_and_grpc_content_types() {
+        for ct in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC;x=1",
+        ] {
+            let h = headers(&[("content-type", ct)]);
+            assert!(is_grpc(true, &h), "{ct}");
+            assert!(!is_grpc(false, &h), "{ct} over HTTP/1.x");
+        }
+        for ct in ["application/grpcx", "application/grp", "text/plain"] {
+            assert!(!is_grpc(true, &headers(&[("content-type", ct)])), "{ct}");
+        }
+        assert!(!is_grpc(true, &headers(&[])));
+        // A refusal is 200 only in gRPC mode.
+        let r = AuthRejection::Missing;
+        assert_eq!(r.answer("api", false).status, 401);
+        assert_eq!(r.answer("api", true).status, 200);
     }
 
     #[test]

@@ -5,13 +5,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Answer, BearerAuth, Outcome, ScopedClaims};
+use super::{Answer, BearerAuth, Checked, Outcome, ScopedClaims, is_grpc};
+use crate::validator::Validated;
 
 /// A refusal as an `http` response with an empty body.
 pub(crate) fn render<B: Default>(answer: Answer) -> Response<B> {
@@ -108,24 +110,35 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        let grpc = is_grpc(req.version() == http::Version::HTTP_2, req.headers());
+        // An outer layer on this very validator already judged the token:
+        // only this route's requirements are ours. An outer layer on another
+        // validator proves nothing here, so the token is validated again.
+        if let Some(verdict) = self
+            .auth
+            .outer_verdict(req.extensions().get::<Checked<C>>())
+        {
+            return match verdict {
+                Ok(()) => ResponseFuture::inner(self.inner.call(req)),
+                Err(r) => ResponseFuture::refused(render(self.auth.refusal(&r, grpc))),
+            };
+        }
         // The usual case decides here, with no allocation beyond validation.
-        let already = req
-            .extensions()
-            .get::<std::sync::Arc<crate::Validated<C>>>()
-            .map(|v| &**v);
-        match self.auth.check_now(req.headers(), already) {
+        match self.auth.check_now(req.headers()) {
             Outcome::Allowed(v) => {
-                req.extensions_mut().insert(v);
+                attach(&self.auth, req.extensions_mut(), v);
                 ResponseFuture::inner(self.inner.call(req))
             }
-            Outcome::AlreadyAllowed => ResponseFuture::inner(self.inner.call(req)),
             Outcome::Anonymous => {
-                req.extensions_mut().insert(super::Anonymous);
+                let extensions = req.extensions_mut();
+                // Claims an outer layer on another validator put there are
+                // not this route's: its handler must not read them.
+                extensions.remove::<Checked<C>>();
+                extensions.remove::<Arc<Validated<C>>>();
+                extensions.insert(self.auth.anonymous(grpc));
                 ResponseFuture::inner(self.inner.call(req))
             }
-            Outcome::Refused(r) => {
-                ResponseFuture::refused(render(self.auth.refusal(&r, req.headers())))
-            }
+            Outcome::Refused(r) => ResponseFuture::refused(render(self.auth.refusal(&r, grpc))),
             Outcome::Retry(token) => {
                 // An unknown kid: wait for the key source's refresh. The
                 // service that was polled ready goes with the request.
@@ -134,19 +147,28 @@ where
                 let auth = self.auth.clone();
                 ResponseFuture::refreshing(Box::pin(async move {
                     match auth.check_refreshing(&token).await {
-                        Outcome::Allowed(v) => {
-                            req.extensions_mut().insert(v);
+                        Ok(v) => {
+                            attach(&auth, req.extensions_mut(), v);
                             inner.call(req).await
                         }
-                        Outcome::Refused(r) => Ok(render(auth.refusal(&r, req.headers()))),
-                        Outcome::AlreadyAllowed | Outcome::Anonymous | Outcome::Retry(_) => {
-                            inner.call(req).await
-                        }
+                        Err(r) => Ok(render(auth.refusal(&r, grpc))),
                     }
                 }))
             }
         }
     }
+}
+
+/// Puts a validated token where handlers and inner layers find it: the
+/// public `Arc<Validated<C>>`, and the private record of which validator
+/// judged it.
+fn attach<C: ScopedClaims>(
+    auth: &BearerAuth<C>,
+    extensions: &mut http::Extensions,
+    v: Arc<Validated<C>>,
+) {
+    extensions.insert(auth.checked(v.clone()));
+    extensions.insert(v);
 }
 
 pin_project_lite::pin_project! {

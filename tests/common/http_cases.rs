@@ -1,9 +1,14 @@
 //! The one table of HTTP cases every adapter (tower/axum, actix-web) must
-//! answer identically, and its runner. The app under test has:
+//! answer identically, and its runner. The app under test has, behind an
+//! outer anonymous-allowing layer of realm `orders`:
 //! `/me` (token required), `/orders` (scope `orders:read`), `/admin` (role
 //! `admin` in `realm_access.roles`), `/app` (custom requirement
-//! `client_id my-app`), `/maybe` (anonymous allowed, optional claims), realm
-//! `orders`, behind an outer anonymous-allowing layer.
+//! `client_id my-app`), `/cookie` (token from the cookie `at`), `/maybe`
+//! (anonymous allowed, optional claims), and, where the adapter has
+//! extractors, `/claims` (the `Claims` extractor with no route layer of its
+//! own); and `/bare` (the `Claims` extractor with no layer at all in front).
+
+use std::future::Future;
 
 use serde_json::{Value, json};
 use tokenwarden::Algorithm;
@@ -14,11 +19,35 @@ pub struct Case {
     pub name: &'static str,
     pub path: &'static str,
     pub authorization: Option<String>,
+    /// More request headers, appended in order (a name may repeat).
+    pub headers: Vec<(&'static str, String)>,
     pub status: u16,
     /// The exact WWW-Authenticate value, if one is expected.
     pub challenge: Option<&'static str>,
     pub body: Option<&'static str>,
+    /// Only for adapters with extractors (axum, actix-web): the routes
+    /// `/claims` and `/bare`.
+    pub extractor: bool,
 }
+
+impl Default for Case {
+    fn default() -> Self {
+        Case {
+            name: "",
+            path: "/me",
+            authorization: None,
+            headers: Vec::new(),
+            status: 200,
+            challenge: None,
+            body: Some(""),
+            extractor: false,
+        }
+    }
+}
+
+/// What `/bare` logs: a route extracts claims with no layer in front.
+pub const NOT_CONFIGURED_LOG: &str =
+    "a route extracts claims but no bearer auth layer runs in front of it";
 
 fn token_with(claims: Value) -> String {
     key(Algorithm::ES256).token(&claims)
@@ -42,7 +71,116 @@ pub fn cases() -> Vec<Case> {
     theirs["client_id"] = json!("their-app");
     let mut foreign = claims();
     foreign["aud"] = json!("https://other.test");
+    let valid = token_with(claims());
+    let cookie = |v: &str| ("cookie", v.to_owned());
     vec![
+        Case {
+            name: "role held",
+            path: "/admin",
+            authorization: bearer(&token_with(admin)),
+            body: Some("alice"),
+            ..Case::default()
+        },
+        Case {
+            name: "role lacking",
+            path: "/admin",
+            authorization: bearer(&token_with(ops)),
+            status: 403,
+            challenge: Some(
+                r#"Bearer realm="orders", error="insufficient_scope", error_description="requires role admin""#,
+            ),
+            ..Case::default()
+        },
+        Case {
+            name: "custom requirement met",
+            path: "/app",
+            authorization: bearer(&token_with(mine)),
+            body: Some("alice"),
+            ..Case::default()
+        },
+        Case {
+            name: "custom requirement unmet",
+            path: "/app",
+            authorization: bearer(&token_with(theirs)),
+            status: 403,
+            challenge: Some(
+                r#"Bearer realm="orders", error="insufficient_scope", error_description="requires client_id my-app""#,
+            ),
+            ..Case::default()
+        },
+        Case {
+            name: "token from its cookie",
+            path: "/cookie",
+            headers: vec![cookie(&format!("sid=1; at={valid}"))],
+            body: Some("alice"),
+            ..Case::default()
+        },
+        Case {
+            name: "two cookies of the token's name",
+            path: "/cookie",
+            headers: vec![cookie(&format!("at={valid}; sid=1; at={valid}"))],
+            status: 400,
+            challenge: Some(
+                r#"Bearer realm="orders", error="invalid_request", error_description="more than one credential cookie""#,
+            ),
+            ..Case::default()
+        },
+        Case {
+            name: "the token's cookie in two Cookie headers",
+            path: "/cookie",
+            headers: vec![cookie(&format!("at={valid}")), cookie("at=other")],
+            status: 400,
+            challenge: Some(
+                r#"Bearer realm="orders", error="invalid_request", error_description="more than one credential cookie""#,
+            ),
+            ..Case::default()
+        },
+        Case {
+            // Any HTTP/1.1 client can send a gRPC content type; a gateway
+            // using the answer for forward auth reads 200 as "allow".
+            name: "gRPC content type over HTTP/1.1 is refused with 401",
+            path: "/me",
+            authorization: bearer("not.a.jwt"),
+            headers: vec![("content-type", "application/grpc".into())],
+            status: 401,
+            challenge: Some(
+                r#"Bearer realm="orders", error="invalid_token", error_description="malformed""#,
+            ),
+            ..Case::default()
+        },
+        Case {
+            name: "gRPC content type over HTTP/1.1, no token, is 401",
+            path: "/me",
+            headers: vec![("content-type", "application/grpc+proto".into())],
+            status: 401,
+            challenge: Some(r#"Bearer realm="orders""#),
+            ..Case::default()
+        },
+        Case {
+            name: "extractor behind an anonymous-allowing layer, no token",
+            path: "/claims",
+            status: 401,
+            challenge: Some(r#"Bearer realm="orders""#),
+            extractor: true,
+            ..Case::default()
+        },
+        Case {
+            name: "extractor behind an anonymous-allowing layer, valid token",
+            path: "/claims",
+            authorization: bearer(&valid),
+            body: Some("alice"),
+            extractor: true,
+            ..Case::default()
+        },
+        Case {
+            name: "extractor with no layer in front",
+            path: "/bare",
+            authorization: bearer(&valid),
+            status: 500,
+            challenge: None,
+            extractor: true,
+            ..Case::default()
+        },
         Case {
             name: "valid",
             path: "/me",
@@ -50,6 +188,7 @@ pub fn cases() -> Vec<Case> {
             status: 200,
             challenge: None,
             body: Some("alice"),
+            ..Case::default()
         },
         Case {
             name: "scheme is case-insensitive",
@@ -58,6 +197,7 @@ pub fn cases() -> Vec<Case> {
             status: 200,
             challenge: None,
             body: Some("alice"),
+            ..Case::default()
         },
         Case {
             name: "no token",
@@ -66,6 +206,7 @@ pub fn cases() -> Vec<Case> {
             status: 401,
             challenge: Some(r#"Bearer realm="orders""#),
             body: Some(""),
+            ..Case::default()
         },
         Case {
             name: "other scheme",
@@ -74,6 +215,7 @@ pub fn cases() -> Vec<Case> {
             status: 401,
             challenge: Some(r#"Bearer realm="orders""#),
             body: Some(""),
+            ..Case::default()
         },
         Case {
             name: "garbage token",
@@ -84,6 +226,7 @@ pub fn cases() -> Vec<Case> {
                 r#"Bearer realm="orders", error="invalid_token", error_description="malformed""#,
             ),
             body: Some(""),
+            ..Case::default()
         },
         Case {
             name: "expired",
@@ -94,6 +237,7 @@ pub fn cases() -> Vec<Case> {
                 r#"Bearer realm="orders", error="invalid_token", error_description="expired""#,
             ),
             body: Some(""),
+            ..Case::default()
         },
         Case {
             name: "wrong audience",
@@ -104,6 +248,7 @@ pub fn cases() -> Vec<Case> {
                 r#"Bearer realm="orders", error="invalid_token", error_description="invalid_audience""#,
             ),
             body: Some(""),
+            ..Case::default()
         },
         Case {
             name: "two tokens",
@@ -114,6 +259,7 @@ pub fn cases() -> Vec<Case> {
                 r#"Bearer realm="orders", error="invalid_request", error_description="the Authorization header must hold exactly one bearer token""#,
             ),
             body: Some(""),
+            ..Case::default()
         },
         Case {
             name: "scope granted",
@@ -122,6 +268,7 @@ pub fn cases() -> Vec<Case> {
             status: 200,
             challenge: None,
             body: Some("alice"),
+            ..Case::default()
         },
         Case {
             name: "scope lacking",
@@ -132,6 +279,7 @@ pub fn cases() -> Vec<Case> {
                 r#"Bearer realm="orders", error="insufficient_scope", scope="orders:read""#,
             ),
             body: Some(""),
+            ..Case::default()
         },
         Case {
             name: "anonymous allowed",
@@ -140,6 +288,7 @@ pub fn cases() -> Vec<Case> {
             status: 200,
             challenge: None,
             body: Some("anonymous"),
+            ..Case::default()
         },
         Case {
             name: "optional claims present",
@@ -148,6 +297,7 @@ pub fn cases() -> Vec<Case> {
             status: 200,
             challenge: None,
             body: Some("alice"),
+            ..Case::default()
         },
         Case {
             name: "optional route, bad token",
@@ -158,21 +308,38 @@ pub fn cases() -> Vec<Case> {
                 r#"Bearer realm="orders", error="invalid_token", error_description="malformed""#,
             ),
             body: Some(""),
+            ..Case::default()
         },
     ]
 }
 
 /// Sends every case to `base` and checks status, challenge, body, and that
 /// the token shows up in neither the response nor the captured logs.
-pub async fn run_all(base: &str, logs: &LogBuffer) {
+/// `extractors`: the adapter has extractors, and mounts `/claims` and
+/// `/bare`. Every request is HTTP/1.1, so no answer may carry `grpc-status`.
+pub async fn run_all(base: &str, logs: &LogBuffer, extractors: bool) {
     let client = reqwest::Client::new();
+    let mut ran = 0;
     for case in cases() {
+        if case.extractor && !extractors {
+            continue;
+        }
+        ran += 1;
         let mut req = client.get(format!("{base}{}", case.path));
         if let Some(a) = &case.authorization {
             req = req.header("authorization", a);
         }
+        for (name, value) in &case.headers {
+            req = req.header(*name, value);
+        }
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status().as_u16(), case.status, "{}", case.name);
+        assert_eq!(resp.version(), reqwest::Version::HTTP_11, "{}", case.name);
+        assert!(
+            resp.headers().get("grpc-status").is_none(),
+            "{}: a gRPC answer over HTTP/1.1",
+            case.name
+        );
         let challenge = resp
             .headers()
             .get("www-authenticate")
@@ -183,23 +350,116 @@ pub async fn run_all(base: &str, logs: &LogBuffer) {
         if let Some(expected) = case.body {
             assert_eq!(body, expected, "{}", case.name);
         }
-        if let Some(a) = &case.authorization {
-            let token = a.rsplit(' ').next().unwrap();
-            if token.len() > 8 {
-                assert!(
-                    !headers.contains(token) && !body.contains(token),
-                    "{}: token echoed",
-                    case.name
-                );
-                assert!(!logs.text().contains(token), "{}: token logged", case.name);
-            }
+        let credentials = case
+            .authorization
+            .iter()
+            .filter_map(|a| a.rsplit(' ').next())
+            .chain(case.headers.iter().flat_map(|(_, v)| {
+                v.split(';')
+                    .filter_map(|p| p.split_once('='))
+                    .map(|(_, v)| v)
+            }));
+        for token in credentials.filter(|t| t.len() > 8) {
+            assert!(
+                !headers.contains(token) && !body.contains(token),
+                "{}: token echoed",
+                case.name
+            );
+            assert!(!logs.text().contains(token), "{}: token logged", case.name);
         }
     }
+    assert!(ran >= 20, "the table ran: {ran}");
     assert!(
         logs.text().contains("bearer token refused"),
         "refusals are logged: {}",
         logs.text()
     );
+    if extractors {
+        assert!(
+            logs.text().contains(NOT_CONFIGURED_LOG),
+            "a route with no layer in front is logged: {}",
+            logs.text()
+        );
+    }
+}
+
+/// A refusal to an HTTP/2 gRPC request: the gRPC status it must carry.
+pub struct GrpcCase {
+    pub name: &'static str,
+    pub path: &'static str,
+    pub authorization: Option<String>,
+    pub grpc_status: &'static str,
+    pub extractor: bool,
+}
+
+pub fn grpc_cases() -> Vec<GrpcCase> {
+    let bearer = |t: &str| Some(format!("Bearer {t}"));
+    let mut unscoped = claims();
+    unscoped["scope"] = json!("profile");
+    let mut theirs = claims();
+    theirs["client_id"] = json!("their-app");
+    let case = |name, path, authorization, grpc_status| GrpcCase {
+        name,
+        path,
+        authorization,
+        grpc_status,
+        extractor: false,
+    };
+    vec![
+        case("no token", "/me", None, "16"),
+        case("bad token", "/me", bearer("not.a.jwt"), "16"),
+        case("two tokens", "/me", Some("Bearer a b".into()), "3"),
+        case(
+            "scope lacking",
+            "/orders",
+            bearer(&token_with(unscoped)),
+            "7",
+        ),
+        case("role lacking", "/admin", bearer(&token_with(claims())), "7"),
+        case(
+            "custom requirement unmet",
+            "/app",
+            bearer(&token_with(theirs)),
+            "7",
+        ),
+        GrpcCase {
+            extractor: true,
+            ..case("extractor, anonymous", "/claims", None, "16")
+        },
+    ]
+}
+
+/// One adapter's answer to an HTTP/2 request.
+pub struct Answer {
+    pub status: u16,
+    pub grpc_status: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// Sends every gRPC case as an HTTP/2 request with each gRPC content type
+/// through `send(path, authorization, content type)`: every refusal is a
+/// 200 whose `grpc-status` names it, as gRPC clients expect.
+pub async fn run_grpc<F, Fut>(send: F, extractors: bool)
+where
+    F: Fn(&'static str, Option<String>, &'static str) -> Fut,
+    Fut: Future<Output = Answer>,
+{
+    for case in grpc_cases() {
+        if case.extractor && !extractors {
+            continue;
+        }
+        for content_type in ["application/grpc", "application/grpc+proto"] {
+            let a = send(case.path, case.authorization.clone(), content_type).await;
+            let name = format!("{} ({content_type})", case.name);
+            assert_eq!(a.status, 200, "{name}");
+            assert_eq!(a.grpc_status.as_deref(), Some(case.grpc_status), "{name}");
+            assert_eq!(
+                a.content_type.as_deref(),
+                Some("application/grpc"),
+                "{name}"
+            );
+        }
+    }
 }
 
 /// The custom requirement behind `/app`.
