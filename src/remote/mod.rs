@@ -7,6 +7,13 @@
 //! waiting, whatever the refresher is doing. Only a token with an unknown
 //! `kid`, validated with [`Validator::validate_async`](crate::Validator::validate_async),
 //! waits, for one refresh shared with every concurrent caller.
+//!
+//! Fetches go only where the builder allows: https (plain http only to
+//! loopback, opted in), and never to a loopback, private, link-local or
+//! otherwise non-global address unless
+//! [`allow_private_addresses`](RemoteKeySetBuilder::allow_private_addresses)
+//! says so. The configured URL, a discovered `jwks_uri` and every redirect
+//! are checked; names are checked where they resolve, at connect time.
 
 pub(crate) mod address;
 pub(crate) mod fetch;
