@@ -134,10 +134,15 @@ async fn herd_of_1000_validations_of_a_new_kid_makes_one_fetch() {
         .expect("no fetch reached the IdP");
     assert_eq!(idp.jwks_hits() - before, 1, "more than one fetch started");
     idp.release();
-    let mut passed = 0;
-    while let Some(ok) = tasks.join_next().await {
-        passed += usize::from(ok.unwrap());
-    }
+    let passed = tokio::time::timeout(DEADLINE, async {
+        let mut passed = 0;
+        while let Some(ok) = tasks.join_next().await {
+            passed += usize::from(ok.unwrap());
+        }
+        passed
+    })
+    .await
+    .expect("the callers did not finish after the release");
     assert_eq!(passed, 1000, "some callers did not wait, or failed");
     assert_eq!(idp.jwks_hits() - before, 1);
 }

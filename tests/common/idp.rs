@@ -325,19 +325,6 @@ impl CountingListener {
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)
     }
-
-    /// Waits until at least `n` connections were made (`DEADLINE`).
-    pub async fn wait_for_connections(&self, n: usize) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while self.connections() < n {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} connections, not {n}, within {DEADLINE:?}",
-                self.connections()
-            );
-            tokio::task::yield_now().await;
-        }
-    }
 }
 
 async fn redirect(conn: &mut TcpStream, location: &str) {
