@@ -55,7 +55,10 @@ pub mod fuzzing {
             body,
             "https://fuzz.test/.well-known/openid-configuration",
             issuer,
-            allow_http_loopback,
+            crate::remote::address::UrlPolicy {
+                allow_http_loopback,
+                allow_private: false,
+            },
         )
         .map_err(|e| e.to_string())
     }

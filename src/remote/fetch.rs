@@ -2,13 +2,13 @@
 //! hostile or broken endpoint could abuse: scheme, size, type, timeout.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use serde::Deserialize;
 
+use super::address::{AddressRefused, UrlPolicy, is_localhost_name, redact};
 use crate::keys::KeySet;
 
 /// Why a fetch failed. Kept for the counters, the logs and
@@ -34,7 +34,9 @@ pub enum FetchErrorKind {
     TooLarge,
     /// The body is not a JWK Set or discovery document, or has no usable key.
     Invalid,
-    /// The discovery document names another issuer, or a URL is not allowed.
+    /// The discovery document names another issuer, or a URL, a redirect
+    /// or the address a name resolved to is not allowed (refused before
+    /// connecting).
     Rejected,
 }
 
@@ -66,13 +68,28 @@ impl fmt::Display for FetchError {
 impl std::error::Error for FetchError {}
 
 fn from_reqwest(url: &str, e: &reqwest::Error) -> FetchError {
-    let kind = if e.is_timeout() {
+    let refused = {
+        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+        let mut found = false;
+        while let Some(s) = source {
+            found |= s.is::<AddressRefused>();
+            source = s.source();
+        }
+        found
+    };
+    let kind = if refused || e.is_redirect() {
+        FetchErrorKind::Rejected
+    } else if e.is_timeout() {
         FetchErrorKind::Timeout
     } else {
         FetchErrorKind::Connect
     };
-    // reqwest's Display includes the URL; ours names it once, without query.
-    FetchError::new(kind, format!("fetching {url} failed: {}", without_url(e)))
+    // reqwest's Display includes the URL; ours names it once, without query
+    // or userinfo.
+    FetchError::new(
+        kind,
+        format!("fetching {} failed: {}", redact(url), without_url(e)),
+    )
 }
 
 fn without_url(e: &reqwest::Error) -> String {
@@ -93,30 +110,70 @@ fn without_url(e: &reqwest::Error) -> String {
     }
 }
 
-/// Whether `url` may be fetched: https, or http to a loopback address when
-/// explicitly allowed (for tests and local development only).
-pub(crate) fn check_url(url: &str, allow_http_loopback: bool) -> Result<reqwest::Url, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+/// Whether `url` may be fetched: https, or http to a loopback host when
+/// explicitly allowed (for tests and local development only); and, for an
+/// IP-literal host (which no resolver sees), an address the policy allows.
+/// Names are checked when they resolve, at connect time
+/// ([`GuardedResolver`](super::address::GuardedResolver)).
+pub(crate) fn check_url(url: &str, policy: UrlPolicy) -> Result<reqwest::Url, String> {
+    let shown = redact(url);
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{shown} is not a URL: {e}"))?;
     match parsed.scheme() {
-        "https" => Ok(parsed),
-        "http" if allow_http_loopback && is_loopback(&parsed) => Ok(parsed),
-        "http" if allow_http_loopback => Err(format!(
-            "{url} uses plain http to a host that is not loopback; only https is allowed"
-        )),
-        "http" => Err(format!(
-            "{url} uses plain http; only https is allowed (http to loopback needs allow_http_loopback)"
-        )),
-        other => Err(format!("{url} has scheme {other:?}; only https is allowed")),
+        "https" => {}
+        "http" if policy.allow_http_loopback && is_loopback(&parsed) => {}
+        "http" if policy.allow_http_loopback => {
+            return Err(format!(
+                "{shown} uses plain http to a host that is not loopback; only https is allowed"
+            ));
+        }
+        "http" => {
+            return Err(format!(
+                "{shown} uses plain http; only https is allowed (http to loopback needs allow_http_loopback)"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "{shown} has scheme {other:?}; only https is allowed"
+            ));
+        }
+    }
+    let literal = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        Some(url::Host::Domain(_)) => None,
+        None => return Err(format!("{shown} has no host")),
+    };
+    if let Some(ip) = literal {
+        if !policy.allows(ip) {
+            return Err(format!(
+                "{shown} is a {} address: refused before connecting (allow_private_addresses allows it)",
+                match super::address::classify(ip) {
+                    super::address::AddrClass::NonPublic(n) => n,
+                    _ => "loopback",
+                }
+            ));
+        }
+    }
+    Ok(parsed)
+}
+
+/// A loopback IP literal, or `localhost` (which the resolver then holds to
+/// loopback addresses only).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => is_localhost_name(d),
+        None => false,
     }
 }
 
-fn is_loopback(url: &reqwest::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
+/// The limits of one fetch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) timeout: Duration,
+    pub(crate) max_bytes: usize,
+    pub(crate) policy: UrlPolicy,
 }
 
 /// What one successful fetch brought.
@@ -135,10 +192,18 @@ pub(crate) enum Fetched<T> {
 async fn get_json(
     client: &reqwest::Client,
     url: &str,
-    timeout: Duration,
-    max_bytes: usize,
+    limits: Limits,
     etag: Option<&str>,
 ) -> Result<Fetched<Vec<u8>>, FetchError> {
+    let Limits {
+        timeout,
+        max_bytes,
+        policy,
+    } = limits;
+    // Again at request time: a client of the caller's own has no resolver
+    // of ours, but IP literals are still caught here.
+    check_url(url, policy).map_err(|e| FetchError::new(FetchErrorKind::Rejected, e))?;
+    let shown = redact(url);
     let mut req = client.get(url).timeout(timeout).header(
         reqwest::header::ACCEPT,
         "application/jwk-set+json, application/json",
@@ -159,7 +224,7 @@ async fn get_json(
     if status != reqwest::StatusCode::OK {
         return Err(FetchError::new(
             FetchErrorKind::Status,
-            format!("{url} answered {status}"),
+            format!("{shown} answered {status}"),
         ));
     }
     if let Some(ct) = resp.headers().get(CONTENT_TYPE) {
@@ -167,12 +232,12 @@ async fn get_json(
         if !ct.to_ascii_lowercase().contains("json") {
             return Err(FetchError::new(
                 FetchErrorKind::Invalid,
-                format!("{url} answered with content type {ct:?}, not JSON"),
+                format!("{shown} answered with content type {ct:?}, not JSON"),
             ));
         }
     }
     if resp.content_length().is_some_and(|n| n > max_bytes as u64) {
-        return Err(too_large(url, max_bytes));
+        return Err(too_large(&shown, max_bytes));
     }
     let new_etag = resp
         .headers()
@@ -181,8 +246,8 @@ async fn get_json(
         .map(str::to_owned);
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| from_reqwest(url, &e))? {
-        if body.len() + chunk.len() > max_bytes {
-            return Err(too_large(url, max_bytes));
+        if body.len().saturating_add(chunk.len()) > max_bytes {
+            return Err(too_large(&shown, max_bytes));
         }
         body.extend_from_slice(&chunk);
     }
@@ -218,11 +283,10 @@ fn parse_max_age(value: &str) -> Option<Duration> {
 pub(crate) async fn jwks(
     client: &reqwest::Client,
     url: &str,
-    timeout: Duration,
-    max_bytes: usize,
+    limits: Limits,
     etag: Option<&str>,
 ) -> Result<Fetched<(KeySet, Arc<[u8]>)>, FetchError> {
-    match get_json(client, url, timeout, max_bytes, etag).await? {
+    match get_json(client, url, limits, etag).await? {
         Fetched::NotModified { max_age } => Ok(Fetched::NotModified { max_age }),
         Fetched::New {
             value,
@@ -230,8 +294,9 @@ pub(crate) async fn jwks(
             max_age,
         } => {
             // An empty or all-unusable set is an error: it never replaces good keys.
-            let set = KeySet::from_jwks(&value)
-                .map_err(|e| FetchError::new(FetchErrorKind::Invalid, format!("{url}: {e}")))?;
+            let set = KeySet::from_jwks(&value).map_err(|e| {
+                FetchError::new(FetchErrorKind::Invalid, format!("{}: {e}", redact(url)))
+            })?;
             Ok(Fetched::New {
                 value: (set, value.into()),
                 etag,
@@ -283,17 +348,15 @@ pub(crate) async fn discover(
     client: &reqwest::Client,
     url: &str,
     issuer: &str,
-    timeout: Duration,
-    max_bytes: usize,
-    allow_http_loopback: bool,
+    limits: Limits,
 ) -> Result<String, FetchError> {
-    let Fetched::New { value, .. } = get_json(client, url, timeout, max_bytes, None).await? else {
+    let Fetched::New { value, .. } = get_json(client, url, limits, None).await? else {
         return Err(FetchError::new(
             FetchErrorKind::Invalid,
-            format!("{url}: unexpected 304"),
+            format!("{}: unexpected 304", redact(url)),
         ));
     };
-    parse_discovery(&value, url, issuer, allow_http_loopback)
+    parse_discovery(&value, url, issuer, limits.policy)
 }
 
 /// Reads a discovery document: checks that it names `issuer` and that its
@@ -302,8 +365,9 @@ pub(crate) fn parse_discovery(
     body: &[u8],
     url: &str,
     issuer: &str,
-    allow_http_loopback: bool,
+    policy: UrlPolicy,
 ) -> Result<String, FetchError> {
+    let url = &redact(url);
     // RFC 8259 §8.1: JSON text is UTF-8; serde_json checks only the strings
     // it keeps, so the members we skip are checked here.
     let body = std::str::from_utf8(body).map_err(|_| {
@@ -331,7 +395,7 @@ pub(crate) fn parse_discovery(
     }
     // The URL as parsed and checked, not the text: what is fetched later is
     // exactly what was checked here.
-    let checked = check_url(&doc.jwks_uri, allow_http_loopback)
+    let checked = check_url(&doc.jwks_uri, policy)
         .map_err(|e| FetchError::new(FetchErrorKind::Rejected, format!("jwks_uri: {e}")))?;
     Ok(checked.into())
 }
@@ -339,6 +403,15 @@ pub(crate) fn parse_discovery(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const STRICT: UrlPolicy = UrlPolicy {
+        allow_http_loopback: false,
+        allow_private: false,
+    };
+    const LOOPBACK: UrlPolicy = UrlPolicy {
+        allow_http_loopback: true,
+        allow_private: false,
+    };
 
     #[test]
     fn max_age_is_parsed() {
@@ -352,16 +425,29 @@ mod tests {
 
     #[test]
     fn only_https_or_opted_in_loopback_http() {
-        assert!(check_url("https://idp.example.com/jwks", false).is_ok());
-        assert!(check_url("http://idp.example.com/jwks", false).is_err());
-        assert!(check_url("http://idp.example.com/jwks", true).is_err());
-        assert!(check_url("http://10.0.0.1/jwks", true).is_err());
-        assert!(check_url("http://127.0.0.1:8080/jwks", false).is_err());
-        assert!(check_url("http://127.0.0.1:8080/jwks", true).is_ok());
-        assert!(check_url("http://[::1]:8080/jwks", true).is_ok());
-        assert!(check_url("http://localhost/jwks", true).is_ok());
-        assert!(check_url("ftp://idp.example.com/jwks", true).is_err());
-        assert!(check_url("file:///etc/passwd", true).is_err());
+        assert!(check_url("https://idp.example.com/jwks", STRICT).is_ok());
+        assert!(check_url("http://idp.example.com/jwks", STRICT).is_err());
+        assert!(check_url("http://idp.example.com/jwks", LOOPBACK).is_err());
+        assert!(check_url("http://10.0.0.1/jwks", LOOPBACK).is_err());
+        assert!(check_url("http://127.0.0.1:8080/jwks", STRICT).is_err());
+        assert!(check_url("http://127.0.0.1:8080/jwks", LOOPBACK).is_ok());
+        assert!(check_url("http://[::1]:8080/jwks", LOOPBACK).is_ok());
+        assert!(check_url("http://localhost/jwks", LOOPBACK).is_ok());
+        assert!(check_url("ftp://idp.example.com/jwks", LOOPBACK).is_err());
+        assert!(check_url("file:///etc/passwd", LOOPBACK).is_err());
+        // IP literals are never resolved, so they are checked here.
+        assert!(check_url("https://10.0.0.1/jwks", LOOPBACK).is_err());
+        assert!(check_url("https://169.254.169.254/jwks", LOOPBACK).is_err());
+        assert!(check_url("https://[fd00::1]/jwks", LOOPBACK).is_err());
+        assert!(check_url("https://[::ffff:10.0.0.1]/jwks", LOOPBACK).is_err());
+        assert!(check_url("https://127.0.0.1/jwks", STRICT).is_err());
+        assert!(check_url("https://127.0.0.1/jwks", LOOPBACK).is_ok());
+        let private = UrlPolicy {
+            allow_http_loopback: false,
+            allow_private: true,
+        };
+        assert!(check_url("https://10.0.0.1/jwks", private).is_ok());
+        assert!(check_url("http://10.0.0.1/jwks", private).is_err());
     }
 
     /// Found by `fuzz/fuzz_targets/discovery.rs`: invalid UTF-8 in a member
@@ -370,21 +456,21 @@ mod tests {
     fn discovery_document_must_be_utf8_throughout() {
         let mut doc = br#"{"issuer":"https://idp.test","jwks_uri":"https://idp.test/k","token_endpoint":"htt"#.to_vec();
         doc.extend_from_slice(b"\xff\"}");
-        let e = parse_discovery(&doc, "u", "https://idp.test", false).unwrap_err();
+        let e = parse_discovery(&doc, "u", "https://idp.test", STRICT).unwrap_err();
         assert_eq!(e.kind(), FetchErrorKind::Invalid);
         let fine = br#"{"issuer":"https://idp.test","jwks_uri":"https://idp.test/k","token_endpoint":"x"}"#;
         assert_eq!(
-            parse_discovery(fine, "u", "https://idp.test", false).unwrap(),
+            parse_discovery(fine, "u", "https://idp.test", STRICT).unwrap(),
             "https://idp.test/k"
         );
         // Also from the fuzzer: the URL handed on is the one checked, in its
         // parsed form, not the document's spelling of it.
         let odd = br#"{"issuer":"https://idp.test","jwks_uri":"https:/+idp.test/k"}"#;
-        let uri = parse_discovery(odd, "u", "https://idp.test", false).unwrap();
+        let uri = parse_discovery(odd, "u", "https://idp.test", STRICT).unwrap();
         assert!(uri.starts_with("https://"), "{uri}");
         // The issuer must match exactly (OIDC Discovery §4.3).
         let other = br#"{"issuer":"https://idp.test/","jwks_uri":"https://idp.test/k"}"#;
-        let e = parse_discovery(other, "u", "https://idp.test", false).unwrap_err();
+        let e = parse_discovery(other, "u", "https://idp.test", STRICT).unwrap_err();
         assert_eq!(e.kind(), FetchErrorKind::Rejected);
     }
 

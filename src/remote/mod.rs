@@ -7,7 +7,15 @@
 //! waiting, whatever the refresher is doing. Only a token with an unknown
 //! `kid`, validated with [`Validator::validate_async`](crate::Validator::validate_async),
 //! waits, for one refresh shared with every concurrent caller.
+//!
+//! Fetches go only where the builder allows: https (plain http only to
+//! loopback, opted in), and never to a loopback, private, link-local or
+//! otherwise non-global address unless
+//! [`allow_private_addresses`](RemoteKeySetBuilder::allow_private_addresses)
+//! says so. The configured URL, a discovered `jwks_uri` and every redirect
+//! are checked; names are checked where they resolve, at connect time.
 
+pub(crate) mod address;
 pub(crate) mod fetch;
 
 use std::collections::hash_map::RandomState;
@@ -21,6 +29,8 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::oneshot;
 
 pub use fetch::{DiscoveryKind, FetchError, FetchErrorKind};
+
+use address::{GuardedResolver, UrlPolicy, redact};
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{BuildError, Error};
@@ -44,6 +54,24 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const INITIAL_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Longest retry delay after failed fetches.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(5 * 60);
+/// Most redirects followed by the default client (the README's promise).
+pub const MAX_REDIRECTS: usize = 3;
+/// Longest delay ever scheduled: a longer setting (`Duration::MAX`) means
+/// "as good as never" without overflowing the runtime's clock.
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+
+/// Whole seconds of `d` as an `i64`, saturating: `Duration::MAX` stays the
+/// largest value instead of wrapping negative and inverting a comparison.
+fn secs_i64(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// `now + d`, capped at [`FAR_FUTURE`]: never panics, whatever `d`.
+fn deadline_after(now: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    now.checked_add(d.min(FAR_FUTURE))
+        .or_else(|| now.checked_add(MAX_RETRY_DELAY))
+        .unwrap_or(now)
+}
 
 /// A key set fetched from an identity provider and kept fresh.
 ///
@@ -90,10 +118,11 @@ enum Source {
 }
 
 impl fmt::Display for Source {
+    /// The URL without query or userinfo: this is what the logs show.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Jwks(u) => f.write_str(u),
-            Source::Discovery { url, .. } => f.write_str(url),
+            Source::Jwks(u) => f.write_str(&redact(u)),
+            Source::Discovery { url, .. } => f.write_str(&redact(url)),
         }
     }
 }
@@ -108,6 +137,7 @@ struct Policy {
     timeout: Duration,
     max_body_bytes: usize,
     allow_http_loopback: bool,
+    allow_private_addresses: bool,
 }
 
 struct Shared {
@@ -250,7 +280,7 @@ impl Shared {
         }
         let last = self.last_success.load(Ordering::Relaxed);
         let age = self.clock.now().saturating_sub(last);
-        if age > self.policy.max_staleness.as_secs() as i64 {
+        if age > secs_i64(self.policy.max_staleness) {
             return Err(Error::KeysUnavailable {
                 reason: format!(
                     "keys from {} are {age} s old, past the allowed staleness of {} s",
@@ -284,7 +314,7 @@ impl Shared {
             return self.knows(kid);
         }
         let now = self.clock.now();
-        let cooldown = self.policy.unknown_kid_cooldown.as_secs() as i64;
+        let cooldown = secs_i64(self.policy.unknown_kid_cooldown);
         if st
             .last_unknown_kid_refresh
             .is_some_and(|t| now.saturating_sub(t) < cooldown)
@@ -307,8 +337,10 @@ impl Shared {
         } else {
             st.failures_in_row.saturating_add(1)
         };
-        st.next_due =
-            Some(tokio::time::Instant::now() + self.next_delay(&result, st.failures_in_row));
+        st.next_due = Some(deadline_after(
+            tokio::time::Instant::now(),
+            self.next_delay(&result, st.failures_in_row),
+        ));
         match &result {
             Ok(_) => {
                 self.last_success.store(self.clock.now(), Ordering::Relaxed);
@@ -337,34 +369,19 @@ impl Shared {
             (Source::Jwks(url), _) => url.clone(),
             (Source::Discovery { .. }, Some(url)) => url.clone(),
             (Source::Discovery { issuer, url }, None) => {
-                tracing::debug!(%url, "fetching discovery document");
-                let found = fetch::discover(
-                    &self.client,
-                    url,
-                    issuer,
-                    p.timeout,
-                    p.max_body_bytes,
-                    p.allow_http_loopback,
-                )
-                .await?;
+                tracing::debug!(url = %redact(url), "fetching discovery document");
+                let found = fetch::discover(&self.client, url, issuer, p.limits()).await?;
                 st.jwks_uri = Some(found.clone());
                 st.etag = None;
                 found
             }
         };
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(url = %jwks_uri, "fetching key set");
-        match fetch::jwks(
-            &self.client,
-            &jwks_uri,
-            p.timeout,
-            p.max_body_bytes,
-            st.etag.as_deref(),
-        )
-        .await?
-        {
+        let shown = redact(&jwks_uri);
+        tracing::debug!(url = %shown, "fetching key set");
+        match fetch::jwks(&self.client, &jwks_uri, p.limits(), st.etag.as_deref()).await? {
             fetch::Fetched::NotModified { max_age } => {
-                tracing::debug!(url = %jwks_uri, "key set not modified");
+                tracing::debug!(url = %shown, "key set not modified");
                 Ok(max_age)
             }
             fetch::Fetched::New {
@@ -372,8 +389,8 @@ impl Shared {
                 etag,
                 max_age,
             } => {
-                tracing::debug!(url = %jwks_uri, keys = value.len(), "key set fetched");
-                self.log_rotation(&value, &jwks_uri);
+                tracing::debug!(url = %shown, keys = value.len(), "key set fetched");
+                self.log_rotation(&value, &shown);
                 if let Ok(mut d) = self.document.lock() {
                     *d = Some(document);
                 }
@@ -409,6 +426,21 @@ impl Shared {
 }
 
 impl Policy {
+    fn url_policy(&self) -> UrlPolicy {
+        UrlPolicy {
+            allow_http_loopback: self.allow_http_loopback,
+            allow_private: self.allow_private_addresses,
+        }
+    }
+
+    fn limits(&self) -> fetch::Limits {
+        fetch::Limits {
+            timeout: self.timeout,
+            max_bytes: self.max_body_bytes,
+            policy: self.url_policy(),
+        }
+    }
+
     /// How long to wait before the next scheduled fetch, before jitter:
     /// after a success, the server's `max-age` (or the default interval)
     /// clamped to the bounds; after `failures` failures in a row, a delay
@@ -446,7 +478,7 @@ async fn refresher(weak: Weak<Shared>, mut stop: oneshot::Receiver<()>) {
                 let _ = shared.fetch_locked(&mut st).await;
             }
             st.next_due
-                .unwrap_or_else(|| tokio::time::Instant::now() + INITIAL_RETRY_DELAY)
+                .unwrap_or_else(|| deadline_after(tokio::time::Instant::now(), INITIAL_RETRY_DELAY))
         };
         tokio::select! {
             () = tokio::time::sleep_until(due) => {}
@@ -481,6 +513,7 @@ impl Default for RemoteKeySetBuilder {
                 timeout: DEFAULT_TIMEOUT,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 allow_http_loopback: false,
+                allow_private_addresses: false,
             },
             clock: Arc::new(SystemClock),
         }
@@ -510,8 +543,14 @@ impl RemoteKeySetBuilder {
     }
 
     /// The HTTP client for fetches: your proxy, CA roots, and so on. Its own
-    /// redirect policy applies. Default: a client with a 2 s connect timeout,
-    /// at most 3 redirects, https only (http to loopback if allowed).
+    /// redirect policy and resolver apply: the address filter then sees only
+    /// IP-literal URLs, not names or redirects, so give such a client a
+    /// proxy or network policy that keeps it off internal addresses.
+    /// Default: a client with a 2 s connect timeout, at most
+    /// [`MAX_REDIRECTS`] redirects, each re-checked, https only (http to
+    /// loopback if allowed), no proxy from the environment, and every
+    /// resolved address checked before connecting (see
+    /// [`allow_private_addresses`](Self::allow_private_addresses)).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.client = Some(client);
         self
@@ -566,8 +605,23 @@ impl RemoteKeySetBuilder {
 
     /// Allows plain http to loopback addresses (127.0.0.0/8, ::1,
     /// localhost), for tests and local development. Never other hosts.
+    /// Implies that loopback addresses may be connected to at all.
     pub fn allow_http_loopback(mut self, allow: bool) -> Self {
         self.policy.allow_http_loopback = allow;
+        self
+    }
+
+    /// Allows connecting to addresses that are not global unicast: loopback,
+    /// private (RFC 1918, fc00::/7), link-local (169.254.0.0/16, fe80::/10,
+    /// where cloud metadata services live), shared, unspecified and
+    /// reserved ones. Default `false`: a discovered `jwks_uri`, a redirect,
+    /// or a name that resolves to such an address is refused before any
+    /// connection (SSRF), checked at connect time so that a DNS answer that
+    /// changes after a check (rebinding) is caught too. Turn it on when the
+    /// identity provider itself lives on a private network. It never allows
+    /// plain http.
+    pub fn allow_private_addresses(mut self, allow: bool) -> Self {
+        self.policy.allow_private_addresses = allow;
         self
     }
 
@@ -588,7 +642,7 @@ impl RemoteKeySetBuilder {
             .ok_or_else(|| BuildError::new("no source: call jwks_url() or discovery()"))?
             .map_err(BuildError::new)?;
         let p = &self.policy;
-        let check = |u: &str| fetch::check_url(u, p.allow_http_loopback).map_err(BuildError::new);
+        let check = |u: &str| fetch::check_url(u, p.url_policy()).map_err(BuildError::new);
         match &source {
             Source::Jwks(u) => check(u)?,
             Source::Discovery { url, .. } => check(url)?,
@@ -605,7 +659,7 @@ impl RemoteKeySetBuilder {
             .map_err(|_| BuildError::new("RemoteKeySet::build must run inside a Tokio runtime"))?;
         let client = match self.client {
             Some(c) => c,
-            None => default_client(p.allow_http_loopback)?,
+            None => default_client(p.url_policy())?,
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         let bootstrap = self.bootstrap.map(Arc::new);
@@ -631,19 +685,25 @@ impl RemoteKeySetBuilder {
     }
 }
 
-fn default_client(allow_http_loopback: bool) -> Result<reqwest::Client, BuildError> {
-    let policy = reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= 3 {
+fn default_client(policy: UrlPolicy) -> Result<reqwest::Client, BuildError> {
+    let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+        // `previous()` holds the original URL and every earlier hop: when
+        // deciding on the Nth redirect it has N entries.
+        if attempt.previous().len() > MAX_REDIRECTS {
             attempt.error("more than 3 redirects")
-        } else if fetch::check_url(attempt.url().as_str(), allow_http_loopback).is_err() {
-            attempt.error("redirect to a URL that is not allowed")
+        } else if let Err(e) = fetch::check_url(attempt.url().as_str(), policy) {
+            attempt.error(format!("redirect to a URL that is not allowed: {e}"))
         } else {
             attempt.follow()
         }
     });
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
-        .redirect(policy)
+        .redirect(redirects)
+        // A proxy would resolve and connect on our behalf, out of reach of
+        // the address filter; a caller who needs one passes its own client.
+        .no_proxy()
+        .dns_resolver(GuardedResolver(policy))
         .user_agent(concat!("tokenwarden/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| BuildError::new(format!("HTTP client: {e}")))
@@ -682,6 +742,21 @@ mod tests {
         let p = policy();
         let secs: Vec<u64> = (1..=12).map(|n| p.delay(None, n).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+    }
+
+    /// `Duration::MAX` as a setting: no wrap to a negative number of
+    /// seconds, no overflow of the runtime's clock.
+    #[test]
+    fn duration_max_saturates_instead_of_wrapping_or_panicking() {
+        assert_eq!(secs_i64(Duration::MAX), i64::MAX);
+        assert_eq!(secs_i64(Duration::from_secs(30)), 30);
+        let now = tokio::time::Instant::now();
+        assert!(deadline_after(now, Duration::MAX) >= now + FAR_FUTURE);
+        let mut p = policy();
+        p.refresh_interval = Duration::MAX;
+        p.max_refresh_interval = Duration::MAX;
+        assert_eq!(p.delay(Some(None), 0), Duration::MAX);
+        assert!(jitter(Duration::MAX) >= Duration::MAX - Duration::MAX / 10);
     }
 
     #[test]

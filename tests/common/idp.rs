@@ -40,8 +40,10 @@ struct State {
     cache_control: Mutex<Option<String>>,
     etag: Mutex<Option<String>>,
     discovery_padding: Mutex<usize>,
+    jwks_uri_override: Mutex<Option<String>>,
     not_modified: AtomicUsize,
-    jwks_hits: AtomicUsize,
+    /// JWKS requests seen; a watch so tests can wait for a count.
+    jwks_hits: tokio::sync::watch::Sender<usize>,
     discovery_hits: AtomicUsize,
     base: String,
     /// Opened by `release` for `Mode::Held`.
@@ -66,8 +68,9 @@ impl Idp {
             cache_control: Mutex::new(None),
             etag: Mutex::new(None),
             discovery_padding: Mutex::new(0),
+            jwks_uri_override: Mutex::new(None),
             not_modified: AtomicUsize::new(0),
-            jwks_hits: AtomicUsize::new(0),
+            jwks_hits: tokio::sync::watch::Sender::new(0),
             discovery_hits: AtomicUsize::new(0),
             base,
             gate: tokio::sync::Semaphore::new(0),
@@ -108,6 +111,11 @@ impl Idp {
         *self.state.discovery_padding.lock().unwrap() = spaces;
     }
 
+    /// Makes discovery name this `jwks_uri` (a hostile one) instead of ours.
+    pub fn set_jwks_uri(&self, uri: Option<&str>) {
+        *self.state.jwks_uri_override.lock().unwrap() = uri.map(str::to_owned);
+    }
+
     pub fn set_mode(&self, mode: Mode) {
         *self.state.mode.lock().unwrap() = mode;
     }
@@ -144,7 +152,19 @@ impl Idp {
     }
 
     pub fn jwks_hits(&self) -> usize {
-        self.state.jwks_hits.load(Ordering::SeqCst)
+        *self.state.jwks_hits.borrow()
+    }
+
+    /// Waits until at least `n` JWKS requests have arrived; fails the test
+    /// with a message after `DEADLINE`.
+    pub async fn wait_for_jwks_hits(&self, n: usize) {
+        let mut rx = self.state.jwks_hits.subscribe();
+        let waited = tokio::time::timeout(DEADLINE, rx.wait_for(|hits| *hits >= n)).await;
+        assert!(
+            matches!(waited, Ok(Ok(_))),
+            "the IdP saw {} JWKS requests, not {n}, within {DEADLINE:?}",
+            self.jwks_hits()
+        );
     }
 
     pub fn discovery_hits(&self) -> usize {
@@ -174,8 +194,13 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
             .unwrap()
             .clone()
             .unwrap_or_else(|| state.base.clone());
-        let mut body =
-            json!({"issuer": issuer, "jwks_uri": format!("{}/jwks", state.base)}).to_string();
+        let jwks_uri = state
+            .jwks_uri_override
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| format!("{}/jwks", state.base));
+        let mut body = json!({"issuer": issuer, "jwks_uri": jwks_uri}).to_string();
         let pad = *state.discovery_padding.lock().unwrap();
         body.push_str(&" ".repeat(pad));
         respond(&mut conn, 200, "application/json", None, &body).await;
@@ -196,7 +221,7 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
         respond(&mut conn, 404, "text/plain", None, "not found").await;
         return;
     }
-    state.jwks_hits.fetch_add(1, Ordering::SeqCst);
+    state.jwks_hits.send_modify(|n| *n += 1);
     let mut mode = state.mode.lock().unwrap().clone();
     if matches!(mode, Mode::Held) {
         state.holding.notify_one();
@@ -259,6 +284,46 @@ async fn serve(mut conn: TcpStream, state: Arc<State>) {
                 }
             }
         }
+    }
+}
+
+/// How long a test waits for something that should happen at once, on a
+/// loaded 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A listener on 127.0.0.1 that only counts the connections made to it and
+/// closes them: stands at a URL that must never be fetched.
+pub struct CountingListener {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+}
+
+impl CountingListener {
+    pub async fn start() -> CountingListener {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        CountingListener { port, connections }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
