@@ -195,10 +195,17 @@ pub async fn wait_status(url: &str, status: u16) {
     }
 }
 
-/// A config file for one issuer found through discovery, with the rules given.
+/// A config file for one issuer found through discovery, behind nginx,
+/// with the rules given.
 pub fn config(issuer: &str, rules: &str) -> String {
+    config_behind("nginx", issuer, rules)
+}
+
+/// A config file for one issuer found through discovery, behind this
+/// gateway (`nginx`, `traefik`, `envoy`), with the rules given.
+pub fn config_behind(gateway: &str, issuer: &str, rules: &str) -> String {
     format!(
-        "audiences = [\"api\"]\nallow_http = true\nrealm = \"shop\"\n\n[[issuer]]\nissuer = \"{issuer}\"\n\n{rules}"
+        "audiences = [\"api\"]\nallow_http = true\nrealm = \"shop\"\ngateway = \"{gateway}\"\n\n[[issuer]]\nissuer = \"{issuer}\"\n\n{rules}"
     )
 }
 

@@ -30,6 +30,7 @@ pub struct Metrics {
     unknown_kid: Family<IssuerLabel, Counter>,
     keys: Family<IssuerLabel, Gauge>,
     age: Family<IssuerLabel, Gauge>,
+    refused_connections: Counter,
     /// Serialises scrapes: counters copied from key-set statistics move by
     /// the difference since the last scrape.
     scrape: Mutex<()>,
@@ -73,7 +74,14 @@ impl Metrics {
             "Seconds since the issuer's keys were last fetched",
             age.clone(),
         );
+        let refused_connections = Counter::default();
+        registry.register(
+            "refused_connections",
+            "Connections closed at accept because max_connections were open",
+            refused_connections.clone(),
+        );
         Metrics {
+            refused_connections,
             registry,
             decisions,
             latency,
@@ -94,6 +102,11 @@ impl Metrics {
             })
             .inc();
         self.latency.observe(seconds);
+    }
+
+    /// Counts one connection closed over the cap.
+    pub fn connection_refused(&self) {
+        self.refused_connections.inc();
     }
 
     /// Sets a static key set's gauges (its keys never change).
