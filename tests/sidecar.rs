@@ -343,6 +343,7 @@ async fn sigterm_refuses_new_connections_and_finishes_requests_in_flight() {
             .get(url)
             .bearer_auth(token)
             .header("x-original-uri", "/orders")
+            .header("x-original-method", "GET")
             .send()
             .await
     });
