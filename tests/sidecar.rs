@@ -930,3 +930,62 @@ async fn remote_key_set_is_usable_only_with_loaded_fresh_keys() {
         .unwrap();
     assert!(!never.is_usable());
 }
+
+/// Out of file descriptors, `accept` fails until a connection closes: the
+/// sidecar backs off (no busy loop), says so once, and serves again when
+/// descriptors come back.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_failing_with_emfile_backs_off_logs_once_and_recovers() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("emfile");
+    let cfg = dir.write(
+        "tw.toml",
+        &with_server(&idp, "header_read_timeout_ms = 60000"),
+    );
+    let mut side = start_sidecar_with_fd_limit(&cfg, 64).await;
+    let mut logs = side.stderr_lines();
+    wait_status(&format!("http://{}/readyz", side.addr), 200).await;
+    // Hold more connections than the sidecar has descriptors for.
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        held.push(tokio::net::TcpStream::connect(side.addr).await.unwrap());
+    }
+    assert!(
+        logs.wait_for("accept failed; backing off").await,
+        "{:#?}",
+        logs.seen
+    );
+    // Accept keeps failing while the connections are held: with the
+    // back-off (10 ms doubling to 1 s) that is a handful of attempts in a
+    // second, where a busy loop makes thousands.
+    let held_since = std::time::Instant::now();
+    while held_since.elapsed() < std::time::Duration::from_secs(1) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Descriptors come back: served again.
+    drop(held);
+    wait_status(&format!("http://{}/healthz", side.addr), 200).await;
+    assert!(
+        logs.wait_for("accepting connections again").await,
+        "{:#?}",
+        logs.seen
+    );
+    let warned = logs
+        .drain()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert_eq!(warned, 1, "one warning per episode: {:#?}", logs.seen);
+    let text = reqwest::get(format!("http://{}/metrics", side.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures = sample(&text, "tokenwarden_accept_errors_total").unwrap_or(0.0);
+    assert!(
+        (1.0..50.0).contains(&failures),
+        "{failures} failed accepts: no back-off"
+    );
+}

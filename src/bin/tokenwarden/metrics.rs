@@ -31,6 +31,7 @@ pub struct Metrics {
     keys: Family<IssuerLabel, Gauge>,
     age: Family<IssuerLabel, Gauge>,
     refused_connections: Counter,
+    accept_errors: Counter,
     /// Serialises scrapes: counters copied from key-set statistics move by
     /// the difference since the last scrape.
     scrape: Mutex<()>,
@@ -80,8 +81,15 @@ impl Metrics {
             "Connections closed at accept because max_connections were open",
             refused_connections.clone(),
         );
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failed accepts (such as EMFILE), each followed by a back-off",
+            accept_errors.clone(),
+        );
         Metrics {
             refused_connections,
+            accept_errors,
             registry,
             decisions,
             latency,
@@ -107,6 +115,11 @@ impl Metrics {
     /// Counts one connection closed over the cap.
     pub fn connection_refused(&self) {
         self.refused_connections.inc();
+    }
+
+    /// Counts one failed accept.
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
     }
 
     /// Sets a static key set's gauges (its keys never change).

@@ -305,6 +305,7 @@ async fn serve(config: Config) -> Result<(), String> {
                 stream
             }
             Err(e) => {
+                state.metrics.accept_failed();
                 // Out of file descriptors (EMFILE) and the like: retrying at
                 // once would spin on the same error. Wait, longer each time,
                 // and say so once per episode.
