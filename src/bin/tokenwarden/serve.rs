@@ -1,10 +1,12 @@
 //! `tokenwarden serve`: a forward-auth sidecar for API gateways.
 //!
-//! `GET /auth` answers nginx `auth_request`, Traefik ForwardAuth and Envoy
+//! `/auth` answers nginx `auth_request`, Traefik ForwardAuth and Envoy
 //! `ext_authz` (HTTP mode): 200 with identity headers, or the refusal of
-//! RFC 6750 §3 (401/403 with `WWW-Authenticate`, 503 without keys).
-//! `/healthz` is liveness, `/readyz` readiness (keys loaded), `/metrics` is
-//! Prometheus text.
+//! RFC 6750 §3 (401/403 with `WWW-Authenticate`, 503 without keys), or 400
+//! when the configured gateway's description of the original request is
+//! missing, repeated, not visible ASCII or not a path with a safe normal
+//! form. `/healthz` is liveness, `/readyz` readiness (usable keys for every
+//! issuer), `/metrics` is Prometheus text.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
