@@ -89,14 +89,15 @@ async fn decisions_identity_headers_readiness_metrics_and_sigterm() {
     let r = get(&format!("{base}/auth"), None, "/public/logo.png").await;
     assert_eq!(r.status(), 200, "anonymous rule");
 
-    // Envoy ext_authz style: the original path appended to /auth.
+    // Behind nginx, the Envoy convention (the path after /auth) is not
+    // read: without X-Original-URI the request is refused, and counted.
     let r = reqwest::Client::new()
         .get(format!("{base}/auth/admin/users"))
         .bearer_auth(&good)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(r.status(), 400);
 
     let metrics = reqwest::get(format!("{base}/metrics"))
         .await
@@ -114,7 +115,8 @@ async fn decisions_identity_headers_readiness_metrics_and_sigterm() {
     assert_eq!(count("ok"), 1.0, "{metrics}");
     assert_eq!(count("missing_token"), 1.0);
     assert_eq!(count("expired"), 1.0);
-    assert_eq!(count("insufficient_scope"), 2.0);
+    assert_eq!(count("insufficient_scope"), 1.0);
+    assert_eq!(count("bad_request"), 1.0);
     assert_eq!(count("anonymous"), 1.0);
     assert_eq!(count("keys_unavailable"), 1.0);
     let iss = idp.issuer();
@@ -201,6 +203,8 @@ fn serve_flags<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String) {
 fn flag_values_are_values_never_configuration() {
     // Quotes, backslashes, newlines and brackets are kept as written.
     let (code, err) = serve_flags(&[
+        "--gateway",
+        "nginx",
         "--issuer",
         "https://idp.example.com/\"realm\\x",
         "--audience",
@@ -210,6 +214,8 @@ fn flag_values_are_values_never_configuration() {
     // An audience that tries to switch on plain http does not: the issuer's
     // http URL is still refused.
     let (code, err) = serve_flags(&[
+        "--gateway",
+        "nginx",
         "--issuer",
         "http://idp.example.com",
         "--audience",
@@ -217,7 +223,14 @@ fn flag_values_are_values_never_configuration() {
     ]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("must use https"), "{err}");
-    let (code, err) = serve_flags(&["--issuer", "http://idp.example.com", "--audience", "api"]);
+    let (code, err) = serve_flags(&[
+        "--gateway",
+        "nginx",
+        "--issuer",
+        "http://idp.example.com",
+        "--audience",
+        "api",
+    ]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("flags:") && err.contains("must use https"),
@@ -227,7 +240,7 @@ fn flag_values_are_values_never_configuration() {
 
 #[test]
 fn bad_configuration_files_exit_2_with_line_and_field() {
-    let good = "audiences = [\"api\"]\n[[issuer]]\nissuer = \"https://idp.example.com\"\n";
+    let good = "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://idp.example.com\"\n";
     let (code, err) = serve_with(good);
     assert_eq!(code, Some(0), "{err}");
 
@@ -254,13 +267,28 @@ fn bad_configuration_files_exit_2_with_line_and_field() {
         ),
         (
             "bad rule",
-            "audiences = [\"api\"]\n[[issuer]]\nissuer = \"https://i.example\"\n[[rule]]\npath = \"admin/*\"\n",
-            &[":5:", "rule[0].path", "must start with '/'"][..],
+            "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://i.example\"\n[[rule]]\npath = \"admin/*\"\n",
+            &[":6:", "rule[0].path", "must start with '/'"][..],
         ),
         (
             "bad rule method",
-            "audiences = [\"api\"]\n[[issuer]]\nissuer = \"https://i.example\"\n[[rule]]\npath = \"/a\"\nmethods = [\"YEET\"]\n",
-            &[":6:", "rule[0].methods", "unknown HTTP method"][..],
+            "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://i.example\"\n[[rule]]\npath = \"/a\"\nmethods = [\"YEET\"]\n",
+            &[":7:", "rule[0].methods", "unknown HTTP method"][..],
+        ),
+        (
+            "no gateway",
+            "audiences = [\"api\"]\n[[issuer]]\nissuer = \"https://i.example\"\n",
+            &["gateway: missing", "nginx", "traefik", "envoy"][..],
+        ),
+        (
+            "unknown gateway",
+            "audiences = [\"api\"]\ngateway = \"haproxy\"\n[[issuer]]\nissuer = \"https://i.example\"\n",
+            &[":2:", "gateway: must be"][..],
+        ),
+        (
+            "rule path not normal",
+            "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://i.example\"\n[[rule]]\npath = \"/a/../admin/*\"\n",
+            &[":6:", "rule[0].path", "not in normal form", "\"/admin/\""][..],
         ),
         ("not TOML", "audiences = [\"api\"\n", &["bad.toml:"][..]),
     ];
@@ -289,7 +317,7 @@ async fn sigterm_refuses_new_connections_and_finishes_requests_in_flight() {
     let cfg = dir.write(
         "tw.toml",
         &format!(
-            "audiences = [\"api\"]\nallow_http = true\n\n[[issuer]]\nissuer = \"{}\"\njwks_url = \"{}\"\n",
+            "audiences = [\"api\"]\nallow_http = true\ngateway = \"nginx\"\n\n[[issuer]]\nissuer = \"{}\"\njwks_url = \"{}\"\n",
             idp.issuer(),
             idp.jwks_url()
         ),
@@ -315,6 +343,7 @@ async fn sigterm_refuses_new_connections_and_finishes_requests_in_flight() {
             .get(url)
             .bearer_auth(token)
             .header("x-original-uri", "/orders")
+            .header("x-original-method", "GET")
             .send()
             .await
     });
@@ -349,4 +378,614 @@ async fn sigterm_refuses_new_connections_and_finishes_requests_in_flight() {
     };
     assert_eq!(r.status(), 200, "{seen:#?}");
     assert_eq!(code, Some(0), "{seen:#?}");
+}
+
+#[test]
+fn flags_without_a_gateway_are_refused() {
+    let (code, err) = serve_flags(&["--issuer", "https://idp.example.com", "--audience", "api"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--gateway nginx|traefik|envoy is required"),
+        "{err}"
+    );
+    let (code, err) = serve_flags(&[
+        "--gateway",
+        "traefik",
+        "--issuer",
+        "https://idp.example.com",
+        "--audience",
+        "api",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// A request to the sidecar's `/auth` with exactly these headers.
+async fn ask(
+    base: &str,
+    path: &str,
+    method: reqwest::Method,
+    token: Option<&str>,
+    headers: &[(&str, &[u8])],
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new().request(method, format!("{base}{path}"));
+    for (name, value) in headers {
+        req = req.header(
+            *name,
+            reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+        );
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+async fn metric(base: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    sample(&text, series).unwrap_or(0.0)
+}
+
+const ADMIN_AND_PUBLIC: &str = r#"
+[[rule]]
+path = "/public/*"
+anonymous = true
+
+[[rule]]
+path = "/admin/*"
+scopes = ["admin"]
+"#;
+
+/// Traefik ForwardAuth sends only `X-Forwarded-*` and passes the client's
+/// own `X-Original-*` through: those must never be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_trusts_only_x_forwarded_headers() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("traefik");
+    let cfg = dir.write(
+        "tw.toml",
+        &config_behind("traefik", idp.issuer(), ADMIN_AND_PUBLIC),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+    let base = format!("http://{}", side.addr);
+    wait_status(&format!("{base}/readyz"), 200).await;
+    let user = idp.token().audience("api").subject("eve").sign();
+    use reqwest::Method;
+
+    // The real request: DELETE /admin/x. The client adds X-Original-*
+    // claiming /public/: judged by the admin rule all the same.
+    let spoof: &[(&str, &[u8])] = &[
+        ("x-forwarded-method", b"DELETE"),
+        ("x-forwarded-uri", b"/admin/x"),
+        ("x-original-uri", b"/public/"),
+        ("x-original-method", b"GET"),
+    ];
+    let r = ask(&base, "/auth", Method::GET, Some(&user), spoof).await;
+    assert_eq!(r.status(), 403, "judged as /admin/x");
+    let r = ask(&base, "/auth", Method::GET, None, spoof).await;
+    assert_eq!(
+        r.status(),
+        401,
+        "judged as /admin/x, not the anonymous rule"
+    );
+
+    // No fallback: without the trusted header, the client's copy of
+    // another convention is not used.
+    let only_spoof: &[(&str, &[u8])] = &[
+        ("x-forwarded-method", b"GET"),
+        ("x-original-uri", b"/public/"),
+    ];
+    let r = ask(&base, "/auth", Method::GET, None, only_spoof).await;
+    assert_eq!(r.status(), 400, "missing X-Forwarded-Uri");
+    // Envoy's convention is not read either.
+    let r = ask(
+        &base,
+        "/auth/public/x",
+        Method::GET,
+        None,
+        &[("x-forwarded-method", b"GET")],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+
+    // A byte >= 0x80, a control byte, or a repeated header: refused, never
+    // read from somewhere else.
+    let refused: [&[(&str, &[u8])]; 5] = [
+        &[
+            ("x-forwarded-method", b"GET"),
+            ("x-forwarded-uri", b"/admin/\x80x"),
+            ("x-original-uri", b"/public/"),
+        ],
+        &[
+            ("x-forwarded-method", b"GET"),
+            ("x-forwarded-uri", b"/admin/\tx"),
+        ],
+        &[
+            ("x-forwarded-method", b"GET"),
+            ("x-forwarded-uri", b"/public/"),
+            ("x-forwarded-uri", b"/admin/x"),
+        ],
+        &[
+            ("x-forwarded-method", b"GET"),
+            ("x-forwarded-method", b"DELETE"),
+            ("x-forwarded-uri", b"/public/"),
+        ],
+        &[
+            ("x-forwarded-method", b"G\xc3\x89T"),
+            ("x-forwarded-uri", b"/public/"),
+        ],
+    ];
+    for headers in refused {
+        let r = ask(&base, "/auth", Method::GET, None, headers).await;
+        assert_eq!(r.status(), 400, "{headers:?}");
+    }
+    assert_eq!(
+        metric(
+            &base,
+            "tokenwarden_validations_total{result=\"bad_request\"}"
+        )
+        .await,
+        7.0
+    );
+
+    // The honest anonymous request still passes.
+    let ok: &[(&str, &[u8])] = &[
+        ("x-forwarded-method", b"GET"),
+        ("x-forwarded-uri", b"/public/a?b=1"),
+    ];
+    let r = ask(&base, "/auth", Method::GET, None, ok).await;
+    assert_eq!(r.status(), 200);
+}
+
+/// Envoy ext_authz (HTTP): the original path after `/auth`, the method of
+/// the check request itself; headers claiming otherwise are ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_reads_the_path_after_auth_and_the_check_requests_method() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("envoy");
+    let rules = format!(
+        "{ADMIN_AND_PUBLIC}\n[[rule]]\npath = \"/orders/*\"\nmethods = [\"DELETE\"]\nscopes = [\"orders:delete\"]\n"
+    );
+    let cfg = dir.write("tw.toml", &config_behind("envoy", idp.issuer(), &rules));
+    let side = start_sidecar(&cfg, &[]).await;
+    let base = format!("http://{}", side.addr);
+    wait_status(&format!("{base}/readyz"), 200).await;
+    let user = idp.token().audience("api").subject("eve").sign();
+    use reqwest::Method;
+    let spoof: &[(&str, &[u8])] = &[
+        ("x-original-uri", b"/public/"),
+        ("x-forwarded-uri", b"/public/"),
+        ("x-original-method", b"GET"),
+        ("x-forwarded-method", b"GET"),
+    ];
+    let r = ask(&base, "/auth/admin/x?y=1", Method::GET, Some(&user), spoof).await;
+    assert_eq!(r.status(), 403);
+    let r = ask(&base, "/auth/orders/7", Method::DELETE, Some(&user), spoof).await;
+    assert_eq!(
+        r.status(),
+        403,
+        "the DELETE rule, from the request's own method"
+    );
+    let r = ask(&base, "/auth/orders/7", Method::GET, Some(&user), spoof).await;
+    assert_eq!(r.status(), 200);
+    let r = ask(&base, "/auth/public/../admin/x", Method::GET, None, &[]).await;
+    assert_eq!(r.status(), 401, "normalised to /admin/x");
+    let r = ask(&base, "/auth/public/a", Method::GET, None, &[]).await;
+    assert_eq!(r.status(), 200);
+    let r = ask(&base, "/auth", Method::GET, None, spoof).await;
+    assert_eq!(r.status(), 400, "no original path");
+}
+
+/// Behind nginx, every spelling of a path is judged by the rule of the
+/// path the upstream will serve, or refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_tricks_are_judged_by_the_rule_they_reach_or_refused() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("paths");
+    // A catch-all anonymous rule first in the file: the more specific
+    // admin rule still decides for /admin/*.
+    let rules = format!("[[rule]]\npath = \"/*\"\nanonymous = true\n{ADMIN_AND_PUBLIC}");
+    let cfg = dir.write("tw.toml", &config(idp.issuer(), &rules));
+    let folded = dir.write(
+        "folded.toml",
+        &config(idp.issuer(), &rules).replacen(
+            "gateway",
+            "case_insensitive_paths = true\ngateway",
+            1,
+        ),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+    let side_folded = start_sidecar(&folded, &[]).await;
+    let user = idp.token().audience("api").subject("eve").sign();
+    for s in [&side, &side_folded] {
+        wait_status(&format!("http://{}/readyz", s.addr), 200).await;
+    }
+    let judge = |addr: std::net::SocketAddr, uri: &'static str| {
+        let user = user.clone();
+        async move {
+            let headers: &[(&str, &[u8])] = &[
+                ("x-original-method", b"GET"),
+                ("x-original-uri", uri.as_bytes()),
+            ];
+            let base = format!("http://{addr}");
+            ask(&base, "/auth", reqwest::Method::GET, Some(&user), headers)
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    let cases: &[(&str, u16, u16)] = &[
+        // (original URI, case-sensitive, case-insensitive)
+        ("/admin/x", 403, 403),
+        ("/admin", 403, 403),
+        ("/public/../admin/x", 403, 403),
+        ("/public/./../admin/x", 403, 403),
+        ("/%61dmin/x", 403, 403),
+        ("//admin/x", 403, 403),
+        ("/public//../admin/x", 403, 403),
+        ("/ADMIN/x", 200, 403),
+        ("/admin;p=1/x", 400, 400),
+        ("/admin%3Bp=1/x", 400, 400),
+        ("/public/%2e%2e/admin/x", 400, 400),
+        ("/public%2F..%2Fadmin/x", 400, 400),
+        ("/public\\..\\admin/x", 400, 400),
+        ("/admin%00/x", 400, 400),
+        ("/admin%zz", 400, 400),
+        ("/public/x", 200, 200),
+        ("/other?/admin/x", 200, 200),
+    ];
+    for &(uri, sensitive, insensitive) in cases {
+        assert_eq!(judge(side.addr, uri).await, sensitive, "{uri}");
+        assert_eq!(
+            judge(side_folded.addr, uri).await,
+            insensitive,
+            "{uri} (folded)"
+        );
+    }
+}
+
+/// Every configured identity header is in every 200 (empty when the claim
+/// is absent or the route anonymous), values percent-encoded as UTF-8.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_headers_are_always_set_and_encoded() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("identity");
+    let cfg = dir.write(
+        "tw.toml",
+        &format!(
+            "{}\n[headers]\nclaims = {{ tenant = \"X-Auth-Tenant\" }}\n",
+            config(idp.issuer(), ADMIN_AND_PUBLIC)
+        ),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+    let base = format!("http://{}", side.addr);
+    wait_status(&format!("{base}/readyz"), 200).await;
+    let all = [
+        "x-auth-subject",
+        "x-auth-issuer",
+        "x-auth-scopes",
+        "x-auth-tenant",
+    ];
+    let orders: &[(&str, &[u8])] = &[
+        ("x-original-method", b"GET"),
+        ("x-original-uri", b"/orders"),
+    ];
+
+    // No tenant claim, no scope: those headers are present and empty.
+    let plain = idp.token().audience("api").subject("alice").sign();
+    let r = ask(&base, "/auth", reqwest::Method::GET, Some(&plain), orders).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-subject"], "alice");
+    assert_eq!(r.headers()["x-auth-tenant"], "");
+    assert_eq!(r.headers()["x-auth-scopes"], "");
+
+    // Non-ASCII, '%', and spaces at the edges are encoded, never dropped.
+    let odd = idp
+        .token()
+        .audience("api")
+        .subject("Zoë 50%")
+        .claim("tenant", serde_json::json!(" a\nb "))
+        .sign();
+    let r = ask(&base, "/auth", reqwest::Method::GET, Some(&odd), orders).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-subject"], "Zo%C3%AB 50%25");
+    assert_eq!(r.headers()["x-auth-tenant"], "%20a%0Ab%20");
+
+    // Anonymous: every header, empty.
+    let public: &[(&str, &[u8])] = &[
+        ("x-original-method", b"GET"),
+        ("x-original-uri", b"/public/a"),
+        ("x-auth-subject", b"admin"),
+    ];
+    let r = ask(&base, "/auth", reqwest::Method::GET, None, public).await;
+    assert_eq!(r.status(), 200);
+    for h in all {
+        assert_eq!(
+            r.headers().get(h).map(|v| v.as_bytes()),
+            Some(&b""[..]),
+            "{h}"
+        );
+    }
+}
+
+/// Reads until the peer closes (EOF or reset), at most `within`; the time
+/// it took, or `None` if the connection was still open at the deadline.
+async fn closed_within(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Option<std::time::Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+fn with_server(idp: &TestIssuer, server: &str) -> String {
+    format!(
+        "{}\n[server]\n{server}\n",
+        config(idp.issuer(), ADMIN_AND_PUBLIC)
+    )
+}
+
+/// A client that sends half a request head and stalls (slowloris), or
+/// connects and says nothing, loses the connection at the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_stalling_mid_header_is_cut_off_at_the_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("slowloris");
+    let cfg = dir.write(
+        "tw.toml",
+        &with_server(&idp, "header_read_timeout_ms = 300"),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+
+    let mut half = tokio::net::TcpStream::connect(side.addr).await.unwrap();
+    half.write_all(b"GET /auth HTTP/1.1\r\nHost: x\r\nX-Original-U")
+        .await
+        .unwrap();
+    let mut silent = tokio::net::TcpStream::connect(side.addr).await.unwrap();
+    let limit = std::time::Duration::from_secs(5);
+    let took = closed_within(&mut half, limit).await;
+    assert!(took.is_some(), "a half-sent head holds the connection open");
+    assert!(
+        took.unwrap() >= std::time::Duration::from_millis(250),
+        "{took:?}"
+    );
+    assert!(
+        closed_within(&mut silent, limit).await.is_some(),
+        "a silent client holds it open"
+    );
+    // The server still serves.
+    wait_status(&format!("http://{}/healthz", side.addr), 200).await;
+}
+
+/// A client that never reads its answers (its window closed, the server's
+/// writes stalled) is cut off once no byte has moved for the idle timeout,
+/// and its slot under the connection cap comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off_at_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("idle");
+    let cfg = dir.write(
+        "tw.toml",
+        &with_server(
+            &idp,
+            "header_read_timeout_ms = 60000\nidle_timeout_ms = 300\nmax_connections = 1",
+        ),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut reader = socket.connect(side.addr).await.unwrap();
+    // Pipelined requests whose answers far exceed every buffer between us.
+    let one = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    let many: Vec<u8> = one.iter().copied().cycle().take(one.len() * 3000).collect();
+    // The server may stop reading once its writes stall: write what it
+    // takes, bounded.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), reader.write_all(&many)).await;
+    // The only slot is the stalled reader's until the idle timeout frees it.
+    let freed = served_connection(side.addr).await;
+    drop(freed);
+    drop(reader);
+}
+
+/// A connection on which one request has been answered (retried until one
+/// is, for at most 20 s).
+async fn served_connection(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 12];
+        let answered = async {
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await?;
+            c.read_exact(&mut buf).await
+        };
+        if let Ok(Ok(_)) = tokio::time::timeout(std::time::Duration::from_secs(3), answered).await {
+            if &buf == b"HTTP/1.1 200" {
+                // The rest of the answer is small and stays in the buffer.
+                return c;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection was served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Past `max_connections`, new connections are closed at once; those open
+/// are served, and a slot freed is used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_and_slots_come_back() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("cap");
+    let cfg = dir.write(
+        "tw.toml",
+        &with_server(&idp, "header_read_timeout_ms = 60000\nmax_connections = 2"),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+    // Two connections that are served (a connection of start_sidecar's
+    // probe may still hold a slot for a moment: retry, bounded).
+    let first = served_connection(side.addr).await;
+    let _second = served_connection(side.addr).await;
+    let mut third = tokio::net::TcpStream::connect(side.addr).await.unwrap();
+    assert!(
+        closed_within(&mut third, std::time::Duration::from_secs(3))
+            .await
+            .is_some(),
+        "the third connection is closed at once"
+    );
+    // A slot freed is taken again (bounded poll: the close is seen by the
+    // server asynchronously).
+    drop(first);
+    wait_status(&format!("http://{}/healthz", side.addr), 200).await;
+    let refused = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://{}/metrics", side.addr)).await {
+                break sample(
+                    &r.text().await.unwrap(),
+                    "tokenwarden_refused_connections_total",
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "metrics never answered"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    assert!(refused.unwrap_or(0.0) >= 1.0, "{refused:?}");
+}
+
+/// `/readyz` is 503 once the keys are older than `max_staleness`, as a
+/// validation would find them unusable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_once_the_keys_are_past_max_staleness() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("stale");
+    let cfg = dir.write(
+        "tw.toml",
+        &config(idp.issuer(), "").replace(
+            &format!("issuer = \"{}\"\n", idp.issuer()),
+            &format!("issuer = \"{}\"\nmax_staleness_seconds = 1\n", idp.issuer()),
+        ),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+    let base = format!("http://{}", side.addr);
+    wait_status(&format!("{base}/readyz"), 200).await;
+    idp.set_available(false);
+    wait_status(&format!("{base}/readyz"), 503).await;
+    let token = idp.token().audience("api").sign();
+    let r = get(&format!("{base}/auth"), Some(&token), "/orders").await;
+    assert_eq!(r.status(), 503, "the validator agrees: no usable keys");
+}
+
+/// `RemoteKeySet::is_usable`: false before any load, true with fresh keys,
+/// false past `max_staleness` by the set's own clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_key_set_is_usable_only_with_loaded_fresh_keys() {
+    use tokenwarden::{ManualClock, RemoteKeySet};
+    let idp = TestIssuer::start().unwrap();
+    let clock = ManualClock::new(1_700_000_000);
+    let set = RemoteKeySet::builder()
+        .jwks_url(idp.jwks_url())
+        .allow_http_loopback(true)
+        .max_staleness(std::time::Duration::from_secs(60))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    // The background refresher may already be fetching; until a set is in,
+    // it is not usable.
+    if set.current().is_none() {
+        assert!(!set.is_usable());
+    }
+    set.refresh().await.unwrap();
+    assert!(set.is_usable());
+    clock.advance(60);
+    assert!(set.is_usable(), "60 s old: at the limit");
+    clock.advance(1);
+    assert!(!set.is_usable(), "61 s old: stale");
+
+    let never = RemoteKeySet::builder()
+        .jwks_url("http://127.0.0.1:9/never")
+        .allow_http_loopback(true)
+        .build()
+        .unwrap();
+    assert!(!never.is_usable());
+}
+
+/// Out of file descriptors, `accept` fails until a connection closes: the
+/// sidecar backs off (no busy loop), says so once, and serves again when
+/// descriptors come back.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_failing_with_emfile_backs_off_logs_once_and_recovers() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("emfile");
+    let cfg = dir.write(
+        "tw.toml",
+        &with_server(&idp, "header_read_timeout_ms = 60000"),
+    );
+    let mut side = start_sidecar_with_fd_limit(&cfg, 64).await;
+    let mut logs = side.stderr_lines();
+    wait_status(&format!("http://{}/readyz", side.addr), 200).await;
+    // Hold more connections than the sidecar has descriptors for.
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        held.push(tokio::net::TcpStream::connect(side.addr).await.unwrap());
+    }
+    assert!(
+        logs.wait_for("accept failed; backing off").await,
+        "{:#?}",
+        logs.seen
+    );
+    // Accept keeps failing while the connections are held: with the
+    // back-off (10 ms doubling to 1 s) that is a handful of attempts in a
+    // second, where a busy loop makes thousands.
+    let held_since = std::time::Instant::now();
+    while held_since.elapsed() < std::time::Duration::from_secs(1) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Descriptors come back: served again.
+    drop(held);
+    wait_status(&format!("http://{}/healthz", side.addr), 200).await;
+    assert!(
+        logs.wait_for("accepting connections again").await,
+        "{:#?}",
+        logs.seen
+    );
+    let warned = logs
+        .drain()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert_eq!(warned, 1, "one warning per episode: {:#?}", logs.seen);
+    let text = reqwest::get(format!("http://{}/metrics", side.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures = sample(&text, "tokenwarden_accept_errors_total").unwrap_or(0.0);
+    assert!(
+        (1.0..50.0).contains(&failures),
+        "{failures} failed accepts: no back-off"
+    );
 }

@@ -49,11 +49,15 @@ http {{
         location / {{
             auth_request /_tokenwarden;
             auth_request_set $tw_subject $upstream_http_x_auth_subject;
+            auth_request_set $tw_issuer $upstream_http_x_auth_issuer;
             auth_request_set $tw_scopes $upstream_http_x_auth_scopes;
+            auth_request_set $tw_tenant $upstream_http_x_auth_tenant;
             auth_request_set $tw_challenge $upstream_http_www_authenticate;
             add_header WWW-Authenticate $tw_challenge always;
             proxy_set_header X-Auth-Subject $tw_subject;
+            proxy_set_header X-Auth-Issuer $tw_issuer;
             proxy_set_header X-Auth-Scopes $tw_scopes;
+            proxy_set_header X-Auth-Tenant $tw_tenant;
             proxy_set_header Authorization "";
             proxy_pass http://127.0.0.1:{upstream};
         }}
@@ -76,10 +80,16 @@ async fn upstream() -> u16 {
                 .to_owned()
         };
         format!(
-            "subject={};scopes={};authorization={}",
+            "subject={};scopes={};authorization={};issuer={};tenant={};others={}",
             get("x-auth-subject"),
             get("x-auth-scopes"),
-            get("authorization").len()
+            get("authorization").len(),
+            get("x-auth-issuer"),
+            get("x-auth-tenant"),
+            headers
+                .keys()
+                .filter(|k| k.as_str().starts_with("x-auth-"))
+                .count(),
         )
     });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -100,9 +110,14 @@ async fn nginx_auth_request_in_front_of_the_sidecar() {
     let dir = Scratch::new("nginx");
     let cfg = dir.write(
         "tw.toml",
-        &config(
-            idp.issuer(),
-            "[[rule]]\npath = \"/admin/*\"\nscopes = [\"admin\"]\n",
+        &format!(
+            "{}\n[headers]\nclaims = {{ tenant = \"X-Auth-Tenant\" }}\n",
+            // Paths folded: the upstream here serves /ADMIN as /admin.
+            config(
+                idp.issuer(),
+                "[[rule]]\npath = \"/admin/*\"\nscopes = [\"admin\"]\n\n[[rule]]\npath = \"/public/*\"\nanonymous = true\n",
+            )
+            .replacen("gateway", "case_insensitive_paths = true\ngateway", 1)
         ),
     );
     let side = start_sidecar(&cfg, &[]).await;
@@ -146,7 +161,7 @@ async fn nginx_auth_request_in_front_of_the_sidecar() {
         "{body}"
     );
     assert!(
-        body.ends_with("authorization=0"),
+        body.contains(";authorization=0;"),
         "the token is not forwarded: {body}"
     );
 
@@ -197,6 +212,147 @@ async fn nginx_auth_request_in_front_of_the_sidecar() {
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().starts_with("subject=carol;"));
 
+    idp.set_available(true);
+    attacks(port, &good, &admin).await;
+
     let _ = nginx.kill();
     let _ = nginx.wait();
+}
+
+/// One raw HTTP/1.1 request to nginx, bytes as given (no client-side
+/// normalisation): the status and the body.
+async fn raw(port: u16, method: &str, target: &[u8], headers: &[(&str, &[u8])]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut req = Vec::new();
+    req.extend_from_slice(method.as_bytes());
+    req.push(b' ');
+    req.extend_from_slice(target);
+    req.extend_from_slice(b" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        req.extend_from_slice(name.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(value);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(&req).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("nginx answered")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// The attacks of issue 14 through a real nginx: a client choosing what it
+/// is judged as (spoofed X-Original-* / X-Forwarded-*, a byte >= 0x80),
+/// path spellings that dodge a rule, and a client-sent identity header.
+/// nginx resolves some spellings in `$uri`, but `$request_uri` (what it
+/// hands the sidecar) is the client's raw text: the sidecar normalises it.
+async fn attacks(port: u16, user: &str, admin: &str) {
+    let bearer = format!("Bearer {user}");
+    let auth: (&str, &[u8]) = ("Authorization", bearer.as_bytes());
+
+    // Spoofed descriptions of the request: nginx sets X-Original-* itself
+    // (the client's copies are replaced), and X-Forwarded-* is not read.
+    let spoofs: &[(&str, &[u8])] = &[
+        auth,
+        ("X-Original-URI", b"/public/"),
+        ("X-Original-Method", b"GET"),
+        ("X-Forwarded-Uri", b"/public/"),
+        ("X-Forwarded-Method", b"GET"),
+    ];
+    let (status, _) = raw(port, "DELETE", b"/admin/x", spoofs).await;
+    assert_eq!(status, 403, "spoofed headers: judged as DELETE /admin/x");
+    let (status, _) = raw(port, "DELETE", b"/admin/x", &spoofs[1..]).await;
+    assert_eq!(
+        status, 401,
+        "spoofed headers without a token: not anonymous"
+    );
+
+    // A byte >= 0x80: the sidecar refuses (400, which nginx's auth_request
+    // turns into 500); it never falls back to the client's X-Forwarded-Uri.
+    let (status, body) = raw(port, "GET", b"/admin/\x80x", spoofs).await;
+    assert_eq!(status, 500, "refused, not passed: {body}");
+    assert!(!body.contains("subject="), "{body}");
+
+    // Path tricks: (target, status with a user token). 403: judged by the
+    // /admin/* rule; 500: the sidecar's 400 (no safe normal form).
+    let tricks: &[(&[u8], u16)] = &[
+        (b"/public/../admin/x", 403),
+        (b"/public/./../admin/x", 403),
+        (b"/%61dmin/x", 403),
+        (b"//admin/x", 403),
+        (b"/ADMIN/x", 403),
+        (b"/Admin/x?y=/public/", 403),
+        (b"/admin;p=1/x", 500),
+        (b"/admin%3bp=1/x", 500),
+        (b"/public/%2e%2e/admin/x", 500),
+        (b"/public%2F..%2Fadmin/x", 500),
+        (b"/public/..%5Cadmin/x", 500),
+        // nginx refuses an encoded NUL itself (the sidecar would too).
+        (b"/admin%00/x", 400),
+    ];
+    for &(target, want) in tricks {
+        let (status, body) = raw(port, "GET", target, &[auth]).await;
+        let shown = String::from_utf8_lossy(target);
+        assert_eq!(status, want, "{shown}: {body}");
+        assert!(
+            !body.contains("subject="),
+            "{shown} reached the upstream: {body}"
+        );
+    }
+    // The same with the admin scope passes where the path is normal.
+    let admin_bearer = format!("Bearer {admin}");
+    let (status, body) = raw(
+        port,
+        "GET",
+        b"/public/../admin/x",
+        &[("Authorization", admin_bearer.as_bytes())],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("subject=root;"), "{body}");
+
+    // A client-sent identity header never reaches the upstream: replaced
+    // by the sidecar's value, or emptied (nginx then drops it) when the
+    // claim is absent or the route anonymous.
+    let forged: &[(&str, &[u8])] = &[
+        ("X-Auth-Subject", b"root"),
+        ("X-Auth-Scopes", b"admin"),
+        ("X-Auth-Issuer", b"https://evil.example"),
+        ("X-Auth-Tenant", b"other"),
+    ];
+    let with_token: Vec<(&str, &[u8])> = std::iter::once(auth)
+        .chain(forged.iter().copied())
+        .collect();
+    let (status, body) = raw(port, "GET", b"/orders/1", &with_token).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("subject=alice;scopes=orders:read;"),
+        "{body}"
+    );
+    assert!(
+        body.contains(";tenant=;") && !body.contains("evil") && !body.contains("tenant=other"),
+        "{body}"
+    );
+    let (status, body) = raw(port, "GET", b"/public/logo.png", forged).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("subject=;scopes=;"), "{body}");
+    assert!(body.ends_with("issuer=;tenant=;others=0"), "{body}");
 }

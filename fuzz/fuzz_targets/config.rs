@@ -1,5 +1,7 @@
 //! Any text as the sidecar's configuration file (`tokenwarden serve
-//! --config`): must never panic, and every refusal names the file and line.
+//! --config`) and as an original request path: must never panic, every
+//! refusal names the file and line, and a normalised path is its own normal
+//! form (so a rule written in normal form and a request agree).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,5 +17,16 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Err(e) = config::parse(text, "fuzz.toml") {
         assert!(e.0.starts_with("fuzz.toml"), "message without the file: {}", e.0);
+    }
+    for fold in [false, true] {
+        if let Ok(normal) = config::path::normalise(text, fold) {
+            assert_eq!(
+                config::path::normalise(&normal, fold).as_deref(),
+                Ok(normal.as_str()),
+                "not a fixpoint"
+            );
+            assert!(normal.starts_with('/') && !normal.contains("//"));
+            assert!(!normal.split('/').any(|s| s == "." || s == ".."));
+        }
     }
 });

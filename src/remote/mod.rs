@@ -232,6 +232,16 @@ impl RemoteKeySet {
         self.shared.current.load_full()
     }
 
+    /// Whether a validation would find keys here now: a set has been
+    /// loaded, it has at least one usable key, and it is not older than
+    /// [`max_staleness`](RemoteKeySetBuilder::max_staleness) by this set's
+    /// clock. For readiness checks.
+    pub fn is_usable(&self) -> bool {
+        self.shared
+            .snapshot()
+            .is_ok_and(|keys| keys.as_ref().is_some_and(|k| !k.is_empty()))
+    }
+
     /// The JWK Set document the keys in force were parsed from, byte for
     /// byte as the IdP served it; `None` until a fetch succeeds (bootstrap
     /// keys are yours already). Save it where the next cold start can read

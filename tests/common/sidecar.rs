@@ -170,6 +170,28 @@ pub async fn start_sidecar(config: &Path, extra: &[&str]) -> Running {
     running
 }
 
+/// Like [`start_sidecar`], with the process limited to `nofile` open
+/// files (through `sh -c 'ulimit -n'`), to provoke EMFILE at accept.
+pub async fn start_sidecar_with_fd_limit(config: &Path, nofile: u32) -> Running {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(binary())
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .args(["--listen", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = Running { child, addr };
+    wait_http(&format!("http://{addr}/healthz")).await;
+    running
+}
+
 /// Polls a URL until it answers at all (bounded: 20 s).
 pub async fn wait_http(url: &str) {
     let client = reqwest::Client::new();
@@ -195,10 +217,17 @@ pub async fn wait_status(url: &str, status: u16) {
     }
 }
 
-/// A config file for one issuer found through discovery, with the rules given.
+/// A config file for one issuer found through discovery, behind nginx,
+/// with the rules given.
 pub fn config(issuer: &str, rules: &str) -> String {
+    config_behind("nginx", issuer, rules)
+}
+
+/// A config file for one issuer found through discovery, behind this
+/// gateway (`nginx`, `traefik`, `envoy`), with the rules given.
+pub fn config_behind(gateway: &str, issuer: &str, rules: &str) -> String {
     format!(
-        "audiences = [\"api\"]\nallow_http = true\nrealm = \"shop\"\n\n[[issuer]]\nissuer = \"{issuer}\"\n\n{rules}"
+        "audiences = [\"api\"]\nallow_http = true\nrealm = \"shop\"\ngateway = \"{gateway}\"\n\n[[issuer]]\nissuer = \"{issuer}\"\n\n{rules}"
     )
 }
 

@@ -3,6 +3,10 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::time::Duration;
+
+#[path = "path.rs"]
+pub mod path;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -40,6 +44,21 @@ struct File {
     rules: Vec<Spanned<RuleFile>>,
     #[serde(default)]
     cache: CacheFile,
+    gateway: Option<Spanned<String>>,
+    method_header: Option<Spanned<String>>,
+    uri_header: Option<Spanned<String>>,
+    #[serde(default)]
+    case_insensitive_paths: bool,
+    #[serde(default)]
+    server: ServerFile,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    header_read_timeout_ms: Option<Spanned<u64>>,
+    idle_timeout_ms: Option<Spanned<u64>>,
+    max_connections: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -48,6 +67,7 @@ struct IssuerFile {
     issuer: Spanned<String>,
     jwks_url: Option<Spanned<String>>,
     jwks_file: Option<Spanned<String>>,
+    max_staleness_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -111,6 +131,49 @@ pub struct Config {
     pub rules: Vec<Rule>,
     pub cache: bool,
     pub cache_entries: u64,
+    /// Where the original method and path are read from; nothing else is.
+    pub gateway: Gateway,
+    /// Fold the case of paths before matching rules.
+    pub case_insensitive_paths: bool,
+    pub server: Server,
+}
+
+/// The one convention the gateway in front uses to describe the original
+/// request. Only what it names is trusted: a header of another convention
+/// is the client's, passed through by a gateway that does not know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gateway {
+    /// The method and the request target (path and query) in these headers,
+    /// each present exactly once: nginx `X-Original-Method`/`X-Original-URI`
+    /// (as set in the README), Traefik ForwardAuth
+    /// `X-Forwarded-Method`/`X-Forwarded-Uri`, or names of your own.
+    Headers { method: String, uri: String },
+    /// Envoy `ext_authz` over HTTP: the original path is appended to the
+    /// auth path (`path_prefix = "/auth"`), and the check request carries the
+    /// original method as its own.
+    Envoy,
+}
+
+/// Limits of the HTTP server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// From when a connection waits for a request until its head is in
+    /// (so also how long a keep-alive connection may sit idle).
+    pub header_read_timeout: Duration,
+    /// No byte moving either way for this long closes the connection.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+        }
+    }
 }
 
 /// One trusted issuer and where its keys come from.
@@ -118,6 +181,8 @@ pub struct Config {
 pub struct Issuer {
     pub issuer: String,
     pub keys: Keys,
+    /// Fetched keys older than this are not used (and `/readyz` says 503).
+    pub max_staleness: Option<Duration>,
 }
 
 /// Where an issuer's keys come from.
@@ -152,10 +217,12 @@ impl Default for Headers {
     }
 }
 
-/// A per-path requirement; the first rule that matches a request decides.
+/// A per-path requirement. Rules are kept most specific first (see
+/// [`specificity`]); the first that matches a request decides.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// Exact path, or a prefix when it ends with `*`.
+    /// Exact path, or a prefix when it ends with `*`; in normal form (and
+    /// lower case with `case_insensitive_paths`).
     pub path: String,
     /// Upper-case methods; empty means every method.
     pub methods: Vec<String>,
@@ -165,14 +232,31 @@ pub struct Rule {
 }
 
 impl Rule {
-    /// Whether the rule applies to this method and path (query excluded).
+    /// Whether the rule applies to this method and normal path (query
+    /// excluded). A prefix `/a/*` also covers `/a` itself: the directory is
+    /// guarded by the rule of its contents.
     pub fn matches(&self, method: &str, path: &str) -> bool {
         let path_ok = match self.path.strip_suffix('*') {
-            Some(prefix) => path.starts_with(prefix),
+            Some(prefix) => {
+                path.starts_with(prefix)
+                    || prefix
+                        .strip_suffix('/')
+                        .is_some_and(|dir| !dir.is_empty() && path == dir)
+            }
             None => path == self.path,
         };
         path_ok && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
     }
+}
+
+/// The order rules are tried in, whatever their order in the file: exact
+/// paths before prefixes, longer prefixes before shorter ones, rules naming
+/// methods before rules for every method; the file's order breaks ties.
+/// Sorting by this key (stably) makes the most specific rule decide.
+pub fn specificity(rule: &Rule) -> (bool, std::cmp::Reverse<usize>, bool) {
+    let prefix = rule.path.ends_with('*');
+    let len = if prefix { rule.path.len() } else { 0 };
+    (prefix, std::cmp::Reverse(len), rule.methods.is_empty())
 }
 
 const METHODS: &[&str] = &[
@@ -246,6 +330,7 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         issuers.push(Issuer {
             issuer: iss.clone(),
             keys,
+            max_staleness: entry.max_staleness_seconds.map(Duration::from_secs),
         });
     }
     let algorithms = match &file.algorithms {
@@ -265,7 +350,9 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         }
         None => None,
     };
-    let mut rules = Vec::new();
+    let gateway = gateway(&file, &at, name)?;
+    let fold = file.case_insensitive_paths;
+    let mut rules: Vec<Rule> = Vec::new();
     for (i, rule) in file.rules.iter().enumerate() {
         let span = rule.span();
         let rule = rule.get_ref();
@@ -281,6 +368,25 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
                 "'*' may only end a path (a prefix match)",
             ));
         }
+        let pattern = path.strip_suffix('*').unwrap_or(path);
+        // Requests are matched in normal form, so a rule written otherwise
+        // would never match what it seems to say.
+        let normal = match path::normalise(pattern, fold) {
+            Ok(n) if n == pattern => n,
+            Ok(n) => {
+                return Err(at(
+                    rule.path.span(),
+                    &field("path"),
+                    &format!("not in normal form: write {n:?} (requests are matched normalised)"),
+                ));
+            }
+            Err(e) => return Err(at(rule.path.span(), &field("path"), &e.to_string())),
+        };
+        let normal = if path.ends_with('*') {
+            format!("{normal}*")
+        } else {
+            normal
+        };
         let mut methods = Vec::new();
         for m in &rule.methods {
             let up = m.get_ref().to_ascii_uppercase();
@@ -319,8 +425,27 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
                 &format!("{bad:?} is not a scope token (RFC 6749 §3.3)"),
             ));
         }
+        // Rules are tried most specific first, so a rule can only be
+        // shadowed by an earlier one of the same path and kind: refuse a
+        // rule that would never decide rather than ignore it.
+        let earlier = rules
+            .iter()
+            .filter(|r| r.path == normal && r.methods.is_empty() == methods.is_empty());
+        let shadowed = if methods.is_empty() {
+            earlier.count() > 0
+        } else {
+            let covered: Vec<&String> = earlier.flat_map(|r| &r.methods).collect();
+            methods.iter().all(|m| covered.contains(&m))
+        };
+        if shadowed {
+            return Err(at(
+                span,
+                &field("path"),
+                "shadowed: an earlier rule has the same path and covers its methods",
+            ));
+        }
         rules.push(Rule {
-            path: path.clone(),
+            path: normal,
             methods,
             scopes: rule.scopes.clone(),
             any_scopes: rule.any_scopes.clone(),
@@ -366,10 +491,114 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         json_logs: file.json_logs,
         issuers,
         headers,
-        rules,
+        rules: {
+            rules.sort_by_key(specificity);
+            rules
+        },
         cache: file.cache.enabled,
         cache_entries: file.cache.max_entries.unwrap_or(10_000),
+        gateway,
+        case_insensitive_paths: fold,
+        server: server(&file.server, &at)?,
     })
+}
+
+/// The gateway convention: one of the named ones, or two header names.
+fn gateway(
+    file: &File,
+    at: &dyn Fn(Range<usize>, &str, &str) -> ConfigError,
+    name: &str,
+) -> Result<Gateway, ConfigError> {
+    let header = |h: &Spanned<String>, field: &str| {
+        let n = h.get_ref().to_ascii_lowercase();
+        if http::HeaderName::from_bytes(n.as_bytes()).is_err() {
+            return Err(at(h.span(), field, "not a valid header name"));
+        }
+        Ok(n)
+    };
+    match (&file.gateway, &file.method_header, &file.uri_header) {
+        (Some(g), None, None) => match g.get_ref().as_str() {
+            "nginx" => Ok(Gateway::Headers {
+                method: "x-original-method".into(),
+                uri: "x-original-uri".into(),
+            }),
+            "traefik" => Ok(Gateway::Headers {
+                method: "x-forwarded-method".into(),
+                uri: "x-forwarded-uri".into(),
+            }),
+            "envoy" => Ok(Gateway::Envoy),
+            _ => Err(at(
+                g.span(),
+                "gateway",
+                "must be \"nginx\", \"traefik\" or \"envoy\" (or give method_header and uri_header)",
+            )),
+        },
+        (None, Some(m), Some(u)) => {
+            let method = header(m, "method_header")?;
+            let uri = header(u, "uri_header")?;
+            if method == uri {
+                return Err(at(u.span(), "uri_header", "must differ from method_header"));
+            }
+            Ok(Gateway::Headers { method, uri })
+        }
+        (Some(g), _, _) => Err(at(
+            g.span(),
+            "gateway",
+            "give gateway, or method_header and uri_header, not both",
+        )),
+        (None, Some(m), None) => Err(at(
+            m.span(),
+            "uri_header",
+            "missing: give it with method_header",
+        )),
+        (None, None, Some(u)) => Err(at(
+            u.span(),
+            "method_header",
+            "missing: give it with uri_header",
+        )),
+        (None, None, None) => Err(ConfigError(format!(
+            "{name}: gateway: missing: name the gateway in front, gateway = \"nginx\" | \"traefik\" | \"envoy\" (or method_header and uri_header): only its headers are trusted"
+        ))),
+    }
+}
+
+fn server(
+    s: &ServerFile,
+    at: &dyn Fn(Range<usize>, &str, &str) -> ConfigError,
+) -> Result<Server, ConfigError> {
+    let mut out = Server::default();
+    let ms = |v: &Option<Spanned<u64>>, field: &str, slot: &mut Duration| {
+        if let Some(v) = v {
+            if !(1..=3_600_000).contains(v.get_ref()) {
+                return Err(at(v.span(), field, "must be 1 to 3600000 (one hour)"));
+            }
+            *slot = Duration::from_millis(*v.get_ref());
+        }
+        Ok(())
+    };
+    ms(
+        &s.header_read_timeout_ms,
+        "server.header_read_timeout_ms",
+        &mut out.header_read_timeout,
+    )?;
+    ms(
+        &s.idle_timeout_ms,
+        "server.idle_timeout_ms",
+        &mut out.idle_timeout,
+    )?;
+    if let Some(n) = &s.max_connections {
+        out.max_connections = match usize::try_from(*n.get_ref()) {
+            Ok(n @ 1..=1_000_000) => n,
+            _ => {
+                return Err(at(
+                    n.span(),
+                    "server.max_connections",
+                    "must be 1 to 1000000",
+                ));
+            }
+        };
+    }
+    Ok(out)
 }
 
 /// An issuer or key URL: https, or http to a loopback host when allowed.
@@ -407,6 +636,7 @@ mod tests {
     const GOOD: &str = r#"
 listen = "127.0.0.1:9000"
 audiences = ["api"]
+gateway = "nginx"
 
 [[issuer]]
 issuer = "https://idp.example.com"
@@ -447,5 +677,174 @@ scopes = ["admin"]
         assert!(e.contains("rule[1].methods: unknown HTTP method"), "{e}");
         let e = err("audiences = [\"a\"]\n[[issuer]]\nissuer = \"http://127.0.0.1:1\"\n");
         assert!(e.contains("must use https"), "{e}");
+    }
+
+    const HEAD: &str =
+        "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://i.example\"\n";
+
+    fn rules(text: &str) -> Vec<Rule> {
+        parse(&format!("{HEAD}{text}"), "t.toml").unwrap().rules
+    }
+
+    /// The first rule in the (sorted) list that matches.
+    fn decides<'a>(rules: &'a [Rule], method: &str, path: &str) -> Option<&'a str> {
+        rules
+            .iter()
+            .find(|r| r.matches(method, path))
+            .map(|r| r.scopes.first().map_or("anonymous", String::as_str))
+    }
+
+    #[test]
+    fn the_most_specific_rule_decides_whatever_the_file_order() {
+        let r = rules(
+            r#"
+[[rule]]
+path = "/*"
+anonymous = true
+[[rule]]
+path = "/admin/*"
+scopes = ["admin"]
+[[rule]]
+path = "/admin/reports/*"
+scopes = ["reports"]
+[[rule]]
+path = "/admin/reports/*"
+methods = ["DELETE"]
+scopes = ["reports-delete"]
+[[rule]]
+path = "/admin/health"
+anonymous = true
+"#,
+        );
+        assert_eq!(decides(&r, "GET", "/admin/x"), Some("admin"));
+        assert_eq!(
+            decides(&r, "GET", "/admin"),
+            Some("admin"),
+            "the directory itself"
+        );
+        assert_eq!(decides(&r, "GET", "/admin/reports/1"), Some("reports"));
+        assert_eq!(
+            decides(&r, "DELETE", "/admin/reports/1"),
+            Some("reports-delete")
+        );
+        assert_eq!(decides(&r, "GET", "/admin/health"), Some("anonymous"));
+        assert_eq!(decides(&r, "GET", "/administrator"), Some("anonymous"));
+        assert_eq!(decides(&r, "GET", "/public"), Some("anonymous"));
+    }
+
+    #[test]
+    fn a_rule_that_could_never_decide_is_refused() {
+        let e = err(&format!(
+            "{HEAD}[[rule]]\npath = \"/a/*\"\nscopes = [\"x\"]\n[[rule]]\npath = \"/a/*\"\nanonymous = true\n"
+        ));
+        assert!(e.contains("rule[1].path: shadowed"), "{e}");
+        let e = err(&format!(
+            "{HEAD}[[rule]]\npath = \"/a\"\nmethods = [\"GET\", \"POST\"]\n[[rule]]\npath = \"/a\"\nmethods = [\"post\"]\nanonymous = true\n"
+        ));
+        assert!(e.contains("rule[1].path: shadowed"), "{e}");
+        // A method-specific rule after an any-method one of the same path is
+        // more specific: it decides for its methods, so it is accepted.
+        let r = rules(
+            "[[rule]]\npath = \"/a\"\n[[rule]]\npath = \"/a\"\nmethods = [\"GET\"]\nanonymous = true\n",
+        );
+        assert_eq!(decides(&r, "GET", "/a"), Some("anonymous"));
+    }
+
+    #[test]
+    fn rule_paths_must_be_written_in_normal_form() {
+        for (path, hint) in [
+            ("/a/../admin/*", "\"/admin/\""),
+            ("//admin/*", "\"/admin/\""),
+            ("/%61dmin", "\"/admin\""),
+            ("/a/./b", "\"/a/b\""),
+        ] {
+            let e = err(&format!("{HEAD}[[rule]]\npath = \"{path}\"\n"));
+            assert!(
+                e.contains("rule[0].path: not in normal form") && e.contains(hint),
+                "{path}: {e}"
+            );
+        }
+        for path in ["/a;b", "/a%2Fb/*", "/a%2e%2e/*", "/caf\u{e9}"] {
+            let e = err(&format!("{HEAD}[[rule]]\npath = \"{path}\"\n"));
+            assert!(e.contains("rule[0].path:"), "{path}: {e}");
+        }
+        let fold = |p: &str| {
+            err(&format!(
+                "case_insensitive_paths = true\n{HEAD}[[rule]]\npath = \"{p}\"\n"
+            ))
+        };
+        assert!(fold("/Admin/*").contains("write \"/admin/\""));
+    }
+
+    #[test]
+    fn the_gateway_names_the_only_trusted_headers() {
+        let gw = |text: &str| {
+            parse(
+                &format!(
+                    "audiences = [\"a\"]\n{text}\n[[issuer]]\nissuer = \"https://i.example\"\n"
+                ),
+                "t.toml",
+            )
+            .map(|c| c.gateway)
+            .map_err(|e| e.0)
+        };
+        let headers = |m: &str, u: &str| Gateway::Headers {
+            method: m.into(),
+            uri: u.into(),
+        };
+        assert_eq!(
+            gw("gateway = \"nginx\""),
+            Ok(headers("x-original-method", "x-original-uri"))
+        );
+        assert_eq!(
+            gw("gateway = \"traefik\""),
+            Ok(headers("x-forwarded-method", "x-forwarded-uri"))
+        );
+        assert_eq!(gw("gateway = \"envoy\""), Ok(Gateway::Envoy));
+        assert_eq!(
+            gw("method_header = \"X-Method\"\nuri_header = \"X-Uri\""),
+            Ok(headers("x-method", "x-uri"))
+        );
+        for (text, needle) in [
+            ("", "gateway: missing"),
+            ("gateway = \"apache\"", "t.toml:2: gateway: must be"),
+            ("gateway = \"nginx\"\nuri_header = \"X-Uri\"", "not both"),
+            ("method_header = \"X-Method\"", "uri_header: missing"),
+            ("uri_header = \"X-Uri\"", "method_header: missing"),
+            (
+                "method_header = \"X M\"\nuri_header = \"X-Uri\"",
+                "not a valid header name",
+            ),
+            (
+                "method_header = \"X-A\"\nuri_header = \"x-a\"",
+                "must differ",
+            ),
+        ] {
+            let e = gw(text).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn server_limits_have_defaults_and_bounds() {
+        let c = parse(GOOD, "t.toml").unwrap();
+        assert_eq!(c.server, Server::default());
+        let c = parse(
+            &format!("{GOOD}\n[server]\nheader_read_timeout_ms = 250\nidle_timeout_ms = 1000\nmax_connections = 8\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.server.header_read_timeout, Duration::from_millis(250));
+        assert_eq!(c.server.idle_timeout, Duration::from_secs(1));
+        assert_eq!(c.server.max_connections, 8);
+        for bad in [
+            "header_read_timeout_ms = 0",
+            "idle_timeout_ms = 3600001",
+            "max_connections = 0",
+            "max_connections = 2000000",
+        ] {
+            let e = err(&format!("{GOOD}\n[server]\n{bad}\n"));
+            assert!(e.contains("server."), "{bad}: {e}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 //! problem.
 
 mod config;
+mod idle;
 mod metrics;
 mod serve;
 mod verify;

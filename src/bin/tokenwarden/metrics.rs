@@ -30,6 +30,8 @@ pub struct Metrics {
     unknown_kid: Family<IssuerLabel, Counter>,
     keys: Family<IssuerLabel, Gauge>,
     age: Family<IssuerLabel, Gauge>,
+    refused_connections: Counter,
+    accept_errors: Counter,
     /// Serialises scrapes: counters copied from key-set statistics move by
     /// the difference since the last scrape.
     scrape: Mutex<()>,
@@ -73,7 +75,21 @@ impl Metrics {
             "Seconds since the issuer's keys were last fetched",
             age.clone(),
         );
+        let refused_connections = Counter::default();
+        registry.register(
+            "refused_connections",
+            "Connections closed at accept because max_connections were open",
+            refused_connections.clone(),
+        );
+        let accept_errors = Counter::default();
+        registry.register(
+            "accept_errors",
+            "Failed accepts (such as EMFILE), each followed by a back-off",
+            accept_errors.clone(),
+        );
         Metrics {
+            refused_connections,
+            accept_errors,
             registry,
             decisions,
             latency,
@@ -94,6 +110,16 @@ impl Metrics {
             })
             .inc();
         self.latency.observe(seconds);
+    }
+
+    /// Counts one connection closed over the cap.
+    pub fn connection_refused(&self) {
+        self.refused_connections.inc();
+    }
+
+    /// Counts one failed accept.
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
     }
 
     /// Sets a static key set's gauges (its keys never change).

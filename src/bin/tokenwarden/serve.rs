@@ -1,10 +1,12 @@
 //! `tokenwarden serve`: a forward-auth sidecar for API gateways.
 //!
-//! `GET /auth` answers nginx `auth_request`, Traefik ForwardAuth and Envoy
+//! `/auth` answers nginx `auth_request`, Traefik ForwardAuth and Envoy
 //! `ext_authz` (HTTP mode): 200 with identity headers, or the refusal of
-//! RFC 6750 §3 (401/403 with `WWW-Authenticate`, 503 without keys).
-//! `/healthz` is liveness, `/readyz` readiness (keys loaded), `/metrics` is
-//! Prometheus text.
+//! RFC 6750 §3 (401/403 with `WWW-Authenticate`, 503 without keys), or 400
+//! when the configured gateway's description of the original request is
+//! missing, repeated, not visible ASCII or not a path with a safe normal
+//! form. `/healthz` is liveness, `/readyz` readiness (usable keys for every
+//! issuer), `/metrics` is Prometheus text.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -24,12 +26,21 @@ use crate::metrics::Metrics;
 
 /// Exit status for a configuration or start-up problem.
 const TROUBLE: u8 = 2;
+/// First and longest wait after `accept` fails.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 #[derive(clap::Args)]
 pub struct Args {
     /// TOML configuration (issuers, audiences, key sources, rules, headers).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["issuers", "audiences", "jwks"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["issuers", "audiences", "jwks", "gateway"])]
     config: Option<PathBuf>,
+    /// The gateway in front (required without --config): nginx
+    /// (X-Original-Method, X-Original-URI), traefik (X-Forwarded-Method,
+    /// X-Forwarded-Uri) or envoy (the path after /auth). Only its headers are
+    /// trusted for the original method and path.
+    #[arg(long, value_name = "GATEWAY", value_parser = ["nginx", "traefik", "envoy"])]
+    gateway: Option<String>,
     /// Address to listen on.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
@@ -97,10 +108,18 @@ fn from_args(args: &Args) -> Result<Config, config::ConfigError> {
                     "--jwks applies to one --issuer; use --config for several".into(),
                 ));
             }
+            // No default: behind the wrong gateway, a default convention's
+            // headers would be the client's to set.
+            let Some(gateway) = &args.gateway else {
+                return Err(config::ConfigError(
+                    "--gateway nginx|traefik|envoy is required: it names the only headers trusted for the original method and path".into(),
+                ));
+            };
             let audiences = args.audiences.iter().cloned().map(toml::Value::String);
             let mut file = toml::Table::new();
             file.insert("audiences".into(), toml::Value::Array(audiences.collect()));
             file.insert("allow_http".into(), toml::Value::Boolean(args.allow_http));
+            file.insert("gateway".into(), toml::Value::String(gateway.clone()));
             let issuers = args.issuers.iter().map(|iss| {
                 let mut t = toml::Table::new();
                 t.insert("issuer".into(), toml::Value::String(iss.clone()));
@@ -189,7 +208,10 @@ async fn serve(config: Config) -> Result<(), String> {
                 set.into()
             }
             Keys::Url(_) | Keys::Discovery => {
-                let b = RemoteKeySet::builder().allow_http_loopback(config.allow_http);
+                let mut b = RemoteKeySet::builder().allow_http_loopback(config.allow_http);
+                if let Some(d) = issuer.max_staleness {
+                    b = b.max_staleness(d);
+                }
                 let b = match &issuer.keys {
                     Keys::Url(u) => b.jwks_url(u.clone()),
                     _ => b.discovery(issuer.issuer.clone()),
@@ -261,22 +283,72 @@ async fn serve(config: Config) -> Result<(), String> {
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
+    let limits = state.config.server.clone();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // A client that sends half a head and stalls, or keeps a connection
+    // idle, is cut off: hyper's header timer runs from when the connection
+    // waits for a request until its head is complete.
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let mut backoff = Duration::ZERO;
+    let mut at_cap = false;
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
             a = listener.accept() => a,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let stream = match accepted {
+            Ok((stream, _)) => {
+                if !backoff.is_zero() {
+                    tracing::info!("accepting connections again");
+                    backoff = Duration::ZERO;
+                }
+                stream
+            }
+            Err(e) => {
+                state.metrics.accept_failed();
+                // Out of file descriptors (EMFILE) and the like: retrying at
+                // once would spin on the same error. Wait, longer each time,
+                // and say so once per episode.
+                if backoff.is_zero() {
+                    tracing::warn!(error = %e, "accept failed; backing off");
+                }
+                backoff = backoff
+                    .saturating_mul(2)
+                    .clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(backoff) => continue,
+                }
+            }
+        };
+        // Over the cap the connection is closed at once: bounded memory and
+        // tasks, and the gateway sees a failure it treats as a refusal.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            state.metrics.connection_refused();
+            if !at_cap {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "connection cap reached; closing new connections"
+                );
+                at_cap = true;
+            }
+            drop(stream);
+            continue;
+        };
+        at_cap = false;
         let state = state.clone();
         let service = hyper::service::service_fn(move |req| {
             let state = state.clone();
             async move { Ok::<_, Infallible>(route(&state, req).await) }
         });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let io = crate::idle::Idle::new(stream, limits.idle_timeout);
+        let conn = http.serve_connection(hyper_util::rt::TokioIo::new(io), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             let _ = conn.await;
+            drop(slot);
         });
     }
     // New connections are refused from here on; those open finish.
@@ -328,10 +400,12 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
+            // Ready only with keys a validation would use: loaded, not
+            // empty, and not past max_staleness.
             let missing: Vec<&str> = state
                 .remotes
                 .iter()
-                .filter(|(_, set)| set.current().is_none_or(|k| k.is_empty()))
+                .filter(|(_, set)| !set.is_usable())
                 .map(|(iss, _)| iss.as_str())
                 .collect();
             if missing.is_empty() {
@@ -339,7 +413,7 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
             } else {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    &format!("no keys yet for: {}\n", missing.join(", ")),
+                    &format!("no usable keys for: {}\n", missing.join(", ")),
                 )
             }
         }
@@ -361,34 +435,94 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-/// The original request as the gateway describes it: method and path.
-fn original(req: &Request<Incoming>) -> (String, String) {
-    let h = req.headers();
-    let get = |names: &[&str]| {
-        names
-            .iter()
-            .find_map(|n| h.get(*n).and_then(|v| v.to_str().ok()))
-            .map(str::to_owned)
+/// Why the gateway's description of the original request is refused.
+#[derive(Debug, Clone, Copy)]
+enum BadRequest {
+    /// The trusted header is absent (or, for Envoy, nothing after `/auth`).
+    Missing,
+    /// The trusted header is sent more than once.
+    Repeated,
+    /// Not visible ASCII, or a method that is not an RFC 9110 token.
+    NotVisibleAscii,
+    /// The path has no safe normal form.
+    Path(config::path::PathError),
+}
+
+impl std::fmt::Display for BadRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadRequest::Missing => f.write_str("missing original method or uri"),
+            BadRequest::Repeated => f.write_str("repeated original method or uri header"),
+            BadRequest::NotVisibleAscii => f.write_str("original method or uri not visible ascii"),
+            BadRequest::Path(e) => write!(f, "original path {e}"),
+        }
+    }
+}
+
+/// The one value of a trusted header: present once, visible ASCII.
+fn trusted<'a>(h: &'a HeaderMap, name: &str) -> Result<&'a str, BadRequest> {
+    let mut values = h.get_all(name).iter();
+    let value = values.next().ok_or(BadRequest::Missing)?;
+    if values.next().is_some() {
+        return Err(BadRequest::Repeated);
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(BadRequest::NotVisibleAscii);
+    }
+    std::str::from_utf8(bytes).map_err(|_| BadRequest::NotVisibleAscii)
+}
+
+/// RFC 9110 §5.6.2 `tchar`, the characters of a method name.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The original request as the configured gateway describes it: method
+/// (upper case) and normal path. Only the configured convention is read;
+/// anything else the client sent is ignored.
+fn original(state: &State, req: &Request<Incoming>) -> Result<(String, String), BadRequest> {
+    let (method, target) = match &state.config.gateway {
+        config::Gateway::Headers { method, uri } => {
+            let h = req.headers();
+            (trusted(h, method)?.to_owned(), trusted(h, uri)?.to_owned())
+        }
+        config::Gateway::Envoy => {
+            // ext_authz appends the original path (and query) to the auth
+            // path, and sends the original method as its own.
+            let tail = req
+                .uri()
+                .path()
+                .strip_prefix("/auth")
+                .filter(|t| !t.is_empty())
+                .ok_or(BadRequest::Missing)?;
+            (req.method().as_str().to_owned(), tail.to_owned())
+        }
     };
-    let method = get(&["x-original-method", "x-forwarded-method"])
-        .unwrap_or_else(|| req.method().as_str().to_owned())
-        .to_ascii_uppercase();
-    // Envoy ext_authz appends the original path to the auth path.
-    let tail = req
-        .uri()
-        .path()
-        .strip_prefix("/auth")
-        .filter(|t| !t.is_empty());
-    let uri = get(&["x-original-uri", "x-forwarded-uri"])
-        .or_else(|| tail.map(str::to_owned))
-        .unwrap_or_else(|| "/".to_owned());
-    let path = uri.split(['?', '#']).next().unwrap_or("/").to_owned();
-    (method, path)
+    if method.is_empty() || !method.bytes().all(is_tchar) {
+        return Err(BadRequest::NotVisibleAscii);
+    }
+    // RFC 3986 §3.4: the query starts at the first '?'.
+    let raw_path = target.split('?').next().unwrap_or("");
+    let path = config::path::normalise(raw_path, state.config.case_insensitive_paths)
+        .map_err(BadRequest::Path)?;
+    Ok((method.to_ascii_uppercase(), path))
 }
 
 async fn auth(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let (method, path) = original(req);
+    let (method, path) = match original(state, req) {
+        Ok(mp) => mp,
+        Err(bad) => {
+            // Neither the method nor the path is logged: both are the
+            // client's text, and unreadable by definition here.
+            state
+                .metrics
+                .decided("bad_request", started.elapsed().as_secs_f64());
+            tracing::info!(target: "tokenwarden::audit", decision = "deny", result = "bad_request", status = 400, reason = %bad);
+            return text(StatusCode::BAD_REQUEST, "");
+        }
+    };
     let checker = state
         .routes
         .iter()
@@ -407,7 +541,9 @@ async fn auth(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         Ok(None) => {
             state.metrics.decided("anonymous", elapsed);
             tracing::info!(target: "tokenwarden::audit", decision = "allow", result = "anonymous", method = %method, path = %path);
-            text(StatusCode::OK, "")
+            let mut r = text(StatusCode::OK, "");
+            anonymous_identity(state, r.headers_mut());
+            r
         }
         Err(rejection) => {
             state.metrics.decided(rejection.reason(), elapsed);
@@ -442,16 +578,45 @@ fn refusal(state: &State, rejection: &AuthRejection) -> Response<Full<Bytes>> {
     r
 }
 
-/// Identity for the upstream; values that are not visible ASCII are left out
-/// rather than mangled.
+/// A claim value as header text: UTF-8 bytes that are not visible ASCII,
+/// `%` itself, and a leading or trailing space are percent-encoded
+/// (`%XX`, upper-case hex), so every value passes and decodes back
+/// unambiguously.
+fn header_text(value: &str) -> HeaderValue {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(value.len());
+    let last = value.len().saturating_sub(1);
+    for (i, b) in value.bytes().enumerate() {
+        let inner_space = b == b' ' && i != 0 && i != last;
+        if ((0x21..=0x7e).contains(&b) && b != b'%') || inner_space {
+            out.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Every configured identity header, empty: an anonymous pass still
+/// replaces whatever copy the client sent.
+fn anonymous_identity(state: &State, out: &mut HeaderMap) {
+    let names = &state.header_names;
+    for name in [&names.subject, &names.issuer, &names.scopes]
+        .into_iter()
+        .chain(names.claims.iter().map(|(_, n)| n))
+    {
+        out.insert(name.clone(), HeaderValue::from_static(""));
+    }
+}
+
+/// Identity for the upstream: every configured header is set, empty when
+/// the claim is absent, so a client-sent copy never reaches the upstream
+/// (with the gateway configured to forward each, as in the README).
 fn identity_headers(state: &State, v: &Validated<Map<String, Value>>, out: &mut HeaderMap) {
     let names = &state.header_names;
     let put = |out: &mut HeaderMap, name: &HeaderName, value: Option<String>| {
-        if let Some(value) = value {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                out.insert(name.clone(), value);
-            }
-        }
+        out.insert(name.clone(), header_text(value.as_deref().unwrap_or("")));
     };
     let as_text = |value: Option<&Value>| match value? {
         Value::String(s) => Some(s.clone()),
