@@ -1,6 +1,6 @@
 //! A real nginx with `auth_request` in front of `tokenwarden serve`, and an
 //! upstream that shows what it received. Without nginx installed the test
-//! says so and passes, unless `TOKENWARDEN_REQUIRE_NGINX` is set (CI sets it
+//! says so (a `SKIPPED:` line the runner shows) and passes, unless `TOKENWARDEN_REQUIRE_NGINX` is set (CI sets it
 //! after installing nginx).
 #![cfg(all(feature = "cli", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
@@ -103,7 +103,10 @@ async fn nginx_auth_request_in_front_of_the_sidecar() {
             std::env::var_os("TOKENWARDEN_REQUIRE_NGINX").is_none(),
             "nginx is required (TOKENWARDEN_REQUIRE_NGINX) but not installed"
         );
-        eprintln!("nginx not installed: skipping (CI installs it)");
+        common::skipped(
+            "sidecar_nginx::nginx_auth_request_in_front_of_the_sidecar",
+            "nginx is not installed (bash scripts/test.sh installs it)",
+        );
         return;
     };
     let idp = TestIssuer::start().unwrap();
