@@ -541,7 +541,9 @@ fn next_validator_id() -> u64 {
 
 /// Marks a request a layer let through without a token, with what the
 /// extractors need to refuse it the way that layer would have.
+/// (Read by the extractors only: with `tower` alone nothing reads it.)
 #[derive(Debug, Clone)]
+#[cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
 pub(crate) struct Anonymous {
     realm: Arc<str>,
     grpc: bool,
