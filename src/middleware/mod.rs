@@ -176,6 +176,12 @@ enum TokenSource {
 /// How a service checks bearer tokens: the validator, where the token comes
 /// from, the scopes required, and the realm named in refusals. Cheap to clone.
 ///
+/// Layers made from one `BearerAuth` (its clones and the configurations
+/// derived from it: `require…`, `realm`, `allow_anonymous`) share one
+/// validator identity: an inner layer takes an outer one's verdict and
+/// checks only its own requirements. A layer from another
+/// [`BearerAuth::new`] (another issuer, say) validates the token again.
+///
 /// ```
 /// # use tokenwarden::{KeySet, Validator};
 /// use tokenwarden::middleware::{BearerAuth, Scopes};
