@@ -176,6 +176,12 @@ enum TokenSource {
 /// How a service checks bearer tokens: the validator, where the token comes
 /// from, the scopes required, and the realm named in refusals. Cheap to clone.
 ///
+/// Layers made from one `BearerAuth` (its clones and the configurations
+/// derived from it: `require…`, `realm`, `allow_anonymous`) share one
+/// validator identity: an inner layer takes an outer one's verdict and
+/// checks only its own requirements. A layer from another
+/// [`BearerAuth::new`] (another issuer, say) validates the token again.
+///
 /// ```
 /// # use tokenwarden::{KeySet, Validator};
 /// use tokenwarden::middleware::{BearerAuth, Scopes};
@@ -541,7 +547,9 @@ fn next_validator_id() -> u64 {
 
 /// Marks a request a layer let through without a token, with what the
 /// extractors need to refuse it the way that layer would have.
+/// (Read by the extractors only: with `tower` alone nothing reads it.)
 #[derive(Debug, Clone)]
+#[cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
 pub(crate) struct Anonymous {
     realm: Arc<str>,
     grpc: bool,
