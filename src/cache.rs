@@ -73,6 +73,9 @@ impl CacheConfig {
     }
 
     /// Longest an entry lives, whatever the token's `exp` (default 5 min).
+    /// Any duration is taken, `Duration::MAX` too: an entry still never
+    /// outlives its token's `exp`, and every rule is still checked on each
+    /// hit.
     pub fn max_ttl(mut self, d: Duration) -> Self {
         self.max_ttl = d;
         self
@@ -117,7 +120,11 @@ impl Entry {
                 if left < 1.0 {
                     return None;
                 }
-                Duration::from_secs_f64(left.min(config.max_ttl.as_secs_f64()))
+                // Compared as durations: `Duration::MAX` in seconds does not
+                // fit an f64 exactly, and converting it back would panic.
+                Duration::try_from_secs_f64(left)
+                    .unwrap_or(Duration::MAX)
+                    .min(config.max_ttl)
             }
             _ => config.max_ttl,
         };
