@@ -12,8 +12,9 @@
 //!   only while that very key is in the current key set (a rotation or a
 //!   revocation drops it);
 //! - `exp`, `nbf`, `iat` and `max_age` are checked again on every hit, by
-//!   the validator's clock; entries also expire at `exp` and after the
-//!   configured maximum lifetime;
+//!   the validator's clock, and so are the caller's own checks
+//!   (`ValidatorBuilder::check`, over the cached claims); entries also
+//!   expire at `exp` and after the configured maximum lifetime;
 //! - it is bounded by entries and by bytes; besides, each thread keeps its
 //!   last few hits ([`NEAR_SLOTS`]) so that a repeated token is answered
 //!   without touching memory other threads write, under the same checks.

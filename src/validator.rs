@@ -906,7 +906,8 @@ impl ValidatorBuilder {
     }
 
     /// Clock-skew allowance on `exp`, `nbf` and `iat` (default 60 s, at most
-    /// 1 hour). Whole seconds; other checks are unaffected.
+    /// 1 hour: [`build`](Self::build) refuses more, `Duration::MAX` too).
+    /// Whole seconds; other checks are unaffected.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -933,7 +934,8 @@ impl ValidatorBuilder {
     }
 
     /// Refuses tokens issued (`iat`) longer ago than `max_age` (plus leeway);
-    /// makes `iat` required.
+    /// makes `iat` required. `Duration::MAX` means no age limit, with `iat`
+    /// still required and still refused when in the future.
     pub fn max_age(mut self, max_age: Duration) -> Self {
         self.max_age = Some(max_age);
         self
@@ -955,6 +957,11 @@ impl ValidatorBuilder {
     /// Adds a check over the verified claims, run after the built-in rules.
     /// On `Err(reason)` the token is refused with kind `invalid_claim`,
     /// naming `name`.
+    ///
+    /// The check runs on every validation, cache hits included (with the
+    /// [`cache`](Self::cache), it receives the cached claims): a check that
+    /// reads changing state (a suspended tenant, a revocation list) takes
+    /// effect on the next request, not when the cache entry expires.
     ///
     /// ```
     /// # use tokenwarden::{Validator, KeySet};
@@ -995,7 +1002,8 @@ impl ValidatorBuilder {
 
     /// Keeps tokens that passed, so that the same token again skips its
     /// signature check (feature `cache`; off unless called). Every rule that
-    /// depends on time is checked again on each hit, an entry lives no longer
+    /// depends on time is checked again on each hit, and so is every
+    /// [`check`](Self::check) (over the cached claims); an entry lives no longer
     /// than the token's `exp`, and an entry is dropped as soon as the key
     /// that verified it leaves the key set. Used by validators with one key
     /// source (one issuer, or several sharing keys).
