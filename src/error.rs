@@ -351,6 +351,10 @@ fn serde_reason(e: &serde_json::Error) -> String {
     // Syntax and end-of-input messages are fixed texts without values.
     let described = if e.is_syntax() || e.is_eof() {
         printable(msg, 120)
+    } else if OURS.iter().any(|p| msg.starts_with(p)) {
+        // Our own strict-JSON refusals: a member name at most, escaped and
+        // shortened where it is made (`token::Seen`).
+        printable(msg, 120)
     } else {
         describe_data_error(msg)
     };
@@ -360,6 +364,9 @@ fn serde_reason(e: &serde_json::Error) -> String {
         format!("{described} at line {} column {}", e.line(), e.column())
     }
 }
+
+/// The messages of the strict JSON rules raised inside a parse.
+const OURS: [&str; 2] = ["duplicate member name ", "an object has more than "];
 
 /// How serde's data errors read (`serde::de::Error`'s provided methods and
 /// `Unexpected`'s names), turned into the kind and the expectation.
@@ -425,7 +432,7 @@ fn describe_data_error(msg: &str) -> String {
     }
     // A custom message (a `deserialize_with`, a parsing newtype) may hold
     // anything.
-    "a value was refused by the claims type".to_owned()
+    "a value was refused".to_owned()
 }
 
 /// `s` cut to `max` bytes, with anything but printable ASCII replaced.
@@ -512,6 +519,46 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ErrorKind::ALL.len());
+    }
+
+    #[test]
+    fn serde_messages_lose_their_values() {
+        for (msg, want) in [
+            (
+                "invalid type: string \"abc, expected SECRET\", expected u64",
+                "invalid type: string, expected u64",
+            ),
+            (
+                "invalid value: integer `5`, expected u8",
+                "invalid value: integer, expected u8",
+            ),
+            (
+                "invalid type: floating point `1.5`, expected i64",
+                "invalid type: floating point, expected i64",
+            ),
+            (
+                "invalid length 3, expected 2 elements",
+                "invalid length 3, expected 2 elements",
+            ),
+            (
+                "unknown field `x, expected SECRET`, there are no fields",
+                "unknown field",
+            ),
+            (
+                "unknown variant `SECRET`, expected `A` or `B`",
+                "unknown variant",
+            ),
+            ("missing field `email`", "missing field \"email\""),
+            ("cannot use SECRET", "a value was refused"),
+        ] {
+            assert_eq!(describe_data_error(msg), want);
+        }
+        let custom = |m: &str| <serde_json::Error as serde::de::Error>::custom(m);
+        assert_eq!(
+            serde_reason(&custom("duplicate member name \"a\"")),
+            "duplicate member name \"a\""
+        );
+        assert_eq!(serde_reason(&custom("SECRET\nline")), "a value was refused");
     }
 
     #[test]

@@ -390,7 +390,7 @@ fn claim_values_never_appear_in_error_messages() {
                 &what,
                 v.validate::<Custom>(&token).unwrap_err(),
                 "session",
-                "refused by the claims type",
+                "a value was refused",
             );
             check(
                 &what,
