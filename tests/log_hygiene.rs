@@ -351,13 +351,16 @@ fn claim_values_never_appear_in_error_messages() {
     secrets.text(SECRET);
     secrets.text(&SECRET_NUMBER.to_string());
     let mut seen = String::new();
-    let mut check = |what: &str, err: tokenwarden::Error, claim: &str, says: &str| {
+    let mut check = |what: &str, err: tokenwarden::Error, claim: &str, says: &[&str]| {
         let text = format!("{err}\n{err:?}");
         assert!(secrets.leaks(&text).is_empty(), "{what}: {text}");
         assert!(!text.contains("FORGED log line\n"), "{what}: {text}");
         assert_eq!(err.kind(), tokenwarden::ErrorKind::InvalidClaim, "{what}");
         assert!(text.contains(claim), "{what}: no {claim:?} in {text}");
-        assert!(text.contains(says), "{what}: no {says:?} in {text}");
+        assert!(
+            says.iter().any(|s| text.contains(s)),
+            "{what}: none of {says:?} in {text}"
+        );
         seen.push_str(&text);
     };
     for (cache, with_check) in [(false, false), (true, false), (false, true)] {
@@ -372,31 +375,33 @@ fn claim_values_never_appear_in_error_messages() {
                 &what,
                 v.validate::<WantsNumber>(&token).unwrap_err(),
                 "session",
-                "invalid type: string, expected u64",
+                &["invalid type: string, expected u64"],
             );
             check(
                 &what,
                 v.validate::<WantsSmall>(&token).unwrap_err(),
                 "level",
-                "invalid value: integer, expected u8",
+                // serde_json with `arbitrary_precision` words it so when
+                // reading from a `Value` (the custom-check path).
+                &["invalid value: integer, expected u8", "invalid number"],
             );
             check(
                 &what,
                 v.validate::<WantsRole>(&token).unwrap_err(),
                 "role",
-                "unknown variant",
+                &["unknown variant"],
             );
             check(
                 &what,
                 v.validate::<Custom>(&token).unwrap_err(),
                 "session",
-                "a value was refused",
+                &["a value was refused"],
             );
             check(
                 &what,
                 v.validate::<Closed>(&token).unwrap_err(),
                 "\"aud\"",
-                "unknown field",
+                &["unknown field"],
             );
         }
     }
