@@ -959,7 +959,7 @@ impl ValidatorBuilder {
     /// naming `name`.
     ///
     /// The check runs on every validation, cache hits included (with the
-    /// [`cache`](Self::cache), it receives the cached claims): a check that
+    /// verified-token cache, it receives the cached claims): a check that
     /// reads changing state (a suspended tenant, a revocation list) takes
     /// effect on the next request, not when the cache entry expires.
     ///
