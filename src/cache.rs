@@ -12,8 +12,9 @@
 //!   only while that very key is in the current key set (a rotation or a
 //!   revocation drops it);
 //! - `exp`, `nbf`, `iat` and `max_age` are checked again on every hit, by
-//!   the validator's clock; entries also expire at `exp` and after the
-//!   configured maximum lifetime;
+//!   the validator's clock, and so are the caller's own checks
+//!   (`ValidatorBuilder::check`, over the cached claims); entries also
+//!   expire at `exp` and after the configured maximum lifetime;
 //! - it is bounded by entries and by bytes; besides, each thread keeps its
 //!   last few hits ([`NEAR_SLOTS`]) so that a repeated token is answered
 //!   without touching memory other threads write, under the same checks.
@@ -73,6 +74,9 @@ impl CacheConfig {
     }
 
     /// Longest an entry lives, whatever the token's `exp` (default 5 min).
+    /// Any duration is taken, `Duration::MAX` too: an entry still never
+    /// outlives its token's `exp`, and every rule is still checked on each
+    /// hit.
     pub fn max_ttl(mut self, d: Duration) -> Self {
         self.max_ttl = d;
         self
@@ -117,7 +121,11 @@ impl Entry {
                 if left < 1.0 {
                     return None;
                 }
-                Duration::from_secs_f64(left.min(config.max_ttl.as_secs_f64()))
+                // Compared as durations: `Duration::MAX` in seconds does not
+                // fit an f64 exactly, and converting it back would panic.
+                Duration::try_from_secs_f64(left)
+                    .unwrap_or(Duration::MAX)
+                    .min(config.max_ttl)
             }
             _ => config.max_ttl,
         };

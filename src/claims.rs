@@ -11,7 +11,8 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde::{Deserialize, Deserializer};
 
 use crate::error::Error;
-use crate::token::{Seen, Str, check_json_text, json_error};
+use crate::error::payload_error;
+use crate::token::{Seen, Str, check_json_text};
 
 /// Most `aud` values read from one token.
 pub(crate) const MAX_AUDIENCES: usize = 64;
@@ -61,25 +62,30 @@ pub(crate) struct View<'a> {
 pub(crate) fn parse_view<'a>(json: &'a [u8], required: &[Box<str>]) -> Result<View<'a>, Error> {
     let text = check_json_text(json, "payload")?;
     let mut de = serde_json::Deserializer::from_str(text);
-    let view = ViewSeed { required }
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| json_error("payload", &e))?;
+    let view = ViewSeed {
+        required,
+        input: text,
+    }
+    .deserialize(&mut de)
+    .and_then(|v| de.end().map(|()| v))
+    .map_err(|e| payload_error(&e))?;
     Ok(view)
 }
 
-struct ViewSeed<'r> {
+struct ViewSeed<'r, 'i> {
     required: &'r [Box<str>],
+    /// The payload text, to tell `serde_json`'s number marker from a member.
+    input: &'i str,
 }
 
-impl<'de> DeserializeSeed<'de> for ViewSeed<'_> {
+impl<'de> DeserializeSeed<'de> for ViewSeed<'_, '_> {
     type Value = View<'de>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<View<'de>, D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de> Visitor<'de> for ViewSeed<'_> {
+impl<'de> Visitor<'de> for ViewSeed<'_, '_> {
     type Value = View<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -96,15 +102,16 @@ impl<'de> Visitor<'de> for ViewSeed<'_> {
             present: 0,
         };
         let mut seen = Seen::default();
+        let input = self.input;
         while let Some(name) = map.next_key::<Str<'de>>()? {
             seen.insert::<A::Error>(&name)?;
             if let Some(i) = self.required.iter().position(|r| **r == *name) {
                 v.present |= 1 << i;
             }
             match &*name {
-                "exp" => v.exp = map.next_value::<TimeValue>()?.0,
-                "nbf" => v.nbf = map.next_value::<TimeValue>()?.0,
-                "iat" => v.iat = map.next_value::<TimeValue>()?.0,
+                "exp" => v.exp = map.next_value_seed(TimeSeed { input })?,
+                "nbf" => v.nbf = map.next_value_seed(TimeSeed { input })?,
+                "iat" => v.iat = map.next_value_seed(TimeSeed { input })?,
                 "iss" => v.iss = map.next_value::<IssValue<'de>>()?.0,
                 "aud" => v.aud = map.next_value::<AudValue<'de>>()?.0,
                 // Other claims are the caller's type's business; skipped here.
@@ -118,47 +125,99 @@ impl<'de> Visitor<'de> for ViewSeed<'_> {
 }
 
 /// Reads any value; keeps it when it is a number.
-struct TimeValue(Time);
+struct TimeSeed<'i> {
+    input: &'i str,
+}
 
-impl<'de> Deserialize<'de> for TimeValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TimeVisitor)
+impl<'de> DeserializeSeed<'de> for TimeSeed<'_> {
+    type Value = Time;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Time, D::Error> {
+        d.deserialize_any(self)
     }
 }
 
-struct TimeVisitor;
-
-impl<'de> Visitor<'de> for TimeVisitor {
-    type Value = TimeValue;
+impl<'de> Visitor<'de> for TimeSeed<'_> {
+    type Value = Time;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_i64<E>(self, v: i64) -> Result<TimeValue, E> {
-        Ok(TimeValue(Time::At(v as f64)))
+    fn visit_i64<E>(self, v: i64) -> Result<Time, E> {
+        Ok(numeric(v as f64))
     }
-    fn visit_u64<E>(self, v: u64) -> Result<TimeValue, E> {
-        Ok(TimeValue(Time::At(v as f64)))
+    fn visit_u64<E>(self, v: u64) -> Result<Time, E> {
+        Ok(numeric(v as f64))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<TimeValue, E> {
-        Ok(TimeValue(Time::At(v)))
+    fn visit_i128<E>(self, v: i128) -> Result<Time, E> {
+        Ok(numeric(v as f64))
     }
-    fn visit_bool<E>(self, _: bool) -> Result<TimeValue, E> {
-        Ok(TimeValue(Time::NotNumber))
+    fn visit_u128<E>(self, v: u128) -> Result<Time, E> {
+        Ok(numeric(v as f64))
     }
-    fn visit_str<E>(self, _: &str) -> Result<TimeValue, E> {
-        Ok(TimeValue(Time::NotNumber))
+    fn visit_f64<E>(self, v: f64) -> Result<Time, E> {
+        Ok(numeric(v))
     }
-    fn visit_unit<E>(self) -> Result<TimeValue, E> {
-        Ok(TimeValue(Time::NotNumber))
+    fn visit_bool<E>(self, _: bool) -> Result<Time, E> {
+        Ok(Time::NotNumber)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<TimeValue, A::Error> {
+    fn visit_str<E>(self, _: &str) -> Result<Time, E> {
+        Ok(Time::NotNumber)
+    }
+    fn visit_unit<E>(self) -> Result<Time, E> {
+        Ok(Time::NotNumber)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Time, A::Error> {
         IgnoredAny.visit_seq(seq)?;
-        Ok(TimeValue(Time::NotNumber))
+        Ok(Time::NotNumber)
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<TimeValue, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Time, A::Error> {
+        let Some(first) = map.next_key::<Str<'de>>()? else {
+            return Ok(Time::NotNumber);
+        };
+        if is_number_token(&first, self.input) {
+            let digits = map.next_value::<Str<'de>>()?;
+            IgnoredAny.visit_map(map)?;
+            return Ok(precise_number(&digits));
+        }
+        map.next_value::<IgnoredAny>()?;
         IgnoredAny.visit_map(map)?;
-        Ok(TimeValue(Time::NotNumber))
+        Ok(Time::NotNumber)
     }
+}
+
+/// A time claim's number: only a finite one is a NumericDate.
+fn numeric(x: f64) -> Time {
+    if x.is_finite() {
+        Time::At(x)
+    } else {
+        Time::NotNumber
+    }
+}
+
+/// The key under which `serde_json` hands a number over as its digits when
+/// another crate in the build enables its `arbitrary_precision` feature:
+/// `deserialize_any` then gives a one-member map instead of `visit_f64`.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+/// Whether a map key is `serde_json`'s arbitrary-precision number marker.
+/// The marker comes from `serde_json` itself, never from the token: a member
+/// of that name written in the payload is borrowed from the payload (or
+/// owned, when escaped) and is an object like any other.
+fn is_number_token(key: &Str<'_>, input: &str) -> bool {
+    match &key.0 {
+        Cow::Borrowed(b) => {
+            let start = input.as_ptr() as usize;
+            let at = b.as_ptr() as usize;
+            let inside = at >= start && at <= start.saturating_add(input.len());
+            *b == NUMBER_TOKEN && !inside
+        }
+        Cow::Owned(_) => false,
+    }
+}
+
+/// An arbitrary-precision number's digits (already checked as JSON number
+/// syntax by `serde_json`) as a time.
+fn precise_number(digits: &str) -> Time {
+    digits.parse::<f64>().map_or(Time::NotNumber, numeric)
 }
 
 struct IssValue<'a>(Iss<'a>);
@@ -259,6 +318,9 @@ pub(crate) struct Tapped<'de> {
     pub(crate) fault: Option<Error>,
     /// The whole object was read (so `view` is complete).
     pub(crate) complete: bool,
+    /// The top-level member being read last: the one the claims type
+    /// stopped at, if it gave up half-way.
+    pub(crate) at: Option<Str<'de>>,
 }
 
 impl View<'_> {
@@ -288,9 +350,11 @@ pub(crate) fn parse_tapped<'de, C: Deserialize<'de>>(
             view: View::empty(),
             fault: None,
             complete: false,
+            at: None,
         },
         required,
         seen: Seen::default(),
+        input: json,
     };
     let mut de = serde_json::Deserializer::from_str(json);
     let result = C::deserialize(Tap {
@@ -305,6 +369,8 @@ struct TapState<'de, 'r> {
     out: Tapped<'de>,
     required: &'r [Box<str>],
     seen: Seen<'de>,
+    /// The payload text, to tell `serde_json`'s number marker from a member.
+    input: &'de str,
 }
 
 #[derive(Clone, Copy)]
@@ -407,11 +473,8 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TapMap<'_, 'de, '_, A> {
             "aud" => Some(Registered::Aud),
             _ => None,
         };
-        match name.0 {
-            Cow::Borrowed(b) => seed.deserialize(de::value::BorrowedStrDeserializer::new(b)),
-            Cow::Owned(s) => seed.deserialize(de::value::StringDeserializer::new(s)),
-        }
-        .map(Some)
+        self.st.out.at = Some(name.clone());
+        str_into(seed, name).map(Some)
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
@@ -426,6 +489,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for TapMap<'_, 'de, '_, A> {
                 which,
                 view: &mut self.st.out.view,
                 depth: 0,
+                input: self.st.input,
             },
         })
     }
@@ -437,6 +501,7 @@ struct Sink<'v, 'de> {
     view: &'v mut View<'de>,
     /// 0: the claim's value; 1: an element of an `aud` array; more: deeper.
     depth: u8,
+    input: &'de str,
 }
 
 const AUD_SHAPE: &str = "must be a string or an array of strings";
@@ -447,10 +512,14 @@ impl<'de> Sink<'_, 'de> {
             which: self.which,
             view: self.view,
             depth,
+            input: self.input,
         }
     }
 
     fn number(&mut self, x: f64) {
+        if !x.is_finite() {
+            return self.other();
+        }
         match (self.which, self.depth) {
             (Registered::Exp, 0) => self.view.exp = Time::At(x),
             (Registered::Nbf, 0) => self.view.nbf = Time::At(x),
@@ -595,6 +664,8 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for CaptureVisitor<'_, 'de, V> {
         visit_bool(bool) => |s: &mut Sink<'_, 'de>, _: &bool| s.other();
         visit_i64(i64) => |s: &mut Sink<'_, 'de>, v: &i64| s.number(*v as f64);
         visit_u64(u64) => |s: &mut Sink<'_, 'de>, v: &u64| s.number(*v as f64);
+        visit_i128(i128) => |s: &mut Sink<'_, 'de>, v: &i128| s.number(*v as f64);
+        visit_u128(u128) => |s: &mut Sink<'_, 'de>, v: &u128| s.number(*v as f64);
         visit_f64(f64) => |s: &mut Sink<'_, 'de>, v: &f64| s.number(*v);
         visit_char(char) => |s: &mut Sink<'_, 'de>, _: &char| s.other();
         visit_str(&str) => |s: &mut Sink<'_, 'de>, v: &&str| s.string(Str(Cow::Owned((*v).to_owned())));
@@ -637,14 +708,91 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for CaptureVisitor<'_, 'de, V> {
         })
     }
 
-    fn visit_map<A2: MapAccess<'de>>(mut self, map: A2) -> Result<V::Value, A2::Error> {
-        self.sink.other();
-        self.inner.visit_map(map)
+    fn visit_map<A2: MapAccess<'de>>(mut self, mut map: A2) -> Result<V::Value, A2::Error> {
+        // A number, when `serde_json/arbitrary_precision` is on in the build,
+        // comes as a one-member map of its digits: read it as the number it
+        // is, and replay it to the caller's type unchanged.
+        let Some(first) = map.next_key::<Str<'de>>()? else {
+            self.sink.other();
+            return self.inner.visit_map(Replay {
+                key: None,
+                value: None,
+                ended: true,
+                map,
+            });
+        };
+        let mut value = None;
+        if is_number_token(&first, self.sink.input) {
+            let digits = map.next_value::<Str<'de>>()?;
+            match precise_number(&digits) {
+                Time::At(x) => self.sink.number(x),
+                _ => self.sink.other(),
+            }
+            value = Some(digits);
+        } else {
+            self.sink.other();
+        }
+        self.inner.visit_map(Replay {
+            key: Some(first),
+            value,
+            ended: false,
+            map,
+        })
     }
 
     fn visit_enum<A2: de::EnumAccess<'de>>(mut self, data: A2) -> Result<V::Value, A2::Error> {
         self.sink.other();
         self.inner.visit_enum(data)
+    }
+}
+
+/// A map whose first member (and maybe its value) was read ahead: hands
+/// them out again, then the rest.
+struct Replay<'de, A> {
+    key: Option<Str<'de>>,
+    value: Option<Str<'de>>,
+    ended: bool,
+    map: A,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Replay<'de, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        if self.ended {
+            return Ok(None);
+        }
+        if let Some(key) = self.key.take() {
+            return str_into(seed, key).map(Some);
+        }
+        let next = self.map.next_key_seed(seed)?;
+        self.ended = next.is_none();
+        Ok(next)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        match self.value.take() {
+            Some(v) => str_into(seed, v),
+            None => self.map.next_value_seed(seed),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.map.size_hint()
+    }
+}
+
+/// Hands a string read ahead to `seed`, borrowed when it was.
+fn str_into<'de, S: DeserializeSeed<'de>, E: de::Error>(
+    seed: S,
+    s: Str<'de>,
+) -> Result<S::Value, E> {
+    match s.0 {
+        Cow::Borrowed(b) => seed.deserialize(de::value::BorrowedStrDeserializer::new(b)),
+        Cow::Owned(s) => seed.deserialize(de::value::StringDeserializer::new(s)),
     }
 }
 
@@ -706,6 +854,9 @@ impl TimeRules {
             Time::NotNumber => return Err(not_numeric("exp")),
         }
         match view.nbf {
+            // RFC 7519 §2: a NumericDate counts seconds from the epoch; an
+            // IdP never issues a token valid from before 1970.
+            Time::At(nbf) if nbf < 0.0 => return Err(negative("nbf")),
             // RFC 7519 §4.1.5: valid from nbf on (inclusive).
             Time::At(nbf) if nowf + lw < nbf => {
                 return Err(Error::NotYetValid {
@@ -718,6 +869,7 @@ impl TimeRules {
             _ => {}
         }
         match view.iat {
+            Time::At(iat) if iat < 0.0 => return Err(negative("iat")),
             Time::At(iat) if nowf + lw < iat => {
                 return Err(Error::IssuedInFuture {
                     iat: iat as i64,
@@ -746,6 +898,10 @@ impl TimeRules {
         }
         Ok(())
     }
+}
+
+fn negative(claim: &str) -> Error {
+    Error::invalid_claim(claim, "must not be before 1970 (a negative NumericDate)")
 }
 
 fn not_numeric(claim: &str) -> Error {

@@ -73,9 +73,14 @@ impl ManualClock {
         self.0.store(now, Ordering::Relaxed);
     }
 
-    /// Moves the time forward by `secs` seconds.
+    /// Moves the time forward by `secs` seconds (saturating: the clock
+    /// stops at `i64::MAX` rather than wrapping into the past).
     pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::Relaxed);
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some(t.saturating_add(secs))
+            });
     }
 }
 
@@ -88,6 +93,16 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manual_clock_saturates_instead_of_wrapping() {
+        let clock = ManualClock::new(i64::MAX - 1);
+        clock.advance(i64::MAX);
+        assert_eq!(clock.now(), i64::MAX);
+        clock.set(i64::MIN + 1);
+        clock.advance(i64::MIN);
+        assert_eq!(clock.now(), i64::MIN);
+    }
 
     /// The coarse clock tells the same second as the precise one (give or
     /// take the tick between the two reads).

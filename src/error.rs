@@ -308,6 +308,159 @@ impl BuildError {
     }
 }
 
+/// A payload that is not a JSON object of claims, described without any of
+/// its values.
+pub(crate) fn payload_error(e: &serde_json::Error) -> Error {
+    Error::malformed(format!(
+        "payload is not a valid JSON object: {}",
+        serde_reason(e)
+    ))
+}
+
+/// A claims type that refused the claims: the member it stopped at (`at`,
+/// from the token: shortened, and printed escaped) and the kind of mismatch,
+/// never the value.
+pub(crate) fn claims_type_error(e: &serde_json::Error, at: Option<&str>) -> Error {
+    let reason = serde_reason(e);
+    let claim = match reason.strip_prefix("missing field ") {
+        // The name is the claims type's own field.
+        Some(field) => field.trim_matches('"').to_owned(),
+        None => at.map_or_else(|| "(claims)".to_owned(), |a| shortened(a).to_owned()),
+    };
+    Error::InvalidClaim {
+        claim,
+        reason: format!("claims do not fit the expected type: {reason}").into(),
+    }
+}
+
+/// What a `serde_json` error says, less any value it quotes.
+///
+/// serde's messages quote the value they refused (`invalid type: string
+/// "…", expected u64`, ``unknown variant `…` ``), and a custom message may
+/// hold anything: those are claim values, possibly secrets, and an error is
+/// meant to be safe to log. Only the kind of mismatch, what the claims type
+/// expected (its own words) and the position are kept.
+fn serde_reason(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let msg = if e.line() == 0 {
+        &full[..]
+    } else {
+        let at = format!(" at line {} column {}", e.line(), e.column());
+        full.strip_suffix(at.as_str()).unwrap_or(&full)
+    };
+    // Syntax and end-of-input messages are fixed texts without values.
+    let described = if e.is_syntax() || e.is_eof() {
+        printable(msg, 120)
+    } else if OURS.iter().any(|p| msg.starts_with(p)) {
+        // Our own strict-JSON refusals: a member name at most, escaped and
+        // shortened where it is made (`token::Seen`).
+        printable(msg, 120)
+    } else {
+        describe_data_error(msg)
+    };
+    if e.line() == 0 {
+        described
+    } else {
+        format!("{described} at line {} column {}", e.line(), e.column())
+    }
+}
+
+/// The messages of the strict JSON rules raised inside a parse.
+const OURS: [&str; 2] = ["duplicate member name ", "an object has more than "];
+
+/// How serde's data errors read (`serde::de::Error`'s provided methods and
+/// `Unexpected`'s names), turned into the kind and the expectation.
+fn describe_data_error(msg: &str) -> String {
+    // serde's `Unexpected` names, longest first where one starts another.
+    const FOUND: [&str; 18] = [
+        "floating point",
+        "integer",
+        "string",
+        "boolean",
+        "character",
+        "byte array",
+        "unit value",
+        "Option value",
+        "newtype struct",
+        "sequence",
+        "map",
+        "enum",
+        "unit variant",
+        "newtype variant",
+        "tuple variant",
+        "struct variant",
+        "number",
+        "null",
+    ];
+    // serde writes `{kind}: {found value}, expected {expectation}`, the
+    // expectation last: the last ", expected " is the real one.
+    let expected = |rest: &str| {
+        rest.rfind(", expected ")
+            .map(|i| format!(", {}", printable(&rest[i + 2..], 80)))
+            .unwrap_or_default()
+    };
+    for kind in ["invalid type", "invalid value"] {
+        if let Some(rest) = msg.strip_prefix(kind).and_then(|r| r.strip_prefix(": ")) {
+            let found = FOUND
+                .iter()
+                .filter(|f| {
+                    rest.starts_with(**f)
+                        && matches!(rest.as_bytes().get(f.len()), None | Some(b' ' | b','))
+                })
+                .max_by_key(|f| f.len())
+                .map(|f| format!(": {f}"))
+                .unwrap_or_default();
+            return format!("{kind}{found}{}", expected(rest));
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("invalid length ") {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        return format!("invalid length {digits}{}", expected(rest));
+    }
+    if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return format!("missing field {:?}", shortened(field));
+    }
+    // The name or variant quoted here came from the token; what follows it
+    // may be mistaken for the expectation, so neither is kept.
+    for kind in ["unknown field", "unknown variant", "duplicate field"] {
+        if msg.starts_with(kind) {
+            return kind.to_owned();
+        }
+    }
+    // A custom message (a `deserialize_with`, a parsing newtype) may hold
+    // anything.
+    "a value was refused".to_owned()
+}
+
+/// `s` cut to `max` bytes, with anything but printable ASCII replaced.
+fn printable(s: &str, max: usize) -> String {
+    shortened_to(s, max)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+fn shortened(s: &str) -> &str {
+    shortened_to(s, SHOWN_MAX)
+}
+
+fn shortened_to(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Longest part of a token-supplied string shown in a message.
 const SHOWN_MAX: usize = 64;
 
@@ -366,6 +519,46 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ErrorKind::ALL.len());
+    }
+
+    #[test]
+    fn serde_messages_lose_their_values() {
+        for (msg, want) in [
+            (
+                "invalid type: string \"abc, expected SECRET\", expected u64",
+                "invalid type: string, expected u64",
+            ),
+            (
+                "invalid value: integer `5`, expected u8",
+                "invalid value: integer, expected u8",
+            ),
+            (
+                "invalid type: floating point `1.5`, expected i64",
+                "invalid type: floating point, expected i64",
+            ),
+            (
+                "invalid length 3, expected 2 elements",
+                "invalid length 3, expected 2 elements",
+            ),
+            (
+                "unknown field `x, expected SECRET`, there are no fields",
+                "unknown field",
+            ),
+            (
+                "unknown variant `SECRET`, expected `A` or `B`",
+                "unknown variant",
+            ),
+            ("missing field `email`", "missing field \"email\""),
+            ("cannot use SECRET", "a value was refused"),
+        ] {
+            assert_eq!(describe_data_error(msg), want);
+        }
+        let custom = |m: &str| <serde_json::Error as serde::de::Error>::custom(m);
+        assert_eq!(
+            serde_reason(&custom("duplicate member name \"a\"")),
+            "duplicate member name \"a\""
+        );
+        assert_eq!(serde_reason(&custom("SECRET\nline")), "a value was refused");
     }
 
     #[test]

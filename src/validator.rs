@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use crate::alg::{AlgSet, Algorithm, Family};
 use crate::claims::{self, Iss, TimeRules, Times, View};
 use crate::clock::{Clock, SystemClock};
-use crate::error::{BuildError, Error};
+use crate::error::{BuildError, Error, claims_type_error};
 use crate::keys::{KeySet, KeySource, Lookup};
 use crate::token::{self, Header, MAX_SIGNATURE_LEN};
 
@@ -394,6 +394,13 @@ impl Validator {
             present: 0,
         };
         self.inner.time.check(&view, now)?;
+        // The caller's checks may read state that changes (a suspended
+        // tenant, a revocation list): they run on every hit too.
+        if !self.inner.checks.is_empty() {
+            let map = serde_json::from_str::<Map<String, Value>>(&entry.payload)
+                .map_err(|e| claims_type_error(&e, None))?;
+            self.run_checks(&map)?;
+        }
         Ok(true)
     }
 
@@ -422,14 +429,21 @@ impl Validator {
         }
         let (result, tapped) = claims::parse_tapped::<Map<String, Value>>(payload, &inner.required);
         let (map, times) = self.judge(payload, result, tapped, typ)?;
-        for (name, check) in &inner.checks {
-            check(&map).map_err(|reason| Error::InvalidClaim {
+        self.run_checks(&map)?;
+        let claims = serde_json::from_value(Value::Object(map))
+            .map_err(|e| claims_type_error_in::<C>(payload, &e))?;
+        Ok((claims, times))
+    }
+
+    /// The caller's checks ([`ValidatorBuilder::check`]), in order.
+    fn run_checks(&self, map: &Map<String, Value>) -> Result<(), Error> {
+        for (name, check) in &self.inner.checks {
+            check(map).map_err(|reason| Error::InvalidClaim {
                 claim: name.to_string(),
                 reason: reason.into(),
             })?;
         }
-        let claims = serde_json::from_value(Value::Object(map)).map_err(claims_type_error)?;
-        Ok((claims, times))
+        Ok(())
     }
 
     /// The rules decide first; only then does the claims type's own verdict count.
@@ -449,12 +463,13 @@ impl Validator {
                 self.check_rules(view, typ)?;
                 Ok((claims, (view.exp, view.nbf, view.iat)))
             }
-            Err(e) if e.is_syntax() || e.is_eof() => Err(token::json_error("payload", &e)),
             Err(e) => {
                 // The claims type gave up: read the registered claims anyway
                 // (again, if it stopped half-way) so that an expired or
-                // foreign token is reported as such.
-                if tapped.complete {
+                // foreign token is reported as such. A syntax error may be
+                // the claims type's own doing (`i128` asked of a fraction):
+                // the second read tells whether the JSON itself is bad.
+                if tapped.complete && !(e.is_syntax() || e.is_eof()) {
                     self.check_rules(&tapped.view, typ)?;
                 } else {
                     self.check_rules(
@@ -462,7 +477,8 @@ impl Validator {
                         typ,
                     )?;
                 }
-                Err(claims_type_error(e))
+                let at = tapped.at.as_deref().filter(|_| !tapped.complete);
+                Err(claims_type_error(&e, at))
             }
         }
     }
@@ -704,15 +720,17 @@ fn no_keys() -> Error {
 fn from_entry<C: DeserializeOwned>(entry: &crate::cache::Entry) -> Result<Validated<C>, Error> {
     Ok(Validated {
         header: entry.header.clone(),
-        claims: serde_json::from_str::<C>(&entry.payload).map_err(claims_type_error)?,
+        claims: serde_json::from_str::<C>(&entry.payload)
+            .map_err(|e| claims_type_error_in::<C>(&entry.payload, &e))?,
     })
 }
 
-fn claims_type_error(e: serde_json::Error) -> Error {
-    Error::InvalidClaim {
-        claim: "(claims)".into(),
-        reason: format!("claims do not fit the expected type: {e}").into(),
-    }
+/// `C` refused `payload` (a verified one) with `e`: read it again, tapped,
+/// to name the member where it stopped. Only on this error path.
+fn claims_type_error_in<C: DeserializeOwned>(payload: &str, e: &serde_json::Error) -> Error {
+    let (_, tapped) = claims::parse_tapped::<C>(payload, &[]);
+    let at = tapped.at.as_deref().filter(|_| !tapped.complete);
+    claims_type_error(e, at)
 }
 
 /// Chooses the key and checks the signature.
@@ -888,7 +906,8 @@ impl ValidatorBuilder {
     }
 
     /// Clock-skew allowance on `exp`, `nbf` and `iat` (default 60 s, at most
-    /// 1 hour). Whole seconds; other checks are unaffected.
+    /// 1 hour: [`build`](Self::build) refuses more, `Duration::MAX` too).
+    /// Whole seconds; other checks are unaffected.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -915,7 +934,8 @@ impl ValidatorBuilder {
     }
 
     /// Refuses tokens issued (`iat`) longer ago than `max_age` (plus leeway);
-    /// makes `iat` required.
+    /// makes `iat` required. `Duration::MAX` means no age limit, with `iat`
+    /// still required and still refused when in the future.
     pub fn max_age(mut self, max_age: Duration) -> Self {
         self.max_age = Some(max_age);
         self
@@ -937,6 +957,11 @@ impl ValidatorBuilder {
     /// Adds a check over the verified claims, run after the built-in rules.
     /// On `Err(reason)` the token is refused with kind `invalid_claim`,
     /// naming `name`.
+    ///
+    /// The check runs on every validation, cache hits included (with the
+    /// verified-token cache, it receives the cached claims): a check that
+    /// reads changing state (a suspended tenant, a revocation list) takes
+    /// effect on the next request, not when the cache entry expires.
     ///
     /// ```
     /// # use tokenwarden::{Validator, KeySet};
@@ -977,7 +1002,8 @@ impl ValidatorBuilder {
 
     /// Keeps tokens that passed, so that the same token again skips its
     /// signature check (feature `cache`; off unless called). Every rule that
-    /// depends on time is checked again on each hit, an entry lives no longer
+    /// depends on time is checked again on each hit, and so is every
+    /// [`check`](Self::check) (over the cached claims); an entry lives no longer
     /// than the token's `exp`, and an entry is dropped as soon as the key
     /// that verified it leaves the key set. Used by validators with one key
     /// source (one issuer, or several sharing keys).

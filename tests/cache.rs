@@ -306,3 +306,237 @@ fn bounded_by_entries_and_bytes() {
     let (_, bytes) = v.cache_usage().unwrap();
     assert!(bytes <= 20_000, "{bytes} bytes");
 }
+
+/// A cached validator over the ES256 key with `config`.
+fn cached_with(clock: &ManualClock, config: CacheConfig) -> Validator {
+    builder(&[key(Algorithm::ES256)])
+        .clock(clock.clone())
+        .cache(config)
+        .build()
+        .unwrap()
+}
+
+/// A distinct valid token (by `jti`).
+fn nth_token(i: usize) -> String {
+    let mut c = claims();
+    c["jti"] = json!(i);
+    key(Algorithm::ES256).token(&c)
+}
+
+/// Pushes `token` out of this thread's recent hits: only the shared map
+/// still holds it.
+fn evict_near(v: &Validator, token: &str) {
+    for i in 0..4 * 8 {
+        let other = nth_token(1000 + i);
+        assert_ne!(other, token);
+        v.validate::<Value>(&other).unwrap();
+    }
+}
+
+/// The verdict on another thread, which has no recent hits of its own: the
+/// shared map answers.
+fn on_another_thread(v: &Validator, token: &str) -> &'static str {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            v.validate::<Value>(token)
+                .map_or_else(|e| e.kind().as_str(), |_| "ok")
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn here(v: &Validator, token: &str) -> &'static str {
+    v.validate::<Value>(token)
+        .map_or_else(|e| e.kind().as_str(), |_| "ok")
+}
+
+#[test]
+fn checks_run_on_every_cache_hit() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let suspended = Arc::new(AtomicBool::new(false));
+    let flag = suspended.clone();
+    let clock = ManualClock::new(NOW);
+    let v = builder(&[key(Algorithm::ES256)])
+        .clock(clock.clone())
+        .cache(CacheConfig::default())
+        .check("tenant", move |claims| {
+            // The check gets the cached claims on a hit.
+            assert_eq!(claims["sub"], "alice");
+            if flag.load(Ordering::SeqCst) {
+                Err("tenant suspended".into())
+            } else {
+                Ok(())
+            }
+        })
+        .build()
+        .unwrap();
+    let token = key(Algorithm::ES256).token(&claims());
+    assert_eq!(here(&v, &token), "ok");
+    let first = v.validate_shared::<Value>(&token).unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        &first,
+        &v.validate_shared::<Value>(&token).unwrap()
+    ));
+    assert_eq!(entries(&v), 1);
+
+    suspended.store(true, Ordering::SeqCst);
+    // This thread's recent hit, the shared answer, another thread (the
+    // shared map), and this thread once its recent hits moved on.
+    let err = v.validate::<Value>(&token).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidClaim);
+    assert!(err.to_string().contains("tenant suspended"), "{err}");
+    assert_eq!(
+        v.validate_shared::<Value>(&token).unwrap_err().kind(),
+        ErrorKind::InvalidClaim
+    );
+    assert_eq!(on_another_thread(&v, &token), "invalid_claim");
+    suspended.store(false, Ordering::SeqCst);
+    evict_near(&v, &token);
+    suspended.store(true, Ordering::SeqCst);
+    assert_eq!(here(&v, &token), "invalid_claim");
+
+    // Reinstated: the same entry answers again.
+    suspended.store(false, Ordering::SeqCst);
+    assert_eq!(here(&v, &token), "ok");
+    assert_eq!(on_another_thread(&v, &token), "ok");
+}
+
+#[test]
+fn hits_from_another_thread_and_after_eviction_recheck_time_and_max_age() {
+    let clock = ManualClock::new(NOW);
+    let v = builder(&[key(Algorithm::ES256)])
+        .clock(clock.clone())
+        .max_age(std::time::Duration::from_secs(300))
+        .cache(CacheConfig::default())
+        .build()
+        .unwrap();
+    let mut c = claims();
+    c["exp"] = json!(NOW + 3600);
+    let token = key(Algorithm::ES256).token(&c); // iat = NOW - 10
+    assert_eq!(here(&v, &token), "ok");
+    assert_eq!(on_another_thread(&v, &token), "ok");
+    evict_near(&v, &token);
+    assert_eq!(here(&v, &token), "ok");
+    assert_eq!(entries(&v), 1 + 32);
+
+    // max_age (300 s + 60 s leeway after iat) passes; exp does not yet.
+    clock.set(NOW - 10 + 300 + 61);
+    assert_eq!(on_another_thread(&v, &token), "token_too_old");
+    clock.set(NOW);
+    evict_near(&v, &token);
+    clock.set(NOW - 10 + 300 + 61);
+    assert_eq!(here(&v, &token), "token_too_old");
+
+    // exp, on a validator without max_age.
+    let v = cached_with(&clock, CacheConfig::default());
+    clock.set(NOW);
+    let token = key(Algorithm::ES256).token(&claims()); // exp = NOW + 600
+    assert_eq!(here(&v, &token), "ok");
+    clock.set(NOW + 600 + 61);
+    assert_eq!(on_another_thread(&v, &token), "expired");
+    clock.set(NOW);
+    evict_near(&v, &token);
+    clock.set(NOW + 600 + 61);
+    assert_eq!(here(&v, &token), "expired");
+}
+
+#[test]
+fn max_ttl_bounds_how_long_an_entry_answers() {
+    use std::sync::Arc;
+    let clock = ManualClock::new(NOW);
+    let v = cached_with(
+        &clock,
+        CacheConfig::default().max_ttl(std::time::Duration::from_secs(100)),
+    );
+    let token = key(Algorithm::ES256).token(&claims()); // exp = NOW + 600
+    let first = v.validate_shared::<Value>(&token).unwrap();
+    clock.set(NOW + 99);
+    assert!(Arc::ptr_eq(
+        &first,
+        &v.validate_shared::<Value>(&token).unwrap()
+    ));
+    // At max_ttl the entry no longer answers: the token is checked afresh
+    // (a new answer), and that answer is kept.
+    clock.set(NOW + 100);
+    let second = v.validate_shared::<Value>(&token).unwrap();
+    assert!(!Arc::ptr_eq(&first, &second), "answered past max_ttl");
+    clock.set(NOW + 101);
+    assert!(Arc::ptr_eq(
+        &second,
+        &v.validate_shared::<Value>(&token).unwrap()
+    ));
+}
+
+#[test]
+fn max_ttl_of_duration_max_neither_panics_nor_outlives_exp() {
+    for huge in [
+        std::time::Duration::MAX,
+        std::time::Duration::from_secs(u64::MAX),
+    ] {
+        let clock = ManualClock::new(NOW);
+        let v = cached_with(&clock, CacheConfig::default().max_ttl(huge));
+        // An exp past what a Duration holds.
+        let mut c = claims();
+        c["exp"] = json!(1e20);
+        let far = key(Algorithm::ES256).token(&c);
+        assert_eq!(here(&v, &far), "ok");
+        assert_eq!(here(&v, &far), "ok");
+        // An ordinary token still expires on a hit, on every path.
+        let token = key(Algorithm::ES256).token(&claims());
+        assert_eq!(here(&v, &token), "ok");
+        clock.set(NOW + 600 + 61);
+        assert_eq!(here(&v, &token), "expired");
+        assert_eq!(on_another_thread(&v, &token), "expired");
+        // And a token without exp, kept "forever", still gets every check.
+        let lax = builder(&[key(Algorithm::ES256)])
+            .clock(clock.clone())
+            .allow_missing_exp()
+            .max_age(std::time::Duration::from_secs(60))
+            .cache(CacheConfig::default().max_ttl(huge))
+            .build()
+            .unwrap();
+        clock.set(NOW);
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("exp");
+        let no_exp = key(Algorithm::ES256).token(&c);
+        assert_eq!(here(&lax, &no_exp), "ok");
+        clock.set(NOW + 3600);
+        assert_eq!(here(&lax, &no_exp), "token_too_old");
+    }
+}
+
+#[tokio::test]
+async fn removing_the_key_drops_its_entries_for_every_thread() {
+    let idp = TestIssuer::start().unwrap();
+    let keys = RemoteKeySet::builder()
+        .discovery(idp.issuer())
+        .allow_http_loopback(true)
+        .build()
+        .unwrap();
+    keys.refresh().await.unwrap();
+    let v = Validator::builder()
+        .issuer(idp.issuer())
+        .audience("api")
+        .keys(keys.clone())
+        .cache(CacheConfig::default())
+        .build()
+        .unwrap();
+    let token = idp.token().audience("api").subject("bob").sign();
+    assert_eq!(here(&v, &token), "ok");
+    assert_eq!(on_another_thread(&v, &token), "ok");
+    idp.rotate().unwrap();
+    assert_eq!(idp.retire_old_keys(), 1);
+    keys.refresh().await.unwrap();
+    // Another thread: only the shared map holds the entry there.
+    assert_eq!(on_another_thread(&v, &token), "unknown_key");
+    // This thread, once its recent hits moved on.
+    let fresh = idp.token().audience("api").sign();
+    assert_eq!(here(&v, &fresh), "ok");
+    for i in 0..4 * 8 {
+        let other = idp.token().audience("api").claim("n", json!(i)).sign();
+        assert_eq!(here(&v, &other), "ok");
+    }
+    assert_eq!(here(&v, &token), "unknown_key");
+}

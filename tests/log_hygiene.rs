@@ -275,3 +275,152 @@ fn check_run(text: &str, secrets: &Secrets) {
         leaks.join("\n")
     );
 }
+
+/// serde's messages quote the value they refused; an error from
+/// `validate::<C>` keeps the claim's name and the kind of mismatch only,
+/// whichever path gave it (a fresh check, a cache hit, the custom-check
+/// path), so that logging an error never logs a claim value.
+#[test]
+fn claim_values_never_appear_in_error_messages() {
+    use serde::Deserialize;
+
+    const SECRET: &str = "s3cr3t-SESSION-9f8e7d6c5b4a3f2e1d0c";
+    const SECRET_NUMBER: u64 = 987_654_321_987_654_321;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct WantsNumber {
+        session: u64,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct WantsSmall {
+        level: u8,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    enum Role {
+        Admin,
+        User,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct WantsRole {
+        role: Role,
+    }
+    fn loud<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        let s = String::deserialize(d)?;
+        Err(serde::de::Error::custom(format!("cannot use {s}")))
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Custom {
+        #[serde(deserialize_with = "loud")]
+        session: String,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    #[serde(deny_unknown_fields)]
+    struct Closed {
+        iss: String,
+    }
+
+    let key = TestKey::generate(Algorithm::HS256, "k1").unwrap();
+    let keys = || KeySet::from_jwks(key.jwks_json().as_bytes()).unwrap();
+    let now = SystemClock.now();
+    let build = |cache: bool, check: bool| {
+        let mut b = Validator::builder()
+            .issuer("iss")
+            .audience("api")
+            .keys(keys());
+        if cache {
+            b = b.cache(CacheConfig::default());
+        }
+        if check {
+            b = b.check("always", |_| Ok(()));
+        }
+        b.build().unwrap()
+    };
+    let token = key.token(&json!({
+        "iss": "iss", "aud": "api", "exp": now + 600,
+        "session": SECRET, "level": SECRET_NUMBER, "role": SECRET,
+        // A hostile member name: shown escaped, never as a line break.
+        "x\nFORGED log line": 1,
+    }));
+    let mut secrets = Secrets::default();
+    secrets.text(SECRET);
+    secrets.text(&SECRET_NUMBER.to_string());
+    let mut seen = String::new();
+    let mut check = |what: &str, err: tokenwarden::Error, claim: &str, says: &[&str]| {
+        let text = format!("{err}\n{err:?}");
+        assert!(secrets.leaks(&text).is_empty(), "{what}: {text}");
+        assert!(!text.contains("FORGED log line\n"), "{what}: {text}");
+        assert_eq!(err.kind(), tokenwarden::ErrorKind::InvalidClaim, "{what}");
+        assert!(text.contains(claim), "{what}: no {claim:?} in {text}");
+        assert!(
+            says.iter().any(|s| text.contains(s)),
+            "{what}: none of {says:?} in {text}"
+        );
+        seen.push_str(&text);
+    };
+    for (cache, with_check) in [(false, false), (true, false), (false, true)] {
+        let v = build(cache, with_check);
+        // Twice: with the cache, the second answer is a hit.
+        for round in 0..2 {
+            if cache {
+                v.validate_json(&token).unwrap();
+            }
+            let what = format!("cache {cache}, check {with_check}, round {round}");
+            check(
+                &what,
+                v.validate::<WantsNumber>(&token).unwrap_err(),
+                "session",
+                &["invalid type: string, expected u64"],
+            );
+            check(
+                &what,
+                v.validate::<WantsSmall>(&token).unwrap_err(),
+                "level",
+                // serde_json with `arbitrary_precision` words it so when
+                // reading from a `Value` (the custom-check path).
+                &["invalid value: integer, expected u8", "invalid number"],
+            );
+            check(
+                &what,
+                v.validate::<WantsRole>(&token).unwrap_err(),
+                "role",
+                &["unknown variant"],
+            );
+            check(
+                &what,
+                v.validate::<Custom>(&token).unwrap_err(),
+                "session",
+                &["a value was refused"],
+            );
+            check(
+                &what,
+                v.validate::<Closed>(&token).unwrap_err(),
+                "\"aud\"",
+                &["unknown field"],
+            );
+        }
+    }
+    // A payload that is one JSON string: malformed, without the string.
+    let raw = key.sign_raw(
+        &json!({"alg": "HS256", "kid": "k1"}).to_string(),
+        &format!("\"{SECRET}\""),
+    );
+    let err = build(false, false).validate_json(&raw).unwrap_err();
+    let text = format!("{err}\n{err:?}");
+    assert_eq!(err.kind(), tokenwarden::ErrorKind::Malformed);
+    assert!(secrets.leaks(&text).is_empty(), "{text}");
+    // And the same errors logged, as a service would, leak nothing either.
+    let (guard, logs) = capture_logs();
+    for line in seen.lines() {
+        tracing::warn!(error = %line, "token refused");
+    }
+    drop(guard);
+    let logged = logs.text();
+    assert!(logged.contains("token refused"));
+    assert!(secrets.leaks(&logged).is_empty(), "{logged}");
+}

@@ -631,3 +631,274 @@ fn a_forged_header_is_judged_on_its_own_every_time() {
         assert_eq!(outcome(&v, &good), "ok");
     }
 }
+
+/// The verdict of `C` on `token`: the error kind's name, or "ok".
+fn verdict<C: serde::de::DeserializeOwned>(v: &Validator, token: &str) -> &'static str {
+    v.validate::<C>(token)
+        .map_or_else(|e| e.kind().as_str(), |_| "ok")
+}
+
+#[test]
+fn lenient_claims_types_cannot_hide_registered_claims() {
+    // Types that read the time claims loosely, or not at all: the rules
+    // still read them from the token bytes.
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct NoTimes {
+        sub: String,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct LenientNbf {
+        #[serde(default)]
+        nbf: Option<String>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct StringTimes {
+        #[serde(default)]
+        exp: Option<String>,
+        #[serde(default)]
+        iat: Option<String>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Wide {
+        exp: u128,
+        #[serde(default)]
+        nbf: Option<i128>,
+    }
+    let k = key(Algorithm::ES256);
+    let v = validator(&[k]);
+    let cases = [
+        ("nbf", json!(NOW + 3600), "not_yet_valid"),
+        ("nbf", json!((NOW + 3600) as f64 + 0.5), "not_yet_valid"),
+        ("nbf", json!("soon"), "invalid_claim"),
+        ("exp", json!(NOW - 3600), "expired"),
+        ("exp", json!((NOW + 600).to_string()), "invalid_claim"),
+        ("iat", json!(NOW + 3600), "issued_in_future"),
+        ("iat", json!("yesterday"), "invalid_claim"),
+    ];
+    for (claim, value, expected) in cases {
+        let token = k.token(&with(claim, value.clone()));
+        assert_eq!(outcome(&v, &token), expected, "{claim}: {value}");
+        assert_eq!(verdict::<NoTimes>(&v, &token), expected, "{claim}: {value}");
+        assert_eq!(
+            verdict::<LenientNbf>(&v, &token),
+            expected,
+            "{claim}: {value}"
+        );
+        assert_eq!(
+            verdict::<StringTimes>(&v, &token),
+            expected,
+            "{claim}: {value}"
+        );
+        assert_eq!(verdict::<Wide>(&v, &token), expected, "{claim}: {value}");
+    }
+    // And a good token passes through every one that can hold it.
+    let good = k.token(&with("nbf", json!(NOW - 10)));
+    assert_eq!(verdict::<NoTimes>(&v, &good), "ok");
+    assert_eq!(verdict::<Wide>(&v, &good), "ok");
+    assert_eq!(
+        v.validate::<Wide>(&good).unwrap().claims.exp,
+        (NOW + 600) as u128
+    );
+}
+
+#[test]
+fn negative_nbf_or_iat_is_an_invalid_claim() {
+    let k = key(Algorithm::ES256);
+    let v = validator(&[k]);
+    for (claim, value) in [
+        ("nbf", json!(-1)),
+        ("nbf", json!(-0.5)),
+        ("nbf", json!(i64::MIN)),
+        ("iat", json!(-1)),
+        ("iat", json!(-1e10)),
+    ] {
+        let token = k.token(&with(claim, value.clone()));
+        let err = v.validate_json(&token).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidClaim, "{claim}: {value}");
+        assert!(err.to_string().contains(claim), "{err}");
+        // Whatever the claims type.
+        assert_eq!(
+            verdict::<serde::de::IgnoredAny>(&v, &token),
+            "invalid_claim",
+            "{claim}: {value}"
+        );
+    }
+    // The epoch itself is a valid NumericDate.
+    assert_eq!(outcome(&v, &k.token(&with("nbf", json!(0)))), "ok");
+    assert_eq!(outcome(&v, &k.token(&with("iat", json!(0)))), "ok");
+}
+
+#[test]
+fn duration_max_settings_neither_panic_nor_disable_checks() {
+    let k = key(Algorithm::ES256);
+    let expired = k.token(&with("exp", json!(NOW - 3600)));
+    let future = k.token(&with("nbf", json!(NOW + 3600)));
+    for huge in [Duration::MAX, Duration::from_secs(u64::MAX)] {
+        // A leeway that large would accept every expired token: refused at
+        // build, or at least not allowed to accept one.
+        match builder(&[k]).leeway(huge).build() {
+            Err(e) => assert!(e.to_string().contains("leeway"), "{e}"),
+            Ok(v) => {
+                assert_eq!(outcome(&v, &expired), "expired");
+                assert_eq!(outcome(&v, &future), "not_yet_valid");
+            }
+        }
+        // A maximum age of forever: no age limit, but `iat` still required
+        // and still checked against the future; `exp`, `nbf` untouched.
+        let v = builder(&[k]).max_age(huge).build().unwrap();
+        assert_eq!(outcome(&v, &k.token(&claims())), "ok");
+        assert_eq!(outcome(&v, &k.token(&with("iat", json!(0)))), "ok");
+        assert_eq!(outcome(&v, &expired), "expired");
+        assert_eq!(outcome(&v, &future), "not_yet_valid");
+        assert_eq!(
+            outcome(&v, &k.token(&with("iat", json!(NOW + 3600)))),
+            "issued_in_future"
+        );
+        let mut no_iat = claims();
+        no_iat.as_object_mut().unwrap().remove("iat");
+        assert_eq!(outcome(&v, &k.token(&no_iat)), "missing_claim");
+    }
+}
+
+/// Numbers in every JSON form mean the same, whichever way `serde_json` is
+/// built: CI runs this file again with `serde_json/arbitrary_precision` on
+/// (`.ci/run`), as another crate in a user's build may turn it on.
+#[test]
+fn numeric_dates_keep_their_meaning_in_every_json_form() {
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Floats {
+        exp: f64,
+        #[serde(default)]
+        nbf: Option<f64>,
+    }
+    let k = key(Algorithm::ES256);
+    let single = validator(&[k]);
+    // Several issuers with their own keys: `iss` is read first by a separate
+    // parse, so both readers of the registered claims are exercised.
+    let multi = Validator::builder()
+        .issuer_with_keys(ISS, keyset(&[k]))
+        .issuer_with_keys("https://other.test", keyset(&[key(Algorithm::EdDSA)]))
+        .audience(AUD)
+        .clock(FixedClock(NOW))
+        .build()
+        .unwrap();
+    let header = json!({"alg": "ES256", "kid": "ES256"}).to_string();
+    let payload = |exp: &str, extra: &str| {
+        format!(r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"alice","exp":{exp}{extra}}}"#)
+    };
+    let far = "1".to_owned() + &"0".repeat(30);
+    let cases: Vec<(String, &str, &[&str])> = vec![
+        // exp written as an integer, a fraction, with exponents, too big for u64.
+        (payload(&(NOW + 600).to_string(), ""), "", &["ok"]),
+        (payload(&format!("{}.25", NOW + 600), ""), "", &["ok"]),
+        (payload("1.7000006e9", ""), "", &["ok"]),
+        (payload("17000006000E-1", ""), "", &["ok"]),
+        (payload(&far, ""), "", &["ok"]),
+        (payload("1.6e9", ""), "", &["expired"]),
+        (payload(&format!("{}.5", NOW - 61), ""), "", &["expired"]),
+        (
+            payload("1.7000006e9", r#","nbf":4e9"#),
+            "",
+            &["not_yet_valid"],
+        ),
+        (
+            payload("1.7000006e9", r#","nbf":-1.5e0"#),
+            "",
+            &["invalid_claim"],
+        ),
+        (
+            payload("1.7000006e9", r#","iat":1.8e9"#),
+            "",
+            &["issued_in_future"],
+        ),
+        // Out of f64's range: never a date (serde_json alone calls it malformed).
+        (payload("1e400", ""), "", &["malformed", "invalid_claim"]),
+        // serde_json's own marker for such numbers, written in the token, is
+        // an object, not a number.
+        (
+            payload(r#"{"$serde_json::private::Number":"4000000000"}"#, ""),
+            "",
+            &["invalid_claim"],
+        ),
+        (
+            payload(
+                "1.7000006e9",
+                r#","nbf":{"$serde_json::private::Number":"1"}"#,
+            ),
+            "",
+            &["invalid_claim"],
+        ),
+    ];
+    for (payload, _, expected) in &cases {
+        let token = k.sign_raw(&header, payload);
+        for v in [&single, &multi] {
+            for got in [
+                outcome(v, &token),
+                verdict::<serde::de::IgnoredAny>(v, &token),
+                verdict::<Floats>(v, &token),
+            ] {
+                // Floats cannot hold an object exp: only the kind may differ
+                // there, and only towards a refusal.
+                assert!(
+                    expected.contains(&got) || (expected[0] != "ok" && got == "invalid_claim"),
+                    "{payload}: {got}, expected {expected:?}"
+                );
+            }
+        }
+    }
+    // The claims reach the caller's type as the numbers they are.
+    let token = k.sign_raw(&header, &payload("1.7000006e9", ""));
+    let ok = single.validate_json(&token).unwrap();
+    assert_eq!(ok.claims["exp"].as_f64(), Some(1_700_000_600.0));
+    let ok = single.validate::<Floats>(&token).unwrap();
+    assert_eq!(ok.claims.exp, 1_700_000_600.0);
+}
+
+/// Proof that the CI step really builds with `arbitrary_precision` (this
+/// compiles only there).
+#[cfg(tokenwarden_arbitrary_precision)]
+#[test]
+fn this_build_has_serde_json_arbitrary_precision() {
+    let n = serde_json::Number::from_string_unchecked("1.5".to_owned());
+    assert_eq!(n.to_string(), "1.5");
+}
+
+#[test]
+fn issuers_sharing_an_algorithm_and_kid_are_kept_apart_by_their_keys() {
+    // Two IdPs that both call their ES256 key "main": each issuer's tokens
+    // verify only with that issuer's own key.
+    let a = TestKey::generate(Algorithm::ES256, "main").unwrap();
+    let b = TestKey::generate(Algorithm::ES256, "main").unwrap();
+    let v = Validator::builder()
+        .issuer_with_keys("https://a.test", keyset(&[&a]))
+        .issuer_with_keys("https://b.test", keyset(&[&b]))
+        .audience(AUD)
+        .clock(FixedClock(NOW))
+        .build()
+        .unwrap();
+    let of = |iss: &str| with("iss", json!(iss));
+    // B's key, B's kid, A's name: refused, both ways round.
+    assert_eq!(
+        outcome(&v, &b.token(&of("https://a.test"))),
+        "invalid_signature"
+    );
+    assert_eq!(
+        outcome(&v, &a.token(&of("https://b.test"))),
+        "invalid_signature"
+    );
+    assert_eq!(outcome(&v, &a.token(&of("https://a.test"))), "ok");
+    assert_eq!(outcome(&v, &b.token(&of("https://b.test"))), "ok");
+    // Repeated, so that no cached header or key choice carries over.
+    for _ in 0..3 {
+        assert_eq!(outcome(&v, &a.token(&of("https://a.test"))), "ok");
+        assert_eq!(
+            outcome(&v, &b.token(&of("https://a.test"))),
+            "invalid_signature"
+        );
+    }
+}
