@@ -35,6 +35,8 @@ struct File {
     #[serde(default)]
     allow_http: bool,
     #[serde(default)]
+    allow_private_addresses: bool,
+    #[serde(default)]
     json_logs: bool,
     #[serde(default, rename = "issuer")]
     issuers: Vec<Spanned<IssuerFile>>,
@@ -125,6 +127,9 @@ pub struct Config {
     pub leeway: u64,
     pub required_type: Option<String>,
     pub allow_http: bool,
+    /// Key fetches may reach private, link-local and loopback addresses
+    /// (an identity provider on an internal network); off by default (SSRF).
+    pub allow_private_addresses: bool,
     pub json_logs: bool,
     pub issuers: Vec<Issuer>,
     pub headers: Headers,
@@ -488,6 +493,7 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         leeway: file.leeway_seconds.unwrap_or(60),
         required_type: file.required_type.clone(),
         allow_http: file.allow_http,
+        allow_private_addresses: file.allow_private_addresses,
         json_logs: file.json_logs,
         issuers,
         headers,
@@ -655,6 +661,13 @@ scopes = ["admin"]
         assert!(c.rules[0].matches("GET", "/admin/users"));
         assert!(!c.rules[0].matches("DELETE", "/admin/users"));
         assert!(!c.rules[0].matches("GET", "/public"));
+    }
+
+    #[test]
+    fn private_addresses_are_refused_unless_the_file_allows_them() {
+        assert!(!parse(GOOD, "t.toml").unwrap().allow_private_addresses);
+        let allowed = GOOD.replacen("audiences", "allow_private_addresses = true\naudiences", 1);
+        assert!(parse(&allowed, "t.toml").unwrap().allow_private_addresses);
     }
 
     fn err(text: &str) -> String {

@@ -208,7 +208,9 @@ async fn serve(config: Config) -> Result<(), String> {
                 set.into()
             }
             Keys::Url(_) | Keys::Discovery => {
-                let mut b = RemoteKeySet::builder().allow_http_loopback(config.allow_http);
+                let mut b = RemoteKeySet::builder()
+                    .allow_http_loopback(config.allow_http)
+                    .allow_private_addresses(config.allow_private_addresses);
                 if let Some(d) = issuer.max_staleness {
                     b = b.max_staleness(d);
                 }
