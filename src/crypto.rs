@@ -140,6 +140,7 @@ fn aws_verifier(alg: Algorithm, material: Material<'_>) -> Result<Verifier, &'st
         Algorithm::PS512 => &s::RSA_PSS_2048_8192_SHA512,
         Algorithm::ES256 => &s::ECDSA_P256_SHA256_FIXED,
         Algorithm::ES384 => &s::ECDSA_P384_SHA384_FIXED,
+        Algorithm::ES512 => &s::ECDSA_P521_SHA512_FIXED,
         Algorithm::EdDSA => &s::ED25519,
     };
     s::ParsedPublicKey::new(params, key_bytes(material))
@@ -148,6 +149,11 @@ fn aws_verifier(alg: Algorithm, material: Material<'_>) -> Result<Verifier, &'st
         })
         .map_err(|_| "the crypto backend rejected the public key")
 }
+
+/// Why an ES512 key is skipped when ring is the only backend.
+#[cfg(feature = "ring")]
+pub(crate) const RING_NO_P521: &str =
+    "ES512 (P-521) needs the aws-lc-rs backend: ring does not implement P-521";
 
 #[cfg(feature = "ring")]
 fn ring_verifier(alg: Algorithm, material: Material<'_>) -> Result<Verifier, &'static str> {
@@ -167,6 +173,9 @@ fn ring_verifier(alg: Algorithm, material: Material<'_>) -> Result<Verifier, &'s
         Algorithm::PS512 => &s::RSA_PSS_2048_8192_SHA512,
         Algorithm::ES256 => &s::ECDSA_P256_SHA256_FIXED,
         Algorithm::ES384 => &s::ECDSA_P384_SHA384_FIXED,
+        // ring 0.17 does not implement P-521: the key is skipped with this
+        // reason, and the set may still load with its other keys.
+        Algorithm::ES512 => return Err(RING_NO_P521),
         Algorithm::EdDSA => &s::ED25519,
     };
     // ring has no pre-parsed public key type: it parses on each call. Check
@@ -201,4 +210,62 @@ fn key_bytes(m: Material<'_>) -> &[u8] {
     match m {
         Material::Rsa(b) | Material::Ec(_, b) | Material::Ed25519(b) | Material::Hmac(b) => b,
     }
+}
+
+/// A key's identity by content: SHA-256 over a domain tag, the algorithms it
+/// may verify and its canonical material (DER `RSAPublicKey`, SEC1 point,
+/// Ed25519 key or HMAC secret), each part length-prefixed, cut to 64 bits.
+///
+/// Like an RFC 7638 thumbprint it depends only on the key, so the same key
+/// fetched again has the same id. 64 bits suffice: the ids are compared only
+/// between keys from the same issuer's set, and a collision would need that
+/// issuer, who signs tokens anyway, to publish it. The value is never shown.
+pub(crate) fn fingerprint(algs: u16, material: Material<'_>) -> u64 {
+    let (tag, curve): (u8, u8) = match material {
+        Material::Rsa(_) => (1, 0),
+        Material::Ec(c, _) => (2, c.coordinate_len() as u8),
+        Material::Ed25519(_) => (3, 0),
+        Material::Hmac(_) => (4, 0),
+    };
+    let bytes = key_bytes(material);
+    let len = (bytes.len() as u64).to_be_bytes();
+    let parts: [&[u8]; 5] = [
+        b"tokenwarden key id v1\0",
+        &[tag, curve],
+        &algs.to_be_bytes(),
+        &len,
+        bytes,
+    ];
+    let digest = sha256(&parts);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+#[cfg(feature = "aws-lc-rs")]
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = aws::digest::Context::new(&aws::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// No backend: no key ever loads (every verifier is refused first).
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+fn sha256(_parts: &[&[u8]]) -> [u8; 32] {
+    [0; 32]
 }
