@@ -269,3 +269,61 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 fn sha256(_parts: &[&[u8]]) -> [u8; 32] {
     [0; 32]
 }
+
+#[cfg(all(test, any(feature = "aws-lc-rs", feature = "ring")))]
+mod tests {
+    use super::*;
+
+    /// Issue 20 item 5: HMAC tags are compared by the backend's
+    /// constant-time `hmac::verify`, never by `==` on a computed tag. The key
+    /// is the backend's own `hmac::Key`, the verify arms call the backends'
+    /// `verify` (pinned here by their text: replacing one with a tag
+    /// comparison fails this test), and the answers are right, including for
+    /// a prefix of the right tag.
+    #[test]
+    fn hmac_tags_go_through_the_backends_constant_time_verify() {
+        let secret = [7u8; 32];
+        let v = match Verifier::new(Algorithm::HS256, Material::Hmac(&secret)) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        };
+        #[allow(unreachable_patterns)]
+        let backend_key = match &v.inner {
+            #[cfg(feature = "aws-lc-rs")]
+            Inner::AwsHmac(_) => true,
+            #[cfg(feature = "ring")]
+            Inner::RingHmac(_) => true,
+            _ => false,
+        };
+        assert!(backend_key, "HMAC keys are the backend's hmac::Key");
+        let src = include_str!("crypto.rs");
+        let body = &src[src.find("pub(crate) fn verify(&self").unwrap_or(0)..];
+        let body = &body[..body.find("\n    }\n").unwrap_or(body.len())];
+        assert!(
+            body.contains("Inner::AwsHmac(k) => aws::hmac::verify(k, message, signature).is_ok()")
+        );
+        assert!(
+            body.contains(
+                "Inner::RingHmac(k) => ring::hmac::verify(k, message, signature).is_ok()"
+            )
+        );
+        assert!(!body.contains("=="), "no tag is compared with ==");
+
+        let msg = b"header.payload";
+        #[cfg(feature = "ring")]
+        let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret), msg)
+            .as_ref()
+            .to_vec();
+        #[cfg(not(feature = "ring"))]
+        let tag = aws::hmac::sign(&aws::hmac::Key::new(aws::hmac::HMAC_SHA256, &secret), msg)
+            .as_ref()
+            .to_vec();
+        assert!(v.verify(msg, &tag));
+        assert!(!v.verify(msg, &tag[..16]), "a prefix of the tag");
+        assert!(!v.verify(msg, &[]), "an empty tag");
+        let mut flipped = tag.clone();
+        flipped[31] ^= 1;
+        assert!(!v.verify(msg, &flipped));
+        assert!(!v.verify(b"header.payloaD", &tag));
+    }
+}
