@@ -20,10 +20,38 @@ use tokenwarden::{Algorithm, KeySet};
 
 /// Names the parsers branch on, and a few kids.
 const NAMES: &[&str] = &[
-    "RSA", "EC", "OKP", "oct", "P-256", "P-384", "P-521", "Ed25519", "Ed448", "X25519",
-    "secp256k1", "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384",
-    "PS512", "ES256", "ES384", "ES512", "EdDSA", "none", "sig", "enc", "verify", "sign", "a",
-    "b", "",
+    "RSA",
+    "EC",
+    "OKP",
+    "oct",
+    "P-256",
+    "P-384",
+    "P-521",
+    "Ed25519",
+    "Ed448",
+    "X25519",
+    "secp256k1",
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "none",
+    "sig",
+    "enc",
+    "verify",
+    "sign",
+    "a",
+    "b",
+    "",
 ];
 
 /// A member's value: base64url of any bytes (empty, zeros, short and long
@@ -123,7 +151,13 @@ fn build(jwks: &[Jwk], s: &Setup) -> Vec<u8> {
             if let Some(ops) = &j.key_ops {
                 o.insert("key_ops".into(), ops.iter().map(name).collect());
             }
-            let members = [("n", &j.n), ("e", &j.e), ("x", &j.x), ("y", &j.y), ("k", &j.k)];
+            let members = [
+                ("n", &j.n),
+                ("e", &j.e),
+                ("x", &j.x),
+                ("y", &j.y),
+                ("k", &j.k),
+            ];
             for (k, v) in members {
                 if let Some(v) = v {
                     o.insert(k.into(), member(v, s));
