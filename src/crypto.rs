@@ -5,7 +5,8 @@
 //! parsing and no allocation. With both backends compiled in, each algorithm
 //! uses the one measured faster on it (`benches/validate.rs`, the `floor/*`
 //! groups): aws-lc-rs for RSA, ECDSA and Ed25519, whose pre-parsed public keys
-//! ring lacks; ring for HMAC. Both compare MACs in constant time.
+//! ring lacks; ring for HMAC. Both compare MACs in constant time. ES512
+//! (P-521) is aws-lc-rs only: ring 0.17 does not implement it.
 
 // With no backend compiled in, keys are refused at load and nothing verifies.
 #![cfg_attr(

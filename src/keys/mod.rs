@@ -139,8 +139,10 @@ impl fmt::Debug for Key {
 ///
 /// Built from a JWK Set (RFC 7517 §5) with [`KeySet::from_jwks`]. Keys the
 /// crate cannot use (unknown `kty`, `crv` or `alg`, `use: enc`, `key_ops`
-/// without `verify`, RSA under 2048 bits, malformed members) are skipped, each
-/// with a reason in [`KeySet::skipped`], rather than failing the whole set.
+/// without `verify`, RSA under 2048 bits, Ed25519 keys of small order or
+/// non-canonical encoding, more than 4 keys with one `kid`, malformed
+/// members) are skipped, each with a reason in [`KeySet::skipped`], rather
+/// than failing the whole set.
 /// Every key is parsed once, here; validating a token parses nothing.
 ///
 /// ```
