@@ -327,4 +327,18 @@ mod tests {
         assert!(!v.verify(msg, &flipped));
         assert!(!v.verify(b"header.payloaD", &tag));
     }
+
+    /// ring 0.17 has no P-521: its verifier refuses ES512 with the reason a
+    /// ring-only build gives for skipping such keys (with aws-lc-rs too, EC
+    /// keys go to aws-lc-rs and ES512 verifies: `tests/rfc_vectors.rs`).
+    #[cfg(feature = "ring")]
+    #[test]
+    fn ring_refuses_es512_with_a_reason() {
+        let point = [4u8; 133];
+        let err = ring_verifier(
+            Algorithm::ES512,
+            Material::Ec(crate::alg::Curve::P521, &point),
+        );
+        assert_eq!(err.err(), Some(RING_NO_P521));
+    }
 }
