@@ -34,6 +34,10 @@ pub enum Algorithm {
     ES256,
     /// ECDSA on P-384 with SHA-384.
     ES384,
+    /// ECDSA on P-521 with SHA-512 (verified by the aws-lc-rs backend;
+    /// ring does not implement P-521, so with ring alone such keys are
+    /// skipped with a reason).
+    ES512,
     /// Ed25519 (RFC 8037).
     EdDSA,
 }
@@ -52,6 +56,7 @@ pub(crate) enum Family {
 pub(crate) enum Curve {
     P256,
     P384,
+    P521,
 }
 
 impl Curve {
@@ -60,13 +65,15 @@ impl Curve {
         match self {
             Curve::P256 => 32,
             Curve::P384 => 48,
+            // 521 bits, rounded up to whole bytes (RFC 7518 §3.4).
+            Curve::P521 => 66,
         }
     }
 }
 
 impl Algorithm {
     /// Every algorithm, in a fixed order.
-    pub const ALL: [Algorithm; 12] = [
+    pub const ALL: [Algorithm; 13] = [
         Algorithm::HS256,
         Algorithm::HS384,
         Algorithm::HS512,
@@ -78,6 +85,7 @@ impl Algorithm {
         Algorithm::PS512,
         Algorithm::ES256,
         Algorithm::ES384,
+        Algorithm::ES512,
         Algorithm::EdDSA,
     ];
 
@@ -95,6 +103,7 @@ impl Algorithm {
             Algorithm::PS512 => "PS512",
             Algorithm::ES256 => "ES256",
             Algorithm::ES384 => "ES384",
+            Algorithm::ES512 => "ES512",
             Algorithm::EdDSA => "EdDSA",
         }
     }
@@ -115,6 +124,7 @@ impl Algorithm {
             | Algorithm::PS512 => Family::Rsa,
             Algorithm::ES256 => Family::Ec(Curve::P256),
             Algorithm::ES384 => Family::Ec(Curve::P384),
+            Algorithm::ES512 => Family::Ec(Curve::P521),
             Algorithm::EdDSA => Family::Ed25519,
         }
     }
@@ -176,6 +186,11 @@ impl AlgSet {
 
     pub(crate) const fn union(self, other: AlgSet) -> AlgSet {
         AlgSet(self.0 | other.0)
+    }
+
+    /// The set as a bitmask, for key fingerprints.
+    pub(crate) const fn bits(self) -> u16 {
+        self.0
     }
 
     pub(crate) const fn is_empty(self) -> bool {

@@ -5,7 +5,8 @@
 //! parsing and no allocation. With both backends compiled in, each algorithm
 //! uses the one measured faster on it (`benches/validate.rs`, the `floor/*`
 //! groups): aws-lc-rs for RSA, ECDSA and Ed25519, whose pre-parsed public keys
-//! ring lacks; ring for HMAC. Both compare MACs in constant time.
+//! ring lacks; ring for HMAC. Both compare MACs in constant time. ES512
+//! (P-521) is aws-lc-rs only: ring 0.17 does not implement it.
 
 // With no backend compiled in, keys are refused at load and nothing verifies.
 #![cfg_attr(
@@ -140,6 +141,7 @@ fn aws_verifier(alg: Algorithm, material: Material<'_>) -> Result<Verifier, &'st
         Algorithm::PS512 => &s::RSA_PSS_2048_8192_SHA512,
         Algorithm::ES256 => &s::ECDSA_P256_SHA256_FIXED,
         Algorithm::ES384 => &s::ECDSA_P384_SHA384_FIXED,
+        Algorithm::ES512 => &s::ECDSA_P521_SHA512_FIXED,
         Algorithm::EdDSA => &s::ED25519,
     };
     s::ParsedPublicKey::new(params, key_bytes(material))
@@ -148,6 +150,11 @@ fn aws_verifier(alg: Algorithm, material: Material<'_>) -> Result<Verifier, &'st
         })
         .map_err(|_| "the crypto backend rejected the public key")
 }
+
+/// Why an ES512 key is skipped when ring is the only backend.
+#[cfg(feature = "ring")]
+pub(crate) const RING_NO_P521: &str =
+    "ES512 (P-521) needs the aws-lc-rs backend: ring does not implement P-521";
 
 #[cfg(feature = "ring")]
 fn ring_verifier(alg: Algorithm, material: Material<'_>) -> Result<Verifier, &'static str> {
@@ -167,6 +174,9 @@ fn ring_verifier(alg: Algorithm, material: Material<'_>) -> Result<Verifier, &'s
         Algorithm::PS512 => &s::RSA_PSS_2048_8192_SHA512,
         Algorithm::ES256 => &s::ECDSA_P256_SHA256_FIXED,
         Algorithm::ES384 => &s::ECDSA_P384_SHA384_FIXED,
+        // ring 0.17 does not implement P-521: the key is skipped with this
+        // reason, and the set may still load with its other keys.
+        Algorithm::ES512 => return Err(RING_NO_P521),
         Algorithm::EdDSA => &s::ED25519,
     };
     // ring has no pre-parsed public key type: it parses on each call. Check
@@ -222,5 +232,135 @@ fn ring_point_on_curve(curve: Curve, point: &[u8]) -> bool {
 fn key_bytes(m: Material<'_>) -> &[u8] {
     match m {
         Material::Rsa(b) | Material::Ec(_, b) | Material::Ed25519(b) | Material::Hmac(b) => b,
+    }
+}
+
+/// A key's identity by content: SHA-256 over a domain tag, the algorithms it
+/// may verify and its canonical material (DER `RSAPublicKey`, SEC1 point,
+/// Ed25519 key or HMAC secret), each part length-prefixed, cut to 64 bits.
+///
+/// Like an RFC 7638 thumbprint it depends only on the key, so the same key
+/// fetched again has the same id. 64 bits suffice: the ids are compared only
+/// between keys from the same issuer's set, and a collision would need that
+/// issuer, who signs tokens anyway, to publish it. The value is never shown.
+pub(crate) fn fingerprint(algs: u16, material: Material<'_>) -> u64 {
+    let (tag, curve): (u8, u8) = match material {
+        Material::Rsa(_) => (1, 0),
+        Material::Ec(c, _) => (2, c.coordinate_len() as u8),
+        Material::Ed25519(_) => (3, 0),
+        Material::Hmac(_) => (4, 0),
+    };
+    let bytes = key_bytes(material);
+    let len = (bytes.len() as u64).to_be_bytes();
+    let parts: [&[u8]; 5] = [
+        b"tokenwarden key id v1\0",
+        &[tag, curve],
+        &algs.to_be_bytes(),
+        &len,
+        bytes,
+    ];
+    let digest = sha256(&parts);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+#[cfg(feature = "aws-lc-rs")]
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = aws::digest::Context::new(&aws::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+#[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for p in parts {
+        ctx.update(p);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// No backend: no key ever loads (every verifier is refused first).
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+fn sha256(_parts: &[&[u8]]) -> [u8; 32] {
+    [0; 32]
+}
+
+#[cfg(all(test, any(feature = "aws-lc-rs", feature = "ring")))]
+mod tests {
+    use super::*;
+
+    /// Issue 20 item 5: HMAC tags are compared by the backend's
+    /// constant-time `hmac::verify`, never by `==` on a computed tag. The key
+    /// is the backend's own `hmac::Key`, the verify arms call the backends'
+    /// `verify` (pinned here by their text: replacing one with a tag
+    /// comparison fails this test), and the answers are right, including for
+    /// a prefix of the right tag.
+    #[test]
+    fn hmac_tags_go_through_the_backends_constant_time_verify() {
+        let secret = [7u8; 32];
+        let v = match Verifier::new(Algorithm::HS256, Material::Hmac(&secret)) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        };
+        #[allow(unreachable_patterns)]
+        let backend_key = match &v.inner {
+            #[cfg(feature = "aws-lc-rs")]
+            Inner::AwsHmac(_) => true,
+            #[cfg(feature = "ring")]
+            Inner::RingHmac(_) => true,
+            _ => false,
+        };
+        assert!(backend_key, "HMAC keys are the backend's hmac::Key");
+        let src = include_str!("crypto.rs");
+        let body = &src[src.find("pub(crate) fn verify(&self").unwrap_or(0)..];
+        let body = &body[..body.find("\n    }\n").unwrap_or(body.len())];
+        assert!(
+            body.contains("Inner::AwsHmac(k) => aws::hmac::verify(k, message, signature).is_ok()")
+        );
+        assert!(
+            body.contains(
+                "Inner::RingHmac(k) => ring::hmac::verify(k, message, signature).is_ok()"
+            )
+        );
+        assert!(!body.contains("=="), "no tag is compared with ==");
+
+        let msg = b"header.payload";
+        #[cfg(feature = "ring")]
+        let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret), msg)
+            .as_ref()
+            .to_vec();
+        #[cfg(not(feature = "ring"))]
+        let tag = aws::hmac::sign(&aws::hmac::Key::new(aws::hmac::HMAC_SHA256, &secret), msg)
+            .as_ref()
+            .to_vec();
+        assert!(v.verify(msg, &tag));
+        assert!(!v.verify(msg, &tag[..16]), "a prefix of the tag");
+        assert!(!v.verify(msg, &[]), "an empty tag");
+        let mut flipped = tag.clone();
+        flipped[31] ^= 1;
+        assert!(!v.verify(msg, &flipped));
+        assert!(!v.verify(b"header.payloaD", &tag));
+    }
+
+    /// ring 0.17 has no P-521: its verifier refuses ES512 with the reason a
+    /// ring-only build gives for skipping such keys (with aws-lc-rs too, EC
+    /// keys go to aws-lc-rs and ES512 verifies: `tests/rfc_vectors.rs`).
+    #[cfg(feature = "ring")]
+    #[test]
+    fn ring_refuses_es512_with_a_reason() {
+        let point = [4u8; 133];
+        let err = ring_verifier(
+            Algorithm::ES512,
+            Material::Ec(crate::alg::Curve::P521, &point),
+        );
+        assert_eq!(err.err(), Some(RING_NO_P521));
     }
 }

@@ -93,6 +93,7 @@ impl TestKey {
             Algorithm::PS512 => rsa(&signature::RSA_PSS_SHA512)?,
             Algorithm::ES256 => ec(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)?,
             Algorithm::ES384 => ec(&signature::ECDSA_P384_SHA384_FIXED_SIGNING)?,
+            Algorithm::ES512 => ec(&signature::ECDSA_P521_SHA512_FIXED_SIGNING)?,
             Algorithm::EdDSA => Signer::Ed(Ed25519KeyPair::generate().map_err(fail)?),
         };
         Ok(TestKey {
@@ -128,10 +129,10 @@ impl TestKey {
             Signer::Ec(kp) => {
                 let point = kp.public_key().as_ref();
                 let n = (point.len() - 1) / 2;
-                let crv = if self.alg == Algorithm::ES256 {
-                    "P-256"
-                } else {
-                    "P-384"
+                let crv = match self.alg {
+                    Algorithm::ES256 => "P-256",
+                    Algorithm::ES384 => "P-384",
+                    _ => "P-521",
                 };
                 json!({"kty": "EC", "crv": crv, "x": b64(&point[1..=n]), "y": b64(&point[1 + n..])})
             }

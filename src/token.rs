@@ -57,7 +57,7 @@ pub(crate) fn split(token: &str) -> Result<Parts<'_>, Error> {
         return Err(Error::malformed("empty header segment"));
     }
     if signature.is_empty() {
-        return Err(Error::malformed("empty signature segment"));
+        return Err(empty_signature(header));
     }
     Ok(Parts {
         signing_input: &bytes[..d2],
@@ -65,6 +65,28 @@ pub(crate) fn split(token: &str) -> Result<Parts<'_>, Error> {
         payload,
         signature,
     })
+}
+
+/// The error for a token with an empty signature segment.
+///
+/// RFC 7515 §6 / RFC 8725 §3.2: an unsecured JWS (`alg: none`, in any
+/// casing) has an empty signature. It is refused by its algorithm,
+/// `unsupported_algorithm`, the kind people alert on, not as `malformed`.
+/// Only on this error path is the header decoded here.
+#[cold]
+fn empty_signature(header: &[u8]) -> Error {
+    let malformed = || Error::malformed("empty signature segment");
+    let Ok(json) = base64_simd::URL_SAFE_NO_PAD.decode_to_vec(header) else {
+        return malformed();
+    };
+    match parse_header(&json) {
+        Ok(RawHeader { alg: Some(alg), .. }) if Algorithm::from_name(&alg).is_none() => {
+            Error::UnsupportedAlgorithm {
+                alg: alg.to_string(),
+            }
+        }
+        _ => malformed(),
+    }
 }
 
 /// Room enough for the decoding of `len` base64url characters.

@@ -22,11 +22,16 @@ fn alg_none_in_any_casing_is_unsupported() {
     let v = validator(&[key(Algorithm::RS256)]);
     for none in ["none", "None", "NONE", "nOnE"] {
         let h = header_b64(&json!({"alg": none, "kid": "RS256"}));
-        // With an empty signature the token is not even a JWS; with any
-        // signature the algorithm is refused by name.
+        // Even with no signature at all the kind says what is wrong: the
+        // algorithm (alerts key on the kind).
         assert_eq!(
             outcome(&v, &format!("{h}.{}.", claims_b64())),
-            "malformed",
+            "unsupported_algorithm",
+            "{none}"
+        );
+        assert_eq!(
+            outcome(&v, &format!("{h}..")),
+            "unsupported_algorithm",
             "{none}"
         );
         assert_eq!(
@@ -40,7 +45,7 @@ fn alg_none_in_any_casing_is_unsupported() {
 #[test]
 fn unknown_algorithm_names_are_unsupported() {
     let v = validator(&[key(Algorithm::RS256)]);
-    for alg in ["ES512", "HS1", "RS256 ", "rs256", ""] {
+    for alg in ["ES521", "ES256K", "HS1", "RS256 ", "rs256", ""] {
         let h = header_b64(&json!({"alg": alg, "kid": "RS256"}));
         assert_eq!(
             outcome(&v, &format!("{h}.{}.AAAA", claims_b64())),
@@ -435,4 +440,147 @@ fn hmac_key_shorter_than_hash_is_not_loaded() {
         json!({"keys": [{"kty": "oct", "kid": "short", "alg": "HS256", "k": b64(b"too short")}]});
     let err = KeySet::from_jwks(jwks.to_string().as_bytes()).unwrap_err();
     assert!(err.to_string().contains("shorter"), "{err}");
+}
+
+#[test]
+fn empty_signature_with_a_real_algorithm_is_still_malformed() {
+    let k = key(Algorithm::HS256);
+    let v = validator(&[k]);
+    let token = k.token(&claims());
+    let (input, _) = token.rsplit_once('.').unwrap();
+    assert_eq!(outcome(&v, &format!("{input}.")), "malformed");
+}
+
+/// Issue 14 item 7: an empty (or all-zero) RSA modulus made the key loader
+/// subtract with overflow and panic. Such a key is skipped with a reason.
+#[test]
+fn empty_or_zero_rsa_modulus_is_skipped_not_a_panic() {
+    for n in ["", "AA", "AAAA", "AAAAAAAA"] {
+        for e in ["AQAB", "", "AA"] {
+            let jwks = json!({"keys": [{"kty": "RSA", "kid": "a", "n": n, "e": e}]}).to_string();
+            let err = KeySet::from_jwks(jwks.as_bytes()).unwrap_err();
+            assert_eq!(err.kind().as_str(), "keys_unavailable", "n={n:?} e={e:?}");
+            assert!(err.to_string().contains("0 bits"), "n={n:?} e={e:?}: {err}");
+        }
+    }
+    // Next to a good key, the bad one is skipped and the good one works.
+    let good = key(Algorithm::RS256);
+    let jwks = json!({"keys": [{"kty": "RSA", "kid": "a", "n": "", "e": "AQAB"}, good.jwk()]});
+    let keys = KeySet::from_jwks(jwks.to_string().as_bytes()).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys.skipped()[0].kid.as_deref(), Some("a"));
+}
+
+fn hex32(s: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+/// The eight points of small order on edwards25519, canonically encoded.
+fn ed25519_small_order_points() -> Vec<(&'static str, [u8; 32])> {
+    let with_sign = |mut p: [u8; 32]| {
+        p[31] |= 0x80;
+        p
+    };
+    let y8a = hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05");
+    let y8b = hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a");
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut minus_one = [0xffu8; 32];
+    minus_one[0] = 0xec;
+    minus_one[31] = 0x7f;
+    vec![
+        ("identity (order 1)", identity),
+        ("(0, -1) (order 2)", minus_one),
+        ("y = 0 (order 4)", [0u8; 32]),
+        ("y = 0, x negative (order 4)", with_sign([0u8; 32])),
+        ("order 8 a", y8a),
+        ("order 8 a, x negative", with_sign(y8a)),
+        ("order 8 b", y8b),
+        ("order 8 b, x negative", with_sign(y8b)),
+    ]
+}
+
+/// Non-canonical encodings (y >= p, or x = 0 with the sign bit set) of
+/// the small-order points, and every other y >= p.
+fn ed25519_non_canonical_encodings() -> Vec<[u8; 32]> {
+    let mut out = Vec::new();
+    // y = p + k for k in 0..19: y = 0 and y = 1 among them (k = 0, 1).
+    for k in 0u8..19 {
+        let mut y = [0xffu8; 32];
+        y[0] = 0xed + k;
+        y[31] = 0x7f;
+        out.push(y);
+        y[31] = 0xff;
+        out.push(y);
+    }
+    // x = 0 with its sign bit set: -0 for the identity and for (0, -1).
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    identity[31] = 0x80;
+    out.push(identity);
+    let mut minus_one = [0xffu8; 32];
+    minus_one[0] = 0xec;
+    out.push(minus_one);
+    out
+}
+
+fn okp_jwks(kid: &str, x: &[u8]) -> String {
+    json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64(x)}]}).to_string()
+}
+
+/// Issue 14 item 21: with a small-order public key, R = identity and S = 0
+/// verify any message. Each such key is refused at load.
+#[test]
+fn ed25519_small_order_public_keys_are_refused_at_load() {
+    for (name, point) in ed25519_small_order_points() {
+        let err = KeySet::from_jwks(okp_jwks("evil", &point).as_bytes()).unwrap_err();
+        assert_eq!(err.kind().as_str(), "keys_unavailable", "{name}");
+        assert!(err.to_string().contains("small order"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn ed25519_non_canonical_public_keys_are_refused_at_load() {
+    for point in ed25519_non_canonical_encodings() {
+        let err = KeySet::from_jwks(okp_jwks("evil", &point).as_bytes()).unwrap_err();
+        assert_eq!(err.kind().as_str(), "keys_unavailable", "{point:02x?}");
+    }
+}
+
+#[test]
+fn ed25519_identity_key_cannot_verify_a_forged_signature() {
+    let good = key(Algorithm::EdDSA);
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let jwks = json!({"keys": [
+        good.jwk(),
+        {"kty": "OKP", "crv": "Ed25519", "kid": "evil", "x": b64(&identity)},
+    ]});
+    let v = Validator::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .clock(tokenwarden::FixedClock(NOW))
+        .keys(KeySet::from_jwks(jwks.to_string().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    // R = the identity's encoding, S = 0: [S]B = R + [k]A for every message
+    // when A is the identity.
+    let mut sig = [0u8; 64];
+    sig[0] = 1;
+    let h = header_b64(&json!({"alg": "EdDSA", "kid": "evil"}));
+    let token = format!("{h}.{}.{}", claims_b64(), b64(&sig));
+    assert_eq!(outcome(&v, &token), "key_rejected");
+    // And the real key still works next to it.
+    assert_eq!(outcome(&v, &good.token(&claims())), "ok");
+}
+
+#[test]
+fn a_valid_ed25519_key_still_loads() {
+    // RFC 8037 A.2's public key.
+    let jwks = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+    assert_eq!(KeySet::from_jwks(jwks.as_bytes()).unwrap().len(), 1);
 }

@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use tokenwarden::testing::TestIssuer;
+use tokenwarden::testing::{TestIssuer, TestKey};
 use tokenwarden::{Algorithm, CacheConfig, ErrorKind, ManualClock, RemoteKeySet, Validator};
 
 fn cached_validator(clock: &ManualClock) -> Validator {
@@ -539,4 +539,53 @@ async fn removing_the_key_drops_its_entries_for_every_thread() {
         assert_eq!(here(&v, &other), "ok");
     }
     assert_eq!(here(&v, &token), "unknown_key");
+}
+
+/// Issue 14 item 13: key identity is by content, so a refetch that returns
+/// the same keys (as every unknown-kid refetch of a flood does) keeps the
+/// cached verdicts instead of flushing them; other material under the same
+/// kid is another key, and the verdict goes.
+#[tokio::test]
+async fn a_refetch_of_the_same_keys_keeps_the_cached_verdicts() {
+    let k = key(Algorithm::ES256);
+    let idp = common::idp::Idp::start(&[k]).await;
+    let keys = RemoteKeySet::builder()
+        .jwks_url(idp.jwks_url())
+        .allow_http_loopback(true)
+        .build()
+        .unwrap();
+    keys.refresh().await.unwrap();
+    let clock = ManualClock::new(NOW);
+    let v = builder(&[k])
+        .keys(keys.clone())
+        .clock(clock)
+        .cache(CacheConfig::default())
+        .build()
+        .unwrap();
+    let token = k.token(&claims());
+    let first = v.validate_shared::<Value>(&token).unwrap();
+    let before = keys.current().unwrap();
+    for _ in 0..3 {
+        keys.refresh().await.unwrap();
+    }
+    assert!(
+        !std::sync::Arc::ptr_eq(&before, &keys.current().unwrap()),
+        "the set was fetched and built anew"
+    );
+    // The same answer object: a cache hit, not a fresh verification.
+    let again = v.validate_shared::<Value>(&token).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "the verdict was flushed"
+    );
+    assert_eq!(entries(&v), 1);
+
+    // Other material under the same kid: the cached verdict no longer holds.
+    let impostor = TestKey::generate(Algorithm::ES256, k.kid()).unwrap();
+    idp.set_keys(&[&impostor]);
+    keys.refresh().await.unwrap();
+    assert_eq!(
+        v.validate_shared::<Value>(&token).unwrap_err().kind(),
+        ErrorKind::InvalidSignature
+    );
 }

@@ -313,3 +313,51 @@ fn a_token_of_dots_is_refused_cheaply() {
         "malformed"
     );
 }
+
+/// Issue 14 item 12: a hostile set cannot make one token cost many
+/// signature checks by giving many keys the same kid: 4 are kept.
+#[test]
+fn keys_per_kid_limit_is_4() {
+    let keys: Vec<TestKey> = (0..6)
+        .map(|_| TestKey::generate(Algorithm::HS256, "same").unwrap())
+        .collect();
+    let refs: Vec<&TestKey> = keys.iter().collect();
+    let set = KeySet::from_jwks(jwks_json(&refs).as_bytes()).unwrap();
+    assert_eq!((set.len(), set.skipped().len()), (4, 2));
+    assert!(
+        set.skipped()[0]
+            .reason
+            .contains("maximum of 4 keys with this kid"),
+        "{}",
+        set.skipped()[0].reason
+    );
+    // The 4th key with the kid verifies; the 5th was not kept, so its
+    // token costs at most 4 checks and fails.
+    let v = with_keys(set);
+    assert_eq!(outcome(&v, &keys[3].token(&claims())), "ok");
+    assert_eq!(outcome(&v, &keys[4].token(&claims())), "invalid_signature");
+}
+
+/// Issue 14 item 12: the skipped-key list keeps 64 reasons and counts the
+/// rest; a kid among the kept ones is still answered as skipped.
+#[test]
+fn skipped_keys_kept_limit_is_64() {
+    let mut doc: Vec<Value> = (0..5000)
+        .map(|i| json!({"kty": "XYZ", "kid": format!("junk{i}")}))
+        .collect();
+    doc.push(hs().jwk());
+    let set = KeySet::from_jwks(json!({ "keys": doc }).to_string().as_bytes()).unwrap();
+    assert_eq!(set.len(), 1);
+    assert_eq!(set.skipped().len(), 64);
+    assert_eq!(set.skipped_count(), 5000);
+    let v = with_keys(set);
+    let kept = TestKey::generate(Algorithm::HS256, "junk63").unwrap();
+    assert_eq!(outcome(&v, &kept.token(&claims())), "key_rejected");
+    let past = TestKey::generate(Algorithm::HS256, "junk64").unwrap();
+    assert_eq!(outcome(&v, &past.token(&claims())), "unknown_key");
+    assert_eq!(outcome(&v, &hs().token(&claims())), "ok");
+    // A set of nothing but junk says how many were skipped.
+    let junk: Vec<Value> = (0..5000).map(|i| json!({"kty": "XYZ", "kid": i})).collect();
+    let err = KeySet::from_jwks(json!({ "keys": junk }).to_string().as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("5000 skipped"), "{err}");
+}

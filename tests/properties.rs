@@ -1,5 +1,6 @@
-//! Property tests: no input panics, no altered token passes, and tokens
-//! minted by another library (jsonwebtoken) round-trip their claims.
+//! Property tests: no input panics, no altered token passes, a well-formed
+//! token with one mutation gets exactly the verdict that mutation earns, and
+//! tokens minted by another library (jsonwebtoken) round-trip their claims.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
@@ -206,4 +207,215 @@ fn mint_eddsa(claims: &Value) -> String {
     h.kid = Some("jwt-ed".into());
     let key = jsonwebtoken::EncodingKey::from_ed_der(&jsonwebtoken_ed25519().0);
     jsonwebtoken::encode(&h, claims, &key).unwrap()
+}
+
+/// One change to a well-formed token's claims, re-signed with the right key,
+/// and the exact verdict it must earn (leeway 60 s, clock at `NOW`).
+#[derive(Debug, Clone)]
+enum ClaimMutation {
+    ExpPast(i64),
+    NbfFuture(i64),
+    IatFuture(i64),
+    OtherIssuer(String),
+    OtherAudience(String),
+    WithoutExp,
+    ExpAsString,
+    DuplicateSub(String),
+    HarmlessExtra(String, i64),
+}
+
+fn claim_mutation() -> impl Strategy<Value = ClaimMutation> {
+    prop_oneof![
+        (61i64..1_000_000).prop_map(ClaimMutation::ExpPast),
+        (61i64..1_000_000).prop_map(ClaimMutation::NbfFuture),
+        (61i64..1_000_000).prop_map(ClaimMutation::IatFuture),
+        "[a-z:/.]{0,30}".prop_map(ClaimMutation::OtherIssuer),
+        "[a-z:/.]{0,30}".prop_map(ClaimMutation::OtherAudience),
+        Just(ClaimMutation::WithoutExp),
+        Just(ClaimMutation::ExpAsString),
+        "[a-z]{0,10}".prop_map(ClaimMutation::DuplicateSub),
+        ("x_[a-z]{1,8}", any::<i64>()).prop_map(|(k, v)| ClaimMutation::HarmlessExtra(k, v)),
+    ]
+}
+
+/// The payload JSON text after the mutation, and the verdict it earns.
+fn mutate_claims(m: &ClaimMutation) -> (String, &'static str) {
+    let mut c = claims();
+    let verdict = match m {
+        ClaimMutation::ExpPast(d) => {
+            c["exp"] = json!(NOW - d);
+            "expired"
+        }
+        ClaimMutation::NbfFuture(d) => {
+            c["nbf"] = json!(NOW + d);
+            "not_yet_valid"
+        }
+        ClaimMutation::IatFuture(d) => {
+            c["iat"] = json!(NOW + d);
+            // Still before exp, so iat is what is wrong.
+            c["exp"] = json!(NOW + d + 600);
+            "issued_in_future"
+        }
+        ClaimMutation::OtherIssuer(iss) => {
+            c["iss"] = json!(if iss == ISS { "x" } else { iss.as_str() });
+            "invalid_issuer"
+        }
+        ClaimMutation::OtherAudience(aud) => {
+            c["aud"] = json!(if aud == AUD { "x" } else { aud.as_str() });
+            "invalid_audience"
+        }
+        ClaimMutation::WithoutExp => {
+            c.as_object_mut().unwrap().remove("exp");
+            "missing_claim"
+        }
+        ClaimMutation::ExpAsString => {
+            c["exp"] = json!((NOW + 600).to_string());
+            "invalid_claim"
+        }
+        ClaimMutation::DuplicateSub(sub) => {
+            // serde_json would fold the duplicate away: write the text by hand.
+            let text = c.to_string();
+            let text = format!("{},\"sub\":{}}}", &text[..text.len() - 1], json!(sub));
+            return (text, "malformed");
+        }
+        ClaimMutation::HarmlessExtra(k, v) => {
+            c[k.as_str()] = json!(v);
+            "ok"
+        }
+    };
+    (c.to_string(), verdict)
+}
+
+/// One change to a well-formed token's header, re-signed, and its verdict.
+#[derive(Debug, Clone)]
+enum HeaderMutation {
+    UnknownKid(String),
+    OtherSupportedAlg(usize),
+    UnsupportedAlg(String),
+    Crit(String),
+    B64False,
+    DuplicateKid,
+}
+
+fn header_mutation() -> impl Strategy<Value = HeaderMutation> {
+    prop_oneof![
+        "[a-z0-9]{1,20}".prop_map(HeaderMutation::UnknownKid),
+        (0usize..Algorithm::ALL.len()).prop_map(HeaderMutation::OtherSupportedAlg),
+        "[a-zA-Z0-9]{0,8}".prop_map(HeaderMutation::UnsupportedAlg),
+        "[a-z]{1,8}".prop_map(HeaderMutation::Crit),
+        Just(HeaderMutation::B64False),
+        Just(HeaderMutation::DuplicateKid),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Issue 20 item 9: one byte of a valid signature changed (re-encoded
+    /// canonically, so the change reaches the crypto) is exactly
+    /// `invalid_signature`.
+    #[test]
+    fn one_signature_byte_changed_is_invalid_signature(
+        alg_i in 0usize..FAST_ALGS.len(),
+        at in any::<usize>(),
+        flip in 1u8..=255,
+    ) {
+        let alg = FAST_ALGS[alg_i];
+        let token = token_for(alg);
+        let v = validator(&[key(alg)]);
+        let (input, sig) = token.rsplit_once('.').unwrap();
+        let mut sig = unb64(sig);
+        let i = at % sig.len();
+        sig[i] ^= flip;
+        let forged = format!("{input}.{}", b64(&sig));
+        prop_assert_eq!(outcome(&v, &forged), "invalid_signature", "{} byte {}", alg, i);
+    }
+
+    /// One claim changed under the original signature: `invalid_signature`
+    /// (the signature is checked before any claim is read).
+    #[test]
+    fn one_claim_changed_under_the_old_signature_is_invalid_signature(
+        alg_i in 0usize..FAST_ALGS.len(),
+        m in claim_mutation(),
+    ) {
+        let alg = FAST_ALGS[alg_i];
+        let token = token_for(alg);
+        let v = validator(&[key(alg)]);
+        let (payload, _) = mutate_claims(&m);
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = format!("{}.{}.{}", parts[0], b64(payload.as_bytes()), parts[2]);
+        prop_assert_eq!(outcome(&v, &forged), "invalid_signature", "{:?}", m);
+    }
+
+    /// One claim changed and the token re-signed with the right key: the
+    /// exact kind the changed claim earns.
+    #[test]
+    fn one_claim_changed_and_resigned_gets_exactly_its_verdict(
+        alg_i in 0usize..FAST_ALGS.len(),
+        m in claim_mutation(),
+    ) {
+        let alg = FAST_ALGS[alg_i];
+        let k = key(alg);
+        let v = validator(&[k]);
+        let (payload, verdict) = mutate_claims(&m);
+        let header = json!({"alg": alg.as_str(), "kid": k.kid()}).to_string();
+        prop_assert_eq!(outcome(&v, &k.sign_raw(&header, &payload)), verdict, "{:?}", m);
+    }
+
+    /// One header change, re-signed: exactly the header's verdict; under the
+    /// original signature, the same refusal (or `invalid_signature` for a
+    /// header that is acceptable but not the one signed).
+    #[test]
+    fn one_header_change_gets_exactly_its_verdict(
+        alg_i in 0usize..FAST_ALGS.len(),
+        m in header_mutation(),
+    ) {
+        let alg = FAST_ALGS[alg_i];
+        let k = key(alg);
+        let v = validator(&[k]);
+        let mut h = json!({"alg": alg.as_str(), "kid": k.kid()});
+        let verdict = match &m {
+            HeaderMutation::UnknownKid(kid) => {
+                h["kid"] = json!(format!("{kid}-not-in-set"));
+                "unknown_key"
+            }
+            HeaderMutation::OtherSupportedAlg(i) => {
+                let other = Algorithm::ALL[*i];
+                h["alg"] = json!(other.as_str());
+                if other == alg { "ok" } else { "algorithm_not_allowed" }
+            }
+            HeaderMutation::UnsupportedAlg(name) => {
+                let name = if Algorithm::from_name(name).is_some() { "none" } else { name.as_str() };
+                h["alg"] = json!(name);
+                "unsupported_algorithm"
+            }
+            HeaderMutation::Crit(name) => {
+                h["crit"] = json!([name]);
+                h[name.as_str()] = json!(1);
+                "malformed"
+            }
+            HeaderMutation::B64False => {
+                h["b64"] = json!(false);
+                "malformed"
+            }
+            HeaderMutation::DuplicateKid => "malformed",
+        };
+        let header = match m {
+            HeaderMutation::DuplicateKid => {
+                let t = h.to_string();
+                format!("{},\"kid\":\"other\"}}", &t[..t.len() - 1])
+            }
+            _ => h.to_string(),
+        };
+        let payload = claims().to_string();
+        prop_assert_eq!(outcome(&v, &k.sign_raw(&header, &payload)), verdict, "{:?} re-signed", m);
+        // The same header under the original token's signature.
+        let original = token_for(alg);
+        let (_, sig) = original.rsplit_once('.').unwrap();
+        let swapped = format!("{}.{}.{sig}", b64(header.as_bytes()), b64(payload.as_bytes()));
+        // The header is judged before any key is used: its own refusal, or
+        // for an acceptable header a signature that does not cover it.
+        let expected = if verdict == "ok" { "invalid_signature" } else { verdict };
+        prop_assert_eq!(outcome(&v, &swapped), expected, "{:?} under the old signature", m);
+    }
 }

@@ -1,5 +1,5 @@
 //! Published examples verify: RFC 7515 Appendix A.1-A.3, RFC 8037 A.4,
-//! RFC 7520 §4.1, §4.2, §4.4 (and §4.3's ES512 is refused as unsupported).
+//! RFC 7515 A.4 and RFC 7520 §4.1-§4.4 (ES512 with aws-lc-rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use tokenwarden::{Algorithm, FixedClock, KeySet, Validator};
@@ -122,13 +122,53 @@ fn rfc7520_4_2_ps384_verifies() {
     assert_eq!(jws.header.alg(), Algorithm::PS384);
 }
 
+/// RFC 7520 §3.2 (Figure 3): the P-521 public key used by §4.3.
+const RFC7520_EC_KEY: &str = r#"{"keys":[{"kty":"EC","kid":"bilbo.baggins@hobbiton.example","use":"sig","crv":"P-521","x":"AHKZLLOsCOzz5cY97ewNUajB957y-C-U88c3v13nmGZx6sYl_oJXu9A5RkTKqjqvjyekWF-7ytDyRXYgCF5cj0Kt","y":"AdymlHvOiLxXkEhayXQnNCvDX4h9htZaCJN34kfmC6pV5OhQHiraVySsUdaQkAgDPrwQrJmbnX9cwlGfP-HqHZR1"}]}"#;
+
+/// RFC 7515 A.4: ES512 over the payload "Payload".
+const RFC7515_A4_ES512: &str = "eyJhbGciOiJFUzUxMiJ9.UGF5bG9hZA.AdwMgeerwtHoh-l192l60hp9wAHZFVJbLfD_UxMi70cwnZOYaRI1bKPWROc-mZZqwqT2SI-KGDKB34XO0aw_7XdtAG8GaSwFKdCAPZgoXD2YBJZCPEX3xKpRwcdOO8KpEHwJjyqOgzDO7iKvU8vcnwNrmxYbSW9ERBXukOXolLzeO_Jn";
+const RFC7515_A4_KEY: &str = r#"{"keys":[{"kty":"EC","crv":"P-521","x":"AekpBQ8ST8a8VcfVOTNl353vSrDCLLJXmPk06wTjxrrjcBpXp5EOnYG_NjFZ6OvLFV1jSfS9tsz4qUxcWceqwQGk","y":"ADSmRA43Z1DSNx_RvcLI87cdL07l6jQyyBXMoxVg_l2Th-x3S1WDhjDly79ajL4Kkd0AZMaZmh9ubmf63e3kyMj2"}]}"#;
+
+/// ES512 verifies with aws-lc-rs. ring does not implement P-521: with ring
+/// as the only backend the key is skipped with that reason instead.
+#[cfg(feature = "aws-lc-rs")]
 #[test]
-fn rfc7520_4_3_es512_is_unsupported() {
-    let keys = KeySet::from_jwks(RFC7520_RSA_KEY.as_bytes()).unwrap();
-    let err = keys
+fn rfc7520_4_3_es512_verifies() {
+    let keys = KeySet::from_jwks(RFC7520_EC_KEY.as_bytes()).unwrap();
+    let jws = keys
         .verify_jws(&rfc7520(RFC7520_4_3_HEADER, RFC7520_4_3_SIG))
-        .unwrap_err();
-    assert_eq!(err.kind().as_str(), "unsupported_algorithm");
+        .unwrap();
+    assert_eq!(jws.payload, FRODO.as_bytes());
+    assert_eq!(jws.header.alg(), Algorithm::ES512);
+}
+
+#[cfg(feature = "aws-lc-rs")]
+#[test]
+fn rfc7515_a4_es512_verifies() {
+    let keys = KeySet::from_jwks(RFC7515_A4_KEY.as_bytes()).unwrap();
+    let jws = keys.verify_jws(RFC7515_A4_ES512).unwrap();
+    assert_eq!(jws.payload, b"Payload");
+    assert_eq!(jws.header.alg(), Algorithm::ES512);
+    // One bit of the signature flipped: refused.
+    let (input, sig) = RFC7515_A4_ES512.rsplit_once('.').unwrap();
+    let flipped = format!(
+        "{input}.{}{}",
+        &sig[..10],
+        if &sig[10..11] == "A" { "B" } else { "A" }
+    );
+    let flipped = format!("{flipped}{}", &sig[11..]);
+    assert_eq!(
+        keys.verify_jws(&flipped).unwrap_err().kind().as_str(),
+        "invalid_signature"
+    );
+}
+
+#[cfg(not(feature = "aws-lc-rs"))]
+#[test]
+fn es512_keys_are_skipped_with_a_reason_under_ring_alone() {
+    let err = KeySet::from_jwks(RFC7520_EC_KEY.as_bytes()).unwrap_err();
+    assert_eq!(err.kind().as_str(), "keys_unavailable");
+    assert!(err.to_string().contains("aws-lc-rs"), "{err}");
 }
 
 #[test]
@@ -152,4 +192,40 @@ fn rfc7520_signature_over_other_payload_fails() {
         keys.verify_jws(&forged).unwrap_err().kind().as_str(),
         "invalid_signature"
     );
+}
+
+/// The test kit mints ES512: a key's token and a `TestIssuer`'s token
+/// validate against their published JWK Sets.
+#[cfg(feature = "aws-lc-rs")]
+#[test]
+fn es512_tokens_from_the_test_kit_validate() {
+    use tokenwarden::testing::{TestIssuer, TestKey};
+    let k = TestKey::generate(Algorithm::ES512, "p521").unwrap();
+    assert_eq!(k.jwk()["crv"], "P-521");
+    let v = Validator::builder()
+        .issuer("https://idp.test")
+        .audience("api")
+        .keys(KeySet::from_jwks(k.jwks_json().as_bytes()).unwrap())
+        .clock(FixedClock(1_000))
+        .build()
+        .unwrap();
+    let token =
+        k.token(&serde_json::json!({"iss": "https://idp.test", "aud": "api", "exp": 2_000}));
+    assert_eq!(
+        v.validate_json(&token).unwrap().header.alg(),
+        Algorithm::ES512
+    );
+    // 2 x 66 bytes, r || s (RFC 7518 §3.4).
+    let sig = token.rsplit_once('.').unwrap().1;
+    assert_eq!(sig.len(), 176);
+
+    let idp = TestIssuer::builder()
+        .algorithm(Algorithm::ES512)
+        .start()
+        .unwrap();
+    let keys = KeySet::from_jwks(idp.jwks_json().as_bytes()).unwrap();
+    let jws = keys
+        .verify_jws(&idp.token().audience("api").sign())
+        .unwrap();
+    assert_eq!(jws.header.alg(), Algorithm::ES512);
 }

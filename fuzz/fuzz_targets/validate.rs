@@ -1,6 +1,11 @@
 //! Any bytes as a token, against a validator holding one key of every type:
 //! must never panic, and must never accept anything but the valid tokens the
 //! target itself signs.
+//!
+//! Seeds (`seeds/validate/`) are in the three forms the target reads: a
+//! token; `header NUL payload` (signed here with each key, so it reaches
+//! the claims rules); raw claims (signed as they are). `validate.dict` holds
+//! the JOSE and JWT names.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -46,8 +51,70 @@ fuzz_target!(|data: &[u8]| {
             let _ = s.validator.validate_json(&k.sign_raw(header, payload));
         }
     }
-    // 3. The bytes as claims JSON in a well-formed token: never panics.
-    if let Ok(claims) = serde_json::from_slice::<serde_json::Value>(data) {
-        let _ = s.validator.validate_json(&s.keys[0].token(&json!(claims)));
+    // 3. The bytes as the claims of a well-formed token, kept as they are
+    //    (not parsed and re-serialised, which would fold duplicate members
+    //    away): the claims parser, duplicate-member and escaped-name rules
+    //    included, sees exactly the fuzzer's bytes. Never panics; claims
+    //    with a duplicate member are never accepted.
+    for k in &s.keys {
+        let header = json!({"alg": k.alg().as_str(), "kid": k.kid()}).to_string();
+        let result = s.validator.validate_json(&k.sign_raw(&header, &text));
+        if result.is_ok() {
+            assert!(
+                serde_json::from_str::<NoDuplicates>(&text).is_ok(),
+                "accepted claims with a duplicate member name"
+            );
+        }
     }
 });
+
+/// Any JSON value with no object holding the same member name twice
+/// (compared after unescaping): the oracle for the claims parser.
+struct NoDuplicates;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
+    type Value = NoDuplicates;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<NoDuplicates, A::Error> {
+        while a.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<NoDuplicates, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(k) = a.next_key::<String>()? {
+            if !seen.insert(k) {
+                return Err(serde::de::Error::custom("duplicate member"));
+            }
+            a.next_value::<NoDuplicates>()?;
+        }
+        Ok(NoDuplicates)
+    }
+}

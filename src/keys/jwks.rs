@@ -1,13 +1,14 @@
 //! JWK Set JSON in (RFC 7517 §4-§5, RFC 7518 §6, RFC 8037 §2); unusable keys
 //! skipped with a reason.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 
-use super::{Key, KeySet, KeyType, MAX_KEYS};
+use super::{Key, KeySet, KeyType, MAX_KEYS, MAX_KEYS_PER_KID, MAX_SKIPPED};
 use crate::alg::{AlgSet, Algorithm, Curve, Family};
 use crate::crypto::Material;
 use crate::error::Error;
@@ -67,26 +68,62 @@ pub(crate) fn parse(json: &[u8]) -> Result<KeySet, Error> {
     let doc: Document = serde_json::from_str(json).map_err(|e| Error::KeysUnavailable {
         reason: describe_not_a_jwks(json, &e).into(),
     })?;
-    let mut keys = Vec::new();
-    let mut skipped = Vec::new();
+    let mut keys: Vec<Key> = Vec::new();
+    let mut skipped = Skipped::default();
+    // Keys loaded per kid: each is a signature check for a token with that
+    // kid, so a hostile set cannot make one token cost many.
+    let mut per_kid: HashMap<Box<str>, usize> = HashMap::new();
     for value in doc.keys {
-        let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+        let kid = || value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
         if keys.len() == MAX_KEYS {
-            skipped.push(SkippedKey {
-                kid,
-                reason: format!("the set already has the maximum of {MAX_KEYS} keys"),
-            });
+            skipped.push(
+                kid(),
+                format!("the set already has the maximum of {MAX_KEYS} keys"),
+            );
             continue;
         }
         let result = Jwk::deserialize(&value)
             .map_err(|e| format!("not a valid JWK: {e}"))
             .and_then(to_key);
         match result {
-            Ok(key) => keys.push(key),
-            Err(reason) => skipped.push(SkippedKey { kid, reason }),
+            Ok(key) => {
+                if let Some(k) = &key.kid {
+                    let n = per_kid.entry(k.clone()).or_insert(0);
+                    if *n >= MAX_KEYS_PER_KID {
+                        skipped.push(
+                            kid(),
+                            format!(
+                                "the set already has the maximum of {MAX_KEYS_PER_KID} keys with this kid"
+                            ),
+                        );
+                        continue;
+                    }
+                    *n += 1;
+                }
+                keys.push(key);
+            }
+            Err(reason) => skipped.push(kid(), reason),
         }
     }
-    Ok(KeySet::from_parts(keys, skipped))
+    Ok(KeySet::from_parts(keys, skipped.kept, skipped.dropped))
+}
+
+/// The skipped keys, at most [`MAX_SKIPPED`] kept with their reasons; the
+/// rest only counted, so a hostile document cannot grow the list.
+#[derive(Default)]
+struct Skipped {
+    kept: Vec<SkippedKey>,
+    dropped: usize,
+}
+
+impl Skipped {
+    fn push(&mut self, kid: Option<String>, reason: String) {
+        if self.kept.len() < MAX_SKIPPED {
+            self.kept.push(SkippedKey { kid, reason });
+        } else {
+            self.dropped = self.dropped.saturating_add(1);
+        }
+    }
 }
 
 /// Says what the document was instead of a JWK Set, without quoting it.
@@ -141,6 +178,7 @@ fn to_key(jwk: Jwk) -> Result<Key, String> {
             let curve = match jwk.crv.as_deref() {
                 Some("P-256") => Curve::P256,
                 Some("P-384") => Curve::P384,
+                Some("P-521") => Curve::P521,
                 Some(other) => return Err(format!("unsupported EC curve {other:?}")),
                 None => return Err("EC key without \"crv\"".into()),
             };
@@ -166,9 +204,10 @@ fn to_key(jwk: Jwk) -> Result<Key, String> {
                 None => return Err("OKP key without \"crv\"".into()),
             }
             let x = b64(jwk.x.as_deref(), "x")?;
-            if x.len() != 32 {
+            let Ok(x) = <[u8; 32]>::try_from(x.as_slice()) else {
                 return Err("Ed25519 public key must be 32 bytes".into());
-            }
+            };
+            check_ed25519_point(&x)?;
             let algs = algs_for(KeyType::Ed25519, declared, |_| Ok(()))?;
             Key::new(kid, KeyType::Ed25519, algs, Material::Ed25519(&x))
         }
@@ -179,6 +218,70 @@ fn to_key(jwk: Jwk) -> Result<Key, String> {
         }
         other => Err(format!("unsupported \"kty\" {other:?}")),
     }
+}
+
+/// p = 2^255 - 19, little-endian (RFC 8032 §5.1).
+const ED25519_P: [u8; 32] = {
+    let mut p = [0xff; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+};
+
+/// The y coordinates of the eight points of small order on edwards25519
+/// (x is then fixed up to its sign): 1 (the identity, order 1), p - 1
+/// (order 2), 0 (order 4, both signs) and the two of order 8 (both signs),
+/// as in libsodium's and Zcash's (ZIP 215) lists.
+const ED25519_SMALL_ORDER_Y: [[u8; 32]; 5] = [
+    {
+        let mut one = [0; 32];
+        one[0] = 1;
+        one
+    },
+    {
+        let mut p_minus_1 = ED25519_P;
+        p_minus_1[0] = 0xec;
+        p_minus_1
+    },
+    [0; 32],
+    [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ],
+    [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ],
+];
+
+/// Refuses Ed25519 public keys that are not canonical encodings (RFC 8032
+/// §5.1.3: y >= p) or that are points of small order: with such a key a
+/// crafted signature (e.g. R = identity, S = 0) verifies every message.
+fn check_ed25519_point(x: &[u8; 32]) -> Result<(), String> {
+    // Bit 255 is the sign of x; the other 255 bits are y, little-endian.
+    let mut y = *x;
+    y[31] &= 0x7f;
+    // Compare from the most significant byte: y < p?
+    let below_p = y
+        .iter()
+        .rev()
+        .zip(ED25519_P.iter().rev())
+        .find(|(a, b)| a != b)
+        .is_some_and(|(a, b)| a < b);
+    if !below_p {
+        return Err(
+            "Ed25519 public key is not canonically encoded (y >= p, RFC 8032 §5.1.3)".into(),
+        );
+    }
+    if ED25519_SMALL_ORDER_Y.contains(&y) {
+        return Err(
+            "Ed25519 public key is a point of small order: it would verify forged signatures"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// The algorithms a key may verify: its declared `alg` if it fits the key,
@@ -240,7 +343,16 @@ fn b64(value: Option<&str>, member: &str) -> Result<Vec<u8>, String> {
 fn rsa_der(n: &[u8], e: &[u8]) -> Result<(Vec<u8>, usize), String> {
     let n = strip_zeros(n);
     let e = strip_zeros(e);
-    let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+    // After `strip_zeros` the first byte is non-zero, so it has at most 7
+    // leading zero bits; an empty (or all-zero) modulus has 0 bits. The
+    // arithmetic is checked all the same: this runs on hostile input.
+    let bits = match n.first() {
+        None => 0,
+        Some(b) => n
+            .len()
+            .saturating_mul(8)
+            .saturating_sub(b.leading_zeros() as usize),
+    };
     if bits < MIN_RSA_BITS {
         return Err(format!(
             "RSA modulus of {bits} bits is below the minimum of {MIN_RSA_BITS} (RFC 8725 §3.5)"
@@ -324,6 +436,7 @@ mod tests {
             {"kty":"OKP","crv":"Ed25519","kid":"ops","key_ops":["sign"],"x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
             {"kty":"OKP","crv":"Ed25519","kid":"badalg","alg":"RS256","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
             {"kty":"EC","crv":"P-521","kid":"p521","x":"AA","y":"AA"},
+            {"kty":"EC","crv":"secp256k1","kid":"k1","x":"AA","y":"AA"},
             {"kty":"oct","kid":"short","k":"c2hvcnQ"},
             {"kty":"XYZ","kid":"xyz"},
             {"kty":"RSA","kid":"nomod","e":"AQAB"},
@@ -332,7 +445,7 @@ mod tests {
         ]}"#;
         let set = parse(doc).unwrap();
         assert_eq!(set.kids().collect::<Vec<_>>(), ["good"]);
-        assert_eq!(set.skipped().len(), 10, "{:?}", set.skipped());
+        assert_eq!(set.skipped().len(), 11, "{:?}", set.skipped());
     }
 
     #[test]

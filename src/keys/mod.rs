@@ -19,6 +19,13 @@ pub(crate) const MAX_KIDLESS_TRIES: usize = 4;
 /// Most usable keys kept from one JWK Set; more are skipped with a reason.
 pub const MAX_KEYS: usize = 256;
 
+/// Most keys kept with the same `kid`; more are skipped with a reason. Each
+/// is a signature check for a token naming that kid.
+pub(crate) const MAX_KEYS_PER_KID: usize = 4;
+
+/// Most skipped keys kept with their reasons; more are only counted.
+pub(crate) const MAX_SKIPPED: usize = 64;
+
 /// What a key is, for messages and algorithm fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyType {
@@ -43,6 +50,7 @@ impl KeyType {
             KeyType::Rsa { bits } => format!("RSA-{bits}"),
             KeyType::Ec(Curve::P256) => "EC P-256".into(),
             KeyType::Ec(Curve::P384) => "EC P-384".into(),
+            KeyType::Ec(Curve::P521) => "EC P-521".into(),
             KeyType::Ed25519 => "OKP Ed25519".into(),
             KeyType::Oct => "oct (HMAC)".into(),
         }
@@ -56,13 +64,13 @@ pub(crate) struct Key {
     /// Algorithms this key may verify: its declared `alg`, or all its type implies.
     pub(crate) algs: AlgSet,
     verifiers: Vec<(Algorithm, Verifier)>,
-    /// Unique among every key this process has loaded: a verified-token
-    /// cache entry is good only while the key with this id is in the set.
+    /// The key's identity by content (see [`crate::crypto::fingerprint`]):
+    /// a verified-token cache entry is good only while a key with this id
+    /// (and the token's kid) is in the set. A refetch that returns the same
+    /// keys keeps the ids, so it keeps the cached verdicts: a flood of
+    /// unknown kids, each forcing a refetch, cannot flush the cache.
     pub(crate) id: u64,
 }
-
-/// Source of [`Key::id`]s.
-static NEXT_KEY_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Key {
     /// Builds a key from material, preparing a verifier for each algorithm
@@ -77,12 +85,15 @@ impl Key {
             .iter()
             .map(|alg| Verifier::new(alg, material).map(|v| (alg, v)))
             .collect::<Result<Vec<_>, _>>()?;
+        // What the key is and what it may verify: the same material allowed
+        // fewer algorithms is another key for the cache.
+        let id = crate::crypto::fingerprint(algs.bits(), material);
         Ok(Key {
             kid,
             key_type,
             algs,
             verifiers,
-            id: NEXT_KEY_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id,
         })
     }
 
@@ -128,8 +139,10 @@ impl fmt::Debug for Key {
 ///
 /// Built from a JWK Set (RFC 7517 §5) with [`KeySet::from_jwks`]. Keys the
 /// crate cannot use (unknown `kty`, `crv` or `alg`, `use: enc`, `key_ops`
-/// without `verify`, RSA under 2048 bits, malformed members) are skipped, each
-/// with a reason in [`KeySet::skipped`], rather than failing the whole set.
+/// without `verify`, RSA under 2048 bits, Ed25519 keys of small order or
+/// non-canonical encoding, more than 4 keys with one `kid`, malformed
+/// members) are skipped, each with a reason in [`KeySet::skipped`], rather
+/// than failing the whole set.
 /// Every key is parsed once, here; validating a token parses nothing.
 ///
 /// ```
@@ -148,7 +161,13 @@ impl fmt::Debug for Key {
 pub struct KeySet {
     /// Sorted by `kid` (keys without one first) for binary search.
     keys: Vec<Key>,
+    /// At most [`MAX_SKIPPED`], in document order.
     skipped: Vec<SkippedKey>,
+    /// Skipped keys past [`MAX_SKIPPED`]: counted only.
+    skipped_dropped: usize,
+    /// The kids of `skipped`, sorted, each with its first index there: an
+    /// unknown kid is a binary search, never a scan.
+    skipped_kids: Vec<(Box<str>, usize)>,
     algs: AlgSet,
 }
 
@@ -224,15 +243,29 @@ impl KeySet {
             Material::Hmac(secret),
         )
         .map_err(reject)?;
-        Ok(KeySet::from_parts(vec![key], Vec::new()))
+        Ok(KeySet::from_parts(vec![key], Vec::new(), 0))
     }
 
-    pub(crate) fn from_parts(mut keys: Vec<Key>, skipped: Vec<SkippedKey>) -> KeySet {
+    pub(crate) fn from_parts(
+        mut keys: Vec<Key>,
+        skipped: Vec<SkippedKey>,
+        skipped_dropped: usize,
+    ) -> KeySet {
+        // Stable: keys with the same kid stay in document order.
         keys.sort_by(|a, b| a.kid.cmp(&b.kid));
         let algs = keys.iter().fold(AlgSet::EMPTY, |s, k| s.union(k.algs));
+        let mut skipped_kids: Vec<(Box<str>, usize)> = skipped
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.kid.as_deref().map(|k| (Box::from(k), i)))
+            .collect();
+        skipped_kids.sort();
+        skipped_kids.dedup_by(|b, a| a.0 == b.0);
         KeySet {
             keys,
             skipped,
+            skipped_dropped,
+            skipped_kids,
             algs,
         }
     }
@@ -252,9 +285,16 @@ impl KeySet {
         self.keys.iter().filter_map(|k| k.kid.as_deref())
     }
 
-    /// The keys that were in the document but cannot be used, with why.
+    /// The keys that were in the document but cannot be used, with why:
+    /// the first 64 of them (see [`skipped_count`](Self::skipped_count)).
     pub fn skipped(&self) -> &[SkippedKey] {
         &self.skipped
+    }
+
+    /// How many keys were skipped, including those past the ones
+    /// [`skipped`](Self::skipped) keeps.
+    pub fn skipped_count(&self) -> usize {
+        self.skipped.len().saturating_add(self.skipped_dropped)
     }
 
     /// The algorithms the usable keys declare or imply.
@@ -302,7 +342,12 @@ impl KeySet {
             });
         };
         let Some(range) = self.kid_range(kid) else {
-            return match self.skipped.iter().find(|s| s.kid.as_deref() == Some(kid)) {
+            let skipped = self
+                .skipped_kids
+                .binary_search_by(|(k, _)| (**k).cmp(kid))
+                .ok()
+                .and_then(|i| self.skipped.get(self.skipped_kids[i].1));
+            return match skipped {
                 Some(s) => {
                     Lookup::Rejected(format!("skipped when the key set was loaded: {}", s.reason))
                 }
@@ -314,7 +359,8 @@ impl KeySet {
             Lookup::Candidates(Candidates {
                 keys: same_kid.iter(),
                 alg,
-                left: same_kid.len(),
+                // The loader keeps at most this many; bounded here too.
+                left: same_kid.len().min(MAX_KEYS_PER_KID),
             })
         } else {
             Lookup::Rejected(same_kid[0].cannot_verify(alg))
@@ -325,6 +371,7 @@ impl KeySet {
         if self.skipped.is_empty() {
             return String::new();
         }
+        let total = self.skipped_count();
         let reasons: Vec<String> = self
             .skipped
             .iter()
@@ -333,9 +380,9 @@ impl KeySet {
             .collect();
         format!(
             " ({} skipped: {}{})",
-            self.skipped.len(),
+            total,
             reasons.join("; "),
-            if self.skipped.len() > 5 { "; …" } else { "" }
+            if total > 5 { "; …" } else { "" }
         )
     }
 }
@@ -367,6 +414,8 @@ pub(crate) enum Snapshot<'a> {
 static NO_KEYS: KeySet = KeySet {
     keys: Vec::new(),
     skipped: Vec::new(),
+    skipped_dropped: 0,
+    skipped_kids: Vec::new(),
     algs: AlgSet::EMPTY,
 };
 
