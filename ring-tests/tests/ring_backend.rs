@@ -344,3 +344,20 @@ fn pss_and_pkcs1_are_not_interchangeable() {
         Some(ErrorKind::InvalidSignature)
     );
 }
+
+#[test]
+fn ed25519_small_order_keys_are_refused_at_load() {
+    // The identity point (y = 1) and the point of order 2 (y = -1), RFC 8032
+    // §5.1.3 encodings: with such a key a crafted signature verifies anything.
+    let mut minus_one = [0xffu8; 32];
+    minus_one[0] = 0xec;
+    minus_one[31] = 0x7f;
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    for x in [identity, minus_one] {
+        only_key_is_skipped(
+            json!({"kty": "OKP", "kid": "small", "crv": "Ed25519", "x": b64(&x)}),
+            "key \"small\"",
+        );
+    }
+}
