@@ -859,13 +859,15 @@ fn numeric_dates_keep_their_meaning_in_every_json_form() {
     assert_eq!(ok.claims.exp, 1_700_000_600.0);
 }
 
-/// Proof that the CI step really builds with `arbitrary_precision` (this
-/// compiles only there).
-#[cfg(tokenwarden_arbitrary_precision)]
+/// Proof that the CI step "numbers under serde_json/arbitrary_precision"
+/// really builds with it (it sets `TOKENWARDEN_EXPECT_ARBITRARY_PRECISION`),
+/// and that the usual build does not: only with the feature does serde_json
+/// keep `1e400` as digits instead of refusing it as out of range.
 #[test]
-fn this_build_has_serde_json_arbitrary_precision() {
-    let n = serde_json::Number::from_string_unchecked("1.5".to_owned());
-    assert_eq!(n.to_string(), "1.5");
+fn serde_json_arbitrary_precision_is_on_exactly_when_expected() {
+    let on = serde_json::from_str::<serde_json::Value>("1e400").is_ok();
+    let expected = std::env::var_os("TOKENWARDEN_EXPECT_ARBITRARY_PRECISION").is_some();
+    assert_eq!(on, expected, "serde_json/arbitrary_precision on: {on}");
 }
 
 #[test]
