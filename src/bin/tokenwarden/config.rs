@@ -379,10 +379,16 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         let normal = match path::normalise(pattern, fold) {
             Ok(n) if n == pattern => n,
             Ok(n) => {
+                // Keep the `*`: suggesting the bare prefix would turn a
+                // prefix rule into an exact one and narrow what it protects.
+                let star = if path.ends_with('*') { "*" } else { "" };
                 return Err(at(
                     rule.path.span(),
                     &field("path"),
-                    &format!("not in normal form: write {n:?} (requests are matched normalised)"),
+                    &format!(
+                        "not in normal form: write {:?} (requests are matched normalised)",
+                        format!("{n}{star}")
+                    ),
                 ));
             }
             Err(e) => return Err(at(rule.path.span(), &field("path"), &e.to_string())),
@@ -766,8 +772,8 @@ anonymous = true
     #[test]
     fn rule_paths_must_be_written_in_normal_form() {
         for (path, hint) in [
-            ("/a/../admin/*", "\"/admin/\""),
-            ("//admin/*", "\"/admin/\""),
+            ("/a/../admin/*", "\"/admin/*\""),
+            ("//admin/*", "\"/admin/*\""),
             ("/%61dmin", "\"/admin\""),
             ("/a/./b", "\"/a/b\""),
         ] {
@@ -786,7 +792,20 @@ anonymous = true
                 "case_insensitive_paths = true\n{HEAD}[[rule]]\npath = \"{p}\"\n"
             ))
         };
-        assert!(fold("/Admin/*").contains("write \"/admin/\""));
+        assert!(fold("/Admin/*").contains("write \"/admin/*\""));
+    }
+
+    #[test]
+    fn normal_form_hint_keeps_the_star_of_a_prefix_rule() {
+        // Following the hint must not turn a prefix rule into an exact one
+        // (which would silently narrow what the rule protects).
+        let e = err(&format!("{HEAD}[[rule]]\npath = \"/public//x/*\"\n"));
+        assert!(e.contains("write \"/public/x/*\""), "{e}");
+        let e = err(&format!("{HEAD}[[rule]]\npath = \"/public//x*\"\n"));
+        assert!(e.contains("write \"/public/x*\""), "{e}");
+        // An exact rule gets an exact hint.
+        let e = err(&format!("{HEAD}[[rule]]\npath = \"/public//x\"\n"));
+        assert!(e.contains("write \"/public/x\" "), "{e}");
     }
 
     #[test]
