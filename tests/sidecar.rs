@@ -399,6 +399,60 @@ fn flags_without_a_gateway_are_refused() {
     assert_eq!(code, Some(0), "{err}");
 }
 
+#[test]
+fn flags_the_config_file_owns_are_refused_with_config() {
+    let dir = Scratch::new("cfgflags");
+    let cfg = dir.write(
+        "tw.toml",
+        "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://idp.example.com\"\n",
+    );
+    let (code, err) = serve_flags(&["--config".as_ref(), cfg.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    // Each of these would be silently ignored (or silently mixed) with a
+    // file: refused instead, like --gateway and --audience.
+    for flag in [
+        &["--allow-http"][..],
+        &["--gateway", "nginx"],
+        &["--audience", "other"],
+        &["--issuer", "https://other.example.com"],
+        &["--jwks", "jwks.json"],
+    ] {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--config".as_ref(), cfg.as_os_str()];
+        args.extend(flag.iter().map(std::ffi::OsStr::new));
+        let (code, err) = serve_flags(&args);
+        assert_eq!(code, Some(2), "{flag:?}: {err}");
+        assert!(err.contains("cannot be used with"), "{flag:?}: {err}");
+    }
+    // --listen and --json-logs apply on top of the file.
+    let (code, err) = serve_flags(&[
+        "--config".as_ref(),
+        cfg.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:9999".as_ref(),
+        "--json-logs".as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_pipe_carry_no_colour_codes() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("nocolour");
+    let cfg = dir.write("tw.toml", &config(idp.issuer(), RULES));
+    // stderr is a pipe here, not a terminal.
+    let side = start_sidecar(&cfg, &[]).await;
+    let r = get(&format!("http://{}/auth", side.addr), None, "/orders").await;
+    assert_eq!(r.status(), 401);
+    let (code, logs) = side.terminate();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("tokenwarden serve started"), "{logs}");
+    assert!(logs.contains("decision"), "{logs}");
+    assert!(
+        !logs.contains('\u{1b}'),
+        "ANSI escape in piped logs: {logs:?}"
+    );
+}
+
 /// A request to the sidecar's `/auth` with exactly these headers.
 async fn ask(
     base: &str,

@@ -33,7 +33,10 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 #[derive(clap::Args)]
 pub struct Args {
     /// TOML configuration (issuers, audiences, key sources, rules, headers).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["issuers", "audiences", "jwks", "gateway"])]
+    /// The file's settings are not mixed with the flags that describe the
+    /// same things (--issuer, --audience, --jwks, --gateway, --allow-http:
+    /// write them in the file); --listen and --json-logs apply on top of it.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["issuers", "audiences", "jwks", "gateway", "allow_http"])]
     config: Option<PathBuf>,
     /// The gateway in front (required without --config): nginx
     /// (X-Original-Method, X-Original-URI), traefik (X-Forwarded-Method,
@@ -41,7 +44,8 @@ pub struct Args {
     /// trusted for the original method and path.
     #[arg(long, value_name = "GATEWAY", value_parser = ["nginx", "traefik", "envoy"])]
     gateway: Option<String>,
-    /// Address to listen on.
+    /// Address to listen on (default 127.0.0.1:8081); overrides `listen`
+    /// in --config.
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
     /// Accepted issuer; its keys come from discovery unless --jwks is given.
@@ -54,9 +58,10 @@ pub struct Args {
     #[arg(long, value_name = "FILE|URL")]
     jwks: Option<String>,
     /// Allow plain http to loopback addresses (local development only).
+    /// With --config, write `allow_http = true` in the file instead.
     #[arg(long)]
     allow_http: bool,
-    /// Log one JSON object per line.
+    /// Log one JSON object per line (or `json_logs = true` in --config).
     #[arg(long)]
     json_logs: bool,
     /// Only check the configuration, then exit (0 if valid).
@@ -149,8 +154,12 @@ fn from_args(args: &Args) -> Result<Config, config::ConfigError> {
 }
 
 fn init_logs(json: bool) {
+    use std::io::IsTerminal;
+    // Colour codes only for a person at a terminal: in a file, a pipe or a
+    // log collector they are noise in every line.
     let builder = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::INFO)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().flatten_event(true).try_init()
