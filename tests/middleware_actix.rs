@@ -257,3 +257,52 @@ async fn the_extractor_sees_only_the_innermost_validators_claims() {
     );
     assert_eq!(get("/claims").await.unwrap().status().as_u16(), 401);
 }
+
+/// A claims type of the user's own, for the middleware/extractor mismatch.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Mine {
+    sub: String,
+}
+
+impl tokenwarden::middleware::ScopedClaims for Mine {
+    fn has_scope(&self, _scope: &str) -> bool {
+        false
+    }
+}
+
+async fn mine(Claims(c): Claims<Mine>) -> String {
+    c.sub
+}
+
+#[tokio::test]
+async fn an_extractor_of_another_claims_type_than_its_middleware_is_logged_as_such() {
+    let logs = LogBuffer::default();
+    let json: BearerAuth<Json> = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
+    let base = serve_with(
+        move || {
+            App::new().service(
+                web::resource("/mine")
+                    .wrap(BearerAuthMiddleware::new(json.clone()))
+                    .route(web::get().to(mine)),
+            )
+        },
+        &logs,
+    );
+    let token = key(Algorithm::ES256).token(&claims());
+    let r = reqwest::Client::new()
+        .get(format!("{base}/mine"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+    let text = logs.text();
+    assert!(
+        text.contains("the bearer auth layer in front of it is for another claims type"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(common::http_cases::NOT_CONFIGURED_LOG),
+        "{text}"
+    );
+}

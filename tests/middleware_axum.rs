@@ -336,3 +336,84 @@ async fn claims_inserted_by_other_code_are_not_a_layers_verdict() {
     assert_eq!(get("/admin").await.unwrap().status().as_u16(), 401);
     assert_eq!(get("/claims").await.unwrap().status().as_u16(), 500);
 }
+
+/// A claims type of the user's own, for the layer/extractor mismatch.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Mine {
+    sub: String,
+}
+
+impl tokenwarden::middleware::ScopedClaims for Mine {
+    fn has_scope(&self, _scope: &str) -> bool {
+        false
+    }
+}
+
+async fn mine(Claims(c): Claims<Mine>) -> String {
+    c.sub
+}
+
+async fn maybe_mine(c: Option<Claims<Mine>>) -> String {
+    c.map_or_else(|| "anonymous".to_owned(), |Claims(c)| c.sub)
+}
+
+#[tokio::test]
+async fn an_extractor_of_another_claims_type_than_its_layer_is_logged_as_such() {
+    let (_guard, logs) = capture_logs();
+    let v = validator(&[key(Algorithm::ES256)]);
+    let token = key(Algorithm::ES256).token(&claims());
+    let router = Router::new()
+        // The default layer (JSON claims) in front of extractors of `Mine`...
+        .route(
+            "/mine",
+            get(mine).route_layer(BearerAuth::new(v.clone()).layer()),
+        )
+        .route(
+            "/maybe-mine",
+            get(maybe_mine).route_layer(BearerAuth::new(v.clone()).allow_anonymous().layer()),
+        )
+        // ...and the reverse: a layer of `Mine` in front of JSON claims.
+        .route(
+            "/json",
+            get(me).route_layer(BearerAuth::<Mine>::with_claims(v.clone()).layer()),
+        )
+        // The matching pair works.
+        .route(
+            "/ok",
+            get(mine).route_layer(BearerAuth::<Mine>::with_claims(v).layer()),
+        );
+    let base = serve(router).await;
+    let client = reqwest::Client::new();
+    for path in ["/mine", "/maybe-mine", "/json"] {
+        let r = client
+            .get(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500, "{path}");
+    }
+    let r = client
+        .get(format!("{base}/ok"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "alice");
+    let text = logs.text();
+    assert_eq!(
+        text.matches("the bearer auth layer in front of it is for another claims type")
+            .count(),
+        3,
+        "{text}"
+    );
+    assert!(
+        text.contains("Mine"),
+        "the log names the extractor's type: {text}"
+    );
+    assert!(
+        !text.contains(common::http_cases::NOT_CONFIGURED_LOG),
+        "a layer runs in front: {text}"
+    );
+    assert!(!text.contains(&token));
+}

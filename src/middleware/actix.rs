@@ -36,8 +36,8 @@ use actix_web::http::{StatusCode, Version};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use super::{
-    Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Outcome,
-    ScopedClaims, extract, is_grpc,
+    Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Judged,
+    Outcome, ScopedClaims, extract, is_grpc,
 };
 use crate::validator::Validated;
 
@@ -192,6 +192,7 @@ fn attach<C: ScopedClaims>(auth: &BearerAuth<C>, req: &ServiceRequest, v: Arc<Va
     let mut extensions = req.extensions_mut();
     extensions.insert(auth.checked(v.clone()));
     extensions.insert(v);
+    extensions.insert(Judged);
 }
 
 /// The validated claims of the request; `Option<Claims<C>>` for routes
@@ -213,6 +214,7 @@ impl<C: ScopedClaims> FromRequest for Claims<C> {
             extract(
                 extensions.get::<Checked<C>>(),
                 extensions.get::<Anonymous>(),
+                extensions.get::<Judged>(),
             )
             .map(Claims),
         )

@@ -30,12 +30,14 @@ use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 
-use super::{Anonymous, AuthRejection, Checked, ClaimsRejection, ScopedClaims, extract};
+use super::{Anonymous, AuthRejection, Checked, ClaimsRejection, Judged, ScopedClaims, extract};
 
 /// The validated claims of the request. Refuses with 401 (the layer's
 /// realm) when the route was reached without a token through an
 /// anonymous-allowing layer, and with 500, logged as an error, when no
-/// [`BearerAuthLayer`](super::BearerAuthLayer) runs in front of the route.
+/// [`BearerAuthLayer`](super::BearerAuthLayer) runs in front of the route or
+/// the one in front validates into another claims type (build it with
+/// [`BearerAuth::<C>::with_claims`](super::BearerAuth::with_claims)).
 ///
 /// Only claims a layer recorded count, never a bare `Arc<Validated<C>>`
 /// some other code inserted; with nested layers on different validators,
@@ -50,6 +52,7 @@ impl<C: ScopedClaims, S: Send + Sync> FromRequestParts<S> for Claims<C> {
         extract(
             parts.extensions.get::<Checked<C>>(),
             parts.extensions.get::<Anonymous>(),
+            parts.extensions.get::<Judged>(),
         )
         .map(Claims)
     }
@@ -68,7 +71,10 @@ impl<C: ScopedClaims, S: Send + Sync> OptionalFromRequestParts<S> for Claims<C> 
         match parts.extensions.get::<Checked<C>>() {
             Some(c) => Ok(Some(Claims(c.validated.claims.clone()))),
             None if anonymous.is_some() => Ok(None),
-            None => Err(ClaimsRejection::without_claims(None)),
+            None => Err(ClaimsRejection::without_claims::<C>(
+                None,
+                parts.extensions.get::<Judged>(),
+            )),
         }
     }
 }

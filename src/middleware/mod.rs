@@ -538,6 +538,14 @@ impl<C> Clone for Checked<C> {
     }
 }
 
+/// Marks a request a layer let through with claims, whatever their type:
+/// an extractor asking for another type can then say so instead of
+/// claiming no layer ran. Zero-sized, so recording it allocates nothing.
+/// (Read by the extractors only: with `tower` alone nothing reads it.)
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
+pub(crate) struct Judged;
+
 /// A new validator identity: unique for the process's life (a `u64`
 /// counter does not wrap).
 fn next_validator_id() -> u64 {
@@ -572,11 +580,12 @@ pub(crate) enum Outcome<C> {
 pub(crate) fn extract<C: Clone>(
     checked: Option<&Checked<C>>,
     anonymous: Option<&Anonymous>,
+    judged: Option<&Judged>,
 ) -> Result<C, ClaimsRejection> {
     if let Some(c) = checked {
         return Ok(c.validated.claims.clone());
     }
-    Err(ClaimsRejection::without_claims(anonymous))
+    Err(ClaimsRejection::without_claims::<C>(anonymous, judged))
 }
 
 /// Why a `Claims` extractor refused, answered with the realm (and gRPC
@@ -593,10 +602,14 @@ pub struct ClaimsRejection {
 
 #[cfg(any(feature = "axum", feature = "actix"))]
 impl ClaimsRejection {
-    /// The refusal for a request with no claims of this type: `Missing`
+    /// The refusal for a request with no claims of type `C`: `Missing`
     /// behind an anonymous-allowing layer, `NotConfigured` (logged as an
-    /// error: the route is open by mistake) when no layer ran.
-    pub(crate) fn without_claims(anonymous: Option<&Anonymous>) -> Self {
+    /// error: a wiring mistake) when no layer ran or the layer in front
+    /// (`judged`) validated into another claims type.
+    pub(crate) fn without_claims<C>(
+        anonymous: Option<&Anonymous>,
+        judged: Option<&Judged>,
+    ) -> Self {
         match anonymous {
             Some(a) => {
                 let rejection = AuthRejection::Missing;
@@ -608,10 +621,21 @@ impl ClaimsRejection {
                 }
             }
             None => {
-                tracing::error!(
-                    reason = "not_configured",
-                    "a route extracts claims but no bearer auth layer runs in front of it"
-                );
+                // Type names only: never a claim value.
+                let claims_type = std::any::type_name::<C>();
+                if judged.is_some() {
+                    tracing::error!(
+                        reason = "not_configured",
+                        claims_type,
+                        "a route extracts claims, but the bearer auth layer in front of it is for another claims type: build it with BearerAuth::<C>::with_claims, C the extractor's claims type (claims_type)"
+                    );
+                } else {
+                    tracing::error!(
+                        reason = "not_configured",
+                        claims_type,
+                        "a route extracts claims but no bearer auth layer runs in front of it"
+                    );
+                }
                 ClaimsRejection {
                     rejection: AuthRejection::NotConfigured,
                     realm: None,

@@ -12,7 +12,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Answer, BearerAuth, Checked, Outcome, ScopedClaims, is_grpc};
+use super::{Answer, BearerAuth, Checked, Judged, Outcome, ScopedClaims, is_grpc};
 use crate::validator::Validated;
 
 /// A refusal as an `http` response with an empty body.
@@ -169,6 +169,7 @@ fn attach<C: ScopedClaims>(
 ) {
     extensions.insert(auth.checked(v.clone()));
     extensions.insert(v);
+    extensions.insert(Judged);
 }
 
 pin_project_lite::pin_project! {
