@@ -36,6 +36,12 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
+    # nginx copies WWW-Authenticate itself on a 401: add it on a 403 only,
+    # or a 401 carries it twice (as in the README).
+    map $status $tw_forbidden_challenge {{
+        403 $tw_challenge;
+        default "";
+    }}
     server {{
         listen 127.0.0.1:{port};
         location = /_tokenwarden {{
@@ -53,7 +59,7 @@ http {{
             auth_request_set $tw_scopes $upstream_http_x_auth_scopes;
             auth_request_set $tw_tenant $upstream_http_x_auth_tenant;
             auth_request_set $tw_challenge $upstream_http_www_authenticate;
-            add_header WWW-Authenticate $tw_challenge always;
+            add_header WWW-Authenticate $tw_forbidden_challenge always;
             proxy_set_header X-Auth-Subject $tw_subject;
             proxy_set_header X-Auth-Issuer $tw_issuer;
             proxy_set_header X-Auth-Scopes $tw_scopes;
@@ -171,6 +177,12 @@ async fn nginx_auth_request_in_front_of_the_sidecar() {
     let r = call("/orders/1", None).await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"shop\"");
+    assert_eq!(
+        r.headers().get_all("www-authenticate").iter().count(),
+        1,
+        "one challenge on a 401: {:?}",
+        r.headers()
+    );
 
     let r = call("/orders/1", Some("not.a.token")).await.unwrap();
     assert_eq!(r.status(), 401);
@@ -198,6 +210,15 @@ async fn nginx_auth_request_in_front_of_the_sidecar() {
 
     let r = call("/admin/users", Some(&good)).await.unwrap();
     assert_eq!(r.status(), 403, "a path rule needs the admin scope");
+    let challenges: Vec<_> = r.headers().get_all("www-authenticate").iter().collect();
+    assert_eq!(challenges.len(), 1, "one challenge on a 403: {challenges:?}");
+    assert!(
+        challenges[0]
+            .to_str()
+            .unwrap()
+            .contains("error=\"insufficient_scope\", scope=\"admin\""),
+        "{challenges:?}"
+    );
 
     let admin = idp
         .token()
