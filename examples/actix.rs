@@ -15,7 +15,7 @@ use tokenwarden::middleware::{BearerAuth, Scopes};
 use tokenwarden::{KeySet, Validator};
 
 async fn me(Claims(claims): Claims<Map<String, Value>>) -> String {
-    format!("hello {}\n", claims["sub"])
+    format!("hello {}\n", claims["sub"].as_str().unwrap_or("?"))
 }
 
 async fn orders() -> &'static str {

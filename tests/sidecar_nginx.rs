@@ -211,7 +211,11 @@ async fn nginx_auth_request_in_front_of_the_sidecar() {
     let r = call("/admin/users", Some(&good)).await.unwrap();
     assert_eq!(r.status(), 403, "a path rule needs the admin scope");
     let challenges: Vec<_> = r.headers().get_all("www-authenticate").iter().collect();
-    assert_eq!(challenges.len(), 1, "one challenge on a 403: {challenges:?}");
+    assert_eq!(
+        challenges.len(),
+        1,
+        "one challenge on a 403: {challenges:?}"
+    );
     assert!(
         challenges[0]
             .to_str()

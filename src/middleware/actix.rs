@@ -10,7 +10,7 @@
 //! # use tokenwarden::Validator;
 //!
 //! async fn me(Claims(claims): Claims<Map<String, Value>>) -> String {
-//!     format!("hello {}", claims["sub"])
+//!     format!("hello {}", claims["sub"].as_str().unwrap_or("?"))
 //! }
 //!
 //! # fn app(validator: Validator) {

@@ -9,7 +9,7 @@
 //! # use tokenwarden::{KeySet, Validator};
 //!
 //! async fn me(Claims(claims): Claims<Map<String, Value>>) -> String {
-//!     format!("hello {}", claims["sub"])
+//!     format!("hello {}", claims["sub"].as_str().unwrap_or("?"))
 //! }
 //!
 //! # fn app(validator: Validator) -> Router {

@@ -281,8 +281,8 @@ impl<C: ScopedClaims> BearerAuth<C> {
         }
     }
 
-    /// The realm named in `WWW-Authenticate` (RFC 6750 §3). Quotes and
-    /// backslashes are dropped from it.
+    /// The realm named in `WWW-Authenticate` (RFC 6750 §3); `api` unless
+    /// set. Quotes and backslashes are dropped from it.
     #[must_use]
     pub fn realm(self, realm: &str) -> Self {
         let clean: String = realm.chars().filter(|c| *c != '"' && *c != '\\').collect();
