@@ -5,7 +5,9 @@
 //! RFC 6750 §3 (401/403 with `WWW-Authenticate`, 503 without keys), or 400
 //! when the configured gateway's description of the original request is
 //! missing, repeated, not visible ASCII or not a path with a safe normal
-//! form. `/healthz` is liveness, `/readyz` readiness (usable keys for every
+//! form, when its method is not upper case, or when a method-override
+//! header is sent; 403 for a path no rule matches under
+//! `unmatched = "deny"`. `/healthz` is liveness, `/readyz` readiness (usable keys for every
 //! issuer), `/metrics` is Prometheus text.
 
 use std::convert::Infallible;
