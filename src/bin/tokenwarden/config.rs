@@ -294,16 +294,34 @@ impl Rule {
         }
     }
 
-    /// The same requirements (order aside).
-    fn same_requirements(&self, other: &Rule) -> bool {
-        let sorted = |v: &[String]| {
-            let mut v = v.to_vec();
-            v.sort();
-            v
-        };
-        self.anonymous == other.anonymous
-            && sorted(&self.scopes) == sorted(&other.scopes)
-            && sorted(&self.any_scopes) == sorted(&other.any_scopes)
+    /// Whether every token this rule lets through, `other` lets through
+    /// too: this rule is at least as strict.
+    fn at_least_as_strict_as(&self, other: &Rule) -> bool {
+        if other.anonymous {
+            return true;
+        }
+        if self.anonymous {
+            return false;
+        }
+        let has = |list: &[String], s: &String| list.contains(s);
+        if !other.scopes.is_empty() {
+            // Every scope `other` requires is required here too (an
+            // any_scopes list of one is a requirement of that one).
+            let required: &[String] = match self.any_scopes.as_slice() {
+                [one] => std::slice::from_ref(one),
+                _ => &self.scopes,
+            };
+            return other.scopes.iter().all(|s| has(required, s));
+        }
+        if !other.any_scopes.is_empty() {
+            // One of `other`'s scopes is required here, or every scope
+            // that suffices here suffices there.
+            return self.scopes.iter().any(|s| has(&other.any_scopes, s))
+                || (!self.any_scopes.is_empty()
+                    && self.any_scopes.iter().all(|s| has(&other.any_scopes, s)));
+        }
+        // `other` asks for any valid token.
+        true
     }
 }
 
@@ -615,11 +633,13 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
 
 /// Refuses a rule set in which a more specific rule for every method (a
 /// longer prefix, or an exact path) would decide a method that a shorter,
-/// method-specific rule names, with other requirements: `DELETE /api/*`
-/// (admin) beside `/api/v1/*` (read) would let a read token delete under
-/// `/api/v1/`, which is rarely what was meant. The rule set must say what
-/// the method needs on the longer path. `order` is most specific first,
-/// with each rule's index in the file.
+/// method-specific rule names, with weaker or other requirements:
+/// `DELETE /api/*` (admin) beside `/api/v1/*` (read) would let a read
+/// token delete under `/api/v1/`, which is rarely what was meant. The rule
+/// set must say what the method needs on the longer path. A longer rule at
+/// least as strict (`GET /*` anonymous beside `/admin/*` admin) is what it
+/// seems and is accepted. `order` is most specific first, with each rule's
+/// index in the file.
 fn conflicts(order: &[(usize, &Rule)], name: &str) -> Result<(), ConfigError> {
     for (j, &(a_index, a)) in order.iter().enumerate() {
         if a.methods.is_empty() {
@@ -628,7 +648,7 @@ fn conflicts(order: &[(usize, &Rule)], name: &str) -> Result<(), ConfigError> {
         for &(b_index, b) in order.iter().take(j) {
             if !b.methods.is_empty()
                 || b.path == a.path
-                || b.same_requirements(a)
+                || b.at_least_as_strict_as(a)
                 || !b.overlaps_path(a)
             {
                 continue;
@@ -641,7 +661,7 @@ fn conflicts(order: &[(usize, &Rule)], name: &str) -> Result<(), ConfigError> {
             });
             if let Some(m) = unsaid {
                 return Err(ConfigError(format!(
-                    "{name}: rule[{b_index}].path: {bp:?} (every method) is more specific than rule[{a_index}] ({m} {ap:?}) and would decide {m} {bp:?} with other requirements; say what {m} needs there with its own rule, e.g.\n[[rule]]\npath = {bp:?}\nmethods = [{m:?}]\n(the scopes of rule[{a_index}], or others), or give both rules the same requirements",
+                    "{name}: rule[{b_index}].path: {bp:?} (every method) is more specific than rule[{a_index}] ({m} {ap:?}) and would decide {m} {bp:?} with weaker or other requirements; say what {m} needs there with its own rule, e.g.\n[[rule]]\npath = {bp:?}\nmethods = [{m:?}]\n(the scopes of rule[{a_index}], or others), or make rule[{b_index}] at least as strict",
                     bp = b.path,
                     ap = a.path,
                 )));
@@ -1067,10 +1087,27 @@ anonymous = true
         ));
         assert_eq!(decides(&r, "DELETE", "/api/v1/x"), Some("admin"));
         assert_eq!(decides(&r, "GET", "/api/v1/x"), Some("read"));
-        // ...or by the same requirements; unrelated paths are fine.
+        // ...or by a longer rule at least as strict; unrelated paths are
+        // fine.
         rules(
-            "[[rule]]\npath = \"/api/*\"\nmethods = [\"DELETE\"]\nscopes = [\"admin\"]\n[[rule]]\npath = \"/api/v1/*\"\nscopes = [\"admin\"]\n[[rule]]\npath = \"/apix/*\"\nscopes = [\"read\"]\n",
+            "[[rule]]\npath = \"/api/*\"\nmethods = [\"DELETE\"]\nscopes = [\"admin\"]\n[[rule]]\npath = \"/api/v1/*\"\nscopes = [\"admin\", \"x\"]\n[[rule]]\npath = \"/apix/*\"\nscopes = [\"read\"]\n",
         );
+        let r = rules(
+            "[[rule]]\npath = \"/*\"\nmethods = [\"GET\"]\nanonymous = true\n[[rule]]\npath = \"/admin/*\"\nscopes = [\"admin\"]\n",
+        );
+        assert_eq!(decides(&r, "GET", "/admin/x"), Some("admin"));
+        // Weaker or other requirements are refused: anonymous, or a scope
+        // among others.
+        for longer in [
+            "anonymous = true",
+            "any_scopes = [\"admin\", \"read\"]",
+            "scopes = [\"read\"]",
+        ] {
+            let e = err(&format!(
+                "{HEAD}[[rule]]\npath = \"/api/*\"\nmethods = [\"DELETE\"]\nscopes = [\"admin\"]\n[[rule]]\npath = \"/api/v1/*\"\n{longer}\n"
+            ));
+            assert!(e.contains("rule[1].path"), "{longer}: {e}");
+        }
     }
 
     #[test]
