@@ -1043,3 +1043,192 @@ async fn accept_failing_with_emfile_backs_off_logs_once_and_recovers() {
         "{failures} failed accepts: no back-off"
     );
 }
+
+/// Starts a sidecar behind nginx with these rules (and top-level settings
+/// before them); its base URL, once ready.
+async fn sidecar_with(
+    idp: &TestIssuer,
+    dir: &Scratch,
+    top: &str,
+    rules: &str,
+) -> (Running, String) {
+    let cfg = dir.write(
+        "tw.toml",
+        &config(idp.issuer(), rules).replacen("gateway", &format!("{top}\ngateway"), 1),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+    let base = format!("http://{}", side.addr);
+    wait_status(&format!("{base}/readyz"), 200).await;
+    (side, base)
+}
+
+/// `/auth` behind nginx for this original method and URI, with extra headers.
+async fn judged(
+    base: &str,
+    method: &[u8],
+    uri: &str,
+    token: Option<&str>,
+    extra: &[(&str, &[u8])],
+) -> u16 {
+    let mut headers: Vec<(&str, &[u8])> = vec![
+        ("x-original-method", method),
+        ("x-original-uri", uri.as_bytes()),
+    ];
+    headers.extend_from_slice(extra);
+    ask(base, "/auth", reqwest::Method::GET, token, &headers)
+        .await
+        .status()
+        .as_u16()
+}
+
+/// RFC 9110 §9.1: methods are case-sensitive. `get` is not judged as
+/// `GET` (a lenient upstream would run it as one): refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_not_in_upper_case_is_refused() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("method-case");
+    let rules = "[[rule]]\npath = \"/docs/*\"\nmethods = [\"GET\"]\nanonymous = true\n[[rule]]\npath = \"/*\"\nscopes = [\"admin\"]\n";
+    let (_side, base) = sidecar_with(&idp, &dir, "", rules).await;
+    assert_eq!(judged(&base, b"GET", "/docs/x", None, &[]).await, 200);
+    for m in [&b"get"[..], b"Get", b"gET", b"delete"] {
+        assert_eq!(judged(&base, m, "/docs/x", None, &[]).await, 400, "{m:?}");
+    }
+    assert_eq!(
+        metric(
+            &base,
+            "tokenwarden_validations_total{result=\"bad_request\"}"
+        )
+        .await,
+        4.0
+    );
+}
+
+/// A rule naming GET covers HEAD (frameworks answer HEAD with the GET
+/// handler): HEAD does not fall to a weaker rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_for_get_also_judges_head() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("head");
+    let rules = "[[rule]]\npath = \"/reports/*\"\nmethods = [\"GET\", \"POST\"]\nscopes = [\"admin\"]\n[[rule]]\npath = \"/*\"\nanonymous = true\n";
+    let (_side, base) = sidecar_with(&idp, &dir, "", rules).await;
+    let user = idp.token().audience("api").subject("eve").sign();
+    assert_eq!(judged(&base, b"HEAD", "/reports/x", None, &[]).await, 401);
+    assert_eq!(
+        judged(&base, b"HEAD", "/reports/x", Some(&user), &[]).await,
+        403
+    );
+    assert_eq!(
+        judged(&base, b"GET", "/reports/x", Some(&user), &[]).await,
+        403
+    );
+    assert_eq!(judged(&base, b"HEAD", "/other", None, &[]).await, 200);
+}
+
+/// `X-HTTP-Method-Override` and its kin would let a POST judged as POST
+/// run upstream as DELETE: refused with 400, unless the file allows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_override_headers_are_refused_unless_allowed() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("override");
+    let rules = "[[rule]]\npath = \"/items/*\"\nmethods = [\"POST\"]\nanonymous = true\n[[rule]]\npath = \"/items/*\"\nscopes = [\"admin\"]\n";
+    let (_side, base) = sidecar_with(&idp, &dir, "", rules).await;
+    assert_eq!(judged(&base, b"POST", "/items/1", None, &[]).await, 200);
+    for h in [
+        "X-HTTP-Method-Override",
+        "x-http-method",
+        "X-Method-Override",
+    ] {
+        let status = judged(&base, b"POST", "/items/1", None, &[(h, b"DELETE")]).await;
+        assert_eq!(status, 400, "{h}");
+    }
+    let allowed = Scratch::new("override-allowed");
+    let (_side, base) = sidecar_with(&idp, &allowed, "allow_method_override = true", rules).await;
+    let status = judged(
+        &base,
+        b"POST",
+        "/items/1",
+        None,
+        &[("x-http-method-override", b"DELETE")],
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+/// An exact rule also judges its path with a trailing slash, and with
+/// `unmatched = "deny"` a path no rule matches is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_rules_cover_a_trailing_slash_and_unmatched_paths_can_be_denied() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("slash");
+    let rules = "[[rule]]\npath = \"/admin\"\nscopes = [\"admin\"]\n[[rule]]\npath = \"/*\"\nscopes = [\"read\"]\n";
+    let (_side, base) = sidecar_with(&idp, &dir, "", rules).await;
+    let reader = idp
+        .token()
+        .audience("api")
+        .subject("eve")
+        .claim("scope", serde_json::json!("read"))
+        .sign();
+    for uri in ["/admin", "/admin/", "/admin/.", "/admin/?x=1"] {
+        assert_eq!(
+            judged(&base, b"GET", uri, Some(&reader), &[]).await,
+            403,
+            "{uri}"
+        );
+    }
+    assert_eq!(
+        judged(&base, b"GET", "/admin/x", Some(&reader), &[]).await,
+        200
+    );
+
+    // Deny by default: a valid token is not enough where no rule speaks.
+    let denying = Scratch::new("deny");
+    let rules = "[[rule]]\npath = \"/api/*\"\nscopes = [\"read\"]\n[[rule]]\npath = \"/public/*\"\nmethods = [\"GET\"]\nanonymous = true\n";
+    let (_side, base) = sidecar_with(&idp, &denying, "unmatched = \"deny\"", rules).await;
+    assert_eq!(
+        judged(&base, b"GET", "/api/x", Some(&reader), &[]).await,
+        200
+    );
+    assert_eq!(judged(&base, b"GET", "/public/x", None, &[]).await, 200);
+    assert_eq!(
+        judged(&base, b"GET", "/other", Some(&reader), &[]).await,
+        403
+    );
+    assert_eq!(
+        judged(&base, b"POST", "/public/x", Some(&reader), &[]).await,
+        403
+    );
+    assert_eq!(
+        metric(&base, "tokenwarden_validations_total{result=\"no_rule\"}").await,
+        2.0
+    );
+}
+
+/// Array claims are joined with one space; a space or comma inside an
+/// element is percent-encoded, so no element reads as two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn array_claim_elements_cannot_split_into_more() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("arrays");
+    let (_side, base) = sidecar_with(
+        &idp,
+        &dir,
+        "",
+        "[headers]\nclaims = { groups = \"X-Auth-Groups\" }\n",
+    )
+    .await;
+    let token = idp
+        .token()
+        .audience("api")
+        .subject("eve")
+        .claim("scp", serde_json::json!(["read", "x admin"]))
+        .claim("groups", serde_json::json!(["team admin", "a,b", "", "x"]))
+        .sign();
+    let headers: &[(&str, &[u8])] = &[
+        ("x-original-method", b"GET"),
+        ("x-original-uri", b"/orders"),
+    ];
+    let r = ask(&base, "/auth", reqwest::Method::GET, Some(&token), headers).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-scopes"], "read x%20admin");
+    assert_eq!(r.headers()["x-auth-groups"], "team%20admin a%2Cb x");
+}

@@ -52,6 +52,9 @@ struct File {
     #[serde(default)]
     case_insensitive_paths: bool,
     #[serde(default)]
+    allow_method_override: bool,
+    unmatched: Option<Spanned<String>>,
+    #[serde(default)]
     server: ServerFile,
 }
 
@@ -140,6 +143,12 @@ pub struct Config {
     pub gateway: Gateway,
     /// Fold the case of paths before matching rules.
     pub case_insensitive_paths: bool,
+    /// Pass `X-HTTP-Method-Override` and its kin through instead of
+    /// refusing the request (for upstreams that ignore them).
+    pub allow_method_override: bool,
+    /// A request no rule matches is refused (`unmatched = "deny"`) rather
+    /// than allowed with any valid token (`"authenticated"`, the default).
+    pub deny_unmatched: bool,
     pub server: Server,
 }
 
@@ -229,7 +238,8 @@ pub struct Rule {
     /// Exact path, or a prefix when it ends with `*`; in normal form (and
     /// lower case with `case_insensitive_paths`).
     pub path: String,
-    /// Upper-case methods; empty means every method.
+    /// Upper-case methods, with `HEAD` added wherever `GET` is named;
+    /// empty means every method.
     pub methods: Vec<String>,
     pub scopes: Vec<String>,
     pub any_scopes: Vec<String>,
@@ -238,19 +248,80 @@ pub struct Rule {
 
 impl Rule {
     /// Whether the rule applies to this method and normal path (query
-    /// excluded). A prefix `/a/*` also covers `/a` itself: the directory is
-    /// guarded by the rule of its contents.
+    /// excluded). Methods are compared exactly (RFC 9110 §9.1: they are
+    /// case-sensitive). A prefix `/a/*` also covers `/a` itself: the
+    /// directory is guarded by the rule of its contents. An exact `/a` also
+    /// covers `/a/` (and `/a/` covers `/a`): many upstreams serve one for
+    /// the other.
     pub fn matches(&self, method: &str, path: &str) -> bool {
-        let path_ok = match self.path.strip_suffix('*') {
+        self.matches_path(path)
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+    }
+
+    /// Whether the rule's path covers this normal path.
+    pub fn matches_path(&self, path: &str) -> bool {
+        match self.path.strip_suffix('*') {
             Some(prefix) => {
                 path.starts_with(prefix)
                     || prefix
                         .strip_suffix('/')
                         .is_some_and(|dir| !dir.is_empty() && path == dir)
             }
-            None => path == self.path,
-        };
-        path_ok && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            None => {
+                path == self.path
+                    || path.strip_suffix('/') == Some(self.path.as_str())
+                    || (path != "/" && self.path.strip_suffix('/') == Some(path))
+            }
+        }
+    }
+
+    /// Whether some path this rule covers is also covered by `other`.
+    fn overlaps_path(&self, other: &Rule) -> bool {
+        match self.path.strip_suffix('*') {
+            // Every path under a prefix starts with it; `other` (no longer
+            // than this rule, as it is tried later) covers one of them iff
+            // it covers the prefix or the directory itself.
+            Some(prefix) => {
+                other.matches_path(prefix)
+                    || prefix
+                        .strip_suffix('/')
+                        .is_some_and(|dir| !dir.is_empty() && other.matches_path(dir))
+            }
+            None => {
+                other.matches_path(&self.path)
+                    || other.matches_path(&format!("{}/", self.path.trim_end_matches('/')))
+            }
+        }
+    }
+
+    /// Whether every token this rule lets through, `other` lets through
+    /// too: this rule is at least as strict.
+    fn at_least_as_strict_as(&self, other: &Rule) -> bool {
+        if other.anonymous {
+            return true;
+        }
+        if self.anonymous {
+            return false;
+        }
+        let has = |list: &[String], s: &String| list.contains(s);
+        if !other.scopes.is_empty() {
+            // Every scope `other` requires is required here too (an
+            // any_scopes list of one is a requirement of that one).
+            let required: &[String] = match self.any_scopes.as_slice() {
+                [one] => std::slice::from_ref(one),
+                _ => &self.scopes,
+            };
+            return other.scopes.iter().all(|s| has(required, s));
+        }
+        if !other.any_scopes.is_empty() {
+            // One of `other`'s scopes is required here, or every scope
+            // that suffices here suffices there.
+            return self.scopes.iter().any(|s| has(&other.any_scopes, s))
+                || (!self.any_scopes.is_empty()
+                    && self.any_scopes.iter().all(|s| has(&other.any_scopes, s)));
+        }
+        // `other` asks for any valid token.
+        true
     }
 }
 
@@ -366,6 +437,15 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         if !path.starts_with('/') {
             return Err(at(rule.path.span(), &field("path"), "must start with '/'"));
         }
+        // RFC 3986 §3.4, §3.5: the query and fragment are not part of the
+        // path a rule is matched against, so such a rule would never match.
+        if path.contains(['?', '#']) {
+            return Err(at(
+                rule.path.span(),
+                &field("path"),
+                "'?' and '#' cannot appear: rules match the path only, never the query or fragment",
+            ));
+        }
         if path.trim_end_matches('*').contains('*') {
             return Err(at(
                 rule.path.span(),
@@ -408,7 +488,14 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
                     &format!("unknown HTTP method {:?}", m.get_ref()),
                 ));
             }
-            methods.push(up);
+            if !methods.contains(&up) {
+                methods.push(up);
+            }
+        }
+        // RFC 9110 §9.3.2: HEAD is GET without the body, and frameworks
+        // answer HEAD with the GET handler, so a rule for GET covers HEAD.
+        if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
+            methods.push("HEAD".into());
         }
         if !rule.scopes.is_empty() && !rule.any_scopes.is_empty() {
             return Err(at(
@@ -442,17 +529,27 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         let earlier = rules
             .iter()
             .filter(|r| r.path == normal && r.methods.is_empty() == methods.is_empty());
+        let covered: Vec<&String> = earlier.clone().flat_map(|r| &r.methods).collect();
         let shadowed = if methods.is_empty() {
             earlier.count() > 0
         } else {
-            let covered: Vec<&String> = earlier.flat_map(|r| &r.methods).collect();
             methods.iter().all(|m| covered.contains(&m))
         };
         if shadowed {
             return Err(at(
                 span,
                 &field("path"),
-                "shadowed: an earlier rule has the same path and covers its methods",
+                "shadowed: an earlier rule has the same path and covers its methods (a rule naming GET also covers HEAD)",
+            ));
+        }
+        // A partial overlap would leave the shared methods to file order.
+        if let Some(m) = methods.iter().find(|m| covered.contains(m)) {
+            return Err(at(
+                span,
+                &field("methods"),
+                &format!(
+                    "{m} is already covered by an earlier rule with the same path (a rule naming GET also covers HEAD): name each method in one rule per path"
+                ),
             ));
         }
         rules.push(Rule {
@@ -463,6 +560,9 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             anonymous: rule.anonymous,
         });
     }
+    let mut order: Vec<(usize, &Rule)> = rules.iter().enumerate().collect();
+    order.sort_by_key(|(_, r)| specificity(r));
+    conflicts(&order, name)?;
     let name_of_file = name;
     let mut headers = Headers::default();
     let h = &file.headers;
@@ -511,8 +611,70 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         cache_entries: file.cache.max_entries.unwrap_or(10_000),
         gateway,
         case_insensitive_paths: fold,
+        allow_method_override: file.allow_method_override,
+        deny_unmatched: match &file.unmatched {
+            None => false,
+            Some(u) => match u.get_ref().as_str() {
+                "authenticated" => false,
+                "deny" if file.rules.is_empty() => {
+                    return Err(at(
+                        u.span(),
+                        "unmatched",
+                        "\"deny\" with no [[rule]] refuses every request: add rules",
+                    ));
+                }
+                "deny" => true,
+                _ => {
+                    return Err(at(
+                        u.span(),
+                        "unmatched",
+                        "must be \"authenticated\" (any valid token) or \"deny\"",
+                    ));
+                }
+            },
+        },
         server: server(&file.server, &at)?,
     })
+}
+
+/// Refuses a rule set in which a more specific rule for every method (a
+/// longer prefix, or an exact path) would decide a method that a shorter,
+/// method-specific rule names, with weaker or other requirements:
+/// `DELETE /api/*` (admin) beside `/api/v1/*` (read) would let a read
+/// token delete under `/api/v1/`, which is rarely what was meant. The rule
+/// set must say what the method needs on the longer path. A longer rule at
+/// least as strict (`GET /*` anonymous beside `/admin/*` admin) is what it
+/// seems and is accepted. `order` is most specific first, with each rule's
+/// index in the file.
+fn conflicts(order: &[(usize, &Rule)], name: &str) -> Result<(), ConfigError> {
+    for (j, &(a_index, a)) in order.iter().enumerate() {
+        if a.methods.is_empty() {
+            continue;
+        }
+        for &(b_index, b) in order.iter().take(j) {
+            if !b.methods.is_empty()
+                || b.path == a.path
+                || b.at_least_as_strict_as(a)
+                || !b.overlaps_path(a)
+            {
+                continue;
+            }
+            // A rule naming the method on b's own path decides it there.
+            let unsaid = a.methods.iter().find(|m| {
+                !order
+                    .iter()
+                    .any(|(_, c)| c.path == b.path && c.methods.contains(m))
+            });
+            if let Some(m) = unsaid {
+                return Err(ConfigError(format!(
+                    "{name}: rule[{b_index}].path: {bp:?} (every method) is more specific than rule[{a_index}] ({m} {ap:?}) and would decide {m} {bp:?} with weaker or other requirements; say what {m} needs there with its own rule, e.g.\n[[rule]]\npath = {bp:?}\nmethods = [{m:?}]\n(the scopes of rule[{a_index}], or others), or make rule[{b_index}] at least as strict",
+                    bp = b.path,
+                    ap = a.path,
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The gateway convention: one of the named ones, or two header names.
@@ -878,5 +1040,108 @@ anonymous = true
             let e = err(&format!("{GOOD}\n[server]\n{bad}\n"));
             assert!(e.contains("server."), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_rule_for_get_covers_head() {
+        let r = rules(
+            "[[rule]]\npath = \"/r/*\"\nmethods = [\"GET\"]\nscopes = [\"admin\"]\n[[rule]]\npath = \"/*\"\nanonymous = true\n",
+        );
+        assert_eq!(decides(&r, "HEAD", "/r/x"), Some("admin"));
+        assert_eq!(
+            decides(&r, "head", "/r/x"),
+            Some("anonymous"),
+            "exact compare"
+        );
+        // A separate HEAD rule beside GET on the same path is refused,
+        // in either order.
+        for text in [
+            "[[rule]]\npath = \"/a\"\nmethods = [\"GET\"]\n[[rule]]\npath = \"/a\"\nmethods = [\"HEAD\"]\nanonymous = true\n",
+            "[[rule]]\npath = \"/a\"\nmethods = [\"HEAD\"]\nanonymous = true\n[[rule]]\npath = \"/a\"\nmethods = [\"GET\"]\n",
+        ] {
+            let e = err(&format!("{HEAD}{text}"));
+            assert!(e.contains("rule[1].") && e.contains("HEAD"), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_exact_rule_covers_one_trailing_slash() {
+        let r = rules(
+            "[[rule]]\npath = \"/admin\"\nscopes = [\"admin\"]\n[[rule]]\npath = \"/x/\"\nscopes = [\"x\"]\n[[rule]]\npath = \"/*\"\nanonymous = true\n",
+        );
+        assert_eq!(decides(&r, "GET", "/admin"), Some("admin"));
+        assert_eq!(decides(&r, "GET", "/admin/"), Some("admin"));
+        assert_eq!(decides(&r, "GET", "/admin/x"), Some("anonymous"));
+        assert_eq!(decides(&r, "GET", "/adminx"), Some("anonymous"));
+        assert_eq!(decides(&r, "GET", "/x"), Some("x"));
+        assert_eq!(decides(&r, "GET", "/x/"), Some("x"));
+    }
+
+    #[test]
+    fn query_or_fragment_in_a_rule_path_is_refused() {
+        for path in ["/a?b=1", "/a?*", "/a#b", "/a/#*"] {
+            let e = err(&format!("{HEAD}[[rule]]\npath = \"{path}\"\n"));
+            assert!(e.contains("rule[0].path: '?' and '#'"), "{path}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_longer_rule_for_every_method_may_not_override_a_method_rule() {
+        let base = "[[rule]]\npath = \"/api/*\"\nmethods = [\"DELETE\"]\nscopes = [\"admin\"]\n[[rule]]\npath = \"/api/v1/*\"\nscopes = [\"read\"]\n";
+        let e = err(&format!("{HEAD}{base}"));
+        assert!(
+            e.contains("rule[1].path")
+                && e.contains("DELETE")
+                && e.contains("methods = [\"DELETE\"]"),
+            "{e}"
+        );
+        // An exact path under the prefix too.
+        let e = err(&format!(
+            "{HEAD}[[rule]]\npath = \"/api/*\"\nmethods = [\"DELETE\"]\nscopes = [\"admin\"]\n[[rule]]\npath = \"/api/v1/x\"\nanonymous = true\n"
+        ));
+        assert!(e.contains("rule[1].path"), "{e}");
+        // Fixed by saying what DELETE needs on the longer path...
+        let r = rules(&format!(
+            "{base}[[rule]]\npath = \"/api/v1/*\"\nmethods = [\"DELETE\"]\nscopes = [\"admin\"]\n"
+        ));
+        assert_eq!(decides(&r, "DELETE", "/api/v1/x"), Some("admin"));
+        assert_eq!(decides(&r, "GET", "/api/v1/x"), Some("read"));
+        // ...or by a longer rule at least as strict; unrelated paths are
+        // fine.
+        rules(
+            "[[rule]]\npath = \"/api/*\"\nmethods = [\"DELETE\"]\nscopes = [\"admin\"]\n[[rule]]\npath = \"/api/v1/*\"\nscopes = [\"admin\", \"x\"]\n[[rule]]\npath = \"/apix/*\"\nscopes = [\"read\"]\n",
+        );
+        let r = rules(
+            "[[rule]]\npath = \"/*\"\nmethods = [\"GET\"]\nanonymous = true\n[[rule]]\npath = \"/admin/*\"\nscopes = [\"admin\"]\n",
+        );
+        assert_eq!(decides(&r, "GET", "/admin/x"), Some("admin"));
+        // Weaker or other requirements are refused: anonymous, or a scope
+        // among others.
+        for longer in [
+            "anonymous = true",
+            "any_scopes = [\"admin\", \"read\"]",
+            "scopes = [\"read\"]",
+        ] {
+            let e = err(&format!(
+                "{HEAD}[[rule]]\npath = \"/api/*\"\nmethods = [\"DELETE\"]\nscopes = [\"admin\"]\n[[rule]]\npath = \"/api/v1/*\"\n{longer}\n"
+            ));
+            assert!(e.contains("rule[1].path"), "{longer}: {e}");
+        }
+    }
+
+    #[test]
+    fn unmatched_is_authenticated_or_deny() {
+        let top = |t: &str| parse(&format!("{t}\n{HEAD}[[rule]]\npath = \"/a\"\n"), "t.toml");
+        assert!(!top("").unwrap().deny_unmatched);
+        assert!(!top("unmatched = \"authenticated\"").unwrap().deny_unmatched);
+        assert!(top("unmatched = \"deny\"").unwrap().deny_unmatched);
+        assert!(
+            top("unmatched = \"allow\"")
+                .unwrap_err()
+                .0
+                .contains("unmatched: must be")
+        );
+        let e = err(&format!("unmatched = \"deny\"\n{HEAD}"));
+        assert!(e.contains("refuses every request"), "{e}");
     }
 }

@@ -5,7 +5,9 @@
 //! RFC 6750 §3 (401/403 with `WWW-Authenticate`, 503 without keys), or 400
 //! when the configured gateway's description of the original request is
 //! missing, repeated, not visible ASCII or not a path with a safe normal
-//! form. `/healthz` is liveness, `/readyz` readiness (usable keys for every
+//! form, when its method is not upper case, or when a method-override
+//! header is sent; 403 for a path no rule matches under
+//! `unmatched = "deny"`. `/healthz` is liveness, `/readyz` readiness (usable keys for every
 //! issuer), `/metrics` is Prometheus text.
 
 use std::convert::Infallible;
@@ -455,6 +457,13 @@ enum BadRequest {
     Repeated,
     /// Not visible ASCII, or a method that is not an RFC 9110 token.
     NotVisibleAscii,
+    /// A method with a lower-case letter: methods are case-sensitive
+    /// (RFC 9110 §9.1), and an upstream that upper-cases `get` would run
+    /// what no rule for `GET` judged.
+    MethodCase,
+    /// `X-HTTP-Method-Override` or a kin: the upstream may run another
+    /// method than the one judged.
+    MethodOverride,
     /// The path has no safe normal form.
     Path(config::path::PathError),
 }
@@ -465,6 +474,8 @@ impl std::fmt::Display for BadRequest {
             BadRequest::Missing => f.write_str("missing original method or uri"),
             BadRequest::Repeated => f.write_str("repeated original method or uri header"),
             BadRequest::NotVisibleAscii => f.write_str("original method or uri not visible ascii"),
+            BadRequest::MethodCase => f.write_str("original method not upper case"),
+            BadRequest::MethodOverride => f.write_str("method override header"),
             BadRequest::Path(e) => write!(f, "original path {e}"),
         }
     }
@@ -489,9 +500,17 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// Headers by which Rails (Rack::MethodOverride), Express method-override
+/// and ASP.NET let a POST run as another method.
+const METHOD_OVERRIDE: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// The original request as the configured gateway describes it: method
-/// (upper case) and normal path. Only the configured convention is read;
-/// anything else the client sent is ignored.
+/// (exactly as sent, upper case) and normal path. Only the configured
+/// convention is read; anything else the client sent is ignored.
 fn original(state: &State, req: &Request<Incoming>) -> Result<(String, String), BadRequest> {
     let (method, target) = match &state.config.gateway {
         config::Gateway::Headers { method, uri } => {
@@ -513,11 +532,23 @@ fn original(state: &State, req: &Request<Incoming>) -> Result<(String, String), 
     if method.is_empty() || !method.bytes().all(is_tchar) {
         return Err(BadRequest::NotVisibleAscii);
     }
+    // RFC 9110 §9.1: methods are case-sensitive, so `get` is not `GET`;
+    // but lenient upstreams treat it as `GET`. Refuse rather than guess.
+    if method.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(BadRequest::MethodCase);
+    }
+    if !state.config.allow_method_override
+        && METHOD_OVERRIDE
+            .iter()
+            .any(|h| req.headers().contains_key(*h))
+    {
+        return Err(BadRequest::MethodOverride);
+    }
     // RFC 3986 §3.4: the query starts at the first '?'.
     let raw_path = target.split('?').next().unwrap_or("");
     let path = config::path::normalise(raw_path, state.config.case_insensitive_paths)
         .map_err(BadRequest::Path)?;
-    Ok((method.to_ascii_uppercase(), path))
+    Ok((method, path))
 }
 
 async fn auth(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -534,11 +565,17 @@ async fn auth(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             return text(StatusCode::BAD_REQUEST, "");
         }
     };
-    let checker = state
-        .routes
-        .iter()
-        .find(|r| r.rule.matches(&method, &path))
-        .map_or(&state.default, |r| &r.auth);
+    let checker = match state.routes.iter().find(|r| r.rule.matches(&method, &path)) {
+        Some(r) => &r.auth,
+        None if state.config.deny_unmatched => {
+            state
+                .metrics
+                .decided("no_rule", started.elapsed().as_secs_f64());
+            tracing::info!(target: "tokenwarden::audit", decision = "deny", result = "no_rule", status = 403, method = %method, path = %path);
+            return text(StatusCode::FORBIDDEN, "");
+        }
+        None => &state.default,
+    };
     let decision = checker.authorize(req.headers()).await;
     let elapsed = started.elapsed().as_secs_f64();
     match decision {
@@ -592,21 +629,24 @@ fn refusal(state: &State, rejection: &AuthRejection) -> Response<Full<Bytes>> {
 /// A claim value as header text: UTF-8 bytes that are not visible ASCII,
 /// `%` itself, and a leading or trailing space are percent-encoded
 /// (`%XX`, upper-case hex), so every value passes and decodes back
-/// unambiguously.
-fn header_text(value: &str) -> HeaderValue {
+/// unambiguously. In an array `element`, every space and comma is encoded
+/// too: elements are joined with one space, and no element may look like
+/// two.
+fn encode(value: &str, element: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(value.len());
     let last = value.len().saturating_sub(1);
     for (i, b) in value.bytes().enumerate() {
-        let inner_space = b == b' ' && i != 0 && i != last;
-        if ((0x21..=0x7e).contains(&b) && b != b'%') || inner_space {
+        let inner_space = b == b' ' && i != 0 && i != last && !element;
+        let delimiter = element && b == b',';
+        if ((0x21..=0x7e).contains(&b) && b != b'%' && !delimiter) || inner_space {
             out.push(char::from(b));
         } else {
             // Writing to a String cannot fail.
             let _ = write!(out, "%{b:02X}");
         }
     }
-    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+    out
 }
 
 /// Every configured identity header, empty: an anonymous pass still
@@ -627,19 +667,29 @@ fn anonymous_identity(state: &State, out: &mut HeaderMap) {
 fn identity_headers(state: &State, v: &Validated<Map<String, Value>>, out: &mut HeaderMap) {
     let names = &state.header_names;
     let put = |out: &mut HeaderMap, name: &HeaderName, value: Option<String>| {
-        out.insert(name.clone(), header_text(value.as_deref().unwrap_or("")));
+        let value = HeaderValue::from_str(value.as_deref().unwrap_or(""))
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        out.insert(name.clone(), value);
     };
+    // Already encoded: an array is its elements, each encoded with its
+    // spaces and commas, joined by one space (empty elements left out).
     let as_text = |value: Option<&Value>| match value? {
-        Value::String(s) => Some(s.clone()),
+        Value::String(s) => Some(encode(s, false)),
         Value::Null => None,
         Value::Array(items) => Some(
             items
                 .iter()
-                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                .map(|i| {
+                    encode(
+                        &i.as_str().map_or_else(|| i.to_string(), str::to_owned),
+                        true,
+                    )
+                })
+                .filter(|e| !e.is_empty())
                 .collect::<Vec<_>>()
                 .join(" "),
         ),
-        other => Some(other.to_string()),
+        other => Some(encode(&other.to_string(), false)),
     };
     put(out, &names.subject, as_text(v.claims.get("sub")));
     put(out, &names.issuer, as_text(v.claims.get("iss")));
