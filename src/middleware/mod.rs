@@ -340,6 +340,13 @@ impl<C: ScopedClaims> BearerAuth<C> {
 
     /// Lets requests without a token through, with no claims attached; a
     /// token that is present must still be valid.
+    ///
+    /// Only bearer credentials are judged: an `Authorization` header of
+    /// another scheme (`Basic`, `DPoP`, …) is no token, so it passes here
+    /// with no claims (whatever checks that scheme is another layer's job).
+    /// A header that starts with `bearer` but is not `Bearer`, spaces and
+    /// one token (`Bearer<TAB>x`, `Bearer,x`) is refused with 400
+    /// `invalid_request`, never taken as anonymous.
     #[must_use]
     pub fn allow_anonymous(self) -> Self {
         self.with(|c| c.anonymous = true)
@@ -665,21 +672,38 @@ fn header_safe(s: &str) -> String {
 }
 
 /// RFC 6750 §2.1: `Authorization: Bearer <token>`, scheme case-insensitive,
-/// exactly one credential.
+/// exactly one credential: `credentials = "Bearer" 1*SP b64token`.
+///
+/// A value that starts with `bearer` (any case) is a bearer credential,
+/// whatever follows: `Bearer<TAB>x`, `Bearer,x` or `Bearerx` is a malformed
+/// one (400 `invalid_request`), never "no token". An application that splits
+/// on any whitespace would read a token there that we never judged, and on
+/// an anonymous-allowing route act on it. Any other scheme (`Basic`,
+/// `DPoP`, …) carries no bearer credential: `Ok(None)`, so a route that
+/// allows anonymous callers lets it through with no claims, as it would a
+/// request with no `Authorization` header.
 fn bearer<H: HeaderView>(headers: &H) -> Result<Option<&str>, AuthRejection> {
+    const MALFORMED: AuthRejection = AuthRejection::InvalidRequest(
+        "the Authorization header must hold exactly one bearer token",
+    );
     let Some(value) = single(headers, "authorization")? else {
         return Ok(None);
     };
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    // RFC 9110 §5.5: a field value's leading and trailing whitespace is not
+    // part of it.
+    let value = value.trim_matches([' ', '\t']);
+    let is_bearer = value
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("bearer"));
+    if !is_bearer {
         // Another scheme: no bearer credentials were offered.
         return Ok(None);
     }
-    let token = rest.trim_matches(' ');
-    if token.is_empty() || token.contains(' ') {
-        return Err(AuthRejection::InvalidRequest(
-            "the Authorization header must hold exactly one bearer token",
-        ));
+    // The scheme, then one or more spaces (only spaces), then the token.
+    let rest = value.get(6..).unwrap_or_default();
+    let token = rest.trim_start_matches(' ');
+    if token.len() == rest.len() || token.is_empty() || token.contains([' ', '\t']) {
+        return Err(MALFORMED);
     }
     Ok(Some(token))
 }
@@ -939,6 +963,31 @@ mod tests {
         assert_eq!(bearer(&headers(&[])), Ok(None));
         assert!(bearer(&headers(&[("authorization", "Bearer a b")])).is_err());
         assert!(bearer(&headers(&[("authorization", "Bearer ")])).is_err());
+        // RFC 6750 §2.1: `Bearer 1*SP b64token`. Several spaces are fine, and
+        // whitespace around the value is not part of it (RFC 9110 §5.5).
+        assert_eq!(
+            bearer(&headers(&[("authorization", "Bearer  abc")])),
+            Ok(Some("abc"))
+        );
+        assert_eq!(
+            bearer(&headers(&[("authorization", "\tBearer abc ")])),
+            Ok(Some("abc"))
+        );
+        assert_eq!(bearer(&headers(&[("authorization", "DPoP abc")])), Ok(None));
+        // Anything else after `bearer` is a malformed bearer credential, not
+        // another scheme.
+        for odd in [
+            "Bearer\tabc",
+            "bearer \tabc",
+            "Bearer\t abc",
+            "Bearer,abc",
+            "Bearerabc",
+            "Bearer",
+            "Bearer a\tb",
+        ] {
+            let h = headers(&[("authorization", odd)]);
+            assert_eq!(bearer(&h).map_err(|r| r.status()), Err(400), "{odd:?}");
+        }
         assert!(
             bearer(&headers(&[
                 ("authorization", "Bearer a"),

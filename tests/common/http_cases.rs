@@ -73,7 +73,63 @@ pub fn cases() -> Vec<Case> {
     foreign["aud"] = json!("https://other.test");
     let valid = token_with(claims());
     let cookie = |v: &str| ("cookie", v.to_owned());
+    let malformed_bearer = Some(
+        r#"Bearer realm="orders", error="invalid_request", error_description="the Authorization header must hold exactly one bearer token""#,
+    );
     vec![
+        // RFC 6750 §2.1 is `Bearer 1*SP b64token`. An application that
+        // splits on any whitespace reads a token in these; on an anonymous
+        // route they must not pass as "no token".
+        Case {
+            name: "Bearer<TAB>token on an anonymous route is an invalid request",
+            path: "/maybe",
+            authorization: Some(format!("Bearer\t{valid}")),
+            status: 400,
+            challenge: malformed_bearer,
+            ..Case::default()
+        },
+        Case {
+            name: "bearer<SP><TAB>token on an anonymous route is an invalid request",
+            path: "/maybe",
+            authorization: Some(format!("bearer \t{valid}")),
+            status: 400,
+            challenge: malformed_bearer,
+            ..Case::default()
+        },
+        Case {
+            name: "Bearer,token on an anonymous route is an invalid request",
+            path: "/maybe",
+            authorization: Some(format!("Bearer,{valid}")),
+            status: 400,
+            challenge: malformed_bearer,
+            ..Case::default()
+        },
+        Case {
+            name: "Bearer with no token on an anonymous route is an invalid request",
+            path: "/maybe",
+            authorization: Some("Bearer".into()),
+            status: 400,
+            challenge: malformed_bearer,
+            ..Case::default()
+        },
+        Case {
+            name: "two spaces after the scheme: the token is judged",
+            path: "/maybe",
+            authorization: Some("Bearer  not.a.jwt".into()),
+            status: 401,
+            challenge: Some(
+                r#"Bearer realm="orders", error="invalid_token", error_description="malformed""#,
+            ),
+            ..Case::default()
+        },
+        Case {
+            // Documented: the layer judges bearer credentials only.
+            name: "another scheme on an anonymous route passes with no claims",
+            path: "/maybe",
+            authorization: Some("Basic YTpi".into()),
+            body: Some("anonymous"),
+            ..Case::default()
+        },
         Case {
             name: "role held",
             path: "/admin",
@@ -353,7 +409,7 @@ pub async fn run_all(base: &str, logs: &LogBuffer, extractors: bool) {
         let credentials = case
             .authorization
             .iter()
-            .filter_map(|a| a.rsplit(' ').next())
+            .filter_map(|a| a.rsplit([' ', '\t', ',']).next())
             .chain(case.headers.iter().flat_map(|(_, v)| {
                 v.split(';')
                     .filter_map(|p| p.split_once('='))
