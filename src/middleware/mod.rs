@@ -308,6 +308,8 @@ impl<C: ScopedClaims> BearerAuth<C> {
     }
 
     /// Reads the bare token from this cookie instead of `Authorization`.
+    /// Cookies whose names differ from `name` only by ASCII case or
+    /// percent-encoding are refused (400), as are two cookies named `name`.
     #[must_use]
     pub fn from_cookie(self, name: &str) -> Self {
         self.with(|c| c.source = TokenSource::Cookie(name.into()))
@@ -745,7 +747,10 @@ fn visible_ascii(v: &[u8]) -> Option<&str> {
 /// name are an invalid request, as two `Authorization` headers are: a proxy
 /// or application that reads the other one would act on a token we never
 /// judged. A matching cookie whose value is not visible ASCII is refused
-/// too, rather than skipped.
+/// too, rather than skipped. So is a cookie whose name only looks like the
+/// credential's: one that percent-decodes or ASCII-case-folds to it
+/// (`%74oken`, `Token`), which PHP, for one, reads as the credential cookie
+/// (it decodes names and keeps the first).
 fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h str>, AuthRejection> {
     let mut found = None;
     for header in headers.values("cookie") {
@@ -755,7 +760,13 @@ fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h st
             let Some(eq) = pair.iter().position(|b| *b == b'=') else {
                 continue;
             };
-            if trim_ows(&pair[..eq]) != name.as_bytes() {
+            let pair_name = trim_ows(&pair[..eq]);
+            if pair_name != name.as_bytes() {
+                if looks_like(pair_name, name.as_bytes()) {
+                    return Err(AuthRejection::InvalidRequest(
+                        "a cookie name differs from the credential cookie's only by case or percent-encoding",
+                    ));
+                }
                 continue;
             }
             if found.is_some() {
@@ -772,6 +783,35 @@ fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h st
         }
     }
     Ok(found)
+}
+
+/// Whether two cookie names are the same once percent-decoded (once, as
+/// PHP does) and ASCII-case-folded. No allocation: this runs for every
+/// cookie of every request.
+fn looks_like(a: &[u8], b: &[u8]) -> bool {
+    percent_decoded(a)
+        .map(|c| c.to_ascii_lowercase())
+        .eq(percent_decoded(b).map(|c| c.to_ascii_lowercase()))
+}
+
+/// The bytes of `s` with each `%XX` (hex, either case) decoded; a `%` not
+/// followed by two hex digits stays as it is.
+fn percent_decoded(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = *s.get(i)?;
+        let escaped = match (b, s.get(i.saturating_add(1)), s.get(i.saturating_add(2))) {
+            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h << 4) | l),
+            _ => None,
+        };
+        i = i.saturating_add(if escaped.is_some() { 3 } else { 1 });
+        Some(escaped.unwrap_or(b))
+    })
 }
 
 /// `bytes` without leading and trailing spaces and tabs (RFC 9110 §5.6.3 OWS).
@@ -1070,6 +1110,39 @@ mod tests {
         // Other names may repeat; the one asked for is there once.
         let fine = headers(&[("cookie", "x=1; token= a ; x=2"), ("cookie", "y=3")]);
         assert_eq!(cookie(&fine, "token"), Ok(Some("a")));
+    }
+
+    #[test]
+    fn cookie_names_that_only_look_like_the_credentials_are_refused() {
+        for odd in [
+            "%74oken",
+            "Token",
+            "TOKEN",
+            "%54oken",
+            "tok%65n",
+            "%74%6F%6b%65%6e",
+        ] {
+            let h = headers(&[("cookie", &format!("{odd}=forged; token=valid"))]);
+            assert_eq!(
+                cookie(&h, "token").map_err(|r| r.status()),
+                Err(400),
+                "{odd}"
+            );
+            // Alone, too: an application that decodes names reads it.
+            let h = headers(&[("cookie", &format!("{odd}=forged"))]);
+            assert_eq!(
+                cookie(&h, "token").map_err(|r| r.status()),
+                Err(400),
+                "{odd}"
+            );
+        }
+        // Other names, including broken escapes and near misses, are not it.
+        for other in ["%7oken", "%74oke", "tokens", "%", "t%", "%%74oken"] {
+            let h = headers(&[("cookie", &format!("{other}=x; token=valid"))]);
+            assert_eq!(cookie(&h, "token"), Ok(Some("valid")), "{other}");
+        }
+        assert!(looks_like(b"%41", b"a"));
+        assert!(!looks_like(b"%4", b"%4x"));
     }
 
     #[test]

@@ -72,9 +72,15 @@ pub fn cases() -> Vec<Case> {
     let mut foreign = claims();
     foreign["aud"] = json!("https://other.test");
     let valid = token_with(claims());
+    let mut bob = claims();
+    bob["sub"] = json!("bob");
+    let bob = token_with(bob);
     let cookie = |v: &str| ("cookie", v.to_owned());
     let malformed_bearer = Some(
         r#"Bearer realm="orders", error="invalid_request", error_description="the Authorization header must hold exactly one bearer token""#,
+    );
+    let look_alike_cookie = Some(
+        r#"Bearer realm="orders", error="invalid_request", error_description="a cookie name differs from the credential cookie's only by case or percent-encoding""#,
     );
     vec![
         // RFC 6750 §2.1 is `Bearer 1*SP b64token`. An application that
@@ -128,6 +134,24 @@ pub fn cases() -> Vec<Case> {
             path: "/maybe",
             authorization: Some("Basic YTpi".into()),
             body: Some("anonymous"),
+            ..Case::default()
+        },
+        // An application that percent-decodes or case-folds cookie names
+        // (PHP decodes them and keeps the first) would read the look-alike.
+        Case {
+            name: "a cookie whose name percent-decodes to the token's",
+            path: "/cookie",
+            headers: vec![cookie(&format!("%61t={bob}; at={valid}"))],
+            status: 400,
+            challenge: look_alike_cookie,
+            ..Case::default()
+        },
+        Case {
+            name: "a cookie whose name case-folds to the token's",
+            path: "/cookie",
+            headers: vec![cookie(&format!("at={valid}")), cookie(&format!("AT={bob}"))],
+            status: 400,
+            challenge: look_alike_cookie,
             ..Case::default()
         },
         Case {
