@@ -162,15 +162,16 @@ impl Scopes {
     }
 }
 
-/// Where the token is read from.
+/// Where the token is read from. Part of a verdict's identity: an outer
+/// layer's verdict on one credential says nothing about another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum TokenSource {
     /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
     Bearer,
     /// A header holding the bare token (lowercase name).
-    Header(Box<str>),
+    Header(Arc<str>),
     /// A cookie holding the bare token.
-    Cookie(Box<str>),
+    Cookie(Arc<str>),
 }
 
 /// How a service checks bearer tokens: the validator, where the token comes
@@ -178,9 +179,12 @@ enum TokenSource {
 ///
 /// Layers made from one `BearerAuth` (its clones and the configurations
 /// derived from it: `require…`, `realm`, `allow_anonymous`) share one
-/// validator identity: an inner layer takes an outer one's verdict and
+/// validator identity: an inner layer that reads the token from the same
+/// place (the same header or cookie) takes an outer one's verdict and
 /// checks only its own requirements. A layer from another
-/// [`BearerAuth::new`] (another issuer, say) validates the token again.
+/// [`BearerAuth::new`] (another issuer, say), or one reading another
+/// credential ([`from_cookie`](BearerAuth::from_cookie),
+/// [`from_header`](BearerAuth::from_header)), validates its own token.
 ///
 /// ```
 /// # use tokenwarden::{KeySet, Validator};
@@ -304,7 +308,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
             )));
         }
         let lower = name.to_ascii_lowercase();
-        Ok(self.with(|c| c.source = TokenSource::Header(lower.into_boxed_str())))
+        Ok(self.with(|c| c.source = TokenSource::Header(lower.into())))
     }
 
     /// Reads the bare token from this cookie instead of `Authorization`.
@@ -379,10 +383,12 @@ impl<C: ScopedClaims> BearerAuth<C> {
     }
 
     /// What this layer puts in the request's extensions for a token it
-    /// validated: the claims, and which validator judged them.
+    /// validated: the claims, which validator judged them and where the
+    /// token was read from.
     pub(crate) fn checked(&self, validated: Arc<Validated<C>>) -> Checked<C> {
         Checked {
             by: self.config.validator_id,
+            from: self.config.source.clone(),
             validated,
         }
     }
@@ -397,15 +403,18 @@ impl<C: ScopedClaims> BearerAuth<C> {
         }
     }
 
-    /// An outer layer's verdict, if that layer used this very validator:
-    /// then only this route's requirements remain to check. `None` when
-    /// there is no such verdict (none, or one of another validator, which
-    /// proves nothing about this layer's issuer): validate the token again.
+    /// An outer layer's verdict, if that layer used this very validator on
+    /// the token from the same place: then only this route's requirements
+    /// remain to check. `None` when there is no such verdict (none, one of
+    /// another validator, which proves nothing about this layer's issuer,
+    /// or one on another credential, say the `Authorization` header where
+    /// this layer reads a cookie): validate this layer's token.
     pub(crate) fn outer_verdict(
         &self,
         already: Option<&Checked<C>>,
     ) -> Option<Result<(), AuthRejection>> {
-        let v = already.filter(|c| c.by == self.config.validator_id)?;
+        let v =
+            already.filter(|c| c.by == self.config.validator_id && c.from == self.config.source)?;
         Some(self.requirements(&v.validated.claims))
     }
 
@@ -531,10 +540,12 @@ pub(crate) struct Answer {
 
 /// The request extension a layer adds for a token it validated. Private, so
 /// only a layer can have put it there, and it names the validator that
-/// judged the token (by the id of its [`BearerAuth`] family): an inner
-/// layer on another validator does not take it as proof.
+/// judged the token (by the id of its [`BearerAuth`] family) and where the
+/// token came from: an inner layer on another validator, or reading another
+/// credential, does not take it as proof.
 pub(crate) struct Checked<C> {
     by: u64,
+    from: TokenSource,
     pub(crate) validated: Arc<Validated<C>>,
 }
 
@@ -542,6 +553,7 @@ impl<C> Clone for Checked<C> {
     fn clone(&self) -> Self {
         Checked {
             by: self.by,
+            from: self.from.clone(),
             validated: self.validated.clone(),
         }
     }

@@ -111,9 +111,10 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let grpc = is_grpc(req.version() == http::Version::HTTP_2, req.headers());
-        // An outer layer on this very validator already judged the token:
-        // only this route's requirements are ours. An outer layer on another
-        // validator proves nothing here, so the token is validated again.
+        // An outer layer on this very validator already judged the token
+        // from the same place: only this route's requirements are ours. An
+        // outer layer on another validator or credential proves nothing
+        // here, so this layer validates its own token.
         if let Some(verdict) = self
             .auth
             .outer_verdict(req.extensions().get::<Checked<C>>())
@@ -131,8 +132,9 @@ where
             }
             Outcome::Anonymous => {
                 let extensions = req.extensions_mut();
-                // Claims an outer layer on another validator put there are
-                // not this route's: its handler must not read them.
+                // Claims an outer layer on another validator or credential
+                // put there are not this route's: its handler must not read
+                // them.
                 extensions.remove::<Checked<C>>();
                 extensions.remove::<Arc<Validated<C>>>();
                 extensions.insert(self.auth.anonymous(grpc));

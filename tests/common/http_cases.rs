@@ -154,6 +154,36 @@ pub fn cases() -> Vec<Case> {
             challenge: look_alike_cookie,
             ..Case::default()
         },
+        // `/cookie`'s layer derives from the outer one (same validator) but
+        // reads another credential: the outer verdict on `Authorization`
+        // says nothing about the cookie.
+        Case {
+            name: "a valid bearer token does not stand in for the route's cookie",
+            path: "/cookie",
+            authorization: bearer(&valid),
+            status: 401,
+            challenge: Some(r#"Bearer realm="orders""#),
+            ..Case::default()
+        },
+        Case {
+            name: "the route's cookie is judged though the bearer token is valid",
+            path: "/cookie",
+            authorization: bearer(&valid),
+            headers: vec![cookie("at=not.a.jwt")],
+            status: 401,
+            challenge: Some(
+                r#"Bearer realm="orders", error="invalid_token", error_description="malformed""#,
+            ),
+            ..Case::default()
+        },
+        Case {
+            name: "the cookie's claims, not the bearer token's, reach the cookie route",
+            path: "/cookie",
+            authorization: bearer(&valid),
+            headers: vec![cookie(&format!("at={bob}"))],
+            body: Some("bob"),
+            ..Case::default()
+        },
         Case {
             name: "role held",
             path: "/admin",
