@@ -37,7 +37,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 
 use super::{
     Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Outcome,
-    ScopedClaims, extract, is_grpc,
+    ScopedClaims, extract,
 };
 use crate::validator::Validated;
 
@@ -127,7 +127,9 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let grpc = is_grpc(req.version() == Version::HTTP_2, req.headers());
+        let grpc = self
+            .auth
+            .answers_grpc(req.version() == Version::HTTP_2, req.headers());
         let pass = |req: ServiceRequest, service: &S| {
             let fut = service.call(req);
             Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })

@@ -219,6 +219,8 @@ struct Config<C> {
     /// Roles required, and the claim path they are read from.
     roles: Option<(Box<str>, Scopes)>,
     anonymous: bool,
+    /// Whether refusals to gRPC calls are answered the gRPC way.
+    grpc: bool,
     predicates: Vec<Predicate<C>>,
 }
 
@@ -237,6 +239,7 @@ impl<C> fmt::Debug for BearerAuth<C> {
             .field("source", &self.config.source)
             .field("scopes", &self.config.scopes)
             .field("anonymous", &self.config.anonymous)
+            .field("grpc", &self.config.grpc)
             .finish_non_exhaustive()
     }
 }
@@ -262,6 +265,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 scopes: Scopes::default(),
                 roles: None,
                 anonymous: false,
+                grpc: true,
                 predicates: Vec::new(),
             }),
         }
@@ -277,6 +281,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
             scopes: c.scopes.clone(),
             roles: c.roles.clone(),
             anonymous: c.anonymous,
+            grpc: c.grpc,
             predicates: c.predicates.clone(),
         };
         f(&mut config);
@@ -356,6 +361,27 @@ impl<C: ScopedClaims> BearerAuth<C> {
     #[must_use]
     pub fn allow_anonymous(self) -> Self {
         self.with(|c| c.anonymous = true)
+    }
+
+    /// Whether refusals of gRPC calls are answered the gRPC way: HTTP 200
+    /// with `grpc-status` (16 unauthenticated, 7 permission denied, …), as
+    /// gRPC clients such as tonic's expect. On by default, and only ever
+    /// for HTTP/2 requests with an `application/grpc` content type.
+    ///
+    /// Turn it off (`.grpc(false)`) for a forward-auth endpoint: a gateway
+    /// that asks this service whether to let a request through (Envoy
+    /// `ext_authz` over HTTP/2, an h2c `auth_request`) reads any 2xx as
+    /// "allow", so a client that sends a gRPC content type would turn every
+    /// refusal into a pass. Off, a refusal keeps its 4xx/5xx status.
+    #[must_use]
+    pub fn grpc(self, enabled: bool) -> Self {
+        self.with(|c| c.grpc = enabled)
+    }
+
+    /// Whether this request's refusal is answered the gRPC way: gRPC mode
+    /// on ([`grpc`](Self::grpc)) and a gRPC call ([`is_grpc`]).
+    pub(crate) fn answers_grpc<H: HeaderView>(&self, http2: bool, headers: &H) -> bool {
+        self.config.grpc && is_grpc(http2, headers)
     }
 
     /// A tower [`Layer`](tower_layer::Layer) applying this configuration.

@@ -12,7 +12,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Answer, BearerAuth, Checked, Outcome, ScopedClaims, is_grpc};
+use super::{Answer, BearerAuth, Checked, Outcome, ScopedClaims};
 use crate::validator::Validated;
 
 /// A refusal as an `http` response with an empty body.
@@ -110,7 +110,9 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let grpc = is_grpc(req.version() == http::Version::HTTP_2, req.headers());
+        let grpc = self
+            .auth
+            .answers_grpc(req.version() == http::Version::HTTP_2, req.headers());
         // An outer layer on this very validator already judged the token
         // from the same place: only this route's requirements are ours. An
         // outer layer on another validator or credential proves nothing

@@ -572,6 +572,32 @@ where
     }
 }
 
+/// The same HTTP/2 gRPC requests to an app whose layers were built with
+/// `.grpc(false)` (a forward-auth endpoint): every refusal keeps its HTTP
+/// status, never a 200, and carries no `grpc-status`.
+pub async fn run_grpc_off<F, Fut>(send: F, extractors: bool)
+where
+    F: Fn(&'static str, Option<String>, &'static str) -> Fut,
+    Fut: Future<Output = Answer>,
+{
+    for case in grpc_cases() {
+        if case.extractor && !extractors {
+            continue;
+        }
+        let status = match case.grpc_status {
+            "3" => 400,
+            "7" => 403,
+            _ => 401,
+        };
+        for content_type in ["application/grpc", "application/grpc+proto"] {
+            let a = send(case.path, case.authorization.clone(), content_type).await;
+            let name = format!("{} ({content_type}, gRPC mode off)", case.name);
+            assert_eq!(a.status, status, "{name}");
+            assert_eq!(a.grpc_status, None, "{name}");
+        }
+    }
+}
+
 /// The custom requirement behind `/app`.
 pub fn is_my_app(c: &serde_json::Map<String, Value>) -> bool {
     c.get("client_id").and_then(Value::as_str) == Some("my-app")
