@@ -464,9 +464,9 @@ fn shortened_to(s: &str, max: usize) -> &str {
 /// Longest part of a token-supplied string shown in a message.
 const SHOWN_MAX: usize = 64;
 
-/// Prints a token-supplied string escaped and shortened, so that a hostile
-/// value can neither forge log lines nor flood them.
-struct Shown<'a>(&'a str);
+/// Prints a token-supplied (or IdP-supplied) string escaped and shortened,
+/// so that a hostile value can neither forge log lines nor flood them.
+pub(crate) struct Shown<'a>(pub(crate) &'a str);
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -133,12 +133,12 @@ async fn keys_unavailable_is_503_without_a_challenge() {
     common::http_cases::run_keys_unavailable(&base).await;
 }
 
-#[test]
-fn grpc_over_http2_gets_grpc_statuses_from_middleware_and_extractors() {
-    // actix-web serves HTTP/2 only over TLS: the requests go straight to
-    // the app's service, marked HTTP/2.
+/// Sends the gRPC cases as HTTP/2 requests to the case table's app:
+/// actix-web serves HTTP/2 only over TLS, so the requests go straight to
+/// the app's service, marked HTTP/2. `grpc_mode`: what `auth` was built
+/// with, so which answers to expect.
+fn grpc_requests(auth: BearerAuth<Json>, grpc_mode: bool) {
     actix_web::rt::System::new().block_on(async {
-        let auth = BearerAuth::new(validator(&[key(Algorithm::ES256)])).realm("orders");
         let service = actix_web::test::init_service(app(auth)).await;
         let send = |path: &'static str, authorization: Option<String>, ct: &'static str| {
             let mut req = actix_web::test::TestRequest::get()
@@ -163,8 +163,27 @@ fn grpc_over_http2_gets_grpc_statuses_from_middleware_and_extractors() {
                 }
             }
         };
-        common::http_cases::run_grpc(send, true).await;
+        if grpc_mode {
+            common::http_cases::run_grpc(send, true).await;
+        } else {
+            common::http_cases::run_grpc_off(send, true).await;
+        }
     });
+}
+
+#[test]
+fn grpc_over_http2_gets_grpc_statuses_from_middleware_and_extractors() {
+    let auth = BearerAuth::new(validator(&[key(Algorithm::ES256)])).realm("orders");
+    grpc_requests(auth, true);
+}
+
+#[test]
+fn grpc_mode_off_keeps_http_statuses_from_middleware_and_extractors() {
+    // A forward-auth endpoint: the gateway reads any 200 as allow.
+    let auth = BearerAuth::new(validator(&[key(Algorithm::ES256)]))
+        .realm("orders")
+        .grpc(false);
+    grpc_requests(auth, false);
 }
 
 const STAFF_ISS: &str = "https://staff.idp.test";

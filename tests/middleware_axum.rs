@@ -115,6 +115,14 @@ async fn grpc_over_http2_gets_grpc_statuses_from_layers_and_extractors() {
 }
 
 #[tokio::test]
+async fn grpc_mode_off_keeps_http_statuses_from_layers_and_extractors() {
+    let router = app(BearerAuth::new(validator(&[key(Algorithm::ES256)]))
+        .realm("orders")
+        .grpc(false));
+    common::http_cases::run_grpc_off(|p, a, ct| send_h2(&router, p, a, ct), true).await;
+}
+
+#[tokio::test]
 async fn grpc_content_type_over_http1_is_never_200() {
     let auth = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
     let base = serve(app(auth)).await;

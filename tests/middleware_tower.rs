@@ -148,6 +148,15 @@ async fn grpc_over_http2_gets_grpc_statuses() {
 }
 
 #[tokio::test]
+async fn grpc_mode_off_keeps_http_statuses_for_grpc_requests() {
+    // A forward-auth endpoint over h2c: the gateway reads any 200 as allow.
+    let app = app(BearerAuth::new(validator(&[key(Algorithm::ES256)]))
+        .realm("orders")
+        .grpc(false));
+    common::http_cases::run_grpc_off(|p, a, ct| send_h2(&app, p, a, ct), false).await;
+}
+
+#[tokio::test]
 async fn grpc_mode_needs_http2_and_a_grpc_content_type() {
     let app: Route<Body> = app(BearerAuth::new(validator(&[key(Algorithm::ES256)])));
     // Not a gRPC content type, though it starts like one: plain HTTP.

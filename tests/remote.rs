@@ -296,6 +296,42 @@ async fn discovery_issuer_mismatch_is_refused_and_bootstrap_keys_serve() {
 }
 
 #[tokio::test]
+async fn a_hostile_discovery_issuer_is_escaped_and_cut_in_errors_and_logs() {
+    // A compromised IdP names a 100 KB issuer that tries to forge a log
+    // line: every refresh would copy it into the error and the log.
+    let (_guard, logs) = capture_logs();
+    let idp = Idp::start(&[&new_key("k")]).await;
+    let forged = "\nERROR tokenwarden: forged line";
+    let hostile = format!("https://evil.example{forged}{}TAIL", "A".repeat(100_000));
+    idp.set_discovery_issuer(Some(&hostile));
+    let keys = RemoteKeySet::builder()
+        .discovery(idp.issuer())
+        .allow_http_loopback(true)
+        .build()
+        .unwrap();
+    let err = keys.refresh().await.unwrap_err();
+    assert_eq!(err.kind(), FetchErrorKind::Rejected);
+    let msg = err.to_string();
+    // Escaped (no raw control character) and cut to an excerpt.
+    assert!(msg.contains(r#""https://evil.example\nERROR"#), "{msg}");
+    assert!(!msg.contains(forged), "{msg}");
+    assert!(
+        !msg.contains("TAIL") && !msg.contains(&"A".repeat(100)),
+        "{msg}"
+    );
+    assert!(msg.len() < 400, "{} bytes: {msg}", msg.len());
+    let last = keys.last_error().unwrap().to_string();
+    assert!(last.len() < 400 && !last.contains(forged), "{last}");
+    let text = logs.text();
+    assert!(text.contains("key set fetch failed"), "{text}");
+    assert!(!text.contains(forged), "a forged log line: {text}");
+    assert!(
+        !text.contains(&"A".repeat(100)),
+        "the issuer flooded the log"
+    );
+}
+
+#[tokio::test]
 async fn cold_start_with_bootstrap_keys_validates_before_any_fetch_completes() {
     let boot = new_key("boot");
     let idp = Idp::start(&[&boot]).await;

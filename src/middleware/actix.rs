@@ -37,7 +37,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 
 use super::{
     Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Judged,
-    Outcome, ScopedClaims, extract, is_grpc,
+    Outcome, ScopedClaims, extract,
 };
 use crate::validator::Validated;
 
@@ -127,7 +127,9 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let grpc = is_grpc(req.version() == Version::HTTP_2, req.headers());
+        let grpc = self
+            .auth
+            .answers_grpc(req.version() == Version::HTTP_2, req.headers());
         let pass = |req: ServiceRequest, service: &S| {
             let fut = service.call(req);
             Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
@@ -138,8 +140,9 @@ where
             req.into_response(resp).map_into_right_body()
         };
         // An outer middleware on this very validator already judged the
-        // token: only this route's requirements are ours. One on another
-        // validator proves nothing here, so the token is validated again.
+        // token from the same place: only this route's requirements are
+        // ours. One on another validator or credential proves nothing here,
+        // so this middleware validates its own token.
         let verdict = self
             .auth
             .outer_verdict(req.extensions().get::<Checked<C>>());
@@ -157,9 +160,9 @@ where
             Outcome::Anonymous => {
                 {
                     let mut extensions = req.extensions_mut();
-                    // Claims an outer middleware on another validator put
-                    // there are not this route's: its handler must not read
-                    // them.
+                    // Claims an outer middleware on another validator or
+                    // credential put there are not this route's: its handler
+                    // must not read them.
                     extensions.remove::<Checked<C>>();
                     extensions.remove::<Arc<Validated<C>>>();
                     extensions.insert(self.auth.anonymous(grpc));

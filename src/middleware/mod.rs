@@ -162,15 +162,16 @@ impl Scopes {
     }
 }
 
-/// Where the token is read from.
+/// Where the token is read from. Part of a verdict's identity: an outer
+/// layer's verdict on one credential says nothing about another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum TokenSource {
     /// `Authorization: Bearer <token>` (RFC 6750 §2.1).
     Bearer,
     /// A header holding the bare token (lowercase name).
-    Header(Box<str>),
+    Header(Arc<str>),
     /// A cookie holding the bare token.
-    Cookie(Box<str>),
+    Cookie(Arc<str>),
 }
 
 /// How a service checks bearer tokens: the validator, where the token comes
@@ -178,9 +179,12 @@ enum TokenSource {
 ///
 /// Layers made from one `BearerAuth` (its clones and the configurations
 /// derived from it: `require…`, `realm`, `allow_anonymous`) share one
-/// validator identity: an inner layer takes an outer one's verdict and
+/// validator identity: an inner layer that reads the token from the same
+/// place (the same header or cookie) takes an outer one's verdict and
 /// checks only its own requirements. A layer from another
-/// [`BearerAuth::new`] (another issuer, say) validates the token again.
+/// [`BearerAuth::new`] (another issuer, say), or one reading another
+/// credential ([`from_cookie`](BearerAuth::from_cookie),
+/// [`from_header`](BearerAuth::from_header)), validates its own token.
 ///
 /// ```
 /// # use tokenwarden::{KeySet, Validator};
@@ -215,6 +219,8 @@ struct Config<C> {
     /// Roles required, and the claim path they are read from.
     roles: Option<(Box<str>, Scopes)>,
     anonymous: bool,
+    /// Whether refusals to gRPC calls are answered the gRPC way.
+    grpc: bool,
     predicates: Vec<Predicate<C>>,
 }
 
@@ -233,6 +239,7 @@ impl<C> fmt::Debug for BearerAuth<C> {
             .field("source", &self.config.source)
             .field("scopes", &self.config.scopes)
             .field("anonymous", &self.config.anonymous)
+            .field("grpc", &self.config.grpc)
             .finish_non_exhaustive()
     }
 }
@@ -258,6 +265,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 scopes: Scopes::default(),
                 roles: None,
                 anonymous: false,
+                grpc: true,
                 predicates: Vec::new(),
             }),
         }
@@ -273,6 +281,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
             scopes: c.scopes.clone(),
             roles: c.roles.clone(),
             anonymous: c.anonymous,
+            grpc: c.grpc,
             predicates: c.predicates.clone(),
         };
         f(&mut config);
@@ -304,10 +313,12 @@ impl<C: ScopedClaims> BearerAuth<C> {
             )));
         }
         let lower = name.to_ascii_lowercase();
-        Ok(self.with(|c| c.source = TokenSource::Header(lower.into_boxed_str())))
+        Ok(self.with(|c| c.source = TokenSource::Header(lower.into())))
     }
 
     /// Reads the bare token from this cookie instead of `Authorization`.
+    /// Cookies whose names differ from `name` only by ASCII case or
+    /// percent-encoding are refused (400), as are two cookies named `name`.
     #[must_use]
     pub fn from_cookie(self, name: &str) -> Self {
         self.with(|c| c.source = TokenSource::Cookie(name.into()))
@@ -340,9 +351,37 @@ impl<C: ScopedClaims> BearerAuth<C> {
 
     /// Lets requests without a token through, with no claims attached; a
     /// token that is present must still be valid.
+    ///
+    /// Only bearer credentials are judged: an `Authorization` header of
+    /// another scheme (`Basic`, `DPoP`, …) is no token, so it passes here
+    /// with no claims (whatever checks that scheme is another layer's job).
+    /// A header that starts with `bearer` but is not `Bearer`, spaces and
+    /// one token (`Bearer<TAB>x`, `Bearer,x`) is refused with 400
+    /// `invalid_request`, never taken as anonymous.
     #[must_use]
     pub fn allow_anonymous(self) -> Self {
         self.with(|c| c.anonymous = true)
+    }
+
+    /// Whether refusals of gRPC calls are answered the gRPC way: HTTP 200
+    /// with `grpc-status` (16 unauthenticated, 7 permission denied, …), as
+    /// gRPC clients such as tonic's expect. On by default, and only ever
+    /// for HTTP/2 requests with an `application/grpc` content type.
+    ///
+    /// Turn it off (`.grpc(false)`) for a forward-auth endpoint: a gateway
+    /// that asks this service whether to let a request through (Envoy
+    /// `ext_authz` over HTTP/2, an h2c `auth_request`) reads any 2xx as
+    /// "allow", so a client that sends a gRPC content type would turn every
+    /// refusal into a pass. Off, a refusal keeps its 4xx/5xx status.
+    #[must_use]
+    pub fn grpc(self, enabled: bool) -> Self {
+        self.with(|c| c.grpc = enabled)
+    }
+
+    /// Whether this request's refusal is answered the gRPC way: gRPC mode
+    /// on ([`grpc`](Self::grpc)) and a gRPC call ([`is_grpc`]).
+    pub(crate) fn answers_grpc<H: HeaderView>(&self, http2: bool, headers: &H) -> bool {
+        self.config.grpc && is_grpc(http2, headers)
     }
 
     /// A tower [`Layer`](tower_layer::Layer) applying this configuration.
@@ -370,10 +409,12 @@ impl<C: ScopedClaims> BearerAuth<C> {
     }
 
     /// What this layer puts in the request's extensions for a token it
-    /// validated: the claims, and which validator judged them.
+    /// validated: the claims, which validator judged them and where the
+    /// token was read from.
     pub(crate) fn checked(&self, validated: Arc<Validated<C>>) -> Checked<C> {
         Checked {
             by: self.config.validator_id,
+            from: self.config.source.clone(),
             validated,
         }
     }
@@ -388,15 +429,18 @@ impl<C: ScopedClaims> BearerAuth<C> {
         }
     }
 
-    /// An outer layer's verdict, if that layer used this very validator:
-    /// then only this route's requirements remain to check. `None` when
-    /// there is no such verdict (none, or one of another validator, which
-    /// proves nothing about this layer's issuer): validate the token again.
+    /// An outer layer's verdict, if that layer used this very validator on
+    /// the token from the same place: then only this route's requirements
+    /// remain to check. `None` when there is no such verdict (none, one of
+    /// another validator, which proves nothing about this layer's issuer,
+    /// or one on another credential, say the `Authorization` header where
+    /// this layer reads a cookie): validate this layer's token.
     pub(crate) fn outer_verdict(
         &self,
         already: Option<&Checked<C>>,
     ) -> Option<Result<(), AuthRejection>> {
-        let v = already.filter(|c| c.by == self.config.validator_id)?;
+        let v =
+            already.filter(|c| c.by == self.config.validator_id && c.from == self.config.source)?;
         Some(self.requirements(&v.validated.claims))
     }
 
@@ -522,10 +566,12 @@ pub(crate) struct Answer {
 
 /// The request extension a layer adds for a token it validated. Private, so
 /// only a layer can have put it there, and it names the validator that
-/// judged the token (by the id of its [`BearerAuth`] family): an inner
-/// layer on another validator does not take it as proof.
+/// judged the token (by the id of its [`BearerAuth`] family) and where the
+/// token came from: an inner layer on another validator, or reading another
+/// credential, does not take it as proof.
 pub(crate) struct Checked<C> {
     by: u64,
+    from: TokenSource,
     pub(crate) validated: Arc<Validated<C>>,
 }
 
@@ -533,6 +579,7 @@ impl<C> Clone for Checked<C> {
     fn clone(&self) -> Self {
         Checked {
             by: self.by,
+            from: self.from.clone(),
             validated: self.validated.clone(),
         }
     }
@@ -689,21 +736,38 @@ fn header_safe(s: &str) -> String {
 }
 
 /// RFC 6750 §2.1: `Authorization: Bearer <token>`, scheme case-insensitive,
-/// exactly one credential.
+/// exactly one credential: `credentials = "Bearer" 1*SP b64token`.
+///
+/// A value that starts with `bearer` (any case) is a bearer credential,
+/// whatever follows: `Bearer<TAB>x`, `Bearer,x` or `Bearerx` is a malformed
+/// one (400 `invalid_request`), never "no token". An application that splits
+/// on any whitespace would read a token there that we never judged, and on
+/// an anonymous-allowing route act on it. Any other scheme (`Basic`,
+/// `DPoP`, …) carries no bearer credential: `Ok(None)`, so a route that
+/// allows anonymous callers lets it through with no claims, as it would a
+/// request with no `Authorization` header.
 fn bearer<H: HeaderView>(headers: &H) -> Result<Option<&str>, AuthRejection> {
+    const MALFORMED: AuthRejection = AuthRejection::InvalidRequest(
+        "the Authorization header must hold exactly one bearer token",
+    );
     let Some(value) = single(headers, "authorization")? else {
         return Ok(None);
     };
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    // RFC 9110 §5.5: a field value's leading and trailing whitespace is not
+    // part of it.
+    let value = value.trim_matches([' ', '\t']);
+    let is_bearer = value
+        .get(..6)
+        .is_some_and(|s| s.eq_ignore_ascii_case("bearer"));
+    if !is_bearer {
         // Another scheme: no bearer credentials were offered.
         return Ok(None);
     }
-    let token = rest.trim_matches(' ');
-    if token.is_empty() || token.contains(' ') {
-        return Err(AuthRejection::InvalidRequest(
-            "the Authorization header must hold exactly one bearer token",
-        ));
+    // The scheme, then one or more spaces (only spaces), then the token.
+    let rest = value.get(6..).unwrap_or_default();
+    let token = rest.trim_start_matches(' ');
+    if token.len() == rest.len() || token.is_empty() || token.contains([' ', '\t']) {
+        return Err(MALFORMED);
     }
     Ok(Some(token))
 }
@@ -745,7 +809,10 @@ fn visible_ascii(v: &[u8]) -> Option<&str> {
 /// name are an invalid request, as two `Authorization` headers are: a proxy
 /// or application that reads the other one would act on a token we never
 /// judged. A matching cookie whose value is not visible ASCII is refused
-/// too, rather than skipped.
+/// too, rather than skipped. So is a cookie whose name only looks like the
+/// credential's: one that percent-decodes or ASCII-case-folds to it
+/// (`%74oken`, `Token`), which PHP, for one, reads as the credential cookie
+/// (it decodes names and keeps the first).
 fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h str>, AuthRejection> {
     let mut found = None;
     for header in headers.values("cookie") {
@@ -755,7 +822,13 @@ fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h st
             let Some(eq) = pair.iter().position(|b| *b == b'=') else {
                 continue;
             };
-            if trim_ows(&pair[..eq]) != name.as_bytes() {
+            let pair_name = trim_ows(&pair[..eq]);
+            if pair_name != name.as_bytes() {
+                if looks_like(pair_name, name.as_bytes()) {
+                    return Err(AuthRejection::InvalidRequest(
+                        "a cookie name differs from the credential cookie's only by case or percent-encoding",
+                    ));
+                }
                 continue;
             }
             if found.is_some() {
@@ -772,6 +845,35 @@ fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h st
         }
     }
     Ok(found)
+}
+
+/// Whether two cookie names are the same once percent-decoded (once, as
+/// PHP does) and ASCII-case-folded. No allocation: this runs for every
+/// cookie of every request.
+fn looks_like(a: &[u8], b: &[u8]) -> bool {
+    percent_decoded(a)
+        .map(|c| c.to_ascii_lowercase())
+        .eq(percent_decoded(b).map(|c| c.to_ascii_lowercase()))
+}
+
+/// The bytes of `s` with each `%XX` (hex, either case) decoded; a `%` not
+/// followed by two hex digits stays as it is.
+fn percent_decoded(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let b = *s.get(i)?;
+        let escaped = match (b, s.get(i.saturating_add(1)), s.get(i.saturating_add(2))) {
+            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h << 4) | l),
+            _ => None,
+        };
+        i = i.saturating_add(if escaped.is_some() { 3 } else { 1 });
+        Some(escaped.unwrap_or(b))
+    })
 }
 
 /// `bytes` without leading and trailing spaces and tabs (RFC 9110 §5.6.3 OWS).
@@ -963,6 +1065,31 @@ mod tests {
         assert_eq!(bearer(&headers(&[])), Ok(None));
         assert!(bearer(&headers(&[("authorization", "Bearer a b")])).is_err());
         assert!(bearer(&headers(&[("authorization", "Bearer ")])).is_err());
+        // RFC 6750 §2.1: `Bearer 1*SP b64token`. Several spaces are fine, and
+        // whitespace around the value is not part of it (RFC 9110 §5.5).
+        assert_eq!(
+            bearer(&headers(&[("authorization", "Bearer  abc")])),
+            Ok(Some("abc"))
+        );
+        assert_eq!(
+            bearer(&headers(&[("authorization", "\tBearer abc ")])),
+            Ok(Some("abc"))
+        );
+        assert_eq!(bearer(&headers(&[("authorization", "DPoP abc")])), Ok(None));
+        // Anything else after `bearer` is a malformed bearer credential, not
+        // another scheme.
+        for odd in [
+            "Bearer\tabc",
+            "bearer \tabc",
+            "Bearer\t abc",
+            "Bearer,abc",
+            "Bearerabc",
+            "Bearer",
+            "Bearer a\tb",
+        ] {
+            let h = headers(&[("authorization", odd)]);
+            assert_eq!(bearer(&h).map_err(|r| r.status()), Err(400), "{odd:?}");
+        }
         assert!(
             bearer(&headers(&[
                 ("authorization", "Bearer a"),
@@ -1045,6 +1172,39 @@ mod tests {
         // Other names may repeat; the one asked for is there once.
         let fine = headers(&[("cookie", "x=1; token= a ; x=2"), ("cookie", "y=3")]);
         assert_eq!(cookie(&fine, "token"), Ok(Some("a")));
+    }
+
+    #[test]
+    fn cookie_names_that_only_look_like_the_credentials_are_refused() {
+        for odd in [
+            "%74oken",
+            "Token",
+            "TOKEN",
+            "%54oken",
+            "tok%65n",
+            "%74%6F%6b%65%6e",
+        ] {
+            let h = headers(&[("cookie", &format!("{odd}=forged; token=valid"))]);
+            assert_eq!(
+                cookie(&h, "token").map_err(|r| r.status()),
+                Err(400),
+                "{odd}"
+            );
+            // Alone, too: an application that decodes names reads it.
+            let h = headers(&[("cookie", &format!("{odd}=forged"))]);
+            assert_eq!(
+                cookie(&h, "token").map_err(|r| r.status()),
+                Err(400),
+                "{odd}"
+            );
+        }
+        // Other names, including broken escapes and near misses, are not it.
+        for other in ["%7oken", "%74oke", "tokens", "%", "t%", "%%74oken"] {
+            let h = headers(&[("cookie", &format!("{other}=x; token=valid"))]);
+            assert_eq!(cookie(&h, "token"), Ok(Some("valid")), "{other}");
+        }
+        assert!(looks_like(b"%41", b"a"));
+        assert!(!looks_like(b"%4", b"%4x"));
     }
 
     #[test]

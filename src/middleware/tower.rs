@@ -12,7 +12,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Answer, BearerAuth, Checked, Judged, Outcome, ScopedClaims, is_grpc};
+use super::{Answer, BearerAuth, Checked, Judged, Outcome, ScopedClaims};
 use crate::validator::Validated;
 
 /// A refusal as an `http` response with an empty body.
@@ -110,10 +110,13 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let grpc = is_grpc(req.version() == http::Version::HTTP_2, req.headers());
-        // An outer layer on this very validator already judged the token:
-        // only this route's requirements are ours. An outer layer on another
-        // validator proves nothing here, so the token is validated again.
+        let grpc = self
+            .auth
+            .answers_grpc(req.version() == http::Version::HTTP_2, req.headers());
+        // An outer layer on this very validator already judged the token
+        // from the same place: only this route's requirements are ours. An
+        // outer layer on another validator or credential proves nothing
+        // here, so this layer validates its own token.
         if let Some(verdict) = self
             .auth
             .outer_verdict(req.extensions().get::<Checked<C>>())
@@ -131,8 +134,9 @@ where
             }
             Outcome::Anonymous => {
                 let extensions = req.extensions_mut();
-                // Claims an outer layer on another validator put there are
-                // not this route's: its handler must not read them.
+                // Claims an outer layer on another validator or credential
+                // put there are not this route's: its handler must not read
+                // them.
                 extensions.remove::<Checked<C>>();
                 extensions.remove::<Arc<Validated<C>>>();
                 extensions.insert(self.auth.anonymous(grpc));

@@ -9,6 +9,7 @@ use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use serde::Deserialize;
 
 use super::address::{AddressRefused, UrlPolicy, is_localhost_name, redact};
+use crate::error::Shown;
 use crate::keys::KeySet;
 
 /// Why a fetch failed. Kept for the counters, the logs and
@@ -383,13 +384,15 @@ pub(crate) fn parse_discovery(
         )
     })?;
     // OIDC Discovery §4.3 / RFC 8414 §3.3: the document's issuer must be
-    // exactly the one we asked about, or its keys could be anyone's.
+    // exactly the one we asked about, or its keys could be anyone's. The
+    // IdP's value is escaped and cut (up to 1 MiB would otherwise reach the
+    // error and the log line of every refresh); the configured one is ours.
     if doc.issuer != issuer {
         return Err(FetchError::new(
             FetchErrorKind::Rejected,
             format!(
-                "{url} names issuer {:?}, not the configured {issuer:?}",
-                doc.issuer
+                "{url} names issuer {}, not the configured {issuer:?}",
+                Shown(&doc.issuer)
             ),
         ));
     }

@@ -72,8 +72,118 @@ pub fn cases() -> Vec<Case> {
     let mut foreign = claims();
     foreign["aud"] = json!("https://other.test");
     let valid = token_with(claims());
+    let mut bob = claims();
+    bob["sub"] = json!("bob");
+    let bob = token_with(bob);
     let cookie = |v: &str| ("cookie", v.to_owned());
+    let malformed_bearer = Some(
+        r#"Bearer realm="orders", error="invalid_request", error_description="the Authorization header must hold exactly one bearer token""#,
+    );
+    let look_alike_cookie = Some(
+        r#"Bearer realm="orders", error="invalid_request", error_description="a cookie name differs from the credential cookie's only by case or percent-encoding""#,
+    );
     vec![
+        // RFC 6750 §2.1 is `Bearer 1*SP b64token`. An application that
+        // splits on any whitespace reads a token in these; on an anonymous
+        // route they must not pass as "no token".
+        Case {
+            name: "Bearer<TAB>token on an anonymous route is an invalid request",
+            path: "/maybe",
+            authorization: Some(format!("Bearer\t{valid}")),
+            status: 400,
+            challenge: malformed_bearer,
+            ..Case::default()
+        },
+        Case {
+            name: "bearer<SP><TAB>token on an anonymous route is an invalid request",
+            path: "/maybe",
+            authorization: Some(format!("bearer \t{valid}")),
+            status: 400,
+            challenge: malformed_bearer,
+            ..Case::default()
+        },
+        Case {
+            name: "Bearer,token on an anonymous route is an invalid request",
+            path: "/maybe",
+            authorization: Some(format!("Bearer,{valid}")),
+            status: 400,
+            challenge: malformed_bearer,
+            ..Case::default()
+        },
+        Case {
+            name: "Bearer with no token on an anonymous route is an invalid request",
+            path: "/maybe",
+            authorization: Some("Bearer".into()),
+            status: 400,
+            challenge: malformed_bearer,
+            ..Case::default()
+        },
+        Case {
+            name: "two spaces after the scheme: the token is judged",
+            path: "/maybe",
+            authorization: Some("Bearer  not.a.jwt".into()),
+            status: 401,
+            challenge: Some(
+                r#"Bearer realm="orders", error="invalid_token", error_description="malformed""#,
+            ),
+            ..Case::default()
+        },
+        Case {
+            // Documented: the layer judges bearer credentials only.
+            name: "another scheme on an anonymous route passes with no claims",
+            path: "/maybe",
+            authorization: Some("Basic YTpi".into()),
+            body: Some("anonymous"),
+            ..Case::default()
+        },
+        // An application that percent-decodes or case-folds cookie names
+        // (PHP decodes them and keeps the first) would read the look-alike.
+        Case {
+            name: "a cookie whose name percent-decodes to the token's",
+            path: "/cookie",
+            headers: vec![cookie(&format!("%61t={bob}; at={valid}"))],
+            status: 400,
+            challenge: look_alike_cookie,
+            ..Case::default()
+        },
+        Case {
+            name: "a cookie whose name case-folds to the token's",
+            path: "/cookie",
+            headers: vec![cookie(&format!("at={valid}")), cookie(&format!("AT={bob}"))],
+            status: 400,
+            challenge: look_alike_cookie,
+            ..Case::default()
+        },
+        // `/cookie`'s layer derives from the outer one (same validator) but
+        // reads another credential: the outer verdict on `Authorization`
+        // says nothing about the cookie.
+        Case {
+            name: "a valid bearer token does not stand in for the route's cookie",
+            path: "/cookie",
+            authorization: bearer(&valid),
+            status: 401,
+            challenge: Some(r#"Bearer realm="orders""#),
+            ..Case::default()
+        },
+        Case {
+            name: "the route's cookie is judged though the bearer token is valid",
+            path: "/cookie",
+            authorization: bearer(&valid),
+            headers: vec![cookie("at=not.a.jwt")],
+            status: 401,
+            challenge: Some(
+                r#"Bearer realm="orders", error="invalid_token", error_description="malformed""#,
+            ),
+            ..Case::default()
+        },
+        Case {
+            name: "the cookie's claims, not the bearer token's, reach the cookie route",
+            path: "/cookie",
+            authorization: bearer(&valid),
+            headers: vec![cookie(&format!("at={bob}"))],
+            body: Some("bob"),
+            ..Case::default()
+        },
         Case {
             name: "role held",
             path: "/admin",
@@ -353,7 +463,7 @@ pub async fn run_all(base: &str, logs: &LogBuffer, extractors: bool) {
         let credentials = case
             .authorization
             .iter()
-            .filter_map(|a| a.rsplit(' ').next())
+            .filter_map(|a| a.rsplit([' ', '\t', ',']).next())
             .chain(case.headers.iter().flat_map(|(_, v)| {
                 v.split(';')
                     .filter_map(|p| p.split_once('='))
@@ -458,6 +568,32 @@ where
                 Some("application/grpc"),
                 "{name}"
             );
+        }
+    }
+}
+
+/// The same HTTP/2 gRPC requests to an app whose layers were built with
+/// `.grpc(false)` (a forward-auth endpoint): every refusal keeps its HTTP
+/// status, never a 200, and carries no `grpc-status`.
+pub async fn run_grpc_off<F, Fut>(send: F, extractors: bool)
+where
+    F: Fn(&'static str, Option<String>, &'static str) -> Fut,
+    Fut: Future<Output = Answer>,
+{
+    for case in grpc_cases() {
+        if case.extractor && !extractors {
+            continue;
+        }
+        let status = match case.grpc_status {
+            "3" => 400,
+            "7" => 403,
+            _ => 401,
+        };
+        for content_type in ["application/grpc", "application/grpc+proto"] {
+            let a = send(case.path, case.authorization.clone(), content_type).await;
+            let name = format!("{} ({content_type}, gRPC mode off)", case.name);
+            assert_eq!(a.status, status, "{name}");
+            assert_eq!(a.grpc_status, None, "{name}");
         }
     }
 }
