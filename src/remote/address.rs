@@ -221,11 +221,23 @@ pub(crate) fn redact(url: &str) -> String {
             // Fails only for URLs that cannot have userinfo at all.
             let _ = u.set_username("");
             let _ = u.set_password(None);
-            u.into()
+            let mut shown: String = u.into();
+            // A hostile discovery document can name a URL of any length (up to
+            // the 1 MiB body): errors and logs show its start only. A parsed
+            // URL is ASCII (percent-encoded, punycode), so any cut is a char
+            // boundary.
+            if shown.len() > REDACTED_MAX {
+                shown.truncate(REDACTED_MAX);
+                shown.push('…');
+            }
+            shown
         }
         Err(_) => "(not a URL)".to_owned(),
     }
 }
+
+/// Longest URL shown in an error or a log line.
+const REDACTED_MAX: usize = 256;
 
 #[cfg(test)]
 mod tests {
@@ -355,5 +367,14 @@ mod tests {
             "https://idp.test/jwks"
         );
         assert_eq!(redact("not a url ?secret"), "(not a URL)");
+        // A hostile `jwks_uri` of any length is shown cut.
+        let long = format!("https://idp.test/{}", "a".repeat(100_000));
+        let shown = redact(&long);
+        assert!(
+            shown.len() <= REDACTED_MAX + '…'.len_utf8(),
+            "{}",
+            shown.len()
+        );
+        assert!(shown.ends_with('…') && shown.starts_with("https://idp.test/aaa"));
     }
 }
