@@ -29,7 +29,9 @@ pub use validator::{
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub mod remote;
 #[cfg(feature = "remote")]
-pub use remote::{RemoteKeySet, RemoteKeySetBuilder, RemoteStats};
+pub use remote::{
+    OidcBuildError, OidcValidatorBuilder, RemoteKeySet, RemoteKeySetBuilder, RemoteStats,
+};
 
 #[cfg(any(feature = "tower", feature = "actix"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "tower", feature = "actix"))))]

@@ -17,6 +17,7 @@
 
 pub(crate) mod address;
 pub(crate) mod fetch;
+mod oidc;
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -29,6 +30,7 @@ use arc_swap::ArcSwapOption;
 use tokio::sync::oneshot;
 
 pub use fetch::{DiscoveryKind, FetchError, FetchErrorKind};
+pub use oidc::{OidcBuildError, OidcValidatorBuilder};
 
 use address::{GuardedResolver, UrlPolicy, redact};
 
@@ -206,6 +208,63 @@ impl RemoteKeySet {
     pub async fn refresh(&self) -> Result<(), FetchError> {
         let mut st = self.shared.state.lock().await;
         self.shared.fetch_locked(&mut st).await.map(|_| ())
+    }
+
+    /// Waits until keys are loaded. Returns at once when a set is in force
+    /// (bootstrap keys or an earlier fetch); otherwise waits for the fetch
+    /// under way (the refresher's first one, at start-up) or makes one, and
+    /// answers with its outcome. Waits at most the builder's
+    /// [`timeout`](RemoteKeySetBuilder::timeout) in all, discovery included.
+    /// On failure the refresher keeps retrying in the background.
+    ///
+    /// ```no_run
+    /// use tokenwarden::RemoteKeySet;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = RemoteKeySet::builder()
+    ///     .discovery("https://idp.example.com/realms/main")
+    ///     .build()?;
+    /// keys.ready().await?; // the first requests see keys
+    /// assert!(keys.current().is_some());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The [`FetchError`] of the fetch waited for (an IdP that is down, a
+    /// discovery document naming another issuer, ...), or one of kind
+    /// [`Timeout`](FetchErrorKind::Timeout) when no keys came within the
+    /// timeout.
+    pub async fn ready(&self) -> Result<(), FetchError> {
+        let s = &self.shared;
+        if s.current.load().is_some() {
+            return Ok(());
+        }
+        let timeout = s.policy.timeout.min(FAR_FUTURE);
+        let failures = s.failures.load(Ordering::Acquire);
+        let wait = async {
+            let mut st = s.state.lock().await;
+            if s.current.load().is_some() {
+                return Ok(());
+            }
+            // A fetch that ended while we waited for the lock is the answer.
+            if s.failures.load(Ordering::Acquire) != failures {
+                if let Some(e) = self.last_error() {
+                    return Err(e);
+                }
+            }
+            s.fetch_locked(&mut st).await.map(|_| ())
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::new(
+                FetchErrorKind::Timeout,
+                format!(
+                    "no keys from {} within {} ms",
+                    s.source,
+                    timeout.as_millis()
+                ),
+            )),
+        }
     }
 
     /// The counters.
