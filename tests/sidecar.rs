@@ -256,6 +256,25 @@ fn bad_configuration_files_exit_2_with_line_and_field() {
             &[":4:", "issuer[0].jwks_url", "is not a URL"][..],
         ),
         (
+            "u64::MAX seconds",
+            "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://i.example\"\nmax_staleness_seconds = 18446744073709551615\n",
+            &[":5:", "issuer[0].max_staleness_seconds", "must be 1 to"][..],
+        ),
+        (
+            "refresh bounds out of order",
+            "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://i.example\"\nrefresh_min_seconds = 600\nrefresh_max_seconds = 60\n",
+            &[":5:", "issuer[0].refresh_min_seconds", "greater than"][..],
+        ),
+        (
+            "key-set setting on a jwks_file",
+            "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://i.example\"\njwks_file = \"/etc/jwks.json\"\nunknown_kid_cooldown_seconds = 5\n",
+            &[
+                ":6:",
+                "issuer[0].unknown_kid_cooldown_seconds",
+                "never refreshed",
+            ][..],
+        ),
+        (
             "plain http",
             "audiences = [\"api\"]\n[[issuer]]\nissuer = \"http://i.example\"\n",
             &[":3:", "issuer[0].issuer", "must use https"][..],
@@ -1231,4 +1250,53 @@ async fn array_claim_elements_cannot_split_into_more() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-auth-scopes"], "read x%20admin");
     assert_eq!(r.headers()["x-auth-groups"], "team%20admin a%2Cb x");
+}
+
+/// `unknown_kid_cooldown_seconds` reaches the key set: a key rotated in
+/// just after an unknown-kid refresh validates once the configured 2 s
+/// cooldown has passed (the library's default, 30 s, would still refuse).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_unknown_kid_cooldown_is_honoured() {
+    use common::idp::Idp;
+    use tokenwarden::Algorithm;
+    use tokenwarden::testing::TestKey;
+
+    let old = TestKey::generate(Algorithm::ES256, "old").unwrap();
+    let new = TestKey::generate(Algorithm::ES256, "new").unwrap();
+    let idp = Idp::start(&[&old]).await;
+    let dir = Scratch::new("cooldown");
+    let cfg = dir.write(
+        "tw.toml",
+        &format!(
+            "audiences = [\"api\"]\nallow_http = true\ngateway = \"nginx\"\n\n[[issuer]]\nissuer = \"{}\"\njwks_url = \"{}\"\nunknown_kid_cooldown_seconds = 2\n",
+            idp.issuer(),
+            idp.jwks_url()
+        ),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+    let base = format!("http://{}", side.addr);
+    wait_status(&format!("{base}/readyz"), 200).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = new.token(&serde_json::json!({
+        "iss": idp.issuer(), "aud": "api", "sub": "bob", "exp": now + 3600,
+    }));
+    let auth = format!("{base}/auth");
+    let hits = idp.jwks_hits();
+    // Unknown kid: one refresh, which does not find it yet.
+    let r = get(&auth, Some(&token), "/orders").await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(idp.jwks_hits(), hits + 1, "the unknown kid caused a fetch");
+    // Rotated in; within the cooldown the sidecar does not ask again.
+    idp.set_keys(&[&old, &new]);
+    let r = get(&auth, Some(&token), "/orders").await;
+    assert_eq!(r.status(), 401, "still cooling down");
+    assert_eq!(idp.jwks_hits(), hits + 1, "no fetch within the cooldown");
+    // Past the configured cooldown (2 s, counted in whole seconds).
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let r = get(&auth, Some(&token), "/orders").await;
+    assert_eq!(r.status(), 200, "refreshed once the cooldown passed");
+    assert_eq!(idp.jwks_hits(), hits + 2);
 }

@@ -72,7 +72,12 @@ struct IssuerFile {
     issuer: Spanned<String>,
     jwks_url: Option<Spanned<String>>,
     jwks_file: Option<Spanned<String>>,
-    max_staleness_seconds: Option<u64>,
+    refresh_interval_seconds: Option<Spanned<u64>>,
+    refresh_min_seconds: Option<Spanned<u64>>,
+    refresh_max_seconds: Option<Spanned<u64>>,
+    unknown_kid_cooldown_seconds: Option<Spanned<u64>>,
+    max_staleness_seconds: Option<Spanned<u64>>,
+    fetch_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -195,9 +200,47 @@ impl Default for Server {
 pub struct Issuer {
     pub issuer: String,
     pub keys: Keys,
-    /// Fetched keys older than this are not used (and `/readyz` says 503).
-    pub max_staleness: Option<Duration>,
+    /// How fetched keys are refreshed (unused for a `jwks_file`).
+    pub fetch: Fetch,
 }
+
+/// The key-set settings of a fetched issuer, each defaulting to the
+/// library's own (`tokenwarden::remote::DEFAULT_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    /// Refresh interval when the server sends no `Cache-Control: max-age`.
+    pub refresh_interval: Duration,
+    /// Lower bound on the refresh interval, `max-age` included.
+    pub refresh_min: Duration,
+    /// Upper bound on the refresh interval, `max-age` included.
+    pub refresh_max: Duration,
+    /// Least time between two refreshes caused by unknown `kid`s.
+    pub unknown_kid_cooldown: Duration,
+    /// Fetched keys older than this are not used (and `/readyz` says 503).
+    pub max_staleness: Duration,
+    /// Timeout for one request, connect to last byte.
+    pub timeout: Duration,
+}
+
+impl Default for Fetch {
+    fn default() -> Self {
+        use tokenwarden::remote as r;
+        Fetch {
+            refresh_interval: r::DEFAULT_REFRESH_INTERVAL,
+            refresh_min: r::DEFAULT_MIN_REFRESH_INTERVAL,
+            refresh_max: r::DEFAULT_MAX_REFRESH_INTERVAL,
+            unknown_kid_cooldown: r::DEFAULT_UNKNOWN_KID_COOLDOWN,
+            max_staleness: r::DEFAULT_MAX_STALENESS,
+            timeout: r::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// Longest setting in seconds: one year (also keeps every sum and
+/// conversion far from overflow).
+const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
+/// Longest fetch timeout in milliseconds: ten minutes.
+const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 
 /// Where an issuer's keys come from.
 #[derive(Debug, Clone)]
@@ -403,10 +446,13 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             (None, Some(f)) => Keys::File(f.get_ref().clone()),
             (None, None) => Keys::Discovery,
         };
+        let fetch = fetch(entry, matches!(keys, Keys::File(_)), &|span, f, msg| {
+            at(span, &field(f), msg)
+        })?;
         issuers.push(Issuer {
             issuer: iss.clone(),
             keys,
-            max_staleness: entry.max_staleness_seconds.map(Duration::from_secs),
+            fetch,
         });
     }
     let algorithms = match &file.algorithms {
@@ -736,6 +782,137 @@ fn gateway(
     }
 }
 
+/// The key-set settings of one `[[issuer]]`, checked: each in range,
+/// `refresh_min_seconds <= refresh_interval_seconds <= refresh_max_seconds`
+/// (defaults included), and none for a `jwks_file`, which is never fetched.
+fn fetch(
+    entry: &IssuerFile,
+    is_file: bool,
+    at: &dyn Fn(Range<usize>, &str, &str) -> ConfigError,
+) -> Result<Fetch, ConfigError> {
+    let mut out = Fetch::default();
+    let secs: [(&Option<Spanned<u64>>, &str, &mut Duration); 5] = [
+        (
+            &entry.refresh_interval_seconds,
+            "refresh_interval_seconds",
+            &mut out.refresh_interval,
+        ),
+        (
+            &entry.refresh_min_seconds,
+            "refresh_min_seconds",
+            &mut out.refresh_min,
+        ),
+        (
+            &entry.refresh_max_seconds,
+            "refresh_max_seconds",
+            &mut out.refresh_max,
+        ),
+        (
+            &entry.unknown_kid_cooldown_seconds,
+            "unknown_kid_cooldown_seconds",
+            &mut out.unknown_kid_cooldown,
+        ),
+        (
+            &entry.max_staleness_seconds,
+            "max_staleness_seconds",
+            &mut out.max_staleness,
+        ),
+    ];
+    for (value, name, slot) in secs {
+        let Some(v) = value else { continue };
+        if is_file {
+            return Err(at(
+                v.span(),
+                name,
+                "only for keys fetched over the network (jwks_url or discovery): a jwks_file is read once at start and never refreshed",
+            ));
+        }
+        if !(1..=MAX_SECONDS).contains(v.get_ref()) {
+            return Err(at(
+                v.span(),
+                name,
+                &format!("must be 1 to {MAX_SECONDS} (one year)"),
+            ));
+        }
+        *slot = Duration::from_secs(*v.get_ref());
+    }
+    if let Some(v) = &entry.fetch_timeout_ms {
+        if is_file {
+            return Err(at(
+                v.span(),
+                "fetch_timeout_ms",
+                "only for keys fetched over the network (jwks_url or discovery): a jwks_file is read once at start and never fetched",
+            ));
+        }
+        if !(1..=MAX_TIMEOUT_MS).contains(v.get_ref()) {
+            return Err(at(
+                v.span(),
+                "fetch_timeout_ms",
+                &format!("must be 1 to {MAX_TIMEOUT_MS} (ten minutes)"),
+            ));
+        }
+        out.timeout = Duration::from_millis(*v.get_ref());
+    }
+    let secs_of = |d: Duration| d.as_secs();
+    // The first of the two settings written, to point at its line.
+    let blame = |a: (&Option<Spanned<u64>>, &'static str),
+                 b: (&Option<Spanned<u64>>, &'static str)| {
+        match (a.0, b.0) {
+            (Some(v), _) => (v.span(), a.1),
+            (None, Some(v)) => (v.span(), b.1),
+            (None, None) => (0..0, a.1),
+        }
+    };
+    if out.refresh_min > out.refresh_max {
+        let (span, name) = blame(
+            (&entry.refresh_min_seconds, "refresh_min_seconds"),
+            (&entry.refresh_max_seconds, "refresh_max_seconds"),
+        );
+        return Err(at(
+            span,
+            name,
+            &format!(
+                "refresh_min_seconds ({}) is greater than refresh_max_seconds ({}){}",
+                secs_of(out.refresh_min),
+                secs_of(out.refresh_max),
+                defaults_note(&entry.refresh_min_seconds, &entry.refresh_max_seconds),
+            ),
+        ));
+    }
+    if !(out.refresh_min..=out.refresh_max).contains(&out.refresh_interval) {
+        let (span, name) = blame(
+            (&entry.refresh_interval_seconds, "refresh_interval_seconds"),
+            if entry.refresh_min_seconds.is_some() {
+                (&entry.refresh_min_seconds, "refresh_min_seconds")
+            } else {
+                (&entry.refresh_max_seconds, "refresh_max_seconds")
+            },
+        );
+        return Err(at(
+            span,
+            name,
+            &format!(
+                "refresh_interval_seconds ({}) is outside refresh_min_seconds..=refresh_max_seconds ({}..={}); defaults are {}, {} and {}",
+                secs_of(out.refresh_interval),
+                secs_of(out.refresh_min),
+                secs_of(out.refresh_max),
+                tokenwarden::remote::DEFAULT_REFRESH_INTERVAL.as_secs(),
+                tokenwarden::remote::DEFAULT_MIN_REFRESH_INTERVAL.as_secs(),
+                tokenwarden::remote::DEFAULT_MAX_REFRESH_INTERVAL.as_secs(),
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+fn defaults_note(min: &Option<Spanned<u64>>, max: &Option<Spanned<u64>>) -> &'static str {
+    match (min, max) {
+        (None, Some(_)) => " (the default min)",
+        (Some(_), None) => " (the default max)",
+        _ => "",
+    }
+}
+
 fn server(
     s: &ServerFile,
     at: &dyn Fn(Range<usize>, &str, &str) -> ConfigError,
@@ -862,6 +1039,128 @@ scopes = ["admin"]
 
     const HEAD: &str =
         "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://i.example\"\n";
+
+    fn fetch_of(text: &str) -> Result<Fetch, String> {
+        parse(&format!("{HEAD}{text}"), "t.toml")
+            .map(|c| c.issuers[0].fetch.clone())
+            .map_err(|e| e.0)
+    }
+
+    #[test]
+    fn key_set_settings_default_to_the_library_and_reach_the_config() {
+        use tokenwarden::remote as r;
+        let d = fetch_of("").unwrap();
+        assert_eq!(d, Fetch::default());
+        assert_eq!(d.refresh_interval, r::DEFAULT_REFRESH_INTERVAL);
+        assert_eq!(d.refresh_min, r::DEFAULT_MIN_REFRESH_INTERVAL);
+        assert_eq!(d.refresh_max, r::DEFAULT_MAX_REFRESH_INTERVAL);
+        assert_eq!(d.unknown_kid_cooldown, r::DEFAULT_UNKNOWN_KID_COOLDOWN);
+        assert_eq!(d.max_staleness, r::DEFAULT_MAX_STALENESS);
+        assert_eq!(d.timeout, r::DEFAULT_TIMEOUT);
+        let f = fetch_of(
+            "refresh_interval_seconds = 120\nrefresh_min_seconds = 10\nrefresh_max_seconds = 3600\nunknown_kid_cooldown_seconds = 5\nmax_staleness_seconds = 7200\nfetch_timeout_ms = 1500\n",
+        )
+        .unwrap();
+        assert_eq!(
+            f,
+            Fetch {
+                refresh_interval: Duration::from_secs(120),
+                refresh_min: Duration::from_secs(10),
+                refresh_max: Duration::from_secs(3600),
+                unknown_kid_cooldown: Duration::from_secs(5),
+                max_staleness: Duration::from_secs(7200),
+                timeout: Duration::from_millis(1500),
+            }
+        );
+    }
+
+    #[test]
+    fn key_set_settings_out_of_range_are_refused_with_line_and_field() {
+        for field in [
+            "refresh_interval_seconds",
+            "refresh_min_seconds",
+            "refresh_max_seconds",
+            "unknown_kid_cooldown_seconds",
+            "max_staleness_seconds",
+        ] {
+            for v in ["0".to_string(), "31536001".into(), u64::MAX.to_string()] {
+                let e = fetch_of(&format!("{field} = {v}\n")).unwrap_err();
+                assert!(
+                    e.contains(&format!(
+                        "t.toml:5: issuer[0].{field}: must be 1 to 31536000"
+                    )),
+                    "{field} = {v}: {e}"
+                );
+            }
+        }
+        for v in ["0".to_string(), "600001".into(), u64::MAX.to_string()] {
+            let e = fetch_of(&format!("fetch_timeout_ms = {v}\n")).unwrap_err();
+            assert!(
+                e.contains("t.toml:5: issuer[0].fetch_timeout_ms: must be 1 to 600000"),
+                "{v}: {e}"
+            );
+        }
+        // Above i64::MAX: TOML itself refuses it, still with a line.
+        let e = fetch_of("max_staleness_seconds = 99999999999999999999\n").unwrap_err();
+        assert!(e.contains("t.toml:5"), "{e}");
+    }
+
+    #[test]
+    fn refresh_bounds_must_be_ordered_defaults_included() {
+        let e = fetch_of("refresh_min_seconds = 600\nrefresh_max_seconds = 300\n").unwrap_err();
+        assert!(
+            e.contains("t.toml:5: issuer[0].refresh_min_seconds: refresh_min_seconds (600) is greater than refresh_max_seconds (300)"),
+            "{e}"
+        );
+        // Against the default max (24 h).
+        let e = fetch_of("\nrefresh_min_seconds = 90000\n").unwrap_err();
+        assert!(
+            e.contains("t.toml:6: issuer[0].refresh_min_seconds:")
+                && e.contains("(86400) (the default max)"),
+            "{e}"
+        );
+        // The default interval (10 min) must lie within the bounds given.
+        let e = fetch_of("refresh_max_seconds = 300\n").unwrap_err();
+        assert!(
+            e.contains(
+                "t.toml:5: issuer[0].refresh_max_seconds: refresh_interval_seconds (600) is outside"
+            ),
+            "{e}"
+        );
+        let e = fetch_of("refresh_interval_seconds = 30\n").unwrap_err();
+        assert!(
+            e.contains("t.toml:5: issuer[0].refresh_interval_seconds: refresh_interval_seconds (30) is outside refresh_min_seconds..=refresh_max_seconds (60..=86400)"),
+            "{e}"
+        );
+        // Equal bounds are fine.
+        let f = fetch_of("refresh_interval_seconds = 300\nrefresh_min_seconds = 300\nrefresh_max_seconds = 300\n").unwrap();
+        assert_eq!(
+            (f.refresh_min, f.refresh_max),
+            (Duration::from_secs(300), Duration::from_secs(300))
+        );
+    }
+
+    #[test]
+    fn key_set_settings_are_refused_for_a_jwks_file() {
+        for (field, v) in [
+            ("refresh_interval_seconds", "60"),
+            ("refresh_min_seconds", "60"),
+            ("refresh_max_seconds", "60"),
+            ("unknown_kid_cooldown_seconds", "5"),
+            ("max_staleness_seconds", "60"),
+            ("fetch_timeout_ms", "100"),
+        ] {
+            let e =
+                fetch_of(&format!("jwks_file = \"/etc/jwks.json\"\n{field} = {v}\n")).unwrap_err();
+            assert!(
+                e.contains(&format!(
+                    "t.toml:6: issuer[0].{field}: only for keys fetched over the network"
+                )) && e.contains("jwks_file is read once at start"),
+                "{field}: {e}"
+            );
+        }
+        assert!(fetch_of("jwks_file = \"/etc/jwks.json\"\n").is_ok());
+    }
 
     fn rules(text: &str) -> Vec<Rule> {
         parse(&format!("{HEAD}{text}"), "t.toml").unwrap().rules

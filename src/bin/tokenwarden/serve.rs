@@ -219,12 +219,15 @@ async fn serve(config: Config) -> Result<(), String> {
                 set.into()
             }
             Keys::Url(_) | Keys::Discovery => {
-                let mut b = RemoteKeySet::builder()
+                let f = &issuer.fetch;
+                let b = RemoteKeySet::builder()
                     .allow_http_loopback(config.allow_http)
-                    .allow_private_addresses(config.allow_private_addresses);
-                if let Some(d) = issuer.max_staleness {
-                    b = b.max_staleness(d);
-                }
+                    .allow_private_addresses(config.allow_private_addresses)
+                    .refresh_interval(f.refresh_interval)
+                    .refresh_interval_bounds(f.refresh_min, f.refresh_max)
+                    .unknown_kid_cooldown(f.unknown_kid_cooldown)
+                    .max_staleness(f.max_staleness)
+                    .timeout(f.timeout);
                 let b = match &issuer.keys {
                     Keys::Url(u) => b.jwks_url(u.clone()),
                     _ => b.discovery(issuer.issuer.clone()),
