@@ -1307,4 +1307,39 @@ async fn a_configured_unknown_kid_cooldown_is_honoured() {
     let r = get(&auth, Some(&token), "/orders").await;
     assert_eq!(r.status(), 200, "refreshed once the cooldown passed");
     assert_eq!(idp.jwks_hits(), hits + 2);
+
+/// Entra ID's `scp` is a space-separated string, Okta's an array: the rule's
+/// scope check and the scopes header read both shapes, from `scope` and `scp`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scp_as_string_or_array_passes_rules_and_fills_the_header() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("scp-shapes");
+    let (_side, base) = sidecar_with(&idp, &dir, "", RULES).await;
+    let entra = idp
+        .token()
+        .audience("api")
+        .subject("eve")
+        .claim("scp", serde_json::json!("read admin"))
+        .sign();
+    let r = get(&format!("{base}/auth"), Some(&entra), "/admin/x").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-scopes"], "read admin");
+    let okta = idp
+        .token()
+        .audience("api")
+        .subject("eve")
+        .scope("openid")
+        .claim("scp", serde_json::json!(["admin"]))
+        .sign();
+    let r = get(&format!("{base}/auth"), Some(&okta), "/admin/x").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-scopes"], "openid admin");
+    let reader = idp
+        .token()
+        .audience("api")
+        .subject("eve")
+        .claim("scp", serde_json::json!("read"))
+        .sign();
+    let r = get(&format!("{base}/auth"), Some(&reader), "/admin/x").await;
+    assert_eq!(r.status(), 403);
 }

@@ -45,7 +45,9 @@ impl HeaderView for http::HeaderMap {
 /// Claims a route's scope and role requirements can be checked against.
 ///
 /// Implemented for JSON claims: scopes from `scope` (a space-separated
-/// string, RFC 8693 §4.2, RFC 9068 §2.2.3) or `scp` (an array of strings);
+/// string, RFC 8693 §4.2, RFC 9068 §2.2.3) or `scp` (a space-separated
+/// string as Entra ID issues it, or an array of strings as Okta does; either
+/// claim is read in either shape);
 /// roles from any dotted claim path (`roles`, `realm_access.roles`,
 /// `cognito:groups`) holding a string or an array of strings. Implement it
 /// for your own claims type in a few lines.
@@ -76,27 +78,30 @@ fn at_path<'v>(claims: &'v Map<String, Value>, path: &str) -> Option<&'v Value> 
 /// token lists.
 pub const MAX_SCOPES: usize = 256;
 
+/// Whether a claim value grants `item`: a space-separated string or an
+/// array of strings, the first [`MAX_SCOPES`] entries read.
+fn grants(value: Option<&Value>, item: &str) -> bool {
+    match value {
+        Some(Value::String(s)) => s
+            .split(' ')
+            .filter(|g| !g.is_empty())
+            .take(MAX_SCOPES)
+            .any(|g| g == item),
+        Some(Value::Array(a)) => a.iter().take(MAX_SCOPES).any(|g| g.as_str() == Some(item)),
+        _ => false,
+    }
+}
+
 impl ScopedClaims for Map<String, Value> {
     fn has_scope(&self, scope: &str) -> bool {
         // RFC 9068 §2.2.3 / RFC 8693 §4.2: `scope` is space-separated; `scp`
-        // (Azure AD, Okta) is an array.
-        let in_scope = self
-            .get("scope")
-            .and_then(Value::as_str)
-            .is_some_and(|s| s.split(' ').take(MAX_SCOPES).any(|g| g == scope));
-        in_scope
-            || self
-                .get("scp")
-                .and_then(Value::as_array)
-                .is_some_and(|a| a.iter().take(MAX_SCOPES).any(|g| g.as_str() == Some(scope)))
+        // is a space-separated string in Entra ID access tokens and an array
+        // in Okta's. Either claim is read in either shape.
+        grants(self.get("scope"), scope) || grants(self.get("scp"), scope)
     }
 
     fn has_role(&self, path: &str, role: &str) -> bool {
-        match at_path(self, path) {
-            Some(Value::String(s)) => s.split(' ').take(MAX_SCOPES).any(|r| r == role),
-            Some(Value::Array(a)) => a.iter().take(MAX_SCOPES).any(|r| r.as_str() == Some(role)),
-            _ => false,
-        }
+        grants(at_path(self, path), role)
     }
 }
 
@@ -1245,5 +1250,23 @@ mod tests {
         // "a" must match a whole scope, not a prefix.
         let partial: Map<String, Value> = serde_json::from_str(r#"{"scope":"ab"}"#).unwrap();
         assert!(!partial.has_scope("a"));
+    }
+
+    #[test]
+    fn scope_and_scp_read_as_string_or_array() {
+        // Entra ID: `scp` space-separated.
+        let entra: Map<String, Value> =
+            serde_json::from_str(r#"{"scp":"orders.read  orders.write"}"#).unwrap();
+        assert!(entra.has_scope("orders.write"));
+        assert!(!entra.has_scope("orders"));
+        assert!(!entra.has_scope(""));
+        // Okta: `scp` an array; some IdPs put an array in `scope`.
+        let okta: Map<String, Value> = serde_json::from_str(r#"{"scp":["a","b c"]}"#).unwrap();
+        assert!(okta.has_scope("a"));
+        assert!(!okta.has_scope("b"));
+        let arr: Map<String, Value> = serde_json::from_str(r#"{"scope":["x","y"]}"#).unwrap();
+        assert!(arr.has_scope("y"));
+        let other: Map<String, Value> = serde_json::from_str(r#"{"scp":{"a":true}}"#).unwrap();
+        assert!(!other.has_scope("a"));
     }
 }

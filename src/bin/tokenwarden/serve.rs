@@ -696,11 +696,14 @@ fn identity_headers(state: &State, v: &Validated<Map<String, Value>>, out: &mut 
     };
     put(out, &names.subject, as_text(v.claims.get("sub")));
     put(out, &names.issuer, as_text(v.claims.get("iss")));
-    put(
-        out,
-        &names.scopes,
-        as_text(v.claims.get("scope").or_else(|| v.claims.get("scp"))),
-    );
+    // Read as the scope checks read them: `scope` and `scp`, each a
+    // space-separated string (Entra ID's `scp`) or an array (Okta's).
+    let scopes: Vec<String> = [v.claims.get("scope"), v.claims.get("scp")]
+        .into_iter()
+        .filter_map(as_text)
+        .filter(|s| !s.is_empty())
+        .collect();
+    put(out, &names.scopes, Some(scopes.join(" ")));
     for (claim, name) in &names.claims {
         put(out, name, as_text(v.claims.get(claim)));
     }
