@@ -1307,6 +1307,7 @@ async fn a_configured_unknown_kid_cooldown_is_honoured() {
     let r = get(&auth, Some(&token), "/orders").await;
     assert_eq!(r.status(), 200, "refreshed once the cooldown passed");
     assert_eq!(idp.jwks_hits(), hits + 2);
+}
 
 /// Entra ID's `scp` is a space-separated string, Okta's an array: the rule's
 /// scope check and the scopes header read both shapes, from `scope` and `scp`.
