@@ -367,7 +367,13 @@ fn layer() {
         let inner = tower::service_fn(|_req: http::Request<()>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(()))
         });
-        let mut svc = auth.layer().layer(inner).boxed_clone();
+        // The layer's body type (`ResponseBody<()>`) dropped to `()`, so
+        // both services have one type.
+        let mut svc = auth
+            .layer()
+            .layer(inner)
+            .map_response(|r| r.map(|_| ()))
+            .boxed_clone();
         let mut plain = inner.boxed_clone();
         let value = format!("Bearer {}", RS256_TOKEN.trim());
         let mut cx = Context::from_waker(Waker::noop());

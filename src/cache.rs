@@ -207,8 +207,15 @@ impl TokenCache {
         }
     }
 
+    /// The shared map's entry for `token`; counted as a hit or a miss.
     pub(crate) fn get(&self, token: &str) -> Option<Arc<Entry>> {
-        self.map.get(token)
+        let entry = self.map.get(token);
+        if entry.is_some() {
+            crate::metrics::cache_hit();
+        } else {
+            crate::metrics::cache_miss();
+        }
+        entry
     }
 
     /// Stores `entry`, and keeps it near for this thread's next hit.

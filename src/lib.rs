@@ -37,6 +37,8 @@ pub use remote::{
 #[cfg_attr(docsrs, doc(cfg(any(feature = "tower", feature = "actix"))))]
 pub mod middleware;
 
+pub mod metrics;
+
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

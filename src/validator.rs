@@ -367,7 +367,10 @@ impl Validator {
                 cache.forget_near(token);
                 Ok(None)
             }
-            Some(answer) => answer,
+            Some(answer) => {
+                crate::metrics::cache_hit();
+                answer
+            }
             None => Ok(None),
         }
     }
@@ -491,9 +494,7 @@ impl Validator {
             match &view.iss {
                 Iss::Is(s) if issuers.iter().any(|e| *e.iss == **s) => {}
                 Iss::Is(s) => {
-                    return Err(Error::InvalidIssuer {
-                        found: s.to_string(),
-                    });
+                    return Err(Error::invalid_issuer(s, issuers.iter().map(|e| &*e.iss)));
                 }
                 Iss::Absent => {
                     return Err(Error::MissingClaim {
@@ -542,13 +543,10 @@ impl Validator {
         };
         // RFC 7519 §4.1.1: a case-sensitive, exact comparison. The unverified
         // `iss` only chooses among configured issuers; nothing is fetched for it.
-        let entry =
-            issuers
-                .iter()
-                .find(|e| *e.iss == *iss)
-                .ok_or_else(|| Error::InvalidIssuer {
-                    found: iss.to_owned(),
-                })?;
+        let entry = issuers
+            .iter()
+            .find(|e| *e.iss == *iss)
+            .ok_or_else(|| Error::invalid_issuer(iss, issuers.iter().map(|e| &*e.iss)))?;
         entry
             .keys
             .as_ref()

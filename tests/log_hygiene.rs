@@ -424,3 +424,79 @@ fn claim_values_never_appear_in_error_messages() {
     assert!(logged.contains("token refused"));
     assert!(secrets.leaks(&logged).is_empty(), "{logged}");
 }
+
+/// Each request through a layer runs in one `bearer_auth` span: a refusal
+/// is logged at info inside it with its reason (and the error's text: the
+/// audiences compared), a pass carries `sub` and `iss` into the handler's
+/// events; the token appears nowhere.
+#[tokio::test(flavor = "current_thread")]
+async fn refusals_are_logged_at_info_in_a_request_span_without_the_token() {
+    let (guard, logs) = capture_logs();
+    let mut secrets = Secrets::default();
+    let idp = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .unwrap();
+    let keys = KeySet::from_jwks(idp.jwks_json().as_bytes()).unwrap();
+    let validator = Validator::builder()
+        .issuer(idp.issuer())
+        .audience("api")
+        .keys(keys)
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|| async {
+                tracing::info!("in the handler");
+                "hello"
+            }),
+        )
+        .layer(BearerAuth::new(validator).layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+
+    let elsewhere = secrets.keep(idp.token().audience("other-api").sign());
+    assert_eq!(status(&client, &base, Some(&elsewhere)).await, 401);
+    let good = secrets.keep(idp.token().audience("api").subject("alice").sign());
+    assert_eq!(status(&client, &base, Some(&good)).await, 200);
+    drop(guard);
+    let text = logs.text();
+
+    let refused = text
+        .lines()
+        .find(|l| l.contains("bearer token refused"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{text}"));
+    assert!(refused.contains(" INFO "), "{refused}");
+    assert!(
+        refused.contains("bearer_auth{"),
+        "not in the span: {refused}"
+    );
+    assert!(
+        refused.contains("verdict=\"invalid_audience\""),
+        "{refused}"
+    );
+    assert!(refused.contains("reason=\"invalid_audience\""), "{refused}");
+    assert!(
+        refused.contains(r#"found ["other-api"], expected ["api"]"#),
+        "{refused}"
+    );
+    let handler = text
+        .lines()
+        .find(|l| l.contains("in the handler"))
+        .unwrap_or_else(|| panic!("no handler event:\n{text}"));
+    assert!(handler.contains("sub=\"alice\""), "{handler}");
+    assert!(
+        handler.contains(&format!("iss={:?}", idp.issuer())),
+        "{handler}"
+    );
+    assert!(handler.contains("verdict=\"ok\""), "{handler}");
+    let leaks = secrets.leaks(&text);
+    assert!(
+        leaks.is_empty(),
+        "secrets in the logs:\n{}",
+        leaks.join("\n")
+    );
+}

@@ -325,3 +325,13 @@ async fn an_extractor_of_another_claims_type_than_its_middleware_is_logged_as_su
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_on_refusal_hook_shapes_the_body_but_not_the_challenge() {
+    let auth = BearerAuth::new(validator(&[key(Algorithm::ES256)])).realm("orders");
+    let base = serve(
+        common::http_cases::hostile_hook(auth),
+        &LogBuffer::default(),
+    );
+    common::http_cases::run_hostile_hook(&base).await;
+}

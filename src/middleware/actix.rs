@@ -34,10 +34,11 @@ use actix_web::body::EitherBody;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::{StatusCode, Version};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use tracing::Instrument;
 
 use super::{
     Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Judged,
-    Outcome, ScopedClaims, extract,
+    Outcome, ScopedClaims, extract, observe,
 };
 use crate::validator::Validated;
 
@@ -48,12 +49,25 @@ impl HeaderView for actix_web::http::header::HeaderMap {
 }
 
 fn render(answer: Answer) -> HttpResponse {
+    use actix_web::http::header::{HeaderName, HeaderValue};
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = HttpResponse::build(status);
     for (name, value) in answer.headers {
-        resp.insert_header((name, value));
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.insert_header((name, v));
+        }
     }
-    resp.finish()
+    // The hook's headers: already kept clear of the layer's own; a name or
+    // value that is not valid header text is dropped.
+    for (name, value) in answer.extra {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            resp.append_header((n, v));
+        }
+    }
+    resp.body(answer.body)
 }
 
 /// Applies a [`BearerAuth`] to an actix-web app, scope or resource.
@@ -130,10 +144,11 @@ where
         let grpc = self
             .auth
             .answers_grpc(req.version() == Version::HTTP_2, req.headers());
-        let pass = |req: ServiceRequest, service: &S| {
+        let pass = |req: ServiceRequest, service: &S, span: tracing::Span| {
             let fut = service.call(req);
-            Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
-                as LocalBoxed<Result<Self::Response, Self::Error>>
+            Box::pin(
+                async move { fut.await.map(ServiceResponse::map_into_left_body) }.instrument(span),
+            ) as LocalBoxed<Result<Self::Response, Self::Error>>
         };
         let refuse = move |req: ServiceRequest, r: &AuthRejection, auth: &BearerAuth<C>| {
             let resp = render(auth.refusal(r, grpc));
@@ -147,15 +162,20 @@ where
             .auth
             .outer_verdict(req.extensions().get::<Checked<C>>());
         if let Some(verdict) = verdict {
+            // (Inside the outer middleware's span: no span of its own.)
             return match verdict {
-                Ok(()) => pass(req, &self.service),
+                Ok(()) => pass(req, &self.service, tracing::Span::none()),
                 Err(r) => Box::pin(ready(Ok(refuse(req, &r, &self.auth)))),
             };
         }
+        let span = observe::request_span();
+        let entered = span.enter();
         match self.auth.check_now(req.headers()) {
             Outcome::Allowed(v) => {
+                observe::allowed(&span, &v);
                 attach(&self.auth, &req, v);
-                pass(req, &self.service)
+                drop(entered);
+                pass(req, &self.service, span)
             }
             Outcome::Anonymous => {
                 {
@@ -167,22 +187,32 @@ where
                     extensions.remove::<Arc<Validated<C>>>();
                     extensions.insert(self.auth.anonymous(grpc));
                 }
-                pass(req, &self.service)
+                observe::anonymous(&span);
+                drop(entered);
+                pass(req, &self.service, span)
             }
             Outcome::Refused(r) => Box::pin(ready(Ok(refuse(req, &r, &self.auth)))),
             Outcome::Retry(token) => {
                 let service = self.service.clone();
                 let auth = self.auth.clone();
-                Box::pin(async move {
-                    match auth.check_refreshing(&token).await {
-                        Ok(v) => attach(&auth, &req, v),
-                        Err(r) => return Ok(refuse(req, &r, &auth)),
+                drop(entered);
+                let span_inside = span.clone();
+                Box::pin(
+                    async move {
+                        match auth.check_refreshing(&token).await {
+                            Ok(v) => {
+                                observe::allowed(&span_inside, &v);
+                                attach(&auth, &req, v);
+                            }
+                            Err(r) => return Ok(refuse(req, &r, &auth)),
+                        }
+                        service
+                            .call(req)
+                            .await
+                            .map(ServiceResponse::map_into_left_body)
                     }
-                    service
-                        .call(req)
-                        .await
-                        .map(ServiceResponse::map_into_left_body)
-                })
+                    .instrument(span),
+                )
             }
         }
     }
@@ -244,6 +274,6 @@ impl ResponseError for AuthRejection {
     fn error_response(&self) -> HttpResponse {
         // A bare refusal knows no realm; the middleware's own refusals and
         // the extractor's (`ClaimsRejection`) carry the configured one.
-        render(self.answer("api", false))
+        render(super::refusal::Shape::default().answer(self, "api", false))
     }
 }

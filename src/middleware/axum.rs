@@ -81,8 +81,8 @@ impl<C: ScopedClaims, S: Send + Sync> OptionalFromRequestParts<S> for Claims<C> 
 
 impl IntoResponse for ClaimsRejection {
     fn into_response(self) -> Response {
-        // The realm of the layer that let the request through.
-        super::tower::render(self.answer())
+        // The realm and hook of the layer that let the request through.
+        super::tower::render(self.answer(), axum_core::body::Body::from)
     }
 }
 
@@ -90,6 +90,9 @@ impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         // A bare refusal knows no realm; the layer's own refusals and the
         // extractor's (`ClaimsRejection`) carry the configured one.
-        super::tower::render(self.answer("api", false))
+        super::tower::render(
+            super::refusal::Shape::default().answer(&self, "api", false),
+            axum_core::body::Body::from,
+        )
     }
 }

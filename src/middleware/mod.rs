@@ -13,6 +13,10 @@ pub mod actix;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 #[cfg(feature = "tower")]
+mod body;
+mod observe;
+mod refusal;
+#[cfg(feature = "tower")]
 mod tower;
 
 use std::fmt;
@@ -25,6 +29,11 @@ use serde_json::{Map, Value};
 use crate::error::{Error, ErrorKind};
 use crate::validator::{Validated, Validator};
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use self::body::ResponseBody;
+pub use self::refusal::{DEFAULT_RETRY_AFTER, RETRY_AFTER_BOUNDS, Refusal, RefusalBody};
+use self::refusal::{Hook, Shape};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use self::tower::{BearerAuthLayer, BearerAuthService, ResponseFuture};
@@ -60,6 +69,18 @@ pub trait ScopedClaims: DeserializeOwned + Clone + Send + Sync + 'static {
     fn has_role(&self, path: &str, role: &str) -> bool {
         let _ = (path, role);
         false
+    }
+
+    /// The token's `sub`, for the request's `tracing` span. `None` by
+    /// default.
+    fn subject(&self) -> Option<&str> {
+        None
+    }
+
+    /// The token's `iss`, for the request's `tracing` span. `None` by
+    /// default.
+    fn issuer(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -103,6 +124,14 @@ impl ScopedClaims for Map<String, Value> {
     fn has_role(&self, path: &str, role: &str) -> bool {
         grants(at_path(self, path), role)
     }
+
+    fn subject(&self) -> Option<&str> {
+        self.get("sub").and_then(Value::as_str)
+    }
+
+    fn issuer(&self) -> Option<&str> {
+        self.get("iss").and_then(Value::as_str)
+    }
 }
 
 impl ScopedClaims for Value {
@@ -112,6 +141,14 @@ impl ScopedClaims for Value {
 
     fn has_role(&self, path: &str, role: &str) -> bool {
         self.as_object().is_some_and(|m| m.has_role(path, role))
+    }
+
+    fn subject(&self) -> Option<&str> {
+        self.get("sub").and_then(Value::as_str)
+    }
+
+    fn issuer(&self) -> Option<&str> {
+        self.get("iss").and_then(Value::as_str)
     }
 }
 
@@ -227,6 +264,8 @@ struct Config<C> {
     /// Whether refusals to gRPC calls are answered the gRPC way.
     grpc: bool,
     predicates: Vec<Predicate<C>>,
+    /// How refusals are shaped: the `on_refusal` hook, a 503's `Retry-After`.
+    shape: Shape,
 }
 
 impl<C> Clone for BearerAuth<C> {
@@ -272,6 +311,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 anonymous: false,
                 grpc: true,
                 predicates: Vec::new(),
+                shape: Shape::default(),
             }),
         }
     }
@@ -288,6 +328,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
             anonymous: c.anonymous,
             grpc: c.grpc,
             predicates: c.predicates.clone(),
+            shape: c.shape.clone(),
         };
         f(&mut config);
         BearerAuth {
@@ -431,6 +472,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
         Anonymous {
             realm: self.config.realm.clone(),
             grpc,
+            hook: self.config.shape.hook.clone(),
         }
     }
 
@@ -559,14 +601,19 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// `grpc`: the request is a gRPC call ([`is_grpc`]).
     pub(crate) fn refusal(&self, r: &AuthRejection, grpc: bool) -> Answer {
         log_refusal(r);
-        r.answer(&self.config.realm, grpc)
+        self.config.shape.answer(r, &self.config.realm, grpc)
     }
 }
 
-/// A refusal as any framework renders it: a status and headers, empty body.
+/// A refusal as any framework renders it: a status, the layer's headers,
+/// the hook's headers (already filtered) and the body.
+#[derive(Debug, Default)]
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// Headers from an `on_refusal` hook, none of the layer's own.
+    pub(crate) extra: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// The request extension a layer adds for a token it validated. Private, so
@@ -613,6 +660,7 @@ fn next_validator_id() -> u64 {
 pub(crate) struct Anonymous {
     realm: Arc<str>,
     grpc: bool,
+    hook: Option<Hook>,
 }
 
 /// The result of checking one request's token. Every state is a decision:
@@ -650,6 +698,8 @@ pub struct ClaimsRejection {
     rejection: AuthRejection,
     realm: Option<Arc<str>>,
     grpc: bool,
+    /// The layer's `on_refusal` hook, when a layer let the request through.
+    hook: Option<Hook>,
 }
 
 #[cfg(any(feature = "axum", feature = "actix"))]
@@ -670,6 +720,7 @@ impl ClaimsRejection {
                     rejection,
                     realm: Some(a.realm.clone()),
                     grpc: a.grpc,
+                    hook: a.hook.clone(),
                 }
             }
             None => {
@@ -692,6 +743,7 @@ impl ClaimsRejection {
                     rejection: AuthRejection::NotConfigured,
                     realm: None,
                     grpc: false,
+                    hook: None,
                 }
             }
         }
@@ -707,10 +759,17 @@ impl ClaimsRejection {
         self.rejection.status()
     }
 
-    /// Status and headers, with the layer's realm.
+    /// Status, headers and body, with the layer's realm and hook.
     pub(crate) fn answer(&self) -> Answer {
-        self.rejection
-            .answer(self.realm.as_deref().unwrap_or("api"), self.grpc)
+        let shape = Shape {
+            hook: self.hook.clone(),
+            ..Shape::default()
+        };
+        shape.answer(
+            &self.rejection,
+            self.realm.as_deref().unwrap_or("api"),
+            self.grpc,
+        )
     }
 }
 
@@ -722,15 +781,30 @@ impl fmt::Display for ClaimsRejection {
 }
 
 #[cfg(any(feature = "axum", feature = "actix"))]
-impl std::error::Error for ClaimsRejection {}
+impl std::error::Error for ClaimsRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.rejection)
+    }
+}
 
 fn log_refusal(r: &AuthRejection) {
-    // Never the token: the reason is enough to count and to debug.
-    tracing::debug!(
-        reason = r.reason(),
-        status = r.status(),
-        "bearer token refused"
-    );
+    observe::refused(r);
+    // Never the token: the reason, and the error's own text, which is
+    // built to be safe to log (names and kinds, token strings escaped and
+    // shortened, never a claim value but `aud`/`iss`).
+    match r.error() {
+        Some(error) => tracing::info!(
+            reason = r.reason(),
+            status = r.status(),
+            %error,
+            "bearer token refused"
+        ),
+        None => tracing::info!(
+            reason = r.reason(),
+            status = r.status(),
+            "bearer token refused"
+        ),
+    }
 }
 
 /// Keeps only characters a quoted header parameter may carry as-is.
@@ -916,8 +990,9 @@ pub enum AuthRejection {
     Missing,
     /// Malformed credentials (several headers, several tokens): 400 `invalid_request`.
     InvalidRequest(&'static str),
-    /// The token was refused: 401 `invalid_token`, the error kind as description.
-    InvalidToken(ErrorKind),
+    /// The token was refused: 401 `invalid_token`, the error kind as
+    /// description. The [`Error`] is the refusal's `source()`.
+    InvalidToken(Error),
     /// The token lacks scopes: 403 `insufficient_scope` naming them.
     InsufficientScope {
         /// The scopes required, space-separated.
@@ -929,8 +1004,9 @@ pub enum AuthRejection {
         /// What was required (a role list or the requirement's name).
         requirement: String,
     },
-    /// No usable keys: 503; the client did nothing wrong.
-    KeysUnavailable,
+    /// No usable keys: 503 with `Retry-After`; the client did nothing
+    /// wrong. The [`Error`] is the refusal's `source()`.
+    KeysUnavailable(Error),
     /// The route expects claims but no [`BearerAuthLayer`] put them there: 500.
     NotConfigured,
 }
@@ -938,8 +1014,16 @@ pub enum AuthRejection {
 impl AuthRejection {
     fn from_error(e: Error) -> Self {
         match e.kind() {
-            ErrorKind::KeysUnavailable => AuthRejection::KeysUnavailable,
-            kind => AuthRejection::InvalidToken(kind),
+            ErrorKind::KeysUnavailable => AuthRejection::KeysUnavailable(e),
+            _ => AuthRejection::InvalidToken(e),
+        }
+    }
+
+    /// The error that refused the token, if a token was judged.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            AuthRejection::InvalidToken(e) | AuthRejection::KeysUnavailable(e) => Some(e),
+            _ => None,
         }
     }
 
@@ -949,7 +1033,7 @@ impl AuthRejection {
             AuthRejection::Missing | AuthRejection::InvalidToken(_) => 401,
             AuthRejection::InvalidRequest(_) => 400,
             AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => 403,
-            AuthRejection::KeysUnavailable => 503,
+            AuthRejection::KeysUnavailable(_) => 503,
             AuthRejection::NotConfigured => 500,
         }
     }
@@ -959,11 +1043,11 @@ impl AuthRejection {
         match self {
             AuthRejection::Missing => "missing_token",
             AuthRejection::InvalidRequest(_) => "invalid_request",
-            AuthRejection::InvalidToken(kind) => kind.as_str(),
+            AuthRejection::InvalidToken(e) => e.kind().as_str(),
             AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => {
                 "insufficient_scope"
             }
-            AuthRejection::KeysUnavailable => "keys_unavailable",
+            AuthRejection::KeysUnavailable(_) => "keys_unavailable",
             AuthRejection::NotConfigured => "not_configured",
         }
     }
@@ -975,8 +1059,9 @@ impl AuthRejection {
             AuthRejection::InvalidRequest(why) => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{why}\""
             )),
-            AuthRejection::InvalidToken(kind) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{kind}\""
+            AuthRejection::InvalidToken(e) => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                e.kind()
             )),
             AuthRejection::InsufficientScope { scope } => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\""
@@ -984,7 +1069,7 @@ impl AuthRejection {
             AuthRejection::Forbidden { requirement } => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"requires {requirement}\""
             )),
-            AuthRejection::KeysUnavailable | AuthRejection::NotConfigured => None,
+            AuthRejection::KeysUnavailable(_) | AuthRejection::NotConfigured => None,
         }
     }
 
@@ -994,7 +1079,7 @@ impl AuthRejection {
             AuthRejection::Missing | AuthRejection::InvalidToken(_) => "16", // UNAUTHENTICATED
             AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => "7", // PERMISSION_DENIED
             AuthRejection::InvalidRequest(_) => "3", // INVALID_ARGUMENT
-            AuthRejection::KeysUnavailable => "14",  // UNAVAILABLE
+            AuthRejection::KeysUnavailable(_) => "14", // UNAVAILABLE
             AuthRejection::NotConfigured => "13",    // INTERNAL
         }
     }
@@ -1015,7 +1100,11 @@ impl AuthRejection {
         } else {
             self.status()
         };
-        Answer { status, headers }
+        Answer {
+            status,
+            headers,
+            ..Answer::default()
+        }
     }
 }
 
@@ -1025,7 +1114,13 @@ impl fmt::Display for AuthRejection {
     }
 }
 
-impl std::error::Error for AuthRejection {}
+/// The [`Error`] that refused the token, for a refused token or unusable
+/// keys; none for refusals decided before or after validation.
+impl std::error::Error for AuthRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error().map(|e| e as _)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -419,6 +419,7 @@ impl Shared {
             }
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::key_fetch_failure(&self.source);
                 tracing::warn!(source = %self.source, error = %e, "key set fetch failed; keeping the last good keys");
                 if matches!(self.source, Source::Discovery { .. }) {
                     // The JWKS may have moved: discover again next time.
@@ -446,6 +447,7 @@ impl Shared {
             }
         };
         self.fetches.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::key_fetch(&self.source);
         let shown = redact(&jwks_uri);
         tracing::debug!(url = %shown, "fetching key set");
         match fetch::jwks(&self.client, &jwks_uri, p.limits(), st.etag.as_deref()).await? {
