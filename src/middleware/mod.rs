@@ -724,6 +724,7 @@ impl ClaimsRejection {
                 }
             }
             None => {
+                observe::refused(&AuthRejection::NotConfigured);
                 // Type names only: never a claim value.
                 let claims_type = std::any::type_name::<C>();
                 if judged.is_some() {
