@@ -245,10 +245,11 @@ async fn serve(config: Config) -> Result<(), String> {
             builder.issuer_with_keys(issuer.issuer.clone(), source)
         };
     }
-    if config.cache {
-        builder =
-            builder.cache(tokenwarden::CacheConfig::default().max_entries(config.cache_entries));
-    }
+    builder = if config.cache {
+        builder.cache(tokenwarden::CacheConfig::default().max_entries(config.cache_entries))
+    } else {
+        builder.no_cache()
+    };
     let validator = builder.build().map_err(|e| e.to_string())?;
     let base = BearerAuth::new(validator).realm(&config.realm);
     let routes = config
