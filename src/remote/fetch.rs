@@ -80,7 +80,6 @@ impl FetchError {
     /// refused, timeouts, 5xx) are retried within `ready`'s wait.
     ///
     /// ```
-    /// use tokenwarden::remote::FetchErrorKind;
     /// # fn f(e: tokenwarden::remote::FetchError) {
     /// if e.is_permanent() {
     ///     eprintln!("fix the configuration: {e}");
