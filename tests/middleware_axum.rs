@@ -425,3 +425,24 @@ async fn an_extractor_of_another_claims_type_than_its_layer_is_logged_as_such() 
     );
     assert!(!text.contains(&token));
 }
+
+/// What the README and `BearerAuthLayer`'s doc say: a `Router::layer` runs
+/// for unknown paths too (401 without a token), a `route_layer` only for
+/// its route (unknown paths stay 404).
+#[tokio::test]
+async fn layer_answers_401_on_unknown_paths_route_layer_keeps_404() {
+    let auth = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
+    let layered = serve(Router::new().route("/me", get(me)).layer(auth.layer())).await;
+    let routed = serve(Router::new().route("/me", get(me).route_layer(auth.layer()))).await;
+    let status = |base: String, path: &'static str| async move {
+        reqwest::get(format!("{base}{path}"))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status(layered.clone(), "/nope").await, 401);
+    assert_eq!(status(routed.clone(), "/nope").await, 404);
+    assert_eq!(status(layered, "/me").await, 401);
+    assert_eq!(status(routed, "/me").await, 401);
+}

@@ -30,6 +30,11 @@ pub(crate) fn render<B: Default>(answer: Answer) -> Response<B> {
 
 /// Applies a [`BearerAuth`] to a service. Validated claims reach the inner
 /// service as an `Arc<`[`Validated<C>`](crate::Validated)`>` request extension.
+///
+/// In axum, put a route's own requirements on the route with
+/// `route_layer`: a layer added with `Router::layer` runs for every
+/// request, paths no route matches included, so those answer 401 (no
+/// token) instead of 404.
 pub struct BearerAuthLayer<C> {
     auth: BearerAuth<C>,
 }
