@@ -13,7 +13,7 @@ use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{Anonymous, Checked};
+use super::Checked;
 use crate::error::{Error, claims_type_error};
 use crate::validator::Validated;
 
@@ -53,6 +53,7 @@ pub(crate) enum Why {
 
 /// The body of the 500 answered when the claims do not fit the handler's
 /// type: short, and without type names or claims (those go to the log).
+#[cfg(any(feature = "axum", feature = "actix"))]
 pub(crate) const DOES_NOT_FIT: &str =
     "internal error: the token's claims do not fit this route's claims type (see the server log)";
 
@@ -224,8 +225,8 @@ impl<'de> MapAccess<'de> for TrackedMap<'_, 'de> {
 /// ```
 ///
 /// # Errors
-/// [`AuthRejection::Missing`] (401) when an anonymous-allowing layer let the
-/// request through without a token; [`AuthRejection::NotConfigured`] (500,
+/// [`AuthRejection::Missing`](super::AuthRejection::Missing) (401) when an anonymous-allowing layer let the
+/// request through without a token; [`AuthRejection::NotConfigured`](super::AuthRejection::NotConfigured) (500,
 /// logged at error) when no layer ran, or when the claims do not fit `T`
 /// (the log names the claim, never its value).
 #[cfg(feature = "tower")]
@@ -233,6 +234,7 @@ pub fn claims_from<T>(extensions: &http::Extensions) -> Result<T, super::AuthRej
 where
     T: DeserializeOwned + Clone + Send + Sync + 'static,
 {
+    use super::Anonymous;
     use super::AuthRejection;
     let checked = extensions.get::<Checked>();
     match typed::<T>(checked, extensions.get::<Memo<T>>()) {
