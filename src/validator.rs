@@ -945,10 +945,32 @@ impl ValidatorBuilder {
         self
     }
 
-    /// Requires the claim `name` to be present (any value).
-    pub fn require(mut self, name: impl Into<String>) -> Self {
+    /// Requires the claim `name` to be present (any value); a token without
+    /// it is refused with [`ErrorKind::MissingClaim`](crate::ErrorKind::MissingClaim).
+    /// Presence only: what a route requires of scopes or roles is the
+    /// layer's (`BearerAuth::require_scopes`, feature `tower` or `actix`).
+    ///
+    /// ```
+    /// # use tokenwarden::{KeySet, Validator};
+    /// # let keys = KeySet::from_jwks(include_bytes!("../examples/data/jwks.json"))?;
+    /// let validator = Validator::builder()
+    ///     .issuer("https://idp.example.com")
+    ///     .audience("https://api.example.com")
+    ///     .keys(keys)
+    ///     .require_claim("sub")
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn require_claim(mut self, name: impl Into<String>) -> Self {
         self.required.push(name.into());
         self
+    }
+
+    /// Renamed [`require_claim`](Self::require_claim), so that it cannot be
+    /// taken for the layer's scope requirement.
+    #[deprecated(note = "renamed `require_claim`")]
+    pub fn require(self, name: impl Into<String>) -> Self {
+        self.require_claim(name)
     }
 
     /// Accepts tokens without `exp` (an `exp` that is present is still

@@ -12,7 +12,7 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Answer, BearerAuth, Checked, Judged, Outcome, ScopedClaims};
+use super::{Answer, BearerAuth, Checked, Outcome, ScopedClaims};
 use crate::validator::Validated;
 
 /// A refusal as an `http` response with an empty body.
@@ -122,10 +122,7 @@ where
         // from the same place: only this route's requirements are ours. An
         // outer layer on another validator or credential proves nothing
         // here, so this layer validates its own token.
-        if let Some(verdict) = self
-            .auth
-            .outer_verdict(req.extensions().get::<Checked<C>>())
-        {
+        if let Some(verdict) = self.auth.outer_verdict(req.extensions().get::<Checked>()) {
             return match verdict {
                 Ok(()) => ResponseFuture::inner(self.inner.call(req)),
                 Err(r) => ResponseFuture::refused(render(self.auth.refusal(&r, grpc))),
@@ -142,7 +139,7 @@ where
                 // Claims an outer layer on another validator or credential
                 // put there are not this route's: its handler must not read
                 // them.
-                extensions.remove::<Checked<C>>();
+                extensions.remove::<Checked>();
                 extensions.remove::<Arc<Validated<C>>>();
                 extensions.insert(self.auth.anonymous(grpc));
                 ResponseFuture::inner(self.inner.call(req))
@@ -178,7 +175,6 @@ fn attach<C: ScopedClaims>(
 ) {
     extensions.insert(auth.checked(v.clone()));
     extensions.insert(v);
-    extensions.insert(Judged);
 }
 
 pin_project_lite::pin_project! {

@@ -263,10 +263,10 @@ async fn serve(config: Config) -> Result<(), String> {
                 base.clone().allow_anonymous()
             } else if !rule.any_scopes.is_empty() {
                 base.clone()
-                    .require(Scopes::any(rule.any_scopes.iter().cloned()))
+                    .require_scopes(Scopes::any(rule.any_scopes.iter().cloned()))
             } else {
                 base.clone()
-                    .require(Scopes::all(rule.scopes.iter().cloned()))
+                    .require_scopes(Scopes::all(rule.scopes.iter().cloned()))
             };
             Route {
                 rule: rule.clone(),
