@@ -121,7 +121,7 @@ fn scaling() {
             let b = if cache {
                 b.cache(CacheConfig::default())
             } else {
-                b
+                b.no_cache()
             };
             b.build().unwrap()
         };
@@ -348,7 +348,7 @@ fn demo_auth(cache: bool) -> tokenwarden::middleware::BearerAuth {
     let b = if cache {
         b.cache(CacheConfig::default())
     } else {
-        b
+        b.no_cache()
     };
     tokenwarden::middleware::BearerAuth::new(b.build().unwrap())
 }

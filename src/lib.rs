@@ -2,6 +2,14 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Without a backend every key would be refused at load and every token with
+// it: a build that cannot verify anything must not compile.
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+compile_error!(
+    "tokenwarden needs a crypto backend: enable the feature `aws-lc-rs` (the default) or `ring`, \
+     e.g. `tokenwarden = { version = \"0.1\", default-features = false, features = [\"ring\"] }`"
+);
+
 mod alg;
 #[cfg(feature = "cache")]
 mod cache;

@@ -190,7 +190,7 @@ async fn no_token_or_key_material_in_any_log_across_a_full_run() {
         .keys(keys.clone())
         .build()
         .unwrap();
-    let base = serve(BearerAuth::new(validator).require(Scopes::all(["read"]))).await;
+    let base = serve(BearerAuth::new(validator).require_scopes(Scopes::all(["read"]))).await;
     let client = reqwest::Client::new();
 
     // Valid, twice; then every kind of refusal.
@@ -499,4 +499,46 @@ async fn refusals_are_logged_at_info_in_a_request_span_without_the_token() {
         "secrets in the logs:\n{}",
         leaks.join("\n")
     );
+}
+
+/// Item 12 of issue 15: when the caller's claims type refuses a token, the
+/// error names the claim (a nested one by its top-level claim), never its
+/// value, in `Display` and in `Debug`.
+#[test]
+fn a_claims_type_refusal_names_the_claim_never_its_value() {
+    use serde::Deserialize;
+
+    const SECRET: &str = "pin-7Hq2-x9Zr-SECRET-0042";
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Card {
+        pin: u32,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct MyClaims {
+        sub: String,
+        card: Card,
+    }
+
+    let key = TestKey::generate(Algorithm::HS256, "k1").unwrap();
+    let v = Validator::builder()
+        .issuer("iss")
+        .audience("api")
+        .keys(KeySet::from_jwks(key.jwks_json().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let token = key.token(&json!({
+        "iss": "iss", "aud": "api", "exp": SystemClock.now() + 600,
+        "sub": "alice", "card": {"pin": SECRET},
+    }));
+    let err = v.validate::<MyClaims>(&token).unwrap_err();
+    assert_eq!(err.kind(), tokenwarden::ErrorKind::InvalidClaim);
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(text.contains("\"card\""), "the claim is named: {text}");
+        assert!(text.contains("invalid type"), "{text}");
+        assert!(!text.contains(SECRET), "the value leaked: {text}");
+        assert!(!text.contains("SECRET"), "part of the value leaked: {text}");
+    }
 }

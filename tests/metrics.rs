@@ -69,7 +69,13 @@ fn the_counters_move() {
     let idp_host = metrics::with_local_recorder(&recorder, || {
         rt.block_on(async {
             // Verdicts, from the layer.
-            let auth = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
+            // No cache here (on by default): only the cache below counts.
+            let auth = BearerAuth::new(
+                builder(&[key(Algorithm::ES256)])
+                    .no_cache()
+                    .build()
+                    .unwrap(),
+            );
             let good = key(Algorithm::ES256).token(&claims());
             let mut old = claims();
             old["exp"] = json!(NOW - 3600);

@@ -16,7 +16,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde_json::{Map, Value, json};
-use tokenwarden::middleware::{BearerAuth, Scopes};
+use tokenwarden::middleware::{BearerAuth, Roles, Scopes};
 use tokenwarden::{Algorithm, FixedClock, Validated, Validator};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt, service_fn};
@@ -55,11 +55,11 @@ fn route<B: Send + 'static>(auth: &BearerAuth) -> Route<B> {
 /// The case table's app (see `common::http_cases`), for any request body.
 fn app<B: Send + 'static>(auth: BearerAuth) -> Route<B> {
     let me = route(&auth);
-    let orders = route(&auth.clone().require(Scopes::all(["orders:read"])));
+    let orders = route(&auth.clone().require_scopes(Scopes::all(["orders:read"])));
     let admin = route(
         &auth
             .clone()
-            .require_roles("realm_access.roles", Scopes::all(["admin"])),
+            .require_roles(Roles::all("realm_access.roles", ["admin"])),
     );
     let app_route = route(
         &auth
@@ -210,8 +210,8 @@ async fn an_inner_layer_on_another_validator_validates_the_token_again() {
     // scope `admin`. `/orders`: the customers' own validator, scope `admin`
     // too, so it shares the outer layer's verdict.
     let customers = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
-    let admin = route(&BearerAuth::new(staff_validator()).require(Scopes::all(["admin"])));
-    let orders = route(&customers.clone().require(Scopes::all(["admin"])));
+    let admin = route(&BearerAuth::new(staff_validator()).require_scopes(Scopes::all(["admin"])));
+    let orders = route(&customers.clone().require_scopes(Scopes::all(["admin"])));
     let router = service_fn(move |req: Request<Incoming>| {
         let target = if req.uri().path() == "/admin" {
             admin.clone()

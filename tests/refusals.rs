@@ -32,7 +32,11 @@ async fn serve(auth: BearerAuth) -> String {
         .route("/me", get(me).route_layer(auth.layer()))
         .route(
             "/orders",
-            get(me).route_layer(auth.clone().require(Scopes::all(["orders:read"])).layer()),
+            get(me).route_layer(
+                auth.clone()
+                    .require_scopes(Scopes::all(["orders:read"]))
+                    .layer(),
+            ),
         )
         .route("/claims", get(me))
         .layer(auth.allow_anonymous().layer());

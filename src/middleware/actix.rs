@@ -18,7 +18,7 @@
 //! let _app = App::new()
 //!     .service(
 //!         web::resource("/orders")
-//!             .wrap(BearerAuthMiddleware::new(auth.clone().require(Scopes::all(["orders:read"]))))
+//!             .wrap(BearerAuthMiddleware::new(auth.clone().require_scopes(Scopes::all(["orders:read"]))))
 //!             .route(web::get().to(me)),
 //!     )
 //!     .wrap(BearerAuthMiddleware::new(auth));
@@ -36,9 +36,10 @@ use actix_web::http::{StatusCode, Version};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use tracing::Instrument;
 
+use super::typed::{self, Memo, Why};
 use super::{
-    Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Judged,
-    Outcome, ScopedClaims, extract, observe,
+    Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Outcome,
+    ScopedClaims, observe,
 };
 use crate::validator::Validated;
 
@@ -158,9 +159,7 @@ where
         // token from the same place: only this route's requirements are
         // ours. One on another validator or credential proves nothing here,
         // so this middleware validates its own token.
-        let verdict = self
-            .auth
-            .outer_verdict(req.extensions().get::<Checked<C>>());
+        let verdict = self.auth.outer_verdict(req.extensions().get::<Checked>());
         if let Some(verdict) = verdict {
             // (Inside the outer middleware's span: no span of its own.)
             return match verdict {
@@ -183,7 +182,7 @@ where
                     // Claims an outer middleware on another validator or
                     // credential put there are not this route's: its handler
                     // must not read them.
-                    extensions.remove::<Checked<C>>();
+                    extensions.remove::<Checked>();
                     extensions.remove::<Arc<Validated<C>>>();
                     extensions.insert(self.auth.anonymous(grpc));
                 }
@@ -225,33 +224,52 @@ fn attach<C: ScopedClaims>(auth: &BearerAuth<C>, req: &ServiceRequest, v: Arc<Va
     let mut extensions = req.extensions_mut();
     extensions.insert(auth.checked(v.clone()));
     extensions.insert(v);
-    extensions.insert(Judged);
 }
 
-/// The validated claims of the request; `Option<Claims<C>>` for routes
-/// open to anonymous callers. Refuses with 401 (the middleware's realm)
-/// when no token came through an anonymous-allowing middleware, and with
-/// 500, logged as an error, when no middleware ran.
+/// The validated claims of the request as `C`; `Option<Claims<C>>` for
+/// routes open to anonymous callers. `C` is any `DeserializeOwned` type:
+/// the middleware's own claims type is cloned, any other is read from its
+/// JSON claims ([`BearerAuth::new`]) once per request and type. Refuses
+/// with 401 (the middleware's realm) when no token came through an
+/// anonymous-allowing middleware, and with 500, logged as an error, when no
+/// middleware ran or the claims do not fit `C` (the log names the type and
+/// the claim, never its value; the body says what kind of mistake).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claims<C>(pub C);
 
-impl<C: ScopedClaims> FromRequest for Claims<C> {
+impl<C> FromRequest for Claims<C>
+where
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
     type Error = ClaimsRejection;
     type Future = Ready<Result<Self, ClaimsRejection>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        // Only what a middleware recorded counts, never a bare
-        // `Arc<Validated<C>>` some other code inserted.
-        let extensions = req.extensions();
-        ready(
-            extract(
-                extensions.get::<Checked<C>>(),
-                extensions.get::<Anonymous>(),
-                extensions.get::<Judged>(),
-            )
-            .map(Claims),
-        )
+        ready(extract::<C>(req).map(Claims))
     }
+}
+
+/// Only what a middleware recorded counts, never a bare `Arc<Validated<C>>`
+/// some other code inserted.
+fn extract<C>(req: &HttpRequest) -> Result<C, ClaimsRejection>
+where
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let (claims, memo) = {
+        let extensions = req.extensions();
+        typed::typed::<C>(extensions.get::<Checked>(), extensions.get::<Memo<C>>()).map_err(
+            |why| match why {
+                Why::NoClaims => {
+                    ClaimsRejection::without_claims::<C>(extensions.get::<Anonymous>())
+                }
+                Why::DoesNotFit => ClaimsRejection::internal(Some(typed::DOES_NOT_FIT)),
+            },
+        )?
+    };
+    if let Some(memo) = memo {
+        req.extensions_mut().insert(memo);
+    }
+    Ok(claims)
 }
 
 impl ResponseError for ClaimsRejection {
@@ -260,7 +278,8 @@ impl ResponseError for ClaimsRejection {
     }
 
     fn error_response(&self) -> HttpResponse {
-        // The realm of the middleware that let the request through.
+        // The realm and hook of the middleware that let the request through
+        // (a plain-text 500 for a wiring mistake).
         render(self.answer())
     }
 }

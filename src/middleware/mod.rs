@@ -16,8 +16,12 @@ pub mod axum;
 mod body;
 mod observe;
 mod refusal;
+mod requirements;
 #[cfg(feature = "tower")]
 mod tower;
+mod typed;
+
+pub use self::requirements::Roles;
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,6 +41,9 @@ use self::refusal::{Hook, Shape};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use self::tower::{BearerAuthLayer, BearerAuthService, ResponseFuture};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use self::typed::claims_from;
 
 /// Read access to request headers, whichever HTTP crate holds them.
 pub(crate) trait HeaderView {
@@ -198,10 +205,6 @@ impl Scopes {
         }
         None
     }
-
-    fn is_empty(&self) -> bool {
-        self.all.is_empty() && self.any.is_empty()
-    }
 }
 
 /// Where the token is read from. Part of a verdict's identity: an outer
@@ -235,7 +238,7 @@ enum TokenSource {
 /// # let validator = Validator::builder().issuer("i").audience("a")
 /// #     .keys(KeySet::from_jwks(include_bytes!("../../examples/data/jwks.json")).unwrap()).build().unwrap();
 /// let auth = BearerAuth::new(validator).realm("orders");
-/// let read = auth.clone().require(Scopes::all(["orders:read"]));
+/// let read = auth.clone().require_scopes(Scopes::all(["orders:read"]));
 /// let layer = read.layer(); // a tower Layer
 /// # let _ = layer;
 /// ```
@@ -259,7 +262,7 @@ struct Config<C> {
     source: TokenSource,
     scopes: Scopes,
     /// Roles required, and the claim path they are read from.
-    roles: Option<(Box<str>, Scopes)>,
+    roles: Option<Roles>,
     anonymous: bool,
     /// Whether refusals to gRPC calls are answered the gRPC way.
     grpc: bool,
@@ -370,18 +373,28 @@ impl<C: ScopedClaims> BearerAuth<C> {
         self.with(|c| c.source = TokenSource::Cookie(name.into()))
     }
 
-    /// Scopes the token must grant (403 `insufficient_scope` otherwise).
+    /// Scopes the token must grant (403 `insufficient_scope` otherwise, the
+    /// challenge naming the scopes lacking). A handler or tonic method
+    /// checks the same with [`Scopes::check`].
     #[must_use]
-    pub fn require(self, scopes: Scopes) -> Self {
+    pub fn require_scopes(self, scopes: Scopes) -> Self {
         self.with(|c| c.scopes = scopes)
     }
 
-    /// Roles the token must hold, read from the claim at the dotted `path`
-    /// (e.g. `"roles"`, `"realm_access.roles"`); 403 otherwise.
+    /// Renamed [`require_scopes`](Self::require_scopes), so that it cannot
+    /// be taken for the validator's required claims.
+    #[deprecated(note = "renamed `require_scopes`")]
     #[must_use]
-    pub fn require_roles(self, path: &str, roles: Scopes) -> Self {
-        let path: Box<str> = path.into();
-        self.with(|c| c.roles = Some((path, roles)))
+    pub fn require(self, scopes: Scopes) -> Self {
+        self.require_scopes(scopes)
+    }
+
+    /// Roles the token must hold ([`Roles::all`], [`Roles::any`] at a
+    /// dotted claim path such as `"realm_access.roles"`); 403 otherwise. A
+    /// handler or tonic method checks the same with [`Roles::check`].
+    #[must_use]
+    pub fn require_roles(self, roles: Roles) -> Self {
+        self.with(|c| c.roles = Some(roles))
     }
 
     /// A custom requirement on the verified claims; 403 naming `name` when
@@ -457,10 +470,11 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// What this layer puts in the request's extensions for a token it
     /// validated: the claims, which validator judged them and where the
     /// token was read from.
-    pub(crate) fn checked(&self, validated: Arc<Validated<C>>) -> Checked<C> {
+    pub(crate) fn checked(&self, validated: Arc<Validated<C>>) -> Checked {
         Checked {
             by: self.config.validator_id,
             from: self.config.source.clone(),
+            claims_type: std::any::type_name::<C>(),
             validated,
         }
     }
@@ -484,11 +498,13 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// this layer reads a cookie): validate this layer's token.
     pub(crate) fn outer_verdict(
         &self,
-        already: Option<&Checked<C>>,
+        already: Option<&Checked>,
     ) -> Option<Result<(), AuthRejection>> {
         let v =
             already.filter(|c| c.by == self.config.validator_id && c.from == self.config.source)?;
-        Some(self.requirements(&v.validated.claims))
+        // The same validator identity means the same claims type `C`.
+        let v = v.validated.downcast_ref::<Validated<C>>()?;
+        Some(self.requirements(&v.claims))
     }
 
     /// The full check without waiting. [`Outcome::Retry`] sends an unknown
@@ -520,7 +536,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// # use tokenwarden::{KeySet, Validator};
     /// # let validator = Validator::builder().issuer("i").audience("a")
     /// #     .keys(KeySet::from_hmac_secret(Some("k"), tokenwarden::Algorithm::HS256, &[7; 32])?).build()?;
-    /// let auth = BearerAuth::new(validator).require(Scopes::all(["orders:read"]));
+    /// let auth = BearerAuth::new(validator).require_scopes(Scopes::all(["orders:read"]));
     /// let headers = http::HeaderMap::new();
     /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
     /// let refusal = auth.authorize(&headers).await.unwrap_err();
@@ -575,17 +591,9 @@ impl<C: ScopedClaims> BearerAuth<C> {
 
     /// The route's requirements: scopes, then roles, then custom predicates.
     fn requirements(&self, claims: &C) -> Result<(), AuthRejection> {
-        if let Some(scope) = self.config.scopes.missing(claims) {
-            return Err(AuthRejection::InsufficientScope { scope });
-        }
-        if let Some((path, roles)) = &self.config.roles {
-            if !roles.is_empty() {
-                if let Some(lacking) = roles.lacking(|r| claims.has_role(path, r)) {
-                    return Err(AuthRejection::Forbidden {
-                        requirement: header_safe(&format!("role {lacking}")),
-                    });
-                }
-            }
+        self.config.scopes.check(claims)?;
+        if let Some(roles) = &self.config.roles {
+            roles.check(claims)?;
         }
         for (name, predicate) in &self.config.predicates {
             if !predicate(claims) {
@@ -620,30 +628,18 @@ pub(crate) struct Answer {
 /// only a layer can have put it there, and it names the validator that
 /// judged the token (by the id of its [`BearerAuth`] family) and where the
 /// token came from: an inner layer on another validator, or reading another
-/// credential, does not take it as proof.
-pub(crate) struct Checked<C> {
+/// credential, does not take it as proof. One per request whatever the
+/// claims type (the innermost layer's): the extractors read any type from it
+/// (`typed.rs`).
+#[derive(Clone)]
+pub(crate) struct Checked {
     by: u64,
     from: TokenSource,
-    pub(crate) validated: Arc<Validated<C>>,
+    /// The layer's claims type, for logs.
+    pub(crate) claims_type: &'static str,
+    /// The layer's `Arc<Validated<C>>`, its claims type erased.
+    pub(crate) validated: Arc<dyn std::any::Any + Send + Sync>,
 }
-
-impl<C> Clone for Checked<C> {
-    fn clone(&self) -> Self {
-        Checked {
-            by: self.by,
-            from: self.from.clone(),
-            validated: self.validated.clone(),
-        }
-    }
-}
-
-/// Marks a request a layer let through with claims, whatever their type:
-/// an extractor asking for another type can then say so instead of
-/// claiming no layer ran. Zero-sized, so recording it allocates nothing.
-/// (Read by the extractors only: with `tower` alone nothing reads it.)
-#[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
-pub(crate) struct Judged;
 
 /// A new validator identity: unique for the process's life (a `u64`
 /// counter does not wrap).
@@ -675,19 +671,6 @@ pub(crate) enum Outcome<C> {
     Retry(String),
 }
 
-/// What the `Claims` extractors return: the layer's claims, or why not.
-#[cfg(any(feature = "axum", feature = "actix"))]
-pub(crate) fn extract<C: Clone>(
-    checked: Option<&Checked<C>>,
-    anonymous: Option<&Anonymous>,
-    judged: Option<&Judged>,
-) -> Result<C, ClaimsRejection> {
-    if let Some(c) = checked {
-        return Ok(c.validated.claims.clone());
-    }
-    Err(ClaimsRejection::without_claims::<C>(anonymous, judged))
-}
-
 /// Why a `Claims` extractor refused, answered with the realm (and gRPC
 /// mapping) of the layer that let the request through: 401 when that layer
 /// allowed an anonymous request, 500 (logged) when no layer ran at all.
@@ -700,18 +683,16 @@ pub struct ClaimsRejection {
     grpc: bool,
     /// The layer's `on_refusal` hook, when a layer let the request through.
     hook: Option<Hook>,
+    /// A short explanation for the response body (500s only).
+    body: Option<&'static str>,
 }
 
 #[cfg(any(feature = "axum", feature = "actix"))]
 impl ClaimsRejection {
-    /// The refusal for a request with no claims of type `C`: `Missing`
+    /// The refusal for a request no layer recorded claims for: `Missing`
     /// behind an anonymous-allowing layer, `NotConfigured` (logged as an
-    /// error: a wiring mistake) when no layer ran or the layer in front
-    /// (`judged`) validated into another claims type.
-    pub(crate) fn without_claims<C>(
-        anonymous: Option<&Anonymous>,
-        judged: Option<&Judged>,
-    ) -> Self {
+    /// error: a wiring mistake) when no layer ran.
+    pub(crate) fn without_claims<C>(anonymous: Option<&Anonymous>) -> Self {
         match anonymous {
             Some(a) => {
                 let rejection = AuthRejection::Missing;
@@ -721,32 +702,25 @@ impl ClaimsRejection {
                     realm: Some(a.realm.clone()),
                     grpc: a.grpc,
                     hook: a.hook.clone(),
+                    body: None,
                 }
             }
             None => {
-                observe::refused(&AuthRejection::NotConfigured);
-                // Type names only: never a claim value.
-                let claims_type = std::any::type_name::<C>();
-                if judged.is_some() {
-                    tracing::error!(
-                        reason = "not_configured",
-                        claims_type,
-                        "a route extracts claims, but the bearer auth layer in front of it is for another claims type: build it with BearerAuth::<C>::with_claims, C the extractor's claims type (claims_type)"
-                    );
-                } else {
-                    tracing::error!(
-                        reason = "not_configured",
-                        claims_type,
-                        "a route extracts claims but no bearer auth layer runs in front of it"
-                    );
-                }
-                ClaimsRejection {
-                    rejection: AuthRejection::NotConfigured,
-                    realm: None,
-                    grpc: false,
-                    hook: None,
-                }
+                typed::no_layer::<C>();
+                ClaimsRejection::internal(None)
             }
+        }
+    }
+
+    /// A 500: a wiring mistake the server logged; `body`, if any, says what
+    /// kind in a few words (no type names, no claims).
+    pub(crate) fn internal(body: Option<&'static str>) -> Self {
+        ClaimsRejection {
+            rejection: AuthRejection::NotConfigured,
+            realm: None,
+            grpc: false,
+            hook: None,
+            body,
         }
     }
 
@@ -762,6 +736,15 @@ impl ClaimsRejection {
 
     /// Status, headers and body, with the layer's realm and hook.
     pub(crate) fn answer(&self) -> Answer {
+        if let Some(body) = self.body {
+            // A wiring mistake: a plain 500 saying which kind, no challenge.
+            return Answer {
+                status: self.status(),
+                headers: vec![("content-type", "text/plain; charset=utf-8".into())],
+                extra: Vec::new(),
+                body: body.as_bytes().to_vec(),
+            };
+        }
         let shape = Shape {
             hook: self.hook.clone(),
             ..Shape::default()

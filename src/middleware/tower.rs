@@ -15,7 +15,7 @@ use tower_service::Service;
 use bytes::Bytes;
 use tracing::Span;
 
-use super::{Answer, BearerAuth, Checked, Judged, Outcome, ResponseBody, ScopedClaims, observe};
+use super::{Answer, BearerAuth, Checked, Outcome, ResponseBody, ScopedClaims, observe};
 use crate::validator::Validated;
 
 /// A refusal as an `http` response, its body made by `body`.
@@ -53,6 +53,10 @@ fn refused<B>(answer: Answer) -> Response<ResponseBody<B>> {
 /// Responses have a [`ResponseBody`]: the inner service's body, or a
 /// refusal's. Each request runs in a `bearer_auth` `tracing` span (fields
 /// `sub`, `iss`, `verdict`), the inner service included.
+/// In axum, put a route's own requirements on the route with
+/// `route_layer`: a layer added with `Router::layer` runs for every
+/// request, paths no route matches included, so those answer 401 (no
+/// token) instead of 404.
 pub struct BearerAuthLayer<C> {
     auth: BearerAuth<C>,
 }
@@ -140,10 +144,7 @@ where
         // outer layer on another validator or credential proves nothing
         // here, so this layer validates its own token.
         // (Inside the outer layer's span: no span of its own.)
-        if let Some(verdict) = self
-            .auth
-            .outer_verdict(req.extensions().get::<Checked<C>>())
-        {
+        if let Some(verdict) = self.auth.outer_verdict(req.extensions().get::<Checked>()) {
             return match verdict {
                 Ok(()) => ResponseFuture::inner(self.inner.call(req), Span::none()),
                 Err(r) => ResponseFuture::refused(refused(self.auth.refusal(&r, grpc))),
@@ -165,7 +166,7 @@ where
                 // Claims an outer layer on another validator or credential
                 // put there are not this route's: its handler must not read
                 // them.
-                extensions.remove::<Checked<C>>();
+                extensions.remove::<Checked>();
                 extensions.remove::<Arc<Validated<C>>>();
                 extensions.insert(self.auth.anonymous(grpc));
                 observe::anonymous(&span);
@@ -210,7 +211,6 @@ fn attach<C: ScopedClaims>(
 ) {
     extensions.insert(auth.checked(v.clone()));
     extensions.insert(v);
-    extensions.insert(Judged);
 }
 
 pin_project_lite::pin_project! {
