@@ -3,6 +3,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod alg;
+pub mod authn;
 #[cfg(feature = "cache")]
 mod cache;
 mod claims;
@@ -10,6 +11,7 @@ mod clock;
 mod crypto;
 mod error;
 mod keys;
+mod requirements;
 mod token;
 mod validator;
 
@@ -20,6 +22,7 @@ pub use cache::CacheConfig;
 pub use clock::{Clock, FixedClock, ManualClock, SystemClock};
 pub use error::{BuildError, Error, ErrorKind};
 pub use keys::{KeySet, KeySource, MAX_KEYS, SkippedKey};
+pub use requirements::Requirements;
 pub use token::Header;
 pub use validator::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_SIZE, Validated, Validator, ValidatorBuilder, VerifiedJws,
