@@ -2,7 +2,7 @@
 //! API keys (feature `api-keys`), and your own.
 //!
 //! **request -> credential found -> authenticator -> [`Principal`] ->
-//! [`Requirements`](crate::Requirements) -> verdict.** Each
+//! [`Requirements`] -> verdict.** Each
 //! [`Authenticator`] looks at a framework-neutral [`RequestView`] and either
 //! vouches for a [`Principal`], refuses with a [`Refusal`] (one RFC
 //! 6750-style table across kinds), or steps aside ([`Verdict::NotMine`]:
