@@ -288,10 +288,73 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
-/// No backend: no key ever loads (every verifier is refused first).
+/// No backend: no key ever loads (every verifier is refused first), and no
+/// digest ever compares equal ([`digests_equal`] is false without one).
 #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
 fn sha256(_parts: &[&[u8]]) -> [u8; 32] {
     [0; 32]
+}
+
+/// SHA-256 of `data` (API key secrets are stored as this digest).
+#[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+pub(crate) fn sha256_of(data: &[u8]) -> [u8; 32] {
+    sha256(&[data])
+}
+
+/// Whether two digests are equal, compared in constant time by the
+/// backend: aws-lc-rs's `CRYPTO_memcmp`; with ring alone, whose public
+/// `constant_time` module is deprecated ("no promises regarding side
+/// channels"), a double-HMAC comparison under a per-process random key
+/// (ring's `hmac::verify`, itself constant-time): the tags compared are
+/// unpredictable to the caller, so even their comparison's timing says
+/// nothing about the inputs. Never `==`. Lengths are not secret.
+#[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+pub(crate) fn digests_equal(a: &[u8], b: &[u8]) -> bool {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        aws::constant_time::verify_slices_are_equal(a, b).is_ok()
+    }
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    {
+        use std::sync::OnceLock;
+        static KEY: OnceLock<Option<ring::hmac::Key>> = OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            let rng = ring::rand::SystemRandom::new();
+            ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).ok()
+        });
+        let Some(key) = key else {
+            return false;
+        };
+        let tag = ring::hmac::sign(key, a);
+        a.len() == b.len() && ring::hmac::verify(key, b, tag.as_ref()).is_ok()
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    {
+        false
+    }
+}
+
+/// Fills `out` from the backend's system random generator.
+///
+/// # Errors
+/// When the generator fails, or no backend is compiled in.
+#[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+pub(crate) fn random_bytes(out: &mut [u8]) -> Result<(), &'static str> {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        aws::rand::fill(out).map_err(|_| "the system random generator failed")
+    }
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    {
+        use ring::rand::SecureRandom as _;
+        ring::rand::SystemRandom::new()
+            .fill(out)
+            .map_err(|_| "the system random generator failed")
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    {
+        Err("no crypto backend compiled in (enable feature aws-lc-rs or ring)")
+    }
 }
 
 #[cfg(all(test, any(feature = "aws-lc-rs", feature = "ring")))]
@@ -349,6 +412,30 @@ mod tests {
         flipped[31] ^= 1;
         assert!(!v.verify(msg, &flipped));
         assert!(!v.verify(b"header.payloaD", &tag));
+    }
+
+    /// API key digests are compared by the backend's constant-time compare
+    /// (aws-lc-rs `constant_time::verify_slices_are_equal`, ring a
+    /// double HMAC through `hmac::verify`), pinned here by the text of
+    /// [`digests_equal`], and the answers are right.
+    #[test]
+    fn api_key_digests_are_compared_in_constant_time() {
+        let src = include_str!("crypto.rs");
+        let body = &src[src.find("pub(crate) fn digests_equal").unwrap_or(0)..];
+        let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
+        assert!(body.contains("aws::constant_time::verify_slices_are_equal(a, b).is_ok()"));
+        assert!(body.contains("ring::hmac::verify(key, b, tag.as_ref()).is_ok()"));
+        assert!(!body.contains("a == b"), "no digest is compared with ==");
+        let d = sha256_of(b"secret");
+        let mut other = d;
+        other[31] ^= 1;
+        assert!(digests_equal(&d, &sha256_of(b"secret")));
+        assert!(!digests_equal(&d, &other));
+        assert!(!digests_equal(&d, &d[..31]));
+        assert!(!digests_equal(&d, &[]));
+        let mut r = [0u8; 32];
+        assert!(random_bytes(&mut r).is_ok());
+        assert_ne!(r, [0u8; 32]);
     }
 
     /// ring 0.17 has no P-521: its verifier refuses ES512 with the reason a

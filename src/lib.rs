@@ -11,6 +11,7 @@ compile_error!(
 );
 
 mod alg;
+pub mod authn;
 #[cfg(feature = "cache")]
 mod cache;
 mod claims;
@@ -18,6 +19,7 @@ mod clock;
 mod crypto;
 mod error;
 mod keys;
+mod requirements;
 mod token;
 mod validator;
 
@@ -28,6 +30,7 @@ pub use cache::CacheConfig;
 pub use clock::{Clock, FixedClock, ManualClock, SystemClock};
 pub use error::{BuildError, Error, ErrorKind};
 pub use keys::{KeySet, KeySource, MAX_KEYS, SkippedKey};
+pub use requirements::Requirements;
 pub use token::Header;
 pub use validator::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_SIZE, Validated, Validator, ValidatorBuilder, VerifiedJws,
