@@ -142,6 +142,21 @@ fn es256_tokens_validate_against_the_minters_jwks() {
 }
 
 #[test]
+fn a_minter_is_cheap_to_clone_and_shared_across_threads() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<Minter>();
+    let clock = ManualClock::new(NOW);
+    let m = minter(Algorithm::EdDSA, &clock);
+    let first = m.mint(&MintInput::new("alice", "jwt")).unwrap();
+    let other = m.clone();
+    let from_thread =
+        std::thread::spawn(move || other.mint(&MintInput::new("alice", "jwt")).unwrap())
+            .join()
+            .unwrap();
+    assert_eq!(first, from_thread, "clones share one cache");
+}
+
+#[test]
 fn the_jwks_is_a_public_jwk_set_with_use_alg_and_kid() {
     let clock = ManualClock::new(NOW);
     for (alg, kty, crv) in [
