@@ -452,3 +452,236 @@ mod tests {
         assert_eq!(err.err(), Some(RING_NO_P521));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Signing (feature `mint`): the internal token's key. Kept in this one block
+// so that the verifying side above stays as it is. With both backends
+// compiled in, aws-lc-rs signs (it also verifies EdDSA and ECDSA above).
+// ---------------------------------------------------------------------------
+
+/// Signing keys, randomness and digests for [`crate::mint`].
+#[cfg(feature = "mint")]
+pub(crate) mod signing {
+    #![cfg_attr(
+        not(any(feature = "aws-lc-rs", feature = "ring")),
+        allow(unused_variables, dead_code)
+    )]
+
+    /// The algorithms the minter signs with.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum SigningAlg {
+        /// Ed25519 (RFC 8037).
+        EdDSA,
+        /// ECDSA on P-256 with SHA-256, fixed-length signatures (RFC 7518 §3.4).
+        ES256,
+    }
+
+    /// Why a private key was refused. Never carries key bytes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum KeyProblem {
+        /// Neither an Ed25519 nor a P-256 PKCS #8 private key.
+        Unsupported,
+        /// No crypto backend compiled in.
+        #[cfg_attr(any(feature = "aws-lc-rs", feature = "ring"), allow(dead_code))]
+        NoBackend,
+        /// The backend failed to generate a key or to sign.
+        Backend,
+    }
+
+    /// A private key ready to sign, with its public key: the 32-byte Ed25519
+    /// key, or the uncompressed SEC1 point `04 || x || y` for P-256.
+    pub(crate) struct SigningKey {
+        alg: SigningAlg,
+        public: Vec<u8>,
+        inner: Inner,
+    }
+
+    enum Inner {
+        #[cfg(feature = "aws-lc-rs")]
+        AwsEd(aws_lc_rs::signature::Ed25519KeyPair),
+        #[cfg(feature = "aws-lc-rs")]
+        AwsEc(aws_lc_rs::signature::EcdsaKeyPair),
+        #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+        RingEd(ring::signature::Ed25519KeyPair),
+        #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+        RingEc(ring::signature::EcdsaKeyPair, ring::rand::SystemRandom),
+        #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+        None,
+    }
+
+    impl std::fmt::Debug for SigningKey {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            // Never any key material: the algorithm only.
+            f.debug_struct("SigningKey")
+                .field("alg", &self.alg)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl SigningKey {
+        /// The algorithm this key signs with.
+        pub(crate) fn alg(&self) -> SigningAlg {
+            self.alg
+        }
+
+        /// The public key: 32 bytes (Ed25519) or a 65-byte SEC1 point (P-256).
+        pub(crate) fn public_key(&self) -> &[u8] {
+            &self.public
+        }
+
+        /// Parses an unencrypted PKCS #8 private key (v1 or v2) as Ed25519,
+        /// then as P-256. Any other key (RSA, P-384, X25519, ...) is refused.
+        #[cfg(feature = "aws-lc-rs")]
+        pub(crate) fn from_pkcs8(der: &[u8]) -> Result<SigningKey, KeyProblem> {
+            use aws_lc_rs::signature::{
+                ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+            };
+            if let Ok(k) = Ed25519KeyPair::from_pkcs8(der) {
+                return Ok(SigningKey {
+                    alg: SigningAlg::EdDSA,
+                    public: k.public_key().as_ref().to_vec(),
+                    inner: Inner::AwsEd(k),
+                });
+            }
+            match EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
+                Ok(k) => Ok(SigningKey {
+                    alg: SigningAlg::ES256,
+                    public: k.public_key().as_ref().to_vec(),
+                    inner: Inner::AwsEc(k),
+                }),
+                Err(_) => Err(KeyProblem::Unsupported),
+            }
+        }
+
+        /// Parses an unencrypted PKCS #8 private key (v1 or v2) as Ed25519,
+        /// then as P-256. Any other key (RSA, P-384, X25519, ...) is refused.
+        #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+        pub(crate) fn from_pkcs8(der: &[u8]) -> Result<SigningKey, KeyProblem> {
+            use ring::signature::{
+                ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+            };
+            // `maybe_unchecked` accepts PKCS #8 v1 too (`openssl genpkey
+            // -algorithm ed25519` writes v1: no public key to check against).
+            if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+                return Ok(SigningKey {
+                    alg: SigningAlg::EdDSA,
+                    public: k.public_key().as_ref().to_vec(),
+                    inner: Inner::RingEd(k),
+                });
+            }
+            let rng = ring::rand::SystemRandom::new();
+            match EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng) {
+                Ok(k) => Ok(SigningKey {
+                    alg: SigningAlg::ES256,
+                    public: k.public_key().as_ref().to_vec(),
+                    inner: Inner::RingEc(k, rng),
+                }),
+                Err(_) => Err(KeyProblem::Unsupported),
+            }
+        }
+
+        /// No backend: no key loads.
+        #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+        pub(crate) fn from_pkcs8(_der: &[u8]) -> Result<SigningKey, KeyProblem> {
+            Err(KeyProblem::NoBackend)
+        }
+
+        /// A fresh key (for development: it lives only as long as the process).
+        pub(crate) fn generate(alg: SigningAlg) -> Result<SigningKey, KeyProblem> {
+            let mut der = generate_pkcs8(alg)?;
+            let key = SigningKey::from_pkcs8(&der);
+            der.fill(0);
+            key
+        }
+
+        /// Signs `message`: 64 bytes for both algorithms (ES256 in the JWS
+        /// fixed-length `r || s` form, RFC 7518 §3.4).
+        pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyProblem> {
+            match &self.inner {
+                #[cfg(feature = "aws-lc-rs")]
+                Inner::AwsEd(k) => Ok(k.sign(message).as_ref().to_vec()),
+                #[cfg(feature = "aws-lc-rs")]
+                Inner::AwsEc(k) => {
+                    // aws-lc-rs draws its nonce itself; the argument is for
+                    // ring compatibility.
+                    let rng = aws_lc_rs::rand::SystemRandom::new();
+                    k.sign(&rng, message)
+                        .map(|s| s.as_ref().to_vec())
+                        .map_err(|_| KeyProblem::Backend)
+                }
+                #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+                Inner::RingEd(k) => Ok(k.sign(message).as_ref().to_vec()),
+                #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+                Inner::RingEc(k, rng) => k
+                    .sign(rng, message)
+                    .map(|s| s.as_ref().to_vec())
+                    .map_err(|_| KeyProblem::Backend),
+                #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+                Inner::None => Err(KeyProblem::NoBackend),
+            }
+        }
+    }
+
+    #[cfg(feature = "aws-lc-rs")]
+    fn generate_pkcs8(alg: SigningAlg) -> Result<Vec<u8>, KeyProblem> {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let doc = match alg {
+            SigningAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng),
+            SigningAlg::ES256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            }
+        };
+        doc.map(|d| d.as_ref().to_vec())
+            .map_err(|_| KeyProblem::Backend)
+    }
+
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    fn generate_pkcs8(alg: SigningAlg) -> Result<Vec<u8>, KeyProblem> {
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let doc = match alg {
+            SigningAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng),
+            SigningAlg::ES256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            }
+        };
+        doc.map(|d| d.as_ref().to_vec())
+            .map_err(|_| KeyProblem::Backend)
+    }
+
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    fn generate_pkcs8(_alg: SigningAlg) -> Result<Vec<u8>, KeyProblem> {
+        Err(KeyProblem::NoBackend)
+    }
+
+    /// Fills `buf` from the system's secure random source.
+    #[cfg(feature = "aws-lc-rs")]
+    pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), KeyProblem> {
+        use aws_lc_rs::rand::SecureRandom;
+        aws_lc_rs::rand::SystemRandom::new()
+            .fill(buf)
+            .map_err(|_| KeyProblem::Backend)
+    }
+
+    /// Fills `buf` from the system's secure random source.
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), KeyProblem> {
+        use ring::rand::SecureRandom;
+        ring::rand::SystemRandom::new()
+            .fill(buf)
+            .map_err(|_| KeyProblem::Backend)
+    }
+
+    /// No backend: no randomness.
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    pub(crate) fn fill_random(_buf: &mut [u8]) -> Result<(), KeyProblem> {
+        Err(KeyProblem::NoBackend)
+    }
+
+    /// SHA-256 over the concatenation of `parts` (the caller length-prefixes
+    /// them when the boundaries matter).
+    pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+        super::sha256(parts)
+    }
+}

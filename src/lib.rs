@@ -54,6 +54,10 @@ pub mod metrics;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
+#[cfg(feature = "mint")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mint")))]
+pub mod mint;
+
 /// Entry points for the fuzz targets in `fuzz/` to reach parsers that are not
 /// public API. Compiled only under cargo-fuzz (`--cfg fuzzing`).
 #[cfg(fuzzing)]
