@@ -49,6 +49,7 @@ fn main() {
             .audience(AUD)
             .algorithms([alg])
             .keys(KeySet::from_jwks(key.jwks_json().as_bytes()).unwrap())
+            .no_cache()
             .build()
             .unwrap();
         let (input, sig) = token.rsplit_once('.').unwrap();

@@ -121,7 +121,7 @@ fn scaling() {
             let b = if cache {
                 b.cache(CacheConfig::default())
             } else {
-                b
+                b.no_cache()
             };
             b.build().unwrap()
         };
@@ -348,7 +348,7 @@ fn demo_auth(cache: bool) -> tokenwarden::middleware::BearerAuth {
     let b = if cache {
         b.cache(CacheConfig::default())
     } else {
-        b
+        b.no_cache()
     };
     tokenwarden::middleware::BearerAuth::new(b.build().unwrap())
 }
@@ -367,7 +367,13 @@ fn layer() {
         let inner = tower::service_fn(|_req: http::Request<()>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(()))
         });
-        let mut svc = auth.layer().layer(inner).boxed_clone();
+        // The layer's body type (`ResponseBody<()>`) dropped to `()`, so
+        // both services have one type.
+        let mut svc = auth
+            .layer()
+            .layer(inner)
+            .map_response(|r| r.map(|_| ()))
+            .boxed_clone();
         let mut plain = inner.boxed_clone();
         let value = format!("Bearer {}", RS256_TOKEN.trim());
         let mut cx = Context::from_waker(Waker::noop());

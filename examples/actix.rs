@@ -40,7 +40,7 @@ fn main() -> std::io::Result<()> {
                 .service(
                     web::resource("/orders")
                         .wrap(BearerAuthMiddleware::new(
-                            auth.clone().require(Scopes::all(["orders:admin"])),
+                            auth.clone().require_scopes(Scopes::all(["orders:admin"])),
                         ))
                         .route(web::get().to(orders)),
                 )

@@ -38,7 +38,11 @@ async fn main() {
         // The example token has orders:read and orders:write, not admin.
         .route(
             "/orders",
-            get(orders).route_layer(auth.clone().require(Scopes::all(["orders:admin"])).layer()),
+            get(orders).route_layer(
+                auth.clone()
+                    .require_scopes(Scopes::all(["orders:admin"]))
+                    .layer(),
+            ),
         )
         .layer(auth.layer());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")

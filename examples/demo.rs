@@ -101,8 +101,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .route(
             "/orders/export",
-            get(|| async { "export started" })
-                .route_layer(auth.clone().require(Scopes::all(["orders:export"])).layer()),
+            get(|| async { "export started" }).route_layer(
+                auth.clone()
+                    .require_scopes(Scopes::all(["orders:export"]))
+                    .layer(),
+            ),
         )
         .layer(auth.layer());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

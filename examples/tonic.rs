@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tokenwarden::middleware::{BearerAuth, ScopedClaims};
+use tokenwarden::middleware::{BearerAuth, Scopes};
 use tokenwarden::{KeySet, Validated, Validator};
 use tonic::codegen::tokio_stream::Stream;
 use tonic::transport::{Endpoint, Server};
@@ -39,8 +39,10 @@ impl Health for Orders {
             .get::<Arc<Validated<Map<String, Value>>>>()
             .ok_or_else(|| Status::internal("no claims"))?;
         // A per-RPC requirement, checked in the method.
-        if request.get_ref().service == "orders.admin" && !token.claims.has_scope("orders:admin") {
-            return Err(Status::permission_denied("requires orders:admin"));
+        if request.get_ref().service == "orders.admin" {
+            Scopes::all(["orders:admin"])
+                .check(&token.claims)
+                .map_err(|r| Status::permission_denied(r.to_string()))?;
         }
         Ok(Response::new(HealthCheckResponse {
             status: ServingStatus::Serving as i32,

@@ -8,9 +8,10 @@
 //!   only verified tokens are ever stored, so nobody can choose keys to
 //!   flood one hash bucket);
 //! - only successes are stored, after every rule passed;
-//! - the entry remembers the id of the key that verified it, and is good
-//!   only while that very key is in the current key set (a rotation or a
-//!   revocation drops it);
+//! - the entry remembers the id of the key that verified it and the issuer
+//!   whose key source it came from, and is good only while that very key is
+//!   in that issuer's current key set (a rotation or a revocation drops it;
+//!   the same key in another issuer's set does not speak for it);
 //! - `exp`, `nbf`, `iat` and `max_age` are checked again on every hit, by
 //!   the validator's clock, and so are the caller's own checks
 //!   (`ValidatorBuilder::check`, over the cached claims); entries also
@@ -29,7 +30,10 @@ use crate::claims::{Time, Times};
 use crate::token::Header;
 
 /// Settings of a validator's verified-token cache
-/// ([`ValidatorBuilder::cache`](crate::ValidatorBuilder::cache)).
+/// ([`ValidatorBuilder::cache`](crate::ValidatorBuilder::cache)). With the
+/// feature `cache`, every validator has one with the default settings unless
+/// [`no_cache`](crate::ValidatorBuilder::no_cache) says otherwise, and so
+/// every layer built on it.
 ///
 /// ```
 /// use std::time::Duration;
@@ -88,6 +92,9 @@ pub(crate) struct Entry {
     pub(crate) header: Header,
     /// The claims JSON, checked UTF-8 (so a hit parses it as `str`).
     pub(crate) payload: Box<str>,
+    /// The issuer (its index in the validator's configuration) whose key
+    /// source verified the token; 0 with a single key source.
+    pub(crate) source: usize,
     pub(crate) key_id: u64,
     pub(crate) exp: Time,
     pub(crate) nbf: Time,
@@ -108,6 +115,7 @@ impl Entry {
         token: &str,
         header: Header,
         payload: &str,
+        source: usize,
         key_id: u64,
         times: Times,
         now: i64,
@@ -140,6 +148,7 @@ impl Entry {
         Some(Entry {
             header,
             payload: payload.into(),
+            source,
             key_id,
             exp: times.0,
             nbf: times.1,
@@ -207,8 +216,15 @@ impl TokenCache {
         }
     }
 
+    /// The shared map's entry for `token`; counted as a hit or a miss.
     pub(crate) fn get(&self, token: &str) -> Option<Arc<Entry>> {
-        self.map.get(token)
+        let entry = self.map.get(token);
+        if entry.is_some() {
+            crate::metrics::cache_hit();
+        } else {
+            crate::metrics::cache_miss();
+        }
+        entry
     }
 
     /// Stores `entry`, and keeps it near for this thread's next hit.

@@ -914,7 +914,14 @@ pub(crate) fn check_audience(aud: &Aud<'_>, accepted: &[Box<str>]) -> Result<(),
     match aud {
         Aud::One(a) if hit(a) => Ok(()),
         Aud::Many(v) if v.iter().any(|a| hit(a)) => Ok(()),
-        Aud::One(_) | Aud::Many(_) => Err(Error::InvalidAudience),
+        Aud::One(a) => Err(Error::invalid_audience(
+            std::iter::once(&**a),
+            accepted.iter().map(|x| &**x),
+        )),
+        Aud::Many(v) => Err(Error::invalid_audience(
+            v.iter().map(|a| &**a),
+            accepted.iter().map(|x| &**x),
+        )),
         Aud::Absent => Err(Error::MissingClaim {
             claim: "aud".into(),
         }),

@@ -8,7 +8,8 @@
 //! ring lacks; ring for HMAC. Both compare MACs in constant time. ES512
 //! (P-521) is aws-lc-rs only: ring 0.17 does not implement it.
 
-// With no backend compiled in, keys are refused at load and nothing verifies.
+// A build with no backend stops at the `compile_error!` in lib.rs; these
+// allowances keep that message the only one it prints.
 #![cfg_attr(
     not(any(feature = "aws-lc-rs", feature = "ring")),
     allow(unused_variables, dead_code)
@@ -287,10 +288,73 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
-/// No backend: no key ever loads (every verifier is refused first).
+/// No backend: no key ever loads (every verifier is refused first), and no
+/// digest ever compares equal ([`digests_equal`] is false without one).
 #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
 fn sha256(_parts: &[&[u8]]) -> [u8; 32] {
     [0; 32]
+}
+
+/// SHA-256 of `data` (API key secrets are stored as this digest).
+#[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+pub(crate) fn sha256_of(data: &[u8]) -> [u8; 32] {
+    sha256(&[data])
+}
+
+/// Whether two digests are equal, compared in constant time by the
+/// backend: aws-lc-rs's `CRYPTO_memcmp`; with ring alone, whose public
+/// `constant_time` module is deprecated ("no promises regarding side
+/// channels"), a double-HMAC comparison under a per-process random key
+/// (ring's `hmac::verify`, itself constant-time): the tags compared are
+/// unpredictable to the caller, so even their comparison's timing says
+/// nothing about the inputs. Never `==`. Lengths are not secret.
+#[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+pub(crate) fn digests_equal(a: &[u8], b: &[u8]) -> bool {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        aws::constant_time::verify_slices_are_equal(a, b).is_ok()
+    }
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    {
+        use std::sync::OnceLock;
+        static KEY: OnceLock<Option<ring::hmac::Key>> = OnceLock::new();
+        let key = KEY.get_or_init(|| {
+            let rng = ring::rand::SystemRandom::new();
+            ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).ok()
+        });
+        let Some(key) = key else {
+            return false;
+        };
+        let tag = ring::hmac::sign(key, a);
+        a.len() == b.len() && ring::hmac::verify(key, b, tag.as_ref()).is_ok()
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    {
+        false
+    }
+}
+
+/// Fills `out` from the backend's system random generator.
+///
+/// # Errors
+/// When the generator fails, or no backend is compiled in.
+#[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+pub(crate) fn random_bytes(out: &mut [u8]) -> Result<(), &'static str> {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        aws::rand::fill(out).map_err(|_| "the system random generator failed")
+    }
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    {
+        use ring::rand::SecureRandom as _;
+        ring::rand::SystemRandom::new()
+            .fill(out)
+            .map_err(|_| "the system random generator failed")
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    {
+        Err("no crypto backend compiled in (enable feature aws-lc-rs or ring)")
+    }
 }
 
 #[cfg(all(test, any(feature = "aws-lc-rs", feature = "ring")))]
@@ -350,6 +414,30 @@ mod tests {
         assert!(!v.verify(b"header.payloaD", &tag));
     }
 
+    /// API key digests are compared by the backend's constant-time compare
+    /// (aws-lc-rs `constant_time::verify_slices_are_equal`, ring a
+    /// double HMAC through `hmac::verify`), pinned here by the text of
+    /// [`digests_equal`], and the answers are right.
+    #[test]
+    fn api_key_digests_are_compared_in_constant_time() {
+        let src = include_str!("crypto.rs");
+        let body = &src[src.find("pub(crate) fn digests_equal").unwrap_or(0)..];
+        let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
+        assert!(body.contains("aws::constant_time::verify_slices_are_equal(a, b).is_ok()"));
+        assert!(body.contains("ring::hmac::verify(key, b, tag.as_ref()).is_ok()"));
+        assert!(!body.contains("a == b"), "no digest is compared with ==");
+        let d = sha256_of(b"secret");
+        let mut other = d;
+        other[31] ^= 1;
+        assert!(digests_equal(&d, &sha256_of(b"secret")));
+        assert!(!digests_equal(&d, &other));
+        assert!(!digests_equal(&d, &d[..31]));
+        assert!(!digests_equal(&d, &[]));
+        let mut r = [0u8; 32];
+        assert!(random_bytes(&mut r).is_ok());
+        assert_ne!(r, [0u8; 32]);
+    }
+
     /// ring 0.17 has no P-521: its verifier refuses ES512 with the reason a
     /// ring-only build gives for skipping such keys (with aws-lc-rs too, EC
     /// keys go to aws-lc-rs and ES512 verifies: `tests/rfc_vectors.rs`).
@@ -362,5 +450,238 @@ mod tests {
             Material::Ec(crate::alg::Curve::P521, &point),
         );
         assert_eq!(err.err(), Some(RING_NO_P521));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Signing (feature `mint`): the internal token's key. Kept in this one block
+// so that the verifying side above stays as it is. With both backends
+// compiled in, aws-lc-rs signs (it also verifies EdDSA and ECDSA above).
+// ---------------------------------------------------------------------------
+
+/// Signing keys, randomness and digests for [`crate::mint`].
+#[cfg(feature = "mint")]
+pub(crate) mod signing {
+    #![cfg_attr(
+        not(any(feature = "aws-lc-rs", feature = "ring")),
+        allow(unused_variables, dead_code)
+    )]
+
+    /// The algorithms the minter signs with.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum SigningAlg {
+        /// Ed25519 (RFC 8037).
+        EdDSA,
+        /// ECDSA on P-256 with SHA-256, fixed-length signatures (RFC 7518 §3.4).
+        ES256,
+    }
+
+    /// Why a private key was refused. Never carries key bytes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum KeyProblem {
+        /// Neither an Ed25519 nor a P-256 PKCS #8 private key.
+        Unsupported,
+        /// No crypto backend compiled in.
+        #[cfg_attr(any(feature = "aws-lc-rs", feature = "ring"), allow(dead_code))]
+        NoBackend,
+        /// The backend failed to generate a key or to sign.
+        Backend,
+    }
+
+    /// A private key ready to sign, with its public key: the 32-byte Ed25519
+    /// key, or the uncompressed SEC1 point `04 || x || y` for P-256.
+    pub(crate) struct SigningKey {
+        alg: SigningAlg,
+        public: Vec<u8>,
+        inner: Inner,
+    }
+
+    enum Inner {
+        #[cfg(feature = "aws-lc-rs")]
+        AwsEd(aws_lc_rs::signature::Ed25519KeyPair),
+        #[cfg(feature = "aws-lc-rs")]
+        AwsEc(aws_lc_rs::signature::EcdsaKeyPair),
+        #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+        RingEd(ring::signature::Ed25519KeyPair),
+        #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+        RingEc(ring::signature::EcdsaKeyPair, ring::rand::SystemRandom),
+        #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+        None,
+    }
+
+    impl std::fmt::Debug for SigningKey {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            // Never any key material: the algorithm only.
+            f.debug_struct("SigningKey")
+                .field("alg", &self.alg)
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl SigningKey {
+        /// The algorithm this key signs with.
+        pub(crate) fn alg(&self) -> SigningAlg {
+            self.alg
+        }
+
+        /// The public key: 32 bytes (Ed25519) or a 65-byte SEC1 point (P-256).
+        pub(crate) fn public_key(&self) -> &[u8] {
+            &self.public
+        }
+
+        /// Parses an unencrypted PKCS #8 private key (v1 or v2) as Ed25519,
+        /// then as P-256. Any other key (RSA, P-384, X25519, ...) is refused.
+        #[cfg(feature = "aws-lc-rs")]
+        pub(crate) fn from_pkcs8(der: &[u8]) -> Result<SigningKey, KeyProblem> {
+            use aws_lc_rs::signature::{
+                ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+            };
+            if let Ok(k) = Ed25519KeyPair::from_pkcs8(der) {
+                return Ok(SigningKey {
+                    alg: SigningAlg::EdDSA,
+                    public: k.public_key().as_ref().to_vec(),
+                    inner: Inner::AwsEd(k),
+                });
+            }
+            match EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
+                Ok(k) => Ok(SigningKey {
+                    alg: SigningAlg::ES256,
+                    public: k.public_key().as_ref().to_vec(),
+                    inner: Inner::AwsEc(k),
+                }),
+                Err(_) => Err(KeyProblem::Unsupported),
+            }
+        }
+
+        /// Parses an unencrypted PKCS #8 private key (v1 or v2) as Ed25519,
+        /// then as P-256. Any other key (RSA, P-384, X25519, ...) is refused.
+        #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+        pub(crate) fn from_pkcs8(der: &[u8]) -> Result<SigningKey, KeyProblem> {
+            use ring::signature::{
+                ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+            };
+            // `maybe_unchecked` accepts PKCS #8 v1 too (`openssl genpkey
+            // -algorithm ed25519` writes v1: no public key to check against).
+            if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+                return Ok(SigningKey {
+                    alg: SigningAlg::EdDSA,
+                    public: k.public_key().as_ref().to_vec(),
+                    inner: Inner::RingEd(k),
+                });
+            }
+            let rng = ring::rand::SystemRandom::new();
+            match EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der, &rng) {
+                Ok(k) => Ok(SigningKey {
+                    alg: SigningAlg::ES256,
+                    public: k.public_key().as_ref().to_vec(),
+                    inner: Inner::RingEc(k, rng),
+                }),
+                Err(_) => Err(KeyProblem::Unsupported),
+            }
+        }
+
+        /// No backend: no key loads.
+        #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+        pub(crate) fn from_pkcs8(_der: &[u8]) -> Result<SigningKey, KeyProblem> {
+            Err(KeyProblem::NoBackend)
+        }
+
+        /// A fresh key (for development: it lives only as long as the process).
+        pub(crate) fn generate(alg: SigningAlg) -> Result<SigningKey, KeyProblem> {
+            let mut der = generate_pkcs8(alg)?;
+            let key = SigningKey::from_pkcs8(&der);
+            der.fill(0);
+            key
+        }
+
+        /// Signs `message`: 64 bytes for both algorithms (ES256 in the JWS
+        /// fixed-length `r || s` form, RFC 7518 §3.4).
+        pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyProblem> {
+            match &self.inner {
+                #[cfg(feature = "aws-lc-rs")]
+                Inner::AwsEd(k) => Ok(k.sign(message).as_ref().to_vec()),
+                #[cfg(feature = "aws-lc-rs")]
+                Inner::AwsEc(k) => {
+                    // aws-lc-rs draws its nonce itself; the argument is for
+                    // ring compatibility.
+                    let rng = aws_lc_rs::rand::SystemRandom::new();
+                    k.sign(&rng, message)
+                        .map(|s| s.as_ref().to_vec())
+                        .map_err(|_| KeyProblem::Backend)
+                }
+                #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+                Inner::RingEd(k) => Ok(k.sign(message).as_ref().to_vec()),
+                #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+                Inner::RingEc(k, rng) => k
+                    .sign(rng, message)
+                    .map(|s| s.as_ref().to_vec())
+                    .map_err(|_| KeyProblem::Backend),
+                #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+                Inner::None => Err(KeyProblem::NoBackend),
+            }
+        }
+    }
+
+    #[cfg(feature = "aws-lc-rs")]
+    fn generate_pkcs8(alg: SigningAlg) -> Result<Vec<u8>, KeyProblem> {
+        use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let doc = match alg {
+            SigningAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng),
+            SigningAlg::ES256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            }
+        };
+        doc.map(|d| d.as_ref().to_vec())
+            .map_err(|_| KeyProblem::Backend)
+    }
+
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    fn generate_pkcs8(alg: SigningAlg) -> Result<Vec<u8>, KeyProblem> {
+        use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let doc = match alg {
+            SigningAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng),
+            SigningAlg::ES256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            }
+        };
+        doc.map(|d| d.as_ref().to_vec())
+            .map_err(|_| KeyProblem::Backend)
+    }
+
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    fn generate_pkcs8(_alg: SigningAlg) -> Result<Vec<u8>, KeyProblem> {
+        Err(KeyProblem::NoBackend)
+    }
+
+    /// Fills `buf` from the system's secure random source.
+    #[cfg(feature = "aws-lc-rs")]
+    pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), KeyProblem> {
+        use aws_lc_rs::rand::SecureRandom;
+        aws_lc_rs::rand::SystemRandom::new()
+            .fill(buf)
+            .map_err(|_| KeyProblem::Backend)
+    }
+
+    /// Fills `buf` from the system's secure random source.
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), KeyProblem> {
+        use ring::rand::SecureRandom;
+        ring::rand::SystemRandom::new()
+            .fill(buf)
+            .map_err(|_| KeyProblem::Backend)
+    }
+
+    /// No backend: no randomness.
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    pub(crate) fn fill_random(_buf: &mut [u8]) -> Result<(), KeyProblem> {
+        Err(KeyProblem::NoBackend)
+    }
+
+    /// SHA-256 over the concatenation of `parts` (the caller length-prefixes
+    /// them when the boundaries matter).
+    pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+        super::sha256(parts)
     }
 }

@@ -116,14 +116,40 @@ pub enum Error {
         now: i64,
     },
     /// `iss` is not one of the configured issuers.
-    #[error("issuer {} is not accepted", Shown(found))]
+    ///
+    /// Like rustls's `ExpiredContext`, the variant carries what was compared:
+    /// the token's issuer (shortened to 64 bytes, printed escaped) and the
+    /// issuers configured (at most [`Error::MAX_NAMES_SHOWN`] kept).
+    #[error(
+        "issuer {} is not accepted (expected {})",
+        Shown(found),
+        Names(expected, None)
+    )]
     InvalidIssuer {
         /// The token's `iss`.
         found: String,
+        /// The configured issuers, the first [`Error::MAX_NAMES_SHOWN`].
+        expected: Vec<String>,
     },
     /// None of the token's `aud` values is a configured audience (RFC 7519 §4.1.3).
-    #[error("no audience in the token is accepted")]
-    InvalidAudience,
+    ///
+    /// Carries what was compared: audience names, never another claim's
+    /// value. `found` comes from the token, so at most [`Error::MAX_NAMES_SHOWN`]
+    /// values are kept, each cut to 64 bytes, and they are printed escaped.
+    #[error(
+        "no audience in the token is accepted (found {}, expected {})",
+        Names(found, Some(*found_count)),
+        Names(expected, None)
+    )]
+    InvalidAudience {
+        /// The token's `aud` values, the first [`Error::MAX_NAMES_SHOWN`], each
+        /// shortened.
+        found: Vec<String>,
+        /// How many `aud` values the token had (`found` may hold fewer).
+        found_count: usize,
+        /// The configured audiences, the first [`Error::MAX_NAMES_SHOWN`].
+        expected: Vec<String>,
+    },
     /// The header's `typ` is not the required type (RFC 8725 §3.11, RFC 9068 §4).
     #[error("token type {} is not the required {expected:?}", ShownOpt(found.as_deref()))]
     InvalidType {
@@ -158,6 +184,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Most names (audiences, issuers) an `InvalidAudience` or
+    /// `InvalidIssuer` keeps: a token may list thousands of audiences, and
+    /// a log line should not.
+    pub const MAX_NAMES_SHOWN: usize = 8;
+
     /// The stable kind of this error.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -173,7 +204,7 @@ impl Error {
             Error::IssuedInFuture { .. } => ErrorKind::IssuedInFuture,
             Error::TokenTooOld { .. } => ErrorKind::TokenTooOld,
             Error::InvalidIssuer { .. } => ErrorKind::InvalidIssuer,
-            Error::InvalidAudience => ErrorKind::InvalidAudience,
+            Error::InvalidAudience { .. } => ErrorKind::InvalidAudience,
             Error::InvalidType { .. } => ErrorKind::InvalidType,
             Error::MissingClaim { .. } => ErrorKind::MissingClaim,
             Error::InvalidClaim { .. } => ErrorKind::InvalidClaim,
@@ -184,6 +215,27 @@ impl Error {
     pub(crate) fn malformed(reason: impl Into<Cow<'static, str>>) -> Self {
         Error::Malformed {
             reason: reason.into(),
+        }
+    }
+
+    /// An `iss` that is none of `expected`: the context kept bounded.
+    pub(crate) fn invalid_issuer<'e>(found: &str, expected: impl Iterator<Item = &'e str>) -> Self {
+        Error::InvalidIssuer {
+            found: shortened(found).to_owned(),
+            expected: bounded_names(expected),
+        }
+    }
+
+    /// `aud` values none of which is one of `expected`: the context kept
+    /// bounded, whatever the token lists.
+    pub(crate) fn invalid_audience<'f, 'e>(
+        found: impl ExactSizeIterator<Item = &'f str>,
+        expected: impl Iterator<Item = &'e str>,
+    ) -> Self {
+        Error::InvalidAudience {
+            found_count: found.len(),
+            found: bounded_names(found),
+            expected: bounded_names(expected),
         }
     }
 
@@ -464,6 +516,39 @@ fn shortened_to(s: &str, max: usize) -> &str {
 /// Longest part of a token-supplied string shown in a message.
 const SHOWN_MAX: usize = 64;
 
+/// Most names (audiences, issuers) an [`Error`] keeps.
+const MAX_NAMES_SHOWN: usize = Error::MAX_NAMES_SHOWN;
+
+/// The first [`Error::MAX_NAMES_SHOWN`] names, each shortened.
+fn bounded_names<'n>(names: impl Iterator<Item = &'n str>) -> Vec<String> {
+    names
+        .take(MAX_NAMES_SHOWN)
+        .map(|n| shortened(n).to_owned())
+        .collect()
+}
+
+/// A list of names, each escaped and shortened; `total` names the count
+/// when more were seen than kept.
+struct Names<'a>(&'a [String], Option<usize>);
+
+impl fmt::Display for Names<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, name) in self.0.iter().take(MAX_NAMES_SHOWN).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            Shown(name).fmt(f)?;
+        }
+        let total = self.1.unwrap_or(self.0.len());
+        let shown = self.0.len().min(MAX_NAMES_SHOWN);
+        if total > shown {
+            write!(f, ", … {} more", total - shown)?;
+        }
+        f.write_str("]")
+    }
+}
+
 /// Prints a token-supplied (or IdP-supplied) string escaped and shortened,
 /// so that a hostile value can neither forge log lines nor flood them.
 pub(crate) struct Shown<'a>(pub(crate) &'a str);
@@ -563,11 +648,52 @@ mod tests {
 
     #[test]
     fn hostile_strings_are_escaped_and_shortened() {
-        let e = Error::InvalidIssuer {
-            found: format!("evil\n{}", "x".repeat(500)),
-        };
+        let e = Error::invalid_issuer(
+            &format!("evil\n{}", "x".repeat(500)),
+            ["https://idp"].into_iter(),
+        );
         let msg = e.to_string();
         assert!(!msg.contains('\n'));
-        assert!(msg.len() < 120, "{msg}");
+        assert!(msg.len() < 160, "{msg}");
+    }
+
+    #[test]
+    fn invalid_issuer_says_what_was_expected_and_found() {
+        let e = Error::invalid_issuer("https://evil", ["https://idp", "https://other"].into_iter());
+        assert_eq!(
+            e.to_string(),
+            r#"issuer "https://evil" is not accepted (expected ["https://idp", "https://other"])"#
+        );
+        assert_eq!(e.kind(), ErrorKind::InvalidIssuer);
+    }
+
+    #[test]
+    fn invalid_audience_says_what_was_found_and_expected() {
+        let e = Error::invalid_audience(["account", "web"].into_iter(), ["orders-api"].into_iter());
+        assert_eq!(
+            e.to_string(),
+            r#"no audience in the token is accepted (found ["account", "web"], expected ["orders-api"])"#
+        );
+        assert_eq!(e.kind(), ErrorKind::InvalidAudience);
+    }
+
+    #[test]
+    fn a_flood_of_audiences_is_bounded_in_the_error() {
+        let many: Vec<String> = (0..10_000)
+            .map(|i| format!("aud-{i}-{}", "y".repeat(300)))
+            .collect();
+        let e = Error::invalid_audience(many.iter().map(String::as_str), ["api"].into_iter());
+        let Error::InvalidAudience {
+            found, found_count, ..
+        } = &e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(found.len(), Error::MAX_NAMES_SHOWN);
+        assert_eq!(*found_count, 10_000);
+        assert!(found.iter().all(|a| a.len() <= SHOWN_MAX));
+        let msg = e.to_string();
+        assert!(msg.contains("9992 more"), "{msg}");
+        assert!(msg.len() < 1_000, "{}", msg.len());
     }
 }

@@ -2,7 +2,16 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Without a backend every key would be refused at load and every token with
+// it: a build that cannot verify anything must not compile.
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+compile_error!(
+    "tokenwarden needs a crypto backend: enable the feature `aws-lc-rs` (the default) or `ring`, \
+     e.g. `tokenwarden = { version = \"0.1\", default-features = false, features = [\"ring\"] }`"
+);
+
 mod alg;
+pub mod authn;
 #[cfg(feature = "cache")]
 mod cache;
 mod claims;
@@ -10,6 +19,7 @@ mod clock;
 mod crypto;
 mod error;
 mod keys;
+mod requirements;
 mod token;
 mod validator;
 
@@ -20,6 +30,7 @@ pub use cache::CacheConfig;
 pub use clock::{Clock, FixedClock, ManualClock, SystemClock};
 pub use error::{BuildError, Error, ErrorKind};
 pub use keys::{KeySet, KeySource, MAX_KEYS, SkippedKey};
+pub use requirements::Requirements;
 pub use token::Header;
 pub use validator::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_SIZE, Validated, Validator, ValidatorBuilder, VerifiedJws,
@@ -37,9 +48,15 @@ pub use remote::{
 #[cfg_attr(docsrs, doc(cfg(any(feature = "tower", feature = "actix"))))]
 pub mod middleware;
 
+pub mod metrics;
+
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+
+#[cfg(feature = "mint")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mint")))]
+pub mod mint;
 
 /// Entry points for the fuzz targets in `fuzz/` to reach parsers that are not
 /// public API. Compiled only under cargo-fuzz (`--cfg fuzzing`).

@@ -90,7 +90,8 @@ struct Inner {
     checks: Vec<(Box<str>, Check)>,
     /// The last header parsed under a verified signature.
     header_cache: arc_swap::ArcSwapOption<ParsedHeader>,
-    /// Verified tokens (validators with one key source only).
+    /// Verified tokens; each entry records which issuer's key source
+    /// verified it.
     #[cfg(feature = "cache")]
     cache: Option<crate::cache::TokenCache>,
 }
@@ -180,10 +181,10 @@ impl Validator {
         C: DeserializeOwned + Send + Sync + 'static,
     {
         #[cfg(feature = "cache")]
-        if let (Some(cache), Some(source)) = (&self.inner.cache, &self.inner.fixed_source) {
+        if let Some(cache) = &self.inner.cache {
             // This thread's recent hit, answered with this thread's own
             // parsed value: nothing another thread writes is touched.
-            let near = self.near_hit(cache, source, token, |entry, shared| {
+            let near = self.near_hit(cache, token, |entry, shared| {
                 if let Some(v) = shared.clone().and_then(|s| s.downcast().ok()) {
                     return Ok(v);
                 }
@@ -249,8 +250,8 @@ impl Validator {
             });
         }
         #[cfg(feature = "cache")]
-        if let (Some(cache), Some(source)) = (&inner.cache, &inner.fixed_source) {
-            if let Some(hit) = self.cached::<C>(cache, source, token)? {
+        if let Some(cache) = &inner.cache {
+            if let Some(hit) = self.cached::<C>(cache, token)? {
                 return Ok(hit);
             }
         }
@@ -276,9 +277,9 @@ impl Validator {
         let payload = token::check_json_text(decoded.payload, "payload")?;
         // With one key source the signature is checked before the payload is
         // parsed at all; several issuers with their own keys need `iss` first.
-        let source = match &inner.fixed_source {
-            Some(source) => source,
-            None => self.select_source(&claims::parse_view(payload.as_bytes(), &[])?)?,
+        let (_source_index, source) = match &inner.fixed_source {
+            Some(source) => (0, source),
+            None => self.select_source_at(&claims::parse_view(payload.as_bytes(), &[])?)?,
         };
         let keys = source.current()?;
         let _key_id = verify_signature(
@@ -299,13 +300,15 @@ impl Validator {
         let (claims, _times) = self.claims_checked::<C>(payload, header.typ.as_deref())?;
         let header = header.to_header();
         #[cfg(feature = "cache")]
-        if let (Some(cache), Some(_)) = (&inner.cache, &inner.fixed_source) {
+        if let Some(cache) = &inner.cache {
             // Only a token that passed everything; the time claims are kept
-            // to be checked again on every hit.
+            // to be checked again on every hit, and the key source that
+            // verified it, whose current keys must still hold its key.
             if let Some(entry) = crate::cache::Entry::new(
                 token,
                 header.clone(),
                 payload,
+                _source_index,
                 _key_id,
                 _times,
                 inner.clock.now(),
@@ -323,17 +326,16 @@ impl Validator {
     fn cached<C: DeserializeOwned>(
         &self,
         cache: &crate::cache::TokenCache,
-        source: &KeySource,
         token: &str,
     ) -> Result<Option<Validated<C>>, Error> {
         // This thread's recent hits first: no shared memory written.
-        if let Some(v) = self.near_hit(cache, source, token, |entry, _| from_entry(entry))? {
+        if let Some(v) = self.near_hit(cache, token, |entry, _| from_entry(entry))? {
             return Ok(Some(v));
         }
         let Some(entry) = cache.get(token) else {
             return Ok(None);
         };
-        if !self.still_good(source, &entry)? {
+        if !self.still_good(&entry)? {
             // The key left the set (rotation, revocation), or the entry
             // outlived its time: decide afresh.
             cache.remove(token);
@@ -351,12 +353,11 @@ impl Validator {
     fn near_hit<R>(
         &self,
         cache: &crate::cache::TokenCache,
-        source: &KeySource,
         token: &str,
         f: impl FnOnce(&crate::cache::Entry, &mut crate::cache::Shared) -> Result<R, Error>,
     ) -> Result<Option<R>, Error> {
         let near = cache.near(token, |entry, shared| {
-            if self.still_good(source, entry)? {
+            if self.still_good(entry)? {
                 f(entry, shared).map(Some)
             } else {
                 Ok(None)
@@ -367,16 +368,23 @@ impl Validator {
                 cache.forget_near(token);
                 Ok(None)
             }
-            Some(answer) => answer,
+            Some(answer) => {
+                crate::metrics::cache_hit();
+                answer
+            }
             None => Ok(None),
         }
     }
 
-    /// Whether a cache entry still answers: its key is still in the set and
-    /// its lifetime not over (`Ok(false)`: decide afresh), and its time
-    /// claims are still good now (`Err`: refused, as a fresh check would).
+    /// Whether a cache entry still answers: its key is still in the set of
+    /// the issuer that verified it and its lifetime not over (`Ok(false)`:
+    /// decide afresh), and its time claims are still good now (`Err`:
+    /// refused, as a fresh check would).
     #[cfg(feature = "cache")]
-    fn still_good(&self, source: &KeySource, entry: &crate::cache::Entry) -> Result<bool, Error> {
+    fn still_good(&self, entry: &crate::cache::Entry) -> Result<bool, Error> {
+        let Some(source) = self.entry_source(entry) else {
+            return Ok(false);
+        };
         let keys = source.current()?;
         if !keys.holds(entry.header.kid(), entry.key_id) {
             return Ok(false);
@@ -402,6 +410,20 @@ impl Validator {
             self.run_checks(&map)?;
         }
         Ok(true)
+    }
+
+    /// The key source that verified a cache entry: the one source when
+    /// there is one; with several issuers that have keys of their own, the
+    /// source of the issuer recorded in the entry (the one the token's
+    /// `iss` selected when it was verified), never another issuer's.
+    #[cfg(feature = "cache")]
+    fn entry_source(&self, entry: &crate::cache::Entry) -> Option<&KeySource> {
+        let inner = &*self.inner;
+        if let Some(source) = &inner.fixed_source {
+            return Some(source);
+        }
+        let issuer = inner.issuers.as_ref()?.get(entry.source)?;
+        issuer.keys.as_ref().or(inner.default_keys.as_ref())
     }
 
     /// Entries and bytes held by the verified-token cache (`None` without
@@ -491,9 +513,7 @@ impl Validator {
             match &view.iss {
                 Iss::Is(s) if issuers.iter().any(|e| *e.iss == **s) => {}
                 Iss::Is(s) => {
-                    return Err(Error::InvalidIssuer {
-                        found: s.to_string(),
-                    });
+                    return Err(Error::invalid_issuer(s, issuers.iter().map(|e| &*e.iss)));
                 }
                 Iss::Absent => {
                     return Err(Error::MissingClaim {
@@ -527,9 +547,19 @@ impl Validator {
     }
 
     fn select_source(&self, view: &View<'_>) -> Result<&KeySource, Error> {
+        self.select_source_at(view).map(|(_, source)| source)
+    }
+
+    /// The key source the token's `iss` selects, with the index of its
+    /// issuer in the configuration (0 when no issuer list is kept).
+    fn select_source_at(&self, view: &View<'_>) -> Result<(usize, &KeySource), Error> {
         let inner = &*self.inner;
         let Some(issuers) = &inner.issuers else {
-            return inner.default_keys.as_ref().ok_or_else(no_keys);
+            return inner
+                .default_keys
+                .as_ref()
+                .map(|k| (0, k))
+                .ok_or_else(no_keys);
         };
         let iss = match &view.iss {
             Iss::Is(s) => &**s,
@@ -542,17 +572,16 @@ impl Validator {
         };
         // RFC 7519 §4.1.1: a case-sensitive, exact comparison. The unverified
         // `iss` only chooses among configured issuers; nothing is fetched for it.
-        let entry =
-            issuers
-                .iter()
-                .find(|e| *e.iss == *iss)
-                .ok_or_else(|| Error::InvalidIssuer {
-                    found: iss.to_owned(),
-                })?;
+        let (index, entry) = issuers
+            .iter()
+            .enumerate()
+            .find(|(_, e)| *e.iss == *iss)
+            .ok_or_else(|| Error::invalid_issuer(iss, issuers.iter().map(|e| &*e.iss)))?;
         entry
             .keys
             .as_ref()
             .or(inner.default_keys.as_ref())
+            .map(|k| (index, k))
             .ok_or_else(no_keys)
     }
 }
@@ -851,8 +880,10 @@ impl Default for ValidatorBuilder {
             clock: Arc::new(SystemClock),
             max_token_size: DEFAULT_MAX_TOKEN_SIZE,
             checks: Vec::new(),
+            // On by default: every hit is checked as strictly as a miss
+            // (cache.rs), and a layer in front of a busy API gains the most.
             #[cfg(feature = "cache")]
-            cache: None,
+            cache: Some(crate::cache::CacheConfig::default()),
         }
     }
 }
@@ -913,10 +944,32 @@ impl ValidatorBuilder {
         self
     }
 
-    /// Requires the claim `name` to be present (any value).
-    pub fn require(mut self, name: impl Into<String>) -> Self {
+    /// Requires the claim `name` to be present (any value); a token without
+    /// it is refused with [`ErrorKind::MissingClaim`](crate::ErrorKind::MissingClaim).
+    /// Presence only: what a route requires of scopes or roles is the
+    /// layer's (`BearerAuth::require_scopes`, feature `tower` or `actix`).
+    ///
+    /// ```
+    /// # use tokenwarden::{KeySet, Validator};
+    /// # let keys = KeySet::from_jwks(include_bytes!("../examples/data/jwks.json"))?;
+    /// let validator = Validator::builder()
+    ///     .issuer("https://idp.example.com")
+    ///     .audience("https://api.example.com")
+    ///     .keys(keys)
+    ///     .require_claim("sub")
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn require_claim(mut self, name: impl Into<String>) -> Self {
         self.required.push(name.into());
         self
+    }
+
+    /// Renamed [`require_claim`](Self::require_claim), so that it cannot be
+    /// taken for the layer's scope requirement.
+    #[deprecated(note = "renamed `require_claim`")]
+    pub fn require(self, name: impl Into<String>) -> Self {
+        self.require_claim(name)
     }
 
     /// Accepts tokens without `exp` (an `exp` that is present is still
@@ -1001,12 +1054,15 @@ impl ValidatorBuilder {
     }
 
     /// Keeps tokens that passed, so that the same token again skips its
-    /// signature check (feature `cache`; off unless called). Every rule that
-    /// depends on time is checked again on each hit, and so is every
-    /// [`check`](Self::check) (over the cached claims); an entry lives no longer
-    /// than the token's `exp`, and an entry is dropped as soon as the key
-    /// that verified it leaves the key set. Used by validators with one key
-    /// source (one issuer, or several sharing keys).
+    /// signature check (feature `cache`). With the feature, every validator
+    /// has a cache of [`CacheConfig::default`](crate::CacheConfig::default)
+    /// size unless [`no_cache`](Self::no_cache) is called: this sets its
+    /// size. Every rule that depends on time is checked again on each hit,
+    /// and so is every [`check`](Self::check) (over the cached claims); an
+    /// entry lives no longer than the token's `exp`, and an entry is dropped
+    /// as soon as the key that verified it leaves the key set of the issuer
+    /// that verified it (with several issuers with keys of their own, each
+    /// entry records its issuer).
     ///
     /// ```
     /// use tokenwarden::{CacheConfig, KeySet, Validator};
@@ -1023,6 +1079,27 @@ impl ValidatorBuilder {
     #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub fn cache(mut self, config: crate::cache::CacheConfig) -> Self {
         self.cache = Some(config);
+        self
+    }
+
+    /// No verified-token cache: every validation checks the signature
+    /// (feature `cache`, which otherwise gives every validator a cache).
+    ///
+    /// ```
+    /// use tokenwarden::{KeySet, Validator};
+    /// let validator = Validator::builder()
+    ///     .issuer("https://idp.example.com")
+    ///     .audience("api")
+    ///     .keys(KeySet::from_hmac_secret(Some("k"), tokenwarden::Algorithm::HS256, &[7; 32])?)
+    ///     .no_cache()
+    ///     .build()?;
+    /// assert_eq!(validator.cache_usage(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+    pub fn no_cache(mut self) -> Self {
+        self.cache = None;
         self
     }
 

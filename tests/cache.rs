@@ -72,7 +72,10 @@ fn shared_answers_are_reused_and_still_checked_on_every_hit() {
     let forged = String::from_utf8(forged).unwrap();
     assert!(v.validate_shared::<Mine>(&forged).is_err());
     // Without the cache it still answers, freshly each time.
-    let plain = validator(&[key(Algorithm::ES256)]);
+    let plain = builder(&[key(Algorithm::ES256)])
+        .no_cache()
+        .build()
+        .unwrap();
     let a = plain.validate_shared::<Mine>(&token).unwrap();
     let b = plain.validate_shared::<Mine>(&token).unwrap();
     assert!(!std::sync::Arc::ptr_eq(&a, &b));

@@ -13,7 +13,7 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
-use tokenwarden::middleware::{BearerAuth, Scopes};
+use tokenwarden::middleware::{BearerAuth, Roles, Scopes};
 use tokenwarden::testing::TestIssuer;
 use tokenwarden::{KeySet, ValidatorBuilder};
 use tower::{Layer, ServiceExt, service_fn};
@@ -100,23 +100,23 @@ async fn keycloak() {
             })
             .keys(idp.keys()),
     );
-    let write = auth.clone().require(Scopes::all(["orders:write"]));
+    let write = auth.clone().require_scopes(Scopes::all(["orders:write"]));
     assert_eq!(status(&write, &token).await, OK);
-    let delete = auth.clone().require(Scopes::all(["orders:delete"]));
+    let delete = auth.clone().require_scopes(Scopes::all(["orders:delete"]));
     assert_eq!(status(&delete, &token).await, FORBIDDEN);
     let realm_admin = auth
         .clone()
-        .require_roles("realm_access.roles", Scopes::all(["admin"]));
+        .require_roles(Roles::all("realm_access.roles", ["admin"]));
     assert_eq!(status(&realm_admin, &token).await, OK);
     let clerk = auth
         .clone()
-        .require_roles("resource_access.orders-api.roles", Scopes::all(["clerk"]));
+        .require_roles(Roles::all("resource_access.orders-api.roles", ["clerk"]));
     assert_eq!(status(&clerk, &token).await, OK);
     // A role of another client does not count for this one.
-    let manager = auth.clone().require_roles(
+    let manager = auth.clone().require_roles(Roles::all(
         "resource_access.orders-api.roles",
-        Scopes::all(["manage-account"]),
-    );
+        ["manage-account"],
+    ));
     assert_eq!(status(&manager, &token).await, FORBIDDEN);
     // Another client of the realm: same `aud`, other `azp`.
     let other = idp.sign(json!({
@@ -144,17 +144,17 @@ async fn auth0() {
             .audience("https://orders.example.com")
             .keys(idp.keys()),
     );
-    let read = auth.clone().require(Scopes::all(["orders:read"]));
+    let read = auth.clone().require_scopes(Scopes::all(["orders:read"]));
     assert_eq!(status(&read, &token).await, OK);
-    let write = auth.clone().require(Scopes::all(["orders:write"]));
+    let write = auth.clone().require_scopes(Scopes::all(["orders:write"]));
     assert_eq!(status(&write, &token).await, FORBIDDEN);
     let refund = auth
         .clone()
-        .require_roles("permissions", Scopes::all(["orders:refund"]));
+        .require_roles(Roles::all("permissions", ["orders:refund"]));
     assert_eq!(status(&refund, &token).await, OK);
     let admin = auth
         .clone()
-        .require_roles("permissions", Scopes::all(["orders:admin"]));
+        .require_roles(Roles::all("permissions", ["orders:admin"]));
     assert_eq!(status(&admin, &token).await, FORBIDDEN);
     // The issuer is compared exactly: without the "/" nothing passes.
     let no_slash = BearerAuth::new(
@@ -189,21 +189,21 @@ async fn entra_v2() {
             .audience("6e74172b-be56-4843-9ff4-e66a39bb12e3")
             .keys(idp.keys()),
     );
-    let write = auth.clone().require(Scopes::all(["Orders.Write"]));
+    let write = auth.clone().require_scopes(Scopes::all(["Orders.Write"]));
     assert_eq!(status(&write, &token).await, OK);
     let both = auth
         .clone()
-        .require(Scopes::all(["Orders.Read", "Orders.Write"]));
+        .require_scopes(Scopes::all(["Orders.Read", "Orders.Write"]));
     assert_eq!(status(&both, &token).await, OK);
-    let delete = auth.clone().require(Scopes::all(["Orders.Delete"]));
+    let delete = auth.clone().require_scopes(Scopes::all(["Orders.Delete"]));
     assert_eq!(status(&delete, &token).await, FORBIDDEN);
     let admin = auth
         .clone()
-        .require_roles("roles", Scopes::all(["Orders.Admin"]));
+        .require_roles(Roles::all("roles", ["Orders.Admin"]));
     assert_eq!(status(&admin, &token).await, OK);
     let reader = auth
         .clone()
-        .require_roles("roles", Scopes::all(["Orders.Reader"]));
+        .require_roles(Roles::all("roles", ["Orders.Reader"]));
     assert_eq!(status(&reader, &token).await, FORBIDDEN);
 }
 
@@ -225,13 +225,13 @@ async fn entra_v1() {
             .audience("api://orders")
             .keys(idp.keys()),
     );
-    let read = auth.clone().require(Scopes::all(["Orders.Read"]));
+    let read = auth.clone().require_scopes(Scopes::all(["Orders.Read"]));
     assert_eq!(status(&read, &token).await, OK);
     let any = auth
         .clone()
-        .require(Scopes::any(["Orders.Write", "user_impersonation"]));
+        .require_scopes(Scopes::any(["Orders.Write", "user_impersonation"]));
     assert_eq!(status(&any, &token).await, OK);
-    let write = auth.clone().require(Scopes::all(["Orders.Write"]));
+    let write = auth.clone().require_scopes(Scopes::all(["Orders.Write"]));
     assert_eq!(status(&write, &token).await, FORBIDDEN);
     // A v2 issuer configured for a v1 token does not pass.
     let v2 = BearerAuth::new(
@@ -263,17 +263,15 @@ async fn okta() {
             .audience("api://default")
             .keys(idp.keys()),
     );
-    let read = auth.clone().require(Scopes::all(["orders:read"]));
+    let read = auth.clone().require_scopes(Scopes::all(["orders:read"]));
     assert_eq!(status(&read, &token).await, OK);
-    let write = auth.clone().require(Scopes::all(["orders:write"]));
+    let write = auth.clone().require_scopes(Scopes::all(["orders:write"]));
     assert_eq!(status(&write, &token).await, FORBIDDEN);
     let support = auth
         .clone()
-        .require_roles("groups", Scopes::all(["Support"]));
+        .require_roles(Roles::all("groups", ["Support"]));
     assert_eq!(status(&support, &token).await, OK);
-    let admins = auth
-        .clone()
-        .require_roles("groups", Scopes::all(["Admins"]));
+    let admins = auth.clone().require_roles(Roles::all("groups", ["Admins"]));
     assert_eq!(status(&admins, &token).await, FORBIDDEN);
 }
 
@@ -306,17 +304,17 @@ async fn cognito() {
             .keys(idp.keys()),
     );
     let token = access("5r4c2b1a", "access");
-    let write = auth.clone().require(Scopes::all(["orders/write"]));
+    let write = auth.clone().require_scopes(Scopes::all(["orders/write"]));
     assert_eq!(status(&write, &token).await, OK);
-    let delete = auth.clone().require(Scopes::all(["orders/delete"]));
+    let delete = auth.clone().require_scopes(Scopes::all(["orders/delete"]));
     assert_eq!(status(&delete, &token).await, FORBIDDEN);
     let admins = auth
         .clone()
-        .require_roles("cognito:groups", Scopes::all(["admins"]));
+        .require_roles(Roles::all("cognito:groups", ["admins"]));
     assert_eq!(status(&admins, &token).await, OK);
     let ops = auth
         .clone()
-        .require_roles("cognito:groups", Scopes::all(["ops"]));
+        .require_roles(Roles::all("cognito:groups", ["ops"]));
     assert_eq!(status(&ops, &token).await, FORBIDDEN);
     // Another app client of the same pool, and an ID token: refused.
     assert_eq!(

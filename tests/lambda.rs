@@ -63,10 +63,18 @@ async fn call(authorization: Option<&str>) -> Response<Body> {
         .clock(FixedClock(NOW))
         .build()
         .unwrap();
-    app::app(validator)
+    let resp = app::app(validator)
         .oneshot(event(authorization))
         .await
+        .unwrap();
+    // The layer's body (the handler's, or a refusal's) read whole, as the
+    // Lambda runtime does before it answers.
+    let (parts, body) = resp.into_parts();
+    let bytes = http_body_util::BodyExt::collect(body)
+        .await
         .unwrap()
+        .to_bytes();
+    Response::from_parts(parts, Body::from(bytes.to_vec()))
 }
 
 fn text(resp: &Response<Body>) -> String {

@@ -205,7 +205,7 @@ fn audiences_limit_is_64_values() {
 async fn scopes_limit_is_256_values_read() {
     use tokenwarden::middleware::{BearerAuth, MAX_SCOPES, Scopes};
     assert_eq!(MAX_SCOPES, 256);
-    let auth = BearerAuth::new(validator(&[hs()])).require(Scopes::all(["wanted"]));
+    let auth = BearerAuth::new(validator(&[hs()])).require_scopes(Scopes::all(["wanted"]));
     // `wanted` is the last of `n` scopes, as a string and as an `scp` array.
     for form in ["scope", "scp"] {
         for (n, allowed) in [(256, true), (257, false)] {

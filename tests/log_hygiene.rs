@@ -190,7 +190,7 @@ async fn no_token_or_key_material_in_any_log_across_a_full_run() {
         .keys(keys.clone())
         .build()
         .unwrap();
-    let base = serve(BearerAuth::new(validator).require(Scopes::all(["read"]))).await;
+    let base = serve(BearerAuth::new(validator).require_scopes(Scopes::all(["read"]))).await;
     let client = reqwest::Client::new();
 
     // Valid, twice; then every kind of refusal.
@@ -423,4 +423,122 @@ fn claim_values_never_appear_in_error_messages() {
     let logged = logs.text();
     assert!(logged.contains("token refused"));
     assert!(secrets.leaks(&logged).is_empty(), "{logged}");
+}
+
+/// Each request through a layer runs in one `bearer_auth` span: a refusal
+/// is logged at info inside it with its reason (and the error's text: the
+/// audiences compared), a pass carries `sub` and `iss` into the handler's
+/// events; the token appears nowhere.
+#[tokio::test(flavor = "current_thread")]
+async fn refusals_are_logged_at_info_in_a_request_span_without_the_token() {
+    let (guard, logs) = capture_logs();
+    let mut secrets = Secrets::default();
+    let idp = TestIssuer::builder()
+        .algorithm(Algorithm::ES256)
+        .start()
+        .unwrap();
+    let keys = KeySet::from_jwks(idp.jwks_json().as_bytes()).unwrap();
+    let validator = Validator::builder()
+        .issuer(idp.issuer())
+        .audience("api")
+        .keys(keys)
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(|| async {
+                tracing::info!("in the handler");
+                "hello"
+            }),
+        )
+        .layer(BearerAuth::new(validator).layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+
+    let elsewhere = secrets.keep(idp.token().audience("other-api").sign());
+    assert_eq!(status(&client, &base, Some(&elsewhere)).await, 401);
+    let good = secrets.keep(idp.token().audience("api").subject("alice").sign());
+    assert_eq!(status(&client, &base, Some(&good)).await, 200);
+    drop(guard);
+    let text = logs.text();
+
+    let refused = text
+        .lines()
+        .find(|l| l.contains("bearer token refused"))
+        .unwrap_or_else(|| panic!("no refusal logged:\n{text}"));
+    assert!(refused.contains(" INFO "), "{refused}");
+    assert!(
+        refused.contains("bearer_auth{"),
+        "not in the span: {refused}"
+    );
+    assert!(
+        refused.contains("verdict=\"invalid_audience\""),
+        "{refused}"
+    );
+    assert!(refused.contains("reason=\"invalid_audience\""), "{refused}");
+    assert!(
+        refused.contains(r#"found ["other-api"], expected ["api"]"#),
+        "{refused}"
+    );
+    let handler = text
+        .lines()
+        .find(|l| l.contains("in the handler"))
+        .unwrap_or_else(|| panic!("no handler event:\n{text}"));
+    assert!(handler.contains("sub=\"alice\""), "{handler}");
+    assert!(
+        handler.contains(&format!("iss={:?}", idp.issuer())),
+        "{handler}"
+    );
+    assert!(handler.contains("verdict=\"ok\""), "{handler}");
+    let leaks = secrets.leaks(&text);
+    assert!(
+        leaks.is_empty(),
+        "secrets in the logs:\n{}",
+        leaks.join("\n")
+    );
+}
+
+/// Item 12 of issue 15: when the caller's claims type refuses a token, the
+/// error names the claim (a nested one by its top-level claim), never its
+/// value, in `Display` and in `Debug`.
+#[test]
+fn a_claims_type_refusal_names_the_claim_never_its_value() {
+    use serde::Deserialize;
+
+    const SECRET: &str = "pin-7Hq2-x9Zr-SECRET-0042";
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Card {
+        pin: u32,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct MyClaims {
+        sub: String,
+        card: Card,
+    }
+
+    let key = TestKey::generate(Algorithm::HS256, "k1").unwrap();
+    let v = Validator::builder()
+        .issuer("iss")
+        .audience("api")
+        .keys(KeySet::from_jwks(key.jwks_json().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let token = key.token(&json!({
+        "iss": "iss", "aud": "api", "exp": SystemClock.now() + 600,
+        "sub": "alice", "card": {"pin": SECRET},
+    }));
+    let err = v.validate::<MyClaims>(&token).unwrap_err();
+    assert_eq!(err.kind(), tokenwarden::ErrorKind::InvalidClaim);
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(text.contains("\"card\""), "the claim is named: {text}");
+        assert!(text.contains("invalid type"), "{text}");
+        assert!(!text.contains(SECRET), "the value leaked: {text}");
+        assert!(!text.contains("SECRET"), "part of the value leaked: {text}");
+    }
 }

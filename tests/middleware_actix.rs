@@ -13,7 +13,7 @@ use actix_web::{App, HttpServer, web};
 use common::*;
 use serde_json::{Map, Value, json};
 use tokenwarden::middleware::actix::{BearerAuthMiddleware, Claims};
-use tokenwarden::middleware::{BearerAuth, Scopes};
+use tokenwarden::middleware::{BearerAuth, Roles, Scopes};
 use tokenwarden::{Algorithm, FixedClock, Validator};
 
 type Json = Map<String, Value>;
@@ -55,12 +55,12 @@ fn app(
                 .service(guarded("/me", auth.clone()))
                 .service(guarded(
                     "/orders",
-                    auth.clone().require(Scopes::all(["orders:read"])),
+                    auth.clone().require_scopes(Scopes::all(["orders:read"])),
                 ))
                 .service(guarded(
                     "/admin",
                     auth.clone()
-                        .require_roles("realm_access.roles", Scopes::all(["admin"])),
+                        .require_roles(Roles::all("realm_access.roles", ["admin"])),
                 ))
                 .service(guarded(
                     "/app",
@@ -210,11 +210,11 @@ async fn an_inner_middleware_on_another_validator_validates_the_token_again() {
             App::new()
                 .service(guarded(
                     "/admin",
-                    staff.clone().require(Scopes::all(["admin"])),
+                    staff.clone().require_scopes(Scopes::all(["admin"])),
                 ))
                 .service(guarded(
                     "/orders",
-                    customers.clone().require(Scopes::all(["admin"])),
+                    customers.clone().require_scopes(Scopes::all(["admin"])),
                 ))
                 .wrap(BearerAuthMiddleware::new(
                     customers.clone().allow_anonymous(),
@@ -293,8 +293,18 @@ async fn mine(Claims(c): Claims<Mine>) -> String {
     c.sub
 }
 
+/// GET `path` with `token` as the bearer token.
+async fn get_with(base: &str, path: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
-async fn an_extractor_of_another_claims_type_than_its_middleware_is_logged_as_such() {
+async fn claims_of_another_type_than_the_middlewares_are_read_from_its_json_claims() {
     let logs = LogBuffer::default();
     let json: BearerAuth<Json> = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
     let base = serve_with(
@@ -308,20 +318,176 @@ async fn an_extractor_of_another_claims_type_than_its_middleware_is_logged_as_su
         &logs,
     );
     let token = key(Algorithm::ES256).token(&claims());
-    let r = reqwest::Client::new()
-        .get(format!("{base}/mine"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = get_with(&base, "/mine", &token).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await.unwrap(), "alice");
+}
+
+/// A claim value the server must never log nor answer with.
+const SECRET: &str = "s3cr3t-PIN-5e1f0a9b8c7d";
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[allow(dead_code)]
+struct WantsNumericPin {
+    pin: u64,
+}
+
+async fn pin(Claims(c): Claims<WantsNumericPin>) -> String {
+    c.pin.to_string()
+}
+
+#[tokio::test]
+async fn claims_that_do_not_fit_the_type_are_logged_with_the_claim_name_and_answered_500_with_a_body()
+ {
+    let logs = LogBuffer::default();
+    let json: BearerAuth<Json> = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
+    let base = serve_with(
+        move || {
+            App::new().service(
+                web::resource("/pin")
+                    .wrap(BearerAuthMiddleware::new(json.clone()))
+                    .route(web::get().to(pin)),
+            )
+        },
+        &logs,
+    );
+    let mut c = claims();
+    c["pin"] = json!(SECRET);
+    let token = key(Algorithm::ES256).token(&c);
+    let r = get_with(&base, "/pin", &token).await;
     assert_eq!(r.status().as_u16(), 500);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("claims do not fit"), "{body:?}");
+    assert!(!body.contains(SECRET));
     let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains("do not fit the route's claims type"))
+        .unwrap_or_else(|| panic!("not logged: {text}"));
     assert!(
-        text.contains("the bearer auth layer in front of it is for another claims type"),
-        "{text}"
+        line.contains("WantsNumericPin") && line.contains("\"pin\""),
+        "{line}"
     );
-    assert!(
-        !text.contains(common::http_cases::NOT_CONFIGURED_LOG),
-        "{text}"
+    assert!(!text.contains(SECRET), "a claim value was logged: {text}");
+}
+
+/// Counts its deserialisations.
+static DESERIALISED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[derive(Debug, Clone)]
+struct Counted(String);
+
+impl<'de> serde::Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            sub: String,
+        }
+        DESERIALISED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Raw::deserialize(d).map(|r| Counted(r.sub))
+    }
+}
+
+async fn twice(Claims(a): Claims<Counted>, Claims(b): Claims<Counted>) -> String {
+    format!("{} {}", a.0, b.0)
+}
+
+#[tokio::test]
+async fn a_claims_type_is_deserialised_once_per_request() {
+    let logs = LogBuffer::default();
+    let json: BearerAuth<Json> = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
+    let base = serve_with(
+        move || {
+            App::new().service(
+                web::resource("/twice")
+                    .wrap(BearerAuthMiddleware::new(json.clone()))
+                    .route(web::get().to(twice)),
+            )
+        },
+        &logs,
     );
+    let token = key(Algorithm::ES256).token(&claims());
+    let r = get_with(&base, "/twice", &token).await;
+    assert_eq!(r.text().await.unwrap(), "alice alice");
+    assert_eq!(DESERIALISED.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Scoped {
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+impl tokenwarden::middleware::ScopedClaims for Scoped {
+    fn has_scope(&self, scope: &str) -> bool {
+        self.scope.split(' ').any(|s| s == scope)
+    }
+    fn has_role(&self, path: &str, role: &str) -> bool {
+        path == "roles" && self.roles.iter().any(|r| r == role)
+    }
+}
+
+async fn refund(
+    Claims(c): Claims<Scoped>,
+) -> Result<&'static str, tokenwarden::middleware::AuthRejection> {
+    Scopes::all(["orders:write"]).check(&c)?;
+    Roles::any("roles", ["refunds", "admin"]).check(&c)?;
+    Ok("refunded")
+}
+
+#[tokio::test]
+async fn scopes_and_roles_checked_in_a_handler_and_roles_through_the_middleware() {
+    let logs = LogBuffer::default();
+    let json: BearerAuth<Json> = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
+    let base = serve_with(
+        move || {
+            App::new()
+                .service(
+                    web::resource("/refund")
+                        .wrap(BearerAuthMiddleware::new(json.clone()))
+                        .route(web::get().to(refund)),
+                )
+                .service(
+                    web::resource("/ops")
+                        .wrap(BearerAuthMiddleware::new(
+                            json.clone()
+                                .require_roles(Roles::any("roles", ["ops", "admin"])),
+                        ))
+                        .route(web::get().to(me)),
+                )
+        },
+        &logs,
+    );
+    let token = |scope: &str, roles: &[&str]| {
+        let mut c = claims();
+        c["scope"] = json!(scope);
+        c["roles"] = json!(roles);
+        key(Algorithm::ES256).token(&c)
+    };
+    let r = get_with(&base, "/refund", &token("orders:write", &["refunds"])).await;
+    assert_eq!(r.text().await.unwrap(), "refunded");
+    let r = get_with(&base, "/refund", &token("orders:read", &["refunds"])).await;
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        r#"Bearer realm="api", error="insufficient_scope", scope="orders:write""#
+    );
+    let r = get_with(&base, "/refund", &token("orders:write", &["viewer"])).await;
+    assert_eq!(r.status().as_u16(), 403);
+    let r = get_with(&base, "/ops", &token("", &["ops"])).await;
+    assert_eq!(r.text().await.unwrap(), "alice");
+    let r = get_with(&base, "/ops", &token("", &["viewer"])).await;
+    assert_eq!(r.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn an_on_refusal_hook_shapes_the_body_but_not_the_challenge() {
+    let auth = BearerAuth::new(validator(&[key(Algorithm::ES256)])).realm("orders");
+    let base = serve(
+        common::http_cases::hostile_hook(auth),
+        &LogBuffer::default(),
+    );
+    common::http_cases::run_hostile_hook(&base).await;
 }

@@ -9,20 +9,31 @@ mod common;
 use std::convert::Infallible;
 
 use common::*;
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde_json::{Map, Value, json};
-use tokenwarden::middleware::{BearerAuth, Scopes};
+use tokenwarden::middleware::{BearerAuth, Roles, Scopes};
 use tokenwarden::{Algorithm, FixedClock, Validated, Validator};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt, service_fn};
 
 type Json = Map<String, Value>;
 type Body = Full<Bytes>;
-type Route<B> = BoxCloneSyncService<Request<B>, Response<Body>, Infallible>;
+/// Responses of layered and bare services alike, boxed to one type.
+type Out = BoxBody<Bytes, Infallible>;
+type Route<B> = BoxCloneSyncService<Request<B>, Response<Out>, Infallible>;
+
+/// A layered service's response (a `ResponseBody`), boxed.
+fn boxed<Bd>(resp: Response<Bd>) -> Response<Out>
+where
+    Bd: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + Sync + 'static,
+{
+    resp.map(BodyExt::boxed)
+}
 
 /// Answers with the subject of the validated claims, or "anonymous".
 fn handler<B: Send + 'static>() -> Route<B> {
@@ -33,22 +44,22 @@ fn handler<B: Send + 'static>() -> Route<B> {
             .map_or("anonymous".to_owned(), |v| {
                 v.claims["sub"].as_str().unwrap_or("").to_owned()
             });
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(sub))))
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(sub)).boxed()))
     }))
 }
 
 fn route<B: Send + 'static>(auth: &BearerAuth) -> Route<B> {
-    BoxCloneSyncService::new(auth.layer().layer(handler()))
+    BoxCloneSyncService::new(auth.layer().layer(handler()).map_response(boxed))
 }
 
 /// The case table's app (see `common::http_cases`), for any request body.
 fn app<B: Send + 'static>(auth: BearerAuth) -> Route<B> {
     let me = route(&auth);
-    let orders = route(&auth.clone().require(Scopes::all(["orders:read"])));
+    let orders = route(&auth.clone().require_scopes(Scopes::all(["orders:read"])));
     let admin = route(
         &auth
             .clone()
-            .require_roles("realm_access.roles", Scopes::all(["admin"])),
+            .require_roles(Roles::all("realm_access.roles", ["admin"])),
     );
     let app_route = route(
         &auth
@@ -68,7 +79,12 @@ fn app<B: Send + 'static>(auth: BearerAuth) -> Route<B> {
         };
         target.oneshot(req)
     });
-    BoxCloneSyncService::new(auth.allow_anonymous().layer().layer(router))
+    BoxCloneSyncService::new(
+        auth.allow_anonymous()
+            .layer()
+            .layer(router)
+            .map_response(boxed),
+    )
 }
 
 async fn serve(app: Route<Incoming>) -> String {
@@ -194,8 +210,8 @@ async fn an_inner_layer_on_another_validator_validates_the_token_again() {
     // scope `admin`. `/orders`: the customers' own validator, scope `admin`
     // too, so it shares the outer layer's verdict.
     let customers = BearerAuth::new(validator(&[key(Algorithm::ES256)]));
-    let admin = route(&BearerAuth::new(staff_validator()).require(Scopes::all(["admin"])));
-    let orders = route(&customers.clone().require(Scopes::all(["admin"])));
+    let admin = route(&BearerAuth::new(staff_validator()).require_scopes(Scopes::all(["admin"])));
+    let orders = route(&customers.clone().require_scopes(Scopes::all(["admin"])));
     let router = service_fn(move |req: Request<Incoming>| {
         let target = if req.uri().path() == "/admin" {
             admin.clone()
@@ -205,7 +221,11 @@ async fn an_inner_layer_on_another_validator_validates_the_token_again() {
         target.oneshot(req)
     });
     let base = serve(BoxCloneSyncService::new(
-        customers.allow_anonymous().layer().layer(router),
+        customers
+            .allow_anonymous()
+            .layer()
+            .layer(router)
+            .map_response(boxed),
     ))
     .await;
     let mut c = claims();
@@ -241,7 +261,12 @@ async fn an_anonymous_inner_layer_hides_claims_of_another_validator() {
     let staff = BearerAuth::new(staff_validator())
         .from_cookie("at")
         .allow_anonymous();
-    let app: Route<Body> = BoxCloneSyncService::new(customers.layer().layer(route::<Body>(&staff)));
+    let app: Route<Body> = BoxCloneSyncService::new(
+        customers
+            .layer()
+            .layer(route::<Body>(&staff))
+            .map_response(boxed),
+    );
     let req = Request::builder()
         .uri("/")
         .header(

@@ -171,7 +171,7 @@ async fn expired_token_is_unauthenticated() {
 
 #[tokio::test]
 async fn under_scoped_token_is_permission_denied_by_the_layer() {
-    let auth = auth(key(Algorithm::ES256)).require(Scopes::all(["health:check"]));
+    let auth = auth(key(Algorithm::ES256)).require_scopes(Scopes::all(["health:check"]));
     let (addr, calls) = serve(auth).await;
     let ch = channel(addr).await;
     let err = check(&ch, "", Some(&token(json!({"scope": "health:read"}))))
@@ -223,7 +223,7 @@ async fn refusals_are_http_200_with_grpc_status_on_the_wire() {
     // The raw HTTP/2 response, through tonic's own transport: what any gRPC
     // client (not only tonic's) reads.
     use tower::ServiceExt as _;
-    let (addr, _) = serve(auth(key(Algorithm::ES256)).require(Scopes::all(["x"]))).await;
+    let (addr, _) = serve(auth(key(Algorithm::ES256)).require_scopes(Scopes::all(["x"]))).await;
     let ch = channel(addr).await;
     for (token, grpc_status) in [(None, "16"), (Some(token(json!({}))), "7")] {
         let mut req = http::Request::builder()

@@ -273,8 +273,8 @@ fn required_type_for_access_tokens() {
 fn required_claims_must_be_present() {
     let k = key(Algorithm::ES256);
     let v = builder(&[k])
-        .require("sub")
-        .require("client_id")
+        .require_claim("sub")
+        .require_claim("client_id")
         .build()
         .unwrap();
     let err = v.validate_json(&k.token(&claims())).unwrap_err();

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use lambda_http::tower::ServiceBuilder;
 use lambda_http::{Body, Error, Request, Response, Service, service_fn};
 use serde_json::{Map, Value};
-use tokenwarden::middleware::BearerAuth;
+use tokenwarden::middleware::{BearerAuth, ResponseBody};
 use tokenwarden::{KeySet, KeySource, RemoteKeySet, Validated, Validator, ValidatorBuilder};
 
 /// The issuer and audience of the tokens in `examples/data/`.
@@ -89,8 +89,10 @@ pub async fn handler(req: Request) -> Result<Response<Body>, Error> {
 /// handler.
 pub fn app(
     validator: Validator,
-) -> impl Service<Request, Response = Response<Body>, Error = Error, Future: Send> + Clone + Send + 'static
-{
+) -> impl Service<Request, Response = Response<ResponseBody<Body>>, Error = Error, Future: Send>
++ Clone
++ Send
++ 'static {
     ServiceBuilder::new()
         .layer(BearerAuth::new(validator).realm("lambda").layer())
         .service(service_fn(handler))

@@ -45,7 +45,7 @@ fn setup() -> &'static Setup {
             .build()
             .expect("validator");
         let auths = vec![
-            BearerAuth::new(validator.clone()).require(Scopes::all(["read"])),
+            BearerAuth::new(validator.clone()).require_scopes(Scopes::all(["read"])),
             BearerAuth::new(validator.clone())
                 .from_header("x-token")
                 .expect("header name"),

@@ -18,7 +18,7 @@
 //! let _app = App::new()
 //!     .service(
 //!         web::resource("/orders")
-//!             .wrap(BearerAuthMiddleware::new(auth.clone().require(Scopes::all(["orders:read"]))))
+//!             .wrap(BearerAuthMiddleware::new(auth.clone().require_scopes(Scopes::all(["orders:read"]))))
 //!             .route(web::get().to(me)),
 //!     )
 //!     .wrap(BearerAuthMiddleware::new(auth));
@@ -34,10 +34,12 @@ use actix_web::body::EitherBody;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::{StatusCode, Version};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use tracing::Instrument;
 
+use super::typed::{self, Memo, Why};
 use super::{
-    Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Judged,
-    Outcome, ScopedClaims, extract,
+    Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Outcome,
+    ScopedClaims, observe,
 };
 use crate::validator::Validated;
 
@@ -48,12 +50,25 @@ impl HeaderView for actix_web::http::header::HeaderMap {
 }
 
 fn render(answer: Answer) -> HttpResponse {
+    use actix_web::http::header::{HeaderName, HeaderValue};
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = HttpResponse::build(status);
     for (name, value) in answer.headers {
-        resp.insert_header((name, value));
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            resp.insert_header((name, v));
+        }
     }
-    resp.finish()
+    // The hook's headers: already kept clear of the layer's own; a name or
+    // value that is not valid header text is dropped.
+    for (name, value) in answer.extra {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            resp.append_header((n, v));
+        }
+    }
+    resp.body(answer.body)
 }
 
 /// Applies a [`BearerAuth`] to an actix-web app, scope or resource.
@@ -130,10 +145,11 @@ where
         let grpc = self
             .auth
             .answers_grpc(req.version() == Version::HTTP_2, req.headers());
-        let pass = |req: ServiceRequest, service: &S| {
+        let pass = |req: ServiceRequest, service: &S, span: tracing::Span| {
             let fut = service.call(req);
-            Box::pin(async move { fut.await.map(ServiceResponse::map_into_left_body) })
-                as LocalBoxed<Result<Self::Response, Self::Error>>
+            Box::pin(
+                async move { fut.await.map(ServiceResponse::map_into_left_body) }.instrument(span),
+            ) as LocalBoxed<Result<Self::Response, Self::Error>>
         };
         let refuse = move |req: ServiceRequest, r: &AuthRejection, auth: &BearerAuth<C>| {
             let resp = render(auth.refusal(r, grpc));
@@ -143,19 +159,22 @@ where
         // token from the same place: only this route's requirements are
         // ours. One on another validator or credential proves nothing here,
         // so this middleware validates its own token.
-        let verdict = self
-            .auth
-            .outer_verdict(req.extensions().get::<Checked<C>>());
+        let verdict = self.auth.outer_verdict(req.extensions().get::<Checked>());
         if let Some(verdict) = verdict {
+            // (Inside the outer middleware's span: no span of its own.)
             return match verdict {
-                Ok(()) => pass(req, &self.service),
+                Ok(()) => pass(req, &self.service, tracing::Span::none()),
                 Err(r) => Box::pin(ready(Ok(refuse(req, &r, &self.auth)))),
             };
         }
+        let span = observe::request_span();
+        let entered = span.enter();
         match self.auth.check_now(req.headers()) {
             Outcome::Allowed(v) => {
+                observe::allowed(&span, &v);
                 attach(&self.auth, &req, v);
-                pass(req, &self.service)
+                drop(entered);
+                pass(req, &self.service, span)
             }
             Outcome::Anonymous => {
                 {
@@ -163,26 +182,36 @@ where
                     // Claims an outer middleware on another validator or
                     // credential put there are not this route's: its handler
                     // must not read them.
-                    extensions.remove::<Checked<C>>();
+                    extensions.remove::<Checked>();
                     extensions.remove::<Arc<Validated<C>>>();
                     extensions.insert(self.auth.anonymous(grpc));
                 }
-                pass(req, &self.service)
+                observe::anonymous(&span);
+                drop(entered);
+                pass(req, &self.service, span)
             }
             Outcome::Refused(r) => Box::pin(ready(Ok(refuse(req, &r, &self.auth)))),
             Outcome::Retry(token) => {
                 let service = self.service.clone();
                 let auth = self.auth.clone();
-                Box::pin(async move {
-                    match auth.check_refreshing(&token).await {
-                        Ok(v) => attach(&auth, &req, v),
-                        Err(r) => return Ok(refuse(req, &r, &auth)),
+                drop(entered);
+                let span_inside = span.clone();
+                Box::pin(
+                    async move {
+                        match auth.check_refreshing(&token).await {
+                            Ok(v) => {
+                                observe::allowed(&span_inside, &v);
+                                attach(&auth, &req, v);
+                            }
+                            Err(r) => return Ok(refuse(req, &r, &auth)),
+                        }
+                        service
+                            .call(req)
+                            .await
+                            .map(ServiceResponse::map_into_left_body)
                     }
-                    service
-                        .call(req)
-                        .await
-                        .map(ServiceResponse::map_into_left_body)
-                })
+                    .instrument(span),
+                )
             }
         }
     }
@@ -195,33 +224,52 @@ fn attach<C: ScopedClaims>(auth: &BearerAuth<C>, req: &ServiceRequest, v: Arc<Va
     let mut extensions = req.extensions_mut();
     extensions.insert(auth.checked(v.clone()));
     extensions.insert(v);
-    extensions.insert(Judged);
 }
 
-/// The validated claims of the request; `Option<Claims<C>>` for routes
-/// open to anonymous callers. Refuses with 401 (the middleware's realm)
-/// when no token came through an anonymous-allowing middleware, and with
-/// 500, logged as an error, when no middleware ran.
+/// The validated claims of the request as `C`; `Option<Claims<C>>` for
+/// routes open to anonymous callers. `C` is any `DeserializeOwned` type:
+/// the middleware's own claims type is cloned, any other is read from its
+/// JSON claims ([`BearerAuth::new`]) once per request and type. Refuses
+/// with 401 (the middleware's realm) when no token came through an
+/// anonymous-allowing middleware, and with 500, logged as an error, when no
+/// middleware ran or the claims do not fit `C` (the log names the type and
+/// the claim, never its value; the body says what kind of mistake).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claims<C>(pub C);
 
-impl<C: ScopedClaims> FromRequest for Claims<C> {
+impl<C> FromRequest for Claims<C>
+where
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
     type Error = ClaimsRejection;
     type Future = Ready<Result<Self, ClaimsRejection>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        // Only what a middleware recorded counts, never a bare
-        // `Arc<Validated<C>>` some other code inserted.
-        let extensions = req.extensions();
-        ready(
-            extract(
-                extensions.get::<Checked<C>>(),
-                extensions.get::<Anonymous>(),
-                extensions.get::<Judged>(),
-            )
-            .map(Claims),
-        )
+        ready(extract::<C>(req).map(Claims))
     }
+}
+
+/// Only what a middleware recorded counts, never a bare `Arc<Validated<C>>`
+/// some other code inserted.
+fn extract<C>(req: &HttpRequest) -> Result<C, ClaimsRejection>
+where
+    C: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let (claims, memo) = {
+        let extensions = req.extensions();
+        typed::typed::<C>(extensions.get::<Checked>(), extensions.get::<Memo<C>>()).map_err(
+            |why| match why {
+                Why::NoClaims => {
+                    ClaimsRejection::without_claims::<C>(extensions.get::<Anonymous>())
+                }
+                Why::DoesNotFit => ClaimsRejection::internal(Some(typed::DOES_NOT_FIT)),
+            },
+        )?
+    };
+    if let Some(memo) = memo {
+        req.extensions_mut().insert(memo);
+    }
+    Ok(claims)
 }
 
 impl ResponseError for ClaimsRejection {
@@ -230,7 +278,8 @@ impl ResponseError for ClaimsRejection {
     }
 
     fn error_response(&self) -> HttpResponse {
-        // The realm of the middleware that let the request through.
+        // The realm and hook of the middleware that let the request through
+        // (a plain-text 500 for a wiring mistake).
         render(self.answer())
     }
 }
@@ -244,6 +293,6 @@ impl ResponseError for AuthRejection {
     fn error_response(&self) -> HttpResponse {
         // A bare refusal knows no realm; the middleware's own refusals and
         // the extractor's (`ClaimsRejection`) carry the configured one.
-        render(self.answer("api", false))
+        render(super::refusal::Shape::default().answer(self, "api", false))
     }
 }

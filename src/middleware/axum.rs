@@ -18,7 +18,7 @@
 //!     .route("/me", get(me))
 //!     .route(
 //!         "/orders",
-//!         get(me).route_layer(auth.clone().require(Scopes::all(["orders:read"])).layer()),
+//!         get(me).route_layer(auth.clone().require_scopes(Scopes::all(["orders:read"])).layer()),
 //!     )
 //!     .layer(auth.allow_anonymous().layer())
 //! # }
@@ -29,15 +29,21 @@
 use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
+use serde::de::DeserializeOwned;
 
-use super::{Anonymous, AuthRejection, Checked, ClaimsRejection, Judged, ScopedClaims, extract};
+use super::typed::{self, Memo, Why};
+use super::{Anonymous, AuthRejection, Checked, ClaimsRejection};
 
-/// The validated claims of the request. Refuses with 401 (the layer's
-/// realm) when the route was reached without a token through an
-/// anonymous-allowing layer, and with 500, logged as an error, when no
-/// [`BearerAuthLayer`](super::BearerAuthLayer) runs in front of the route or
-/// the one in front validates into another claims type (build it with
-/// [`BearerAuth::<C>::with_claims`](super::BearerAuth::with_claims)).
+/// The validated claims of the request, as `C`: any `DeserializeOwned`
+/// type. The layer's own claims type is cloned; any other is read from the
+/// layer's JSON claims ([`BearerAuth::new`](super::BearerAuth::new)) once
+/// per request and type, so two extractors of one type deserialise once.
+///
+/// Refuses with 401 (the layer's realm) when the route was reached without
+/// a token through an anonymous-allowing layer, and with 500, logged as an
+/// error, when no [`BearerAuthLayer`](super::BearerAuthLayer) runs in front
+/// of the route or the claims do not fit `C` (the log names the type and
+/// the claim, never its value; the body says what kind of mistake).
 ///
 /// Only claims a layer recorded count, never a bare `Arc<Validated<C>>`
 /// some other code inserted; with nested layers on different validators,
@@ -45,44 +51,66 @@ use super::{Anonymous, AuthRejection, Checked, ClaimsRejection, Judged, ScopedCl
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claims<C>(pub C);
 
-impl<C: ScopedClaims, S: Send + Sync> FromRequestParts<S> for Claims<C> {
+impl<C, S> FromRequestParts<S> for Claims<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    S: Send + Sync,
+{
     type Rejection = ClaimsRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ClaimsRejection> {
-        extract(
-            parts.extensions.get::<Checked<C>>(),
-            parts.extensions.get::<Anonymous>(),
-            parts.extensions.get::<Judged>(),
-        )
-        .map(Claims)
+        extract::<C>(parts)?.map(Claims).ok_or_else(|| {
+            ClaimsRejection::without_claims::<C>(parts.extensions.get::<Anonymous>())
+        })
     }
 }
 
 /// No token, through an anonymous-allowing layer: `None`. A bad token never
-/// gets here: the layer refused it. No layer at all: 500, as for `Claims`.
-impl<C: ScopedClaims, S: Send + Sync> OptionalFromRequestParts<S> for Claims<C> {
+/// gets here: the layer refused it. No layer at all, or claims that do not
+/// fit: 500, as for `Claims`.
+impl<C, S> OptionalFromRequestParts<S> for Claims<C>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+    S: Send + Sync,
+{
     type Rejection = ClaimsRejection;
 
     async fn from_request_parts(
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, ClaimsRejection> {
-        let anonymous = parts.extensions.get::<Anonymous>();
-        match parts.extensions.get::<Checked<C>>() {
-            Some(c) => Ok(Some(Claims(c.validated.claims.clone()))),
-            None if anonymous.is_some() => Ok(None),
-            None => Err(ClaimsRejection::without_claims::<C>(
-                None,
-                parts.extensions.get::<Judged>(),
-            )),
+        match extract::<C>(parts)? {
+            Some(c) => Ok(Some(Claims(c))),
+            None if parts.extensions.get::<Anonymous>().is_some() => Ok(None),
+            None => Err(ClaimsRejection::without_claims::<C>(None)),
         }
+    }
+}
+
+/// The claims as `C` (`None`: no layer recorded any), memoised in the
+/// request's extensions.
+fn extract<C>(parts: &mut Parts) -> Result<Option<C>, ClaimsRejection>
+where
+    C: DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let ext = &parts.extensions;
+    match typed::typed::<C>(ext.get::<Checked>(), ext.get::<Memo<C>>()) {
+        Ok((claims, memo)) => {
+            if let Some(memo) = memo {
+                parts.extensions.insert(memo);
+            }
+            Ok(Some(claims))
+        }
+        Err(Why::NoClaims) => Ok(None),
+        Err(Why::DoesNotFit) => Err(ClaimsRejection::internal(Some(typed::DOES_NOT_FIT))),
     }
 }
 
 impl IntoResponse for ClaimsRejection {
     fn into_response(self) -> Response {
-        // The realm of the layer that let the request through.
-        super::tower::render(self.answer())
+        // The realm and hook of the layer that let the request through (a
+        // plain-text 500 for a wiring mistake).
+        super::tower::render(self.answer(), axum_core::body::Body::from)
     }
 }
 
@@ -90,6 +118,9 @@ impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         // A bare refusal knows no realm; the layer's own refusals and the
         // extractor's (`ClaimsRejection`) carry the configured one.
-        super::tower::render(self.answer("api", false))
+        super::tower::render(
+            super::refusal::Shape::default().answer(&self, "api", false),
+            axum_core::body::Body::from,
+        )
     }
 }

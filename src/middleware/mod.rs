@@ -13,7 +13,15 @@ pub mod actix;
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
 #[cfg(feature = "tower")]
+mod body;
+mod observe;
+mod refusal;
+mod requirements;
+#[cfg(feature = "tower")]
 mod tower;
+mod typed;
+
+pub use self::requirements::Roles;
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,7 +35,15 @@ use crate::validator::{Validated, Validator};
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use self::body::ResponseBody;
+pub use self::refusal::{DEFAULT_RETRY_AFTER, RETRY_AFTER_BOUNDS, Refusal, RefusalBody};
+use self::refusal::{Hook, Shape};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use self::tower::{BearerAuthLayer, BearerAuthService, ResponseFuture};
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use self::typed::claims_from;
 
 /// Read access to request headers, whichever HTTP crate holds them.
 pub(crate) trait HeaderView {
@@ -60,6 +76,18 @@ pub trait ScopedClaims: DeserializeOwned + Clone + Send + Sync + 'static {
     fn has_role(&self, path: &str, role: &str) -> bool {
         let _ = (path, role);
         false
+    }
+
+    /// The token's `sub`, for the request's `tracing` span. `None` by
+    /// default.
+    fn subject(&self) -> Option<&str> {
+        None
+    }
+
+    /// The token's `iss`, for the request's `tracing` span. `None` by
+    /// default.
+    fn issuer(&self) -> Option<&str> {
+        None
     }
 }
 
@@ -103,6 +131,14 @@ impl ScopedClaims for Map<String, Value> {
     fn has_role(&self, path: &str, role: &str) -> bool {
         grants(at_path(self, path), role)
     }
+
+    fn subject(&self) -> Option<&str> {
+        self.get("sub").and_then(Value::as_str)
+    }
+
+    fn issuer(&self) -> Option<&str> {
+        self.get("iss").and_then(Value::as_str)
+    }
 }
 
 impl ScopedClaims for Value {
@@ -112,6 +148,14 @@ impl ScopedClaims for Value {
 
     fn has_role(&self, path: &str, role: &str) -> bool {
         self.as_object().is_some_and(|m| m.has_role(path, role))
+    }
+
+    fn subject(&self) -> Option<&str> {
+        self.get("sub").and_then(Value::as_str)
+    }
+
+    fn issuer(&self) -> Option<&str> {
+        self.get("iss").and_then(Value::as_str)
     }
 }
 
@@ -161,10 +205,6 @@ impl Scopes {
         }
         None
     }
-
-    fn is_empty(&self) -> bool {
-        self.all.is_empty() && self.any.is_empty()
-    }
 }
 
 /// Where the token is read from. Part of a verdict's identity: an outer
@@ -198,7 +238,7 @@ enum TokenSource {
 /// # let validator = Validator::builder().issuer("i").audience("a")
 /// #     .keys(KeySet::from_jwks(include_bytes!("../../examples/data/jwks.json")).unwrap()).build().unwrap();
 /// let auth = BearerAuth::new(validator).realm("orders");
-/// let read = auth.clone().require(Scopes::all(["orders:read"]));
+/// let read = auth.clone().require_scopes(Scopes::all(["orders:read"]));
 /// let layer = read.layer(); // a tower Layer
 /// # let _ = layer;
 /// ```
@@ -222,11 +262,13 @@ struct Config<C> {
     source: TokenSource,
     scopes: Scopes,
     /// Roles required, and the claim path they are read from.
-    roles: Option<(Box<str>, Scopes)>,
+    roles: Option<Roles>,
     anonymous: bool,
     /// Whether refusals to gRPC calls are answered the gRPC way.
     grpc: bool,
     predicates: Vec<Predicate<C>>,
+    /// How refusals are shaped: the `on_refusal` hook, a 503's `Retry-After`.
+    shape: Shape,
 }
 
 impl<C> Clone for BearerAuth<C> {
@@ -272,6 +314,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 anonymous: false,
                 grpc: true,
                 predicates: Vec::new(),
+                shape: Shape::default(),
             }),
         }
     }
@@ -288,6 +331,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
             anonymous: c.anonymous,
             grpc: c.grpc,
             predicates: c.predicates.clone(),
+            shape: c.shape.clone(),
         };
         f(&mut config);
         BearerAuth {
@@ -329,18 +373,28 @@ impl<C: ScopedClaims> BearerAuth<C> {
         self.with(|c| c.source = TokenSource::Cookie(name.into()))
     }
 
-    /// Scopes the token must grant (403 `insufficient_scope` otherwise).
+    /// Scopes the token must grant (403 `insufficient_scope` otherwise, the
+    /// challenge naming the scopes lacking). A handler or tonic method
+    /// checks the same with [`Scopes::check`].
     #[must_use]
-    pub fn require(self, scopes: Scopes) -> Self {
+    pub fn require_scopes(self, scopes: Scopes) -> Self {
         self.with(|c| c.scopes = scopes)
     }
 
-    /// Roles the token must hold, read from the claim at the dotted `path`
-    /// (e.g. `"roles"`, `"realm_access.roles"`); 403 otherwise.
+    /// Renamed [`require_scopes`](Self::require_scopes), so that it cannot
+    /// be taken for the validator's required claims.
+    #[deprecated(note = "renamed `require_scopes`")]
     #[must_use]
-    pub fn require_roles(self, path: &str, roles: Scopes) -> Self {
-        let path: Box<str> = path.into();
-        self.with(|c| c.roles = Some((path, roles)))
+    pub fn require(self, scopes: Scopes) -> Self {
+        self.require_scopes(scopes)
+    }
+
+    /// Roles the token must hold ([`Roles::all`], [`Roles::any`] at a
+    /// dotted claim path such as `"realm_access.roles"`); 403 otherwise. A
+    /// handler or tonic method checks the same with [`Roles::check`].
+    #[must_use]
+    pub fn require_roles(self, roles: Roles) -> Self {
+        self.with(|c| c.roles = Some(roles))
     }
 
     /// A custom requirement on the verified claims; 403 naming `name` when
@@ -416,10 +470,11 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// What this layer puts in the request's extensions for a token it
     /// validated: the claims, which validator judged them and where the
     /// token was read from.
-    pub(crate) fn checked(&self, validated: Arc<Validated<C>>) -> Checked<C> {
+    pub(crate) fn checked(&self, validated: Arc<Validated<C>>) -> Checked {
         Checked {
             by: self.config.validator_id,
             from: self.config.source.clone(),
+            claims_type: std::any::type_name::<C>(),
             validated,
         }
     }
@@ -431,6 +486,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
         Anonymous {
             realm: self.config.realm.clone(),
             grpc,
+            hook: self.config.shape.hook.clone(),
         }
     }
 
@@ -442,11 +498,13 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// this layer reads a cookie): validate this layer's token.
     pub(crate) fn outer_verdict(
         &self,
-        already: Option<&Checked<C>>,
+        already: Option<&Checked>,
     ) -> Option<Result<(), AuthRejection>> {
         let v =
             already.filter(|c| c.by == self.config.validator_id && c.from == self.config.source)?;
-        Some(self.requirements(&v.validated.claims))
+        // The same validator identity means the same claims type `C`.
+        let v = v.validated.downcast_ref::<Validated<C>>()?;
+        Some(self.requirements(&v.claims))
     }
 
     /// The full check without waiting. [`Outcome::Retry`] sends an unknown
@@ -478,7 +536,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// # use tokenwarden::{KeySet, Validator};
     /// # let validator = Validator::builder().issuer("i").audience("a")
     /// #     .keys(KeySet::from_hmac_secret(Some("k"), tokenwarden::Algorithm::HS256, &[7; 32])?).build()?;
-    /// let auth = BearerAuth::new(validator).require(Scopes::all(["orders:read"]));
+    /// let auth = BearerAuth::new(validator).require_scopes(Scopes::all(["orders:read"]));
     /// let headers = http::HeaderMap::new();
     /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
     /// let refusal = auth.authorize(&headers).await.unwrap_err();
@@ -533,17 +591,9 @@ impl<C: ScopedClaims> BearerAuth<C> {
 
     /// The route's requirements: scopes, then roles, then custom predicates.
     fn requirements(&self, claims: &C) -> Result<(), AuthRejection> {
-        if let Some(scope) = self.config.scopes.missing(claims) {
-            return Err(AuthRejection::InsufficientScope { scope });
-        }
-        if let Some((path, roles)) = &self.config.roles {
-            if !roles.is_empty() {
-                if let Some(lacking) = roles.lacking(|r| claims.has_role(path, r)) {
-                    return Err(AuthRejection::Forbidden {
-                        requirement: header_safe(&format!("role {lacking}")),
-                    });
-                }
-            }
+        self.config.scopes.check(claims)?;
+        if let Some(roles) = &self.config.roles {
+            roles.check(claims)?;
         }
         for (name, predicate) in &self.config.predicates {
             if !predicate(claims) {
@@ -559,44 +609,37 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// `grpc`: the request is a gRPC call ([`is_grpc`]).
     pub(crate) fn refusal(&self, r: &AuthRejection, grpc: bool) -> Answer {
         log_refusal(r);
-        r.answer(&self.config.realm, grpc)
+        self.config.shape.answer(r, &self.config.realm, grpc)
     }
 }
 
-/// A refusal as any framework renders it: a status and headers, empty body.
+/// A refusal as any framework renders it: a status, the layer's headers,
+/// the hook's headers (already filtered) and the body.
+#[derive(Debug, Default)]
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) headers: Vec<(&'static str, String)>,
+    /// Headers from an `on_refusal` hook, none of the layer's own.
+    pub(crate) extra: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 /// The request extension a layer adds for a token it validated. Private, so
 /// only a layer can have put it there, and it names the validator that
 /// judged the token (by the id of its [`BearerAuth`] family) and where the
 /// token came from: an inner layer on another validator, or reading another
-/// credential, does not take it as proof.
-pub(crate) struct Checked<C> {
+/// credential, does not take it as proof. One per request whatever the
+/// claims type (the innermost layer's): the extractors read any type from it
+/// (`typed.rs`).
+#[derive(Clone)]
+pub(crate) struct Checked {
     by: u64,
     from: TokenSource,
-    pub(crate) validated: Arc<Validated<C>>,
+    /// The layer's claims type, for logs.
+    pub(crate) claims_type: &'static str,
+    /// The layer's `Arc<Validated<C>>`, its claims type erased.
+    pub(crate) validated: Arc<dyn std::any::Any + Send + Sync>,
 }
-
-impl<C> Clone for Checked<C> {
-    fn clone(&self) -> Self {
-        Checked {
-            by: self.by,
-            from: self.from.clone(),
-            validated: self.validated.clone(),
-        }
-    }
-}
-
-/// Marks a request a layer let through with claims, whatever their type:
-/// an extractor asking for another type can then say so instead of
-/// claiming no layer ran. Zero-sized, so recording it allocates nothing.
-/// (Read by the extractors only: with `tower` alone nothing reads it.)
-#[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(any(feature = "axum", feature = "actix")), allow(dead_code))]
-pub(crate) struct Judged;
 
 /// A new validator identity: unique for the process's life (a `u64`
 /// counter does not wrap).
@@ -613,6 +656,7 @@ fn next_validator_id() -> u64 {
 pub(crate) struct Anonymous {
     realm: Arc<str>,
     grpc: bool,
+    hook: Option<Hook>,
 }
 
 /// The result of checking one request's token. Every state is a decision:
@@ -627,19 +671,6 @@ pub(crate) enum Outcome<C> {
     Retry(String),
 }
 
-/// What the `Claims` extractors return: the layer's claims, or why not.
-#[cfg(any(feature = "axum", feature = "actix"))]
-pub(crate) fn extract<C: Clone>(
-    checked: Option<&Checked<C>>,
-    anonymous: Option<&Anonymous>,
-    judged: Option<&Judged>,
-) -> Result<C, ClaimsRejection> {
-    if let Some(c) = checked {
-        return Ok(c.validated.claims.clone());
-    }
-    Err(ClaimsRejection::without_claims::<C>(anonymous, judged))
-}
-
 /// Why a `Claims` extractor refused, answered with the realm (and gRPC
 /// mapping) of the layer that let the request through: 401 when that layer
 /// allowed an anonymous request, 500 (logged) when no layer ran at all.
@@ -650,18 +681,18 @@ pub struct ClaimsRejection {
     rejection: AuthRejection,
     realm: Option<Arc<str>>,
     grpc: bool,
+    /// The layer's `on_refusal` hook, when a layer let the request through.
+    hook: Option<Hook>,
+    /// A short explanation for the response body (500s only).
+    body: Option<&'static str>,
 }
 
 #[cfg(any(feature = "axum", feature = "actix"))]
 impl ClaimsRejection {
-    /// The refusal for a request with no claims of type `C`: `Missing`
+    /// The refusal for a request no layer recorded claims for: `Missing`
     /// behind an anonymous-allowing layer, `NotConfigured` (logged as an
-    /// error: a wiring mistake) when no layer ran or the layer in front
-    /// (`judged`) validated into another claims type.
-    pub(crate) fn without_claims<C>(
-        anonymous: Option<&Anonymous>,
-        judged: Option<&Judged>,
-    ) -> Self {
+    /// error: a wiring mistake) when no layer ran.
+    pub(crate) fn without_claims<C>(anonymous: Option<&Anonymous>) -> Self {
         match anonymous {
             Some(a) => {
                 let rejection = AuthRejection::Missing;
@@ -670,30 +701,26 @@ impl ClaimsRejection {
                     rejection,
                     realm: Some(a.realm.clone()),
                     grpc: a.grpc,
+                    hook: a.hook.clone(),
+                    body: None,
                 }
             }
             None => {
-                // Type names only: never a claim value.
-                let claims_type = std::any::type_name::<C>();
-                if judged.is_some() {
-                    tracing::error!(
-                        reason = "not_configured",
-                        claims_type,
-                        "a route extracts claims, but the bearer auth layer in front of it is for another claims type: build it with BearerAuth::<C>::with_claims, C the extractor's claims type (claims_type)"
-                    );
-                } else {
-                    tracing::error!(
-                        reason = "not_configured",
-                        claims_type,
-                        "a route extracts claims but no bearer auth layer runs in front of it"
-                    );
-                }
-                ClaimsRejection {
-                    rejection: AuthRejection::NotConfigured,
-                    realm: None,
-                    grpc: false,
-                }
+                typed::no_layer::<C>();
+                ClaimsRejection::internal(None)
             }
+        }
+    }
+
+    /// A 500: a wiring mistake the server logged; `body`, if any, says what
+    /// kind in a few words (no type names, no claims).
+    pub(crate) fn internal(body: Option<&'static str>) -> Self {
+        ClaimsRejection {
+            rejection: AuthRejection::NotConfigured,
+            realm: None,
+            grpc: false,
+            hook: None,
+            body,
         }
     }
 
@@ -707,10 +734,26 @@ impl ClaimsRejection {
         self.rejection.status()
     }
 
-    /// Status and headers, with the layer's realm.
+    /// Status, headers and body, with the layer's realm and hook.
     pub(crate) fn answer(&self) -> Answer {
-        self.rejection
-            .answer(self.realm.as_deref().unwrap_or("api"), self.grpc)
+        if let Some(body) = self.body {
+            // A wiring mistake: a plain 500 saying which kind, no challenge.
+            return Answer {
+                status: self.status(),
+                headers: vec![("content-type", "text/plain; charset=utf-8".into())],
+                extra: Vec::new(),
+                body: body.as_bytes().to_vec(),
+            };
+        }
+        let shape = Shape {
+            hook: self.hook.clone(),
+            ..Shape::default()
+        };
+        shape.answer(
+            &self.rejection,
+            self.realm.as_deref().unwrap_or("api"),
+            self.grpc,
+        )
     }
 }
 
@@ -722,15 +765,30 @@ impl fmt::Display for ClaimsRejection {
 }
 
 #[cfg(any(feature = "axum", feature = "actix"))]
-impl std::error::Error for ClaimsRejection {}
+impl std::error::Error for ClaimsRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.rejection)
+    }
+}
 
 fn log_refusal(r: &AuthRejection) {
-    // Never the token: the reason is enough to count and to debug.
-    tracing::debug!(
-        reason = r.reason(),
-        status = r.status(),
-        "bearer token refused"
-    );
+    observe::refused(r);
+    // Never the token: the reason, and the error's own text, which is
+    // built to be safe to log (names and kinds, token strings escaped and
+    // shortened, never a claim value but `aud`/`iss`).
+    match r.error() {
+        Some(error) => tracing::info!(
+            reason = r.reason(),
+            status = r.status(),
+            %error,
+            "bearer token refused"
+        ),
+        None => tracing::info!(
+            reason = r.reason(),
+            status = r.status(),
+            "bearer token refused"
+        ),
+    }
 }
 
 /// Keeps only characters a quoted header parameter may carry as-is.
@@ -916,8 +974,9 @@ pub enum AuthRejection {
     Missing,
     /// Malformed credentials (several headers, several tokens): 400 `invalid_request`.
     InvalidRequest(&'static str),
-    /// The token was refused: 401 `invalid_token`, the error kind as description.
-    InvalidToken(ErrorKind),
+    /// The token was refused: 401 `invalid_token`, the error kind as
+    /// description. The [`Error`] is the refusal's `source()`.
+    InvalidToken(Error),
     /// The token lacks scopes: 403 `insufficient_scope` naming them.
     InsufficientScope {
         /// The scopes required, space-separated.
@@ -929,8 +988,9 @@ pub enum AuthRejection {
         /// What was required (a role list or the requirement's name).
         requirement: String,
     },
-    /// No usable keys: 503; the client did nothing wrong.
-    KeysUnavailable,
+    /// No usable keys: 503 with `Retry-After`; the client did nothing
+    /// wrong. The [`Error`] is the refusal's `source()`.
+    KeysUnavailable(Error),
     /// The route expects claims but no [`BearerAuthLayer`] put them there: 500.
     NotConfigured,
 }
@@ -938,8 +998,16 @@ pub enum AuthRejection {
 impl AuthRejection {
     fn from_error(e: Error) -> Self {
         match e.kind() {
-            ErrorKind::KeysUnavailable => AuthRejection::KeysUnavailable,
-            kind => AuthRejection::InvalidToken(kind),
+            ErrorKind::KeysUnavailable => AuthRejection::KeysUnavailable(e),
+            _ => AuthRejection::InvalidToken(e),
+        }
+    }
+
+    /// The error that refused the token, if a token was judged.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            AuthRejection::InvalidToken(e) | AuthRejection::KeysUnavailable(e) => Some(e),
+            _ => None,
         }
     }
 
@@ -949,7 +1017,7 @@ impl AuthRejection {
             AuthRejection::Missing | AuthRejection::InvalidToken(_) => 401,
             AuthRejection::InvalidRequest(_) => 400,
             AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => 403,
-            AuthRejection::KeysUnavailable => 503,
+            AuthRejection::KeysUnavailable(_) => 503,
             AuthRejection::NotConfigured => 500,
         }
     }
@@ -959,11 +1027,11 @@ impl AuthRejection {
         match self {
             AuthRejection::Missing => "missing_token",
             AuthRejection::InvalidRequest(_) => "invalid_request",
-            AuthRejection::InvalidToken(kind) => kind.as_str(),
+            AuthRejection::InvalidToken(e) => e.kind().as_str(),
             AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => {
                 "insufficient_scope"
             }
-            AuthRejection::KeysUnavailable => "keys_unavailable",
+            AuthRejection::KeysUnavailable(_) => "keys_unavailable",
             AuthRejection::NotConfigured => "not_configured",
         }
     }
@@ -975,8 +1043,9 @@ impl AuthRejection {
             AuthRejection::InvalidRequest(why) => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{why}\""
             )),
-            AuthRejection::InvalidToken(kind) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{kind}\""
+            AuthRejection::InvalidToken(e) => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                e.kind()
             )),
             AuthRejection::InsufficientScope { scope } => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\""
@@ -984,7 +1053,7 @@ impl AuthRejection {
             AuthRejection::Forbidden { requirement } => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"requires {requirement}\""
             )),
-            AuthRejection::KeysUnavailable | AuthRejection::NotConfigured => None,
+            AuthRejection::KeysUnavailable(_) | AuthRejection::NotConfigured => None,
         }
     }
 
@@ -994,7 +1063,7 @@ impl AuthRejection {
             AuthRejection::Missing | AuthRejection::InvalidToken(_) => "16", // UNAUTHENTICATED
             AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => "7", // PERMISSION_DENIED
             AuthRejection::InvalidRequest(_) => "3", // INVALID_ARGUMENT
-            AuthRejection::KeysUnavailable => "14",  // UNAVAILABLE
+            AuthRejection::KeysUnavailable(_) => "14", // UNAVAILABLE
             AuthRejection::NotConfigured => "13",    // INTERNAL
         }
     }
@@ -1015,7 +1084,11 @@ impl AuthRejection {
         } else {
             self.status()
         };
-        Answer { status, headers }
+        Answer {
+            status,
+            headers,
+            ..Answer::default()
+        }
     }
 }
 
@@ -1025,7 +1098,13 @@ impl fmt::Display for AuthRejection {
     }
 }
 
-impl std::error::Error for AuthRejection {}
+/// The [`Error`] that refused the token, for a refused token or unusable
+/// keys; none for refusals decided before or after validation.
+impl std::error::Error for AuthRejection {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error().map(|e| e as _)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -12,24 +12,51 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Answer, BearerAuth, Checked, Judged, Outcome, ScopedClaims};
+use bytes::Bytes;
+use tracing::Span;
+
+use super::{Answer, BearerAuth, Checked, Outcome, ResponseBody, ScopedClaims, observe};
 use crate::validator::Validated;
 
-/// A refusal as an `http` response with an empty body.
-pub(crate) fn render<B: Default>(answer: Answer) -> Response<B> {
-    let mut resp = Response::new(B::default());
+/// A refusal as an `http` response, its body made by `body`.
+pub(crate) fn render<B>(answer: Answer, body: impl FnOnce(Bytes) -> B) -> Response<B> {
+    let mut resp = Response::new(body(Bytes::from(answer.body)));
     *resp.status_mut() = http::StatusCode::from_u16(answer.status)
         .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = resp.headers_mut();
     for (name, value) in answer.headers {
         if let Ok(v) = http::HeaderValue::from_str(&value) {
-            resp.headers_mut().insert(name, v);
+            headers.insert(name, v);
+        }
+    }
+    // The hook's headers: already kept clear of the layer's own; a name or
+    // value that is not valid header text is dropped.
+    for (name, value) in answer.extra {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            headers.append(n, v);
         }
     }
     resp
 }
 
+/// A refusal from the layer.
+fn refused<B>(answer: Answer) -> Response<ResponseBody<B>> {
+    render(answer, ResponseBody::refusal)
+}
+
 /// Applies a [`BearerAuth`] to a service. Validated claims reach the inner
 /// service as an `Arc<`[`Validated<C>`](crate::Validated)`>` request extension.
+///
+/// Responses have a [`ResponseBody`]: the inner service's body, or a
+/// refusal's. Each request runs in a `bearer_auth` `tracing` span (fields
+/// `sub`, `iss`, `verdict`), the inner service included.
+/// In axum, put a route's own requirements on the route with
+/// `route_layer`: a layer added with `Router::layer` runs for every
+/// request, paths no route matches included, so those answer 401 (no
+/// token) instead of 404.
 pub struct BearerAuthLayer<C> {
     auth: BearerAuth<C>,
 }
@@ -98,10 +125,9 @@ where
     S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ReqB: Send + 'static,
-    ResB: Default,
     C: ScopedClaims,
 {
-    type Response = Response<ResB>;
+    type Response = Response<ResponseBody<ResB>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResB, S::Error>;
 
@@ -117,47 +143,59 @@ where
         // from the same place: only this route's requirements are ours. An
         // outer layer on another validator or credential proves nothing
         // here, so this layer validates its own token.
-        if let Some(verdict) = self
-            .auth
-            .outer_verdict(req.extensions().get::<Checked<C>>())
-        {
+        // (Inside the outer layer's span: no span of its own.)
+        if let Some(verdict) = self.auth.outer_verdict(req.extensions().get::<Checked>()) {
             return match verdict {
-                Ok(()) => ResponseFuture::inner(self.inner.call(req)),
-                Err(r) => ResponseFuture::refused(render(self.auth.refusal(&r, grpc))),
+                Ok(()) => ResponseFuture::inner(self.inner.call(req), Span::none()),
+                Err(r) => ResponseFuture::refused(refused(self.auth.refusal(&r, grpc))),
             };
         }
+        let span = observe::request_span();
+        let entered = span.enter();
         // The usual case decides here, with no allocation beyond validation.
         match self.auth.check_now(req.headers()) {
             Outcome::Allowed(v) => {
+                observe::allowed(&span, &v);
                 attach(&self.auth, req.extensions_mut(), v);
-                ResponseFuture::inner(self.inner.call(req))
+                let fut = self.inner.call(req);
+                drop(entered);
+                ResponseFuture::inner(fut, span)
             }
             Outcome::Anonymous => {
                 let extensions = req.extensions_mut();
                 // Claims an outer layer on another validator or credential
                 // put there are not this route's: its handler must not read
                 // them.
-                extensions.remove::<Checked<C>>();
+                extensions.remove::<Checked>();
                 extensions.remove::<Arc<Validated<C>>>();
                 extensions.insert(self.auth.anonymous(grpc));
-                ResponseFuture::inner(self.inner.call(req))
+                observe::anonymous(&span);
+                let fut = self.inner.call(req);
+                drop(entered);
+                ResponseFuture::inner(fut, span)
             }
-            Outcome::Refused(r) => ResponseFuture::refused(render(self.auth.refusal(&r, grpc))),
+            Outcome::Refused(r) => ResponseFuture::refused(refused(self.auth.refusal(&r, grpc))),
             Outcome::Retry(token) => {
                 // An unknown kid: wait for the key source's refresh. The
                 // service that was polled ready goes with the request.
                 let clone = self.inner.clone();
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 let auth = self.auth.clone();
-                ResponseFuture::refreshing(Box::pin(async move {
-                    match auth.check_refreshing(&token).await {
-                        Ok(v) => {
-                            attach(&auth, req.extensions_mut(), v);
-                            inner.call(req).await
+                let span_inside = span.clone();
+                drop(entered);
+                ResponseFuture::refreshing(
+                    Box::pin(async move {
+                        match auth.check_refreshing(&token).await {
+                            Ok(v) => {
+                                observe::allowed(&span_inside, &v);
+                                attach(&auth, req.extensions_mut(), v);
+                                inner.call(req).await.map(|r| r.map(ResponseBody::inner))
+                            }
+                            Err(r) => Ok(refused(auth.refusal(&r, grpc))),
                         }
-                        Err(r) => Ok(render(auth.refusal(&r, grpc))),
-                    }
-                }))
+                    }),
+                    span,
+                )
             }
         }
     }
@@ -173,15 +211,16 @@ fn attach<C: ScopedClaims>(
 ) {
     extensions.insert(auth.checked(v.clone()));
     extensions.insert(v);
-    extensions.insert(Judged);
 }
 
 pin_project_lite::pin_project! {
     /// The future of [`BearerAuthService`]: the inner service's, a ready
-    /// refusal, or (rarely, for an unknown kid) a wait for a key refresh.
+    /// refusal, or (rarely, for an unknown kid) a wait for a key refresh;
+    /// polled inside the request's span.
     pub struct ResponseFuture<F, B, E> {
         #[pin]
         kind: Kind<F, B, E>,
+        span: Span,
     }
 }
 
@@ -189,27 +228,30 @@ pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F, B, E> {
         Inner { #[pin] fut: F },
-        Refused { resp: Option<Response<B>> },
-        Refreshing { fut: Boxed<Result<Response<B>, E>> },
+        Refused { resp: Option<Response<ResponseBody<B>>> },
+        Refreshing { fut: Boxed<Result<Response<ResponseBody<B>>, E>> },
     }
 }
 
 impl<F, B, E> ResponseFuture<F, B, E> {
-    fn inner(fut: F) -> Self {
+    fn inner(fut: F, span: Span) -> Self {
         ResponseFuture {
             kind: Kind::Inner { fut },
+            span,
         }
     }
 
-    fn refused(resp: Response<B>) -> Self {
+    fn refused(resp: Response<ResponseBody<B>>) -> Self {
         ResponseFuture {
             kind: Kind::Refused { resp: Some(resp) },
+            span: Span::none(),
         }
     }
 
-    fn refreshing(fut: Boxed<Result<Response<B>, E>>) -> Self {
+    fn refreshing(fut: Boxed<Result<Response<ResponseBody<B>>, E>>, span: Span) -> Self {
         ResponseFuture {
             kind: Kind::Refreshing { fut },
+            span,
         }
     }
 }
@@ -224,11 +266,15 @@ impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<ResponseBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Inner { fut } => fut.poll(cx),
+        let this = self.project();
+        let _entered = this.span.enter();
+        match this.kind.project() {
+            KindProj::Inner { fut } => fut
+                .poll(cx)
+                .map(|r| r.map(|resp| resp.map(ResponseBody::inner))),
             KindProj::Refused { resp } => match resp.take() {
                 Some(resp) => Poll::Ready(Ok(resp)),
                 // Polled after completion: never resolves again.

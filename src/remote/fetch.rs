@@ -18,6 +18,8 @@ use crate::keys::KeySet;
 #[non_exhaustive]
 pub struct FetchError {
     kind: FetchErrorKind,
+    /// The HTTP status, for [`FetchErrorKind::Status`].
+    status: Option<u16>,
     message: String,
 }
 
@@ -45,13 +47,53 @@ impl FetchError {
     pub(crate) fn new(kind: FetchErrorKind, message: impl Into<String>) -> Self {
         FetchError {
             kind,
+            status: None,
             message: message.into(),
         }
+    }
+
+    /// The same error, its message extended with the fix for a
+    /// configuration mistake (for [`is_permanent`](Self::is_permanent) ones).
+    pub(crate) fn with_fix(mut self, fix: &str) -> Self {
+        self.message.push_str(": ");
+        self.message.push_str(fix);
+        self
     }
 
     /// The kind of failure.
     pub fn kind(&self) -> FetchErrorKind {
         self.kind
+    }
+
+    /// The HTTP status the server answered with, for
+    /// [`FetchErrorKind::Status`].
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    /// Whether this failure looks like a misconfiguration that retrying will
+    /// not cure: a 4xx answer (but 408 and 429), a body that is not a key
+    /// set or discovery document, a discovery document naming another
+    /// issuer, a URL that is not allowed, a body over the limit. Such a
+    /// failure ends [`RemoteKeySet::ready`](super::RemoteKeySet::ready) at
+    /// once and is logged at error with the fix; the others (connection
+    /// refused, timeouts, 5xx) are retried within `ready`'s wait.
+    ///
+    /// ```
+    /// # fn f(e: tokenwarden::remote::FetchError) {
+    /// if e.is_permanent() {
+    ///     eprintln!("fix the configuration: {e}");
+    /// }
+    /// # }
+    /// ```
+    pub fn is_permanent(&self) -> bool {
+        match self.kind {
+            FetchErrorKind::Connect | FetchErrorKind::Timeout => false,
+            FetchErrorKind::Status => self
+                .status
+                .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429),
+            FetchErrorKind::TooLarge | FetchErrorKind::Invalid | FetchErrorKind::Rejected => true,
+        }
     }
 
     /// Whether the server did not answer in time.
@@ -223,10 +265,18 @@ async fn get_json(
         return Ok(Fetched::NotModified { max_age });
     }
     if status != reqwest::StatusCode::OK {
-        return Err(FetchError::new(
-            FetchErrorKind::Status,
-            format!("{shown} answered {status}"),
-        ));
+        let mut e = FetchError::new(FetchErrorKind::Status, format!("{shown} answered {status}"));
+        e.status = Some(status.as_u16());
+        return Err(match status.as_u16() {
+            404 | 410 => e.with_fix(
+                "nothing is there: check the URL (jwks_url, or the issuer or discovery_url of discovery)",
+            ),
+            401 | 403 => e.with_fix(
+                "the key set must be readable without credentials, or pass an http_client that sends them",
+            ),
+            _ if e.is_permanent() => e.with_fix("check the URL and the identity provider's settings"),
+            _ => e,
+        });
     }
     if let Some(ct) = resp.headers().get(CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
@@ -234,7 +284,8 @@ async fn get_json(
             return Err(FetchError::new(
                 FetchErrorKind::Invalid,
                 format!("{shown} answered with content type {ct:?}, not JSON"),
-            ));
+            )
+            .with_fix(NOT_THE_DOCUMENT));
         }
     }
     if resp.content_length().is_some_and(|n| n > max_bytes as u64) {
@@ -264,7 +315,12 @@ fn too_large(url: &str, max: usize) -> FetchError {
         FetchErrorKind::TooLarge,
         format!("{url} sent a body larger than the limit of {max} bytes"),
     )
+    .with_fix("check the URL, or raise max_body_bytes")
 }
+
+/// The fix for a body that is not what the URL should serve.
+const NOT_THE_DOCUMENT: &str = "check that the URL serves the JWK Set (RFC 7517 §5) or the \
+     discovery document, not a login page or a certificate map";
 
 /// `max-age=N` from a Cache-Control value; `no-store`/`no-cache` give 0.
 fn parse_max_age(value: &str) -> Option<Duration> {
@@ -297,6 +353,7 @@ pub(crate) async fn jwks(
             // An empty or all-unusable set is an error: it never replaces good keys.
             let set = KeySet::from_jwks(&value).map_err(|e| {
                 FetchError::new(FetchErrorKind::Invalid, format!("{}: {e}", redact(url)))
+                    .with_fix(NOT_THE_DOCUMENT)
             })?;
             Ok(Fetched::New {
                 value: (set, value.into()),
@@ -376,12 +433,14 @@ pub(crate) fn parse_discovery(
             FetchErrorKind::Invalid,
             format!("{url} is not UTF-8 JSON (RFC 8259 §8.1)"),
         )
+        .with_fix(NOT_THE_DOCUMENT)
     })?;
     let doc: Discovery = serde_json::from_str(body).map_err(|e| {
         FetchError::new(
             FetchErrorKind::Invalid,
             format!("{url} is not a discovery document with issuer and jwks_uri: {e}"),
         )
+        .with_fix(NOT_THE_DOCUMENT)
     })?;
     // OIDC Discovery §4.3 / RFC 8414 §3.3: the document's issuer must be
     // exactly the one we asked about, or its keys could be anyone's. The
@@ -394,6 +453,10 @@ pub(crate) fn parse_discovery(
                 "{url} names issuer {}, not the configured {issuer:?}",
                 Shown(&doc.issuer)
             ),
+        )
+        .with_fix(
+            "configure the issuer exactly as the document names it (a trailing slash counts), \
+             as it appears in the tokens' iss; reach the document at another address with discovery_url",
         ));
     }
     // The URL as parsed and checked, not the text: what is fetched later is

@@ -32,6 +32,30 @@ use tokio::sync::oneshot;
 pub use fetch::{DiscoveryKind, FetchError, FetchErrorKind};
 pub use oidc::{OidcBuildError, OidcValidatorBuilder};
 
+/// The `reqwest` this crate fetches with (0.13, rustls), re-exported so that
+/// a client for [`http_client`](RemoteKeySetBuilder::http_client) is built
+/// with the very version the builder takes, whatever `reqwest` your own
+/// `Cargo.toml` names.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tokenwarden::RemoteKeySet;
+/// use tokenwarden::remote::reqwest;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = reqwest::Client::builder()
+///     .connect_timeout(Duration::from_secs(1))
+///     .proxy(reqwest::Proxy::https("http://proxy.internal:3128")?)
+///     .build()?;
+/// let keys = RemoteKeySet::builder()
+///     .discovery("https://idp.example.com/realms/main")
+///     .http_client(client)
+///     .build()?;
+/// # let _ = keys;
+/// # Ok(()) }
+/// ```
+pub use reqwest;
+
 use address::{GuardedResolver, UrlPolicy, redact};
 
 use crate::clock::{Clock, SystemClock};
@@ -160,6 +184,9 @@ struct Shared {
     failures: AtomicU64,
     unknown_kid_refreshes: AtomicU64,
     last_error: Mutex<Option<FetchError>>,
+    /// Counts finished fetches, whatever their outcome: `ready` waits on it
+    /// for the refresher's next attempt after a transient failure.
+    attempts: tokio::sync::watch::Sender<u64>,
     /// Dropped with `Shared`: tells the refresher to stop.
     _stop: oneshot::Sender<()>,
 }
@@ -168,7 +195,11 @@ struct Shared {
 struct FetchState {
     jwks_uri: Option<String>,
     etag: Option<String>,
-    last_unknown_kid_refresh: Option<i64>,
+    /// By the set's clock, when the next unknown-kid refresh may start: the
+    /// cooldown after one that succeeded, the back-off after one that
+    /// failed (at most the cooldown), so that a key rotated in during an
+    /// outage is fetched once the IdP is back, not a cooldown later.
+    unknown_kid_not_before: Option<i64>,
     /// Failed fetches in a row, for the backoff.
     failures_in_row: u32,
     /// When the refresher should fetch next; set by every fetch, whatever
@@ -212,10 +243,15 @@ impl RemoteKeySet {
 
     /// Waits until keys are loaded. Returns at once when a set is in force
     /// (bootstrap keys or an earlier fetch); otherwise waits for the fetch
-    /// under way (the refresher's first one, at start-up) or makes one, and
-    /// answers with its outcome. Waits at most the builder's
-    /// [`timeout`](RemoteKeySetBuilder::timeout) in all, discovery included.
-    /// On failure the refresher keeps retrying in the background.
+    /// under way (the refresher's first one, at start-up) or makes one. A
+    /// misconfiguration ([`FetchError::is_permanent`]: a 404, a body that
+    /// is not a key set, a discovery document naming another issuer) ends
+    /// the wait at once with an error naming the fix; an outage (connection
+    /// refused, a timeout, a 5xx) is retried on the refresher's back-off
+    /// until keys come or the builder's
+    /// [`timeout`](RemoteKeySetBuilder::timeout) has passed in all,
+    /// discovery included. Either way the refresher keeps trying in the
+    /// background.
     ///
     /// ```no_run
     /// use tokenwarden::RemoteKeySet;
@@ -230,10 +266,10 @@ impl RemoteKeySet {
     /// ```
     ///
     /// # Errors
-    /// The [`FetchError`] of the fetch waited for (an IdP that is down, a
-    /// discovery document naming another issuer, ...), or one of kind
-    /// [`Timeout`](FetchErrorKind::Timeout) when no keys came within the
-    /// timeout.
+    /// The permanent [`FetchError`] met (a discovery document naming
+    /// another issuer, a 404, ...); when the time is up, the last transient
+    /// failure (an IdP that is down), or one of kind
+    /// [`Timeout`](FetchErrorKind::Timeout) when no fetch ended within it.
     pub async fn ready(&self) -> Result<(), FetchError> {
         let s = &self.shared;
         if s.current.load().is_some() {
@@ -241,29 +277,62 @@ impl RemoteKeySet {
         }
         let timeout = s.policy.timeout.min(FAR_FUTURE);
         let failures = s.failures.load(Ordering::Acquire);
+        let mut attempts = s.attempts.subscribe();
+        // The last transient failure, for the error when time runs out.
+        let mut transient: Option<FetchError> = None;
         let wait = async {
-            let mut st = s.state.lock().await;
-            if s.current.load().is_some() {
-                return Ok(());
-            }
-            // A fetch that ended while we waited for the lock is the answer.
-            if s.failures.load(Ordering::Acquire) != failures {
-                if let Some(e) = self.last_error() {
-                    return Err(e);
+            let mut outcome = {
+                let mut st = s.state.lock().await;
+                attempts.mark_unchanged();
+                if s.current.load().is_some() {
+                    return Ok(());
+                }
+                // A fetch that ended while we waited for the lock is the answer.
+                match self.last_error() {
+                    Some(e) if s.failures.load(Ordering::Acquire) != failures => Err(e),
+                    _ => s.fetch_locked(&mut st).await.map(|_| ()),
+                }
+            };
+            loop {
+                match outcome {
+                    Ok(()) => return Ok(()),
+                    Err(e) if e.is_permanent() => return Err(e),
+                    Err(e) => {
+                        transient = Some(e.clone());
+                        // The refresher tries again after its back-off:
+                        // that attempt's outcome is the next answer.
+                        if attempts.changed().await.is_err() {
+                            return Err(e);
+                        }
+                        if s.current.load().is_some() {
+                            return Ok(());
+                        }
+                        outcome = self.last_error().map_or(Ok(()), Err);
+                    }
                 }
             }
-            s.fetch_locked(&mut st).await.map(|_| ())
         };
-        match tokio::time::timeout(timeout, wait).await {
+        let result = tokio::time::timeout(timeout, wait).await;
+        match result {
             Ok(result) => result,
-            Err(_) => Err(FetchError::new(
-                FetchErrorKind::Timeout,
-                format!(
-                    "no keys from {} within {} ms",
-                    s.source,
-                    timeout.as_millis()
+            Err(_) => Err(match transient {
+                Some(e) => FetchError::new(
+                    e.kind(),
+                    format!(
+                        "no keys from {} within {} ms; the last attempt: {e}",
+                        s.source,
+                        timeout.as_millis()
+                    ),
                 ),
-            )),
+                None => FetchError::new(
+                    FetchErrorKind::Timeout,
+                    format!(
+                        "no keys from {} within {} ms",
+                        s.source,
+                        timeout.as_millis()
+                    ),
+                ),
+            }),
         }
     }
 
@@ -383,18 +452,27 @@ impl Shared {
             return self.knows(kid);
         }
         let now = self.clock.now();
-        let cooldown = secs_i64(self.policy.unknown_kid_cooldown);
-        if st
-            .last_unknown_kid_refresh
-            .is_some_and(|t| now.saturating_sub(t) < cooldown)
-        {
+        if st.unknown_kid_not_before.is_some_and(|t| now < t) {
             tracing::debug!(kid, source = %self.source, "unknown kid; refresh cooling down");
             return false;
         }
-        st.last_unknown_kid_refresh = Some(now);
         self.unknown_kid_refreshes.fetch_add(1, Ordering::Relaxed);
         tracing::info!(kid, source = %self.source, "unknown kid; refreshing keys");
-        self.fetch_locked(&mut st).await.is_ok() && self.knows(kid)
+        let ok = self.fetch_locked(&mut st).await.is_ok();
+        let cooldown = secs_i64(self.policy.unknown_kid_cooldown);
+        // A failed fetch spent no cooldown on keys: the next unknown kid
+        // may try again after the back-off the refresher uses (it retries
+        // on that schedule too), never sooner, so a flood of random kids
+        // during an outage still costs one fetch per back-off step.
+        let wait = if ok {
+            cooldown
+        } else {
+            secs_i64(self.policy.delay(None, st.failures_in_row))
+                .max(1)
+                .min(cooldown)
+        };
+        st.unknown_kid_not_before = Some(now.saturating_add(wait));
+        ok && self.knows(kid)
     }
 
     /// Fetches (discovering the JWKS URL first if needed) and swaps the keys
@@ -419,7 +497,8 @@ impl Shared {
             }
             Err(e) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(source = %self.source, error = %e, "key set fetch failed; keeping the last good keys");
+                crate::metrics::key_fetch_failure(&self.source);
+                self.log_failure(e, st.failures_in_row);
                 if matches!(self.source, Source::Discovery { .. }) {
                     // The JWKS may have moved: discover again next time.
                     st.jwks_uri = None;
@@ -429,7 +508,38 @@ impl Shared {
                 }
             }
         }
+        self.attempts.send_modify(|n| *n = n.wrapping_add(1));
         result
+    }
+
+    /// Logs a failed fetch as an operator needs it: a misconfiguration at
+    /// error, with its fix (in the message); an outage at warn. Says
+    /// whether last good keys are in use, and never claims keys that were
+    /// never loaded.
+    fn log_failure(&self, e: &FetchError, failures_in_row: u32) {
+        let retry_s = self.policy.delay(None, failures_in_row).as_secs();
+        let keys = self.current.load().as_ref().map_or(0, |k| k.len());
+        let permanent = e.is_permanent();
+        match (permanent, keys) {
+            (true, 0) => tracing::error!(
+                source = %self.source, error = %e, retry_s,
+                "key set fetch failed: a configuration error, not an outage; no keys are loaded, \
+                 so validations answer keys_unavailable (503)"
+            ),
+            (true, _) => tracing::error!(
+                source = %self.source, error = %e, retry_s, keys,
+                "key set fetch failed: a configuration error, not an outage; keeping the last good keys"
+            ),
+            (false, 0) => tracing::warn!(
+                source = %self.source, error = %e, retry_s,
+                "key set fetch failed; no keys are loaded yet, so validations answer \
+                 keys_unavailable (503) until a fetch succeeds"
+            ),
+            (false, _) => tracing::warn!(
+                source = %self.source, error = %e, retry_s, keys,
+                "key set fetch failed; keeping the last good keys"
+            ),
+        }
     }
 
     async fn fetch_inner(&self, st: &mut FetchState) -> Result<Option<Duration>, FetchError> {
@@ -446,6 +556,7 @@ impl Shared {
             }
         };
         self.fetches.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::key_fetch(&self.source);
         let shown = redact(&jwks_uri);
         tracing::debug!(url = %shown, "fetching key set");
         match fetch::jwks(&self.client, &jwks_uri, p.limits(), st.etag.as_deref()).await? {
@@ -561,6 +672,7 @@ async fn refresher(weak: Weak<Shared>, mut stop: oneshot::Receiver<()>) {
 #[derive(Debug)]
 pub struct RemoteKeySetBuilder {
     source: Option<Result<Source, String>>,
+    discovery_url: Option<String>,
     client: Option<reqwest::Client>,
     bootstrap: Option<KeySet>,
     policy: Policy,
@@ -571,6 +683,7 @@ impl Default for RemoteKeySetBuilder {
     fn default() -> Self {
         RemoteKeySetBuilder {
             source: None,
+            discovery_url: None,
             client: None,
             bootstrap: None,
             policy: Policy {
@@ -601,6 +714,31 @@ impl RemoteKeySetBuilder {
     /// `issuer` must equal `issuer` exactly.
     pub fn discovery(self, issuer: impl Into<String>) -> Self {
         self.discovery_kind(issuer, DiscoveryKind::OpenIdConnect)
+    }
+
+    /// Fetches the discovery document from `url` instead of the issuer's
+    /// well-known address: an identity provider reached through an internal
+    /// name while its tokens carry the public issuer (Keycloak or Auth0
+    /// behind a service name). The document's `issuer` must still equal the
+    /// issuer given to [`discovery`](Self::discovery), and its `jwks_uri`
+    /// is fetched as the document names it (under the same URL policy).
+    /// Needs `discovery` ([`build`](Self::build) refuses it otherwise).
+    ///
+    /// ```no_run
+    /// use tokenwarden::RemoteKeySet;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let keys = RemoteKeySet::builder()
+    ///     .discovery("https://login.example.com/realms/main")
+    ///     .discovery_url("https://keycloak.internal/realms/main/.well-known/openid-configuration")
+    ///     .allow_private_addresses(true)
+    ///     .build()?;
+    /// keys.ready().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn discovery_url(mut self, url: impl Into<String>) -> Self {
+        self.discovery_url = Some(url.into());
+        self
     }
 
     /// Like [`discovery`](Self::discovery), choosing OIDC or RFC 8414.
@@ -706,10 +844,19 @@ impl RemoteKeySetBuilder {
     /// # Errors
     /// [`BuildError`] for a missing or refused URL, bad bounds, or no runtime.
     pub fn build(self) -> Result<RemoteKeySet, BuildError> {
-        let source = self
+        let mut source = self
             .source
             .ok_or_else(|| BuildError::new("no source: call jwks_url() or discovery()"))?
             .map_err(BuildError::new)?;
+        match (&mut source, self.discovery_url) {
+            (Source::Discovery { url, .. }, Some(at)) => *url = at,
+            (Source::Jwks(_), Some(_)) => {
+                return Err(BuildError::new(
+                    "discovery_url() needs discovery(issuer), not jwks_url()",
+                ));
+            }
+            (_, None) => {}
+        }
         let p = &self.policy;
         let check = |u: &str| fetch::check_url(u, p.url_policy()).map_err(BuildError::new);
         match &source {
@@ -747,6 +894,7 @@ impl RemoteKeySetBuilder {
             failures: AtomicU64::new(0),
             unknown_kid_refreshes: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            attempts: tokio::sync::watch::Sender::new(0),
             _stop: stop_tx,
         });
         handle.spawn(refresher(Arc::downgrade(&shared), stop_rx));

@@ -112,6 +112,30 @@ impl OidcValidatorBuilder {
         self
     }
 
+    /// Fetches the discovery document from `url` instead of
+    /// `<issuer>/.well-known/openid-configuration`: the identity provider
+    /// reached through an internal name while tokens carry the public
+    /// issuer. The document's `issuer` must still equal the configured one
+    /// ([`RemoteKeySetBuilder::discovery_url`]).
+    ///
+    /// ```no_run
+    /// use tokenwarden::Validator;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let validator = Validator::oidc("https://login.example.com/realms/main")
+    ///     .discovery_url("https://keycloak.internal/realms/main/.well-known/openid-configuration")
+    ///     .allow_private_addresses(true)
+    ///     .audience("orders-api")
+    ///     .build()
+    ///     .await?;
+    /// # let _ = validator;
+    /// # Ok(()) }
+    /// ```
+    pub fn discovery_url(mut self, url: impl Into<String>) -> Self {
+        self.keys = self.keys.discovery_url(url);
+        self
+    }
+
     /// Plain http to a loopback issuer, for tests and local development
     /// ([`RemoteKeySetBuilder::allow_http_loopback`]).
     pub fn allow_http_loopback(mut self, allow: bool) -> Self {
@@ -133,7 +157,8 @@ impl OidcValidatorBuilder {
         self
     }
 
-    /// The HTTP client for fetches ([`RemoteKeySetBuilder::http_client`]).
+    /// The HTTP client for fetches ([`RemoteKeySetBuilder::http_client`]);
+    /// build it with [`tokenwarden::remote::reqwest`](crate::remote::reqwest).
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.keys = self.keys.http_client(client);
         self

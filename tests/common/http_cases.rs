@@ -631,4 +631,73 @@ pub async fn run_keys_unavailable(base: &str) {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 503);
     assert!(resp.headers().get("www-authenticate").is_none());
+    // RFC 9110 §10.2.3: when to come back, in seconds, within the bounds.
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("retry later"), "{body}");
+}
+
+/// A hook that tries everything a hook must not do: replace the challenge
+/// (in two spellings), set `Retry-After`, framing headers and a header that
+/// is not valid text; it also adds one harmless header and a body.
+pub fn hostile_hook(
+    auth: tokenwarden::middleware::BearerAuth,
+) -> tokenwarden::middleware::BearerAuth {
+    use tokenwarden::middleware::RefusalBody;
+    auth.on_refusal(|r| {
+        RefusalBody::new(
+            "application/json",
+            format!(r#"{{"reason":"{}"}}"#, r.reason()),
+        )
+        .header("www-authenticate", "Basic realm=\"forged\"")
+        .header("WWW-Authenticate", "Bearer realm=\"forged\"")
+        .header("Retry-After", "0")
+        .header("content-length", "1")
+        .header("transfer-encoding", "chunked")
+        .header("x-bad\nname", "v")
+        .header("x-bad-value", "a\r\nx-injected: 1")
+        .header("x-auth-hint", "see the docs")
+    })
+}
+
+/// Against an app whose `/me` layer (realm `orders`) has [`hostile_hook`]:
+/// the body and the harmless header are the hook's, the challenge and the
+/// framing are the layer's.
+pub async fn run_hostile_hook(base: &str) {
+    let client = reqwest::Client::new();
+    let mut expired = claims();
+    expired["exp"] = json!(NOW - 3600);
+    for (token, challenge) in [
+        (None, r#"Bearer realm="orders""#),
+        (
+            Some(token_with(expired)),
+            r#"Bearer realm="orders", error="invalid_token", error_description="expired""#,
+        ),
+    ] {
+        let mut req = client.get(format!("{base}/me"));
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401);
+        let challenges: Vec<_> = resp.headers().get_all("www-authenticate").iter().collect();
+        assert_eq!(
+            challenges,
+            [challenge],
+            "the hook must not touch the challenge"
+        );
+        assert!(resp.headers().get("retry-after").is_none());
+        assert!(resp.headers().get("x-bad-value").is_none());
+        assert!(resp.headers().get("x-injected").is_none());
+        assert_eq!(resp.headers()["x-auth-hint"], "see the docs");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let body = resp.text().await.unwrap();
+        assert!(body.starts_with(r#"{"reason":""#), "{body}");
+    }
 }

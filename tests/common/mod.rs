@@ -71,6 +71,7 @@ pub fn unb64(s: &str) -> Vec<u8> {
         .unwrap()
 }
 
+pub mod authn;
 pub mod http_cases;
 pub mod idp;
 

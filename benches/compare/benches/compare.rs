@@ -274,7 +274,7 @@ fn bench(c: &mut Criterion) {
             let b = if cache {
                 b.cache(CacheConfig::default())
             } else {
-                b
+                b.no_cache()
             };
             b.build().unwrap()
         };

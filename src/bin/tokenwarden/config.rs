@@ -72,6 +72,7 @@ struct IssuerFile {
     issuer: Spanned<String>,
     jwks_url: Option<Spanned<String>>,
     jwks_file: Option<Spanned<String>>,
+    discovery_url: Option<Spanned<String>>,
     refresh_interval_seconds: Option<Spanned<u64>>,
     refresh_min_seconds: Option<Spanned<u64>>,
     refresh_max_seconds: Option<Spanned<u64>>,
@@ -245,8 +246,9 @@ const MAX_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// Where an issuer's keys come from.
 #[derive(Debug, Clone)]
 pub enum Keys {
-    /// OpenID Connect discovery from the issuer URL.
-    Discovery,
+    /// OpenID Connect discovery from the issuer URL, or from this URL of
+    /// the discovery document (the issuer reached by an internal name).
+    Discovery(Option<String>),
     /// A JWK Set URL.
     Url(String),
     /// A JWK Set file, read once at start.
@@ -444,7 +446,22 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
                 Keys::Url(u.get_ref().clone())
             }
             (None, Some(f)) => Keys::File(f.get_ref().clone()),
-            (None, None) => Keys::Discovery,
+            (None, None) => Keys::Discovery(None),
+        };
+        let keys = match (keys, &entry.discovery_url) {
+            (keys, None) => keys,
+            (Keys::Discovery(None), Some(d)) => {
+                check_url(d.get_ref(), file.allow_http)
+                    .map_err(|p| at(d.span(), &field("discovery_url"), &p))?;
+                Keys::Discovery(Some(d.get_ref().clone()))
+            }
+            (_, Some(d)) => {
+                return Err(at(
+                    d.span(),
+                    &field("discovery_url"),
+                    "only for keys found by discovery: give discovery_url, or jwks_url or jwks_file, not both",
+                ));
+            }
         };
         let fetch = fetch(entry, matches!(keys, Keys::File(_)), &|span, f, msg| {
             at(span, &field(f), msg)
@@ -1002,10 +1019,41 @@ scopes = ["admin"]
     fn a_good_file_parses() {
         let c = parse(GOOD, "t.toml").unwrap();
         assert_eq!(c.listen.port(), 9000);
-        assert!(matches!(c.issuers[0].keys, Keys::Discovery));
+        assert!(matches!(c.issuers[0].keys, Keys::Discovery(None)));
         assert!(c.rules[0].matches("GET", "/admin/users"));
         assert!(!c.rules[0].matches("DELETE", "/admin/users"));
         assert!(!c.rules[0].matches("GET", "/public"));
+    }
+
+    #[test]
+    fn discovery_url_is_taken_and_checked() {
+        let with = |line: &str| {
+            GOOD.replacen(
+                "issuer = \"https://idp.example.com\"\n",
+                &format!("issuer = \"https://idp.example.com\"\n{line}\n"),
+                1,
+            )
+        };
+        let at = "https://idp.internal/.well-known/openid-configuration";
+        let c = parse(&with(&format!("discovery_url = \"{at}\"")), "t.toml").unwrap();
+        assert!(matches!(&c.issuers[0].keys, Keys::Discovery(Some(u)) if u == at));
+        for (line, expected) in [
+            ("discovery_url = \"not a url\"", "is not a URL"),
+            (
+                "discovery_url = \"http://idp.internal/x\"",
+                "must use https",
+            ),
+            (
+                "jwks_url = \"https://idp.example.com/jwks\"\ndiscovery_url = \"https://idp.internal/x\"",
+                "only for keys found by discovery",
+            ),
+        ] {
+            let err = parse(&with(line), "t.toml").unwrap_err().to_string();
+            assert!(
+                err.contains("issuer[0].discovery_url") && err.contains(expected),
+                "{line}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Exit status: 0 valid, 1 invalid token, 2 usage, configuration or key-set
 //! problem.
 
+mod apikey;
 mod config;
 mod idle;
 mod metrics;
@@ -31,6 +32,9 @@ enum Command {
     Verify(verify::Args),
     /// Answer forward-auth subrequests (nginx auth_request, Traefik ForwardAuth, Envoy ext_authz) on GET /auth; /healthz, /readyz, /metrics.
     Serve(serve::Args),
+    /// Manage API keys: `apikey new` generates one.
+    #[command(subcommand)]
+    Apikey(apikey::Command),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +42,6 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Verify(args) => verify::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Apikey(command) => apikey::run(&command),
     }
 }

@@ -218,7 +218,7 @@ async fn serve(config: Config) -> Result<(), String> {
                 metrics.static_keys(&issuer.issuer, set.len());
                 set.into()
             }
-            Keys::Url(_) | Keys::Discovery => {
+            Keys::Url(_) | Keys::Discovery(_) => {
                 let f = &issuer.fetch;
                 let b = RemoteKeySet::builder()
                     .allow_http_loopback(config.allow_http)
@@ -230,6 +230,9 @@ async fn serve(config: Config) -> Result<(), String> {
                     .timeout(f.timeout);
                 let b = match &issuer.keys {
                     Keys::Url(u) => b.jwks_url(u.clone()),
+                    Keys::Discovery(Some(at)) => {
+                        b.discovery(issuer.issuer.clone()).discovery_url(at.clone())
+                    }
                     _ => b.discovery(issuer.issuer.clone()),
                 };
                 let set = b
@@ -245,10 +248,11 @@ async fn serve(config: Config) -> Result<(), String> {
             builder.issuer_with_keys(issuer.issuer.clone(), source)
         };
     }
-    if config.cache {
-        builder =
-            builder.cache(tokenwarden::CacheConfig::default().max_entries(config.cache_entries));
-    }
+    builder = if config.cache {
+        builder.cache(tokenwarden::CacheConfig::default().max_entries(config.cache_entries))
+    } else {
+        builder.no_cache()
+    };
     let validator = builder.build().map_err(|e| e.to_string())?;
     let base = BearerAuth::new(validator).realm(&config.realm);
     let routes = config
@@ -259,10 +263,10 @@ async fn serve(config: Config) -> Result<(), String> {
                 base.clone().allow_anonymous()
             } else if !rule.any_scopes.is_empty() {
                 base.clone()
-                    .require(Scopes::any(rule.any_scopes.iter().cloned()))
+                    .require_scopes(Scopes::any(rule.any_scopes.iter().cloned()))
             } else {
                 base.clone()
-                    .require(Scopes::all(rule.scopes.iter().cloned()))
+                    .require_scopes(Scopes::all(rule.scopes.iter().cloned()))
             };
             Route {
                 rule: rule.clone(),

@@ -144,7 +144,7 @@ async fn verify(args: &Args) -> Result<(Value, Value), Failure> {
         b = b.clock(FixedClock(now));
     }
     for claim in &args.required {
-        b = b.require(claim);
+        b = b.require_claim(claim);
     }
     if let Some(typ) = &args.typ {
         b = b.required_type(typ);

@@ -1,0 +1,317 @@
+//! One chain of authenticators for every kind of credential: bearer JWTs,
+//! API keys (feature `api-keys`), and your own.
+//!
+//! **request -> credential found -> authenticator -> [`Principal`] ->
+//! [`Requirements`] -> verdict.** Each
+//! [`Authenticator`] looks at a framework-neutral [`RequestView`] and either
+//! vouches for a [`Principal`], refuses with a [`Refusal`] (one RFC
+//! 6750-style table across kinds), or steps aside ([`Verdict::NotMine`]:
+//! "not my kind of credential", as an ory/oathkeeper authenticator that is
+//! not responsible for a request does).
+//!
+//! A [`Chain`] runs them in order: the first that recognises its
+//! credential decides; a request carrying two kinds of credentials is
+//! refused (400 `invalid_request`) unless [`Chain::allow_multiple`]; a
+//! request carrying none gets 401 with every scheme's challenge. The
+//! chain's requirements apply to the principal whatever proved it.
+//!
+//! ```
+//! use tokenwarden::authn::{Chain, RequestView, jwt::JwtAuthenticator};
+//! use tokenwarden::{Algorithm, KeySet, Requirements, Validator};
+//!
+//! let validator = Validator::builder()
+//!     .issuer("https://idp.example.com")
+//!     .audience("https://api.example.com")
+//!     .keys(KeySet::from_hmac_secret(Some("k"), Algorithm::HS256, &[7; 32])?)
+//!     .build()?;
+//! let chain = Chain::new()
+//!     .jwt(JwtAuthenticator::new(validator))
+//!     .require(Requirements::new().scopes_all(["orders:read"]));
+//!
+//! let headers = [("accept", "application/json")];
+//! let request = RequestView::new("GET", "/orders", &headers);
+//! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+//! let refusal = chain.authenticate(&request).await.unwrap_err();
+//! assert_eq!(refusal.status(), 401);
+//! assert_eq!(refusal.challenges("api"), ["Bearer realm=\"api\""]);
+//! # });
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#[cfg(feature = "api-keys")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api-keys")))]
+pub mod api_key;
+pub mod jwt;
+mod principal;
+mod refusal;
+mod request;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use principal::Principal;
+pub use refusal::{DEFAULT_RETRY_AFTER, Refusal, Scheme};
+pub use request::{HeaderSource, RequestView};
+
+use crate::requirements::Requirements;
+
+/// A boxed, `Send` future: what a user's [`Authenticator`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What an authenticator says of a request.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// The credential is valid: this is who the request is.
+    Authenticated(Principal),
+    /// The credential is this authenticator's kind, and it is refused.
+    Refused(Refusal),
+    /// Not this authenticator's kind of credential: it steps aside.
+    NotMine,
+}
+
+/// Turns one kind of credential into a [`Principal`].
+///
+/// Object-safe, so a [`Chain`] holds yours as `Box<dyn Authenticator>`
+/// next to the built-in kinds. [`recognises`](Self::recognises) must be
+/// cheap and synchronous (a header's presence, a scheme's name): the chain
+/// asks every authenticator to find requests carrying two kinds of
+/// credentials, and runs [`authenticate`](Self::authenticate) on one.
+///
+/// ```
+/// use tokenwarden::authn::{
+///     Authenticator, BoxFuture, Principal, Refusal, RequestView, Scheme, Verdict,
+/// };
+///
+/// /// Lets in requests from the office's health checker, by header.
+/// struct HealthChecker;
+///
+/// impl Authenticator for HealthChecker {
+///     fn name(&self) -> &'static str { "health" }
+///     fn scheme(&self) -> Scheme { Scheme::Other("Health") }
+///     fn recognises(&self, req: &RequestView<'_>) -> bool {
+///         req.header("x-health-check").is_some()
+///     }
+///     fn authenticate<'a>(&'a self, req: &'a RequestView<'a>) -> BoxFuture<'a, Verdict> {
+///         Box::pin(async move {
+///             match req.single_header("x-health-check", self.scheme()) {
+///                 Ok(Some("ok")) => Verdict::Authenticated(Principal::new("checker", "health")),
+///                 Ok(Some(_)) => Verdict::Refused(Refusal::invalid_token(
+///                     self.scheme(), "wrong_word", "not the health checker")),
+///                 Ok(None) => Verdict::NotMine,
+///                 Err(r) => Verdict::Refused(r),
+///             }
+///         })
+///     }
+/// }
+/// ```
+pub trait Authenticator: Send + Sync {
+    /// The name of this kind, as [`Principal::authenticator`] reports it
+    /// (`"jwt"`, `"api_key"`, …). Two authenticators of one name count as
+    /// one kind of credential.
+    fn name(&self) -> &'static str;
+
+    /// The `WWW-Authenticate` scheme this kind answers with.
+    fn scheme(&self) -> Scheme;
+
+    /// Whether the request carries this kind of credential (cheap, no I/O).
+    fn recognises(&self, req: &RequestView<'_>) -> bool;
+
+    /// Judges the request's credential.
+    fn authenticate<'a>(&'a self, req: &'a RequestView<'a>) -> BoxFuture<'a, Verdict>;
+}
+
+/// One member of a chain: the built-in kinds are called directly (the JWT
+/// path boxes no future), yours through the trait.
+#[derive(Clone)]
+enum Member {
+    Jwt(jwt::JwtAuthenticator),
+    #[cfg(feature = "api-keys")]
+    ApiKey(api_key::ApiKeyAuthenticator),
+    Custom(Arc<dyn Authenticator>),
+}
+
+impl Member {
+    fn name(&self) -> &'static str {
+        match self {
+            Member::Jwt(a) => Authenticator::name(a),
+            #[cfg(feature = "api-keys")]
+            Member::ApiKey(a) => Authenticator::name(a),
+            Member::Custom(a) => a.name(),
+        }
+    }
+
+    fn scheme(&self) -> Scheme {
+        match self {
+            Member::Jwt(a) => Authenticator::scheme(a),
+            #[cfg(feature = "api-keys")]
+            Member::ApiKey(a) => Authenticator::scheme(a),
+            Member::Custom(a) => a.scheme(),
+        }
+    }
+
+    fn recognises(&self, req: &RequestView<'_>) -> bool {
+        match self {
+            Member::Jwt(a) => Authenticator::recognises(a, req),
+            #[cfg(feature = "api-keys")]
+            Member::ApiKey(a) => Authenticator::recognises(a, req),
+            Member::Custom(a) => a.recognises(req),
+        }
+    }
+
+    async fn authenticate(&self, req: &RequestView<'_>) -> Verdict {
+        match self {
+            Member::Jwt(a) => a.verdict(req).await,
+            #[cfg(feature = "api-keys")]
+            Member::ApiKey(a) => a.verdict(req).await,
+            Member::Custom(a) => a.authenticate(req).await,
+        }
+    }
+}
+
+/// Authenticators in order, and the requirements every principal must meet.
+///
+/// Cheap to clone (an `Arc` inside). See the [module docs](self) for an
+/// example.
+#[derive(Clone, Default)]
+pub struct Chain {
+    inner: Arc<Inner>,
+}
+
+#[derive(Clone, Default)]
+struct Inner {
+    members: Vec<Member>,
+    allow_multiple: bool,
+    requirements: Requirements,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.inner.members.iter().map(Member::name).collect();
+        f.debug_struct("Chain")
+            .field("authenticators", &names)
+            .field("allow_multiple", &self.inner.allow_multiple)
+            .field("requirements", &self.inner.requirements)
+            .finish()
+    }
+}
+
+impl Chain {
+    /// An empty chain: every request is refused as carrying no credential.
+    pub fn new() -> Chain {
+        Chain::default()
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut Inner)) -> Chain {
+        f(Arc::make_mut(&mut self.inner));
+        self
+    }
+
+    /// Adds a bearer JWT authenticator.
+    #[must_use]
+    pub fn jwt(self, authenticator: jwt::JwtAuthenticator) -> Chain {
+        self.with(|c| c.members.push(Member::Jwt(authenticator)))
+    }
+
+    /// Adds an API key authenticator.
+    #[cfg(feature = "api-keys")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "api-keys")))]
+    #[must_use]
+    pub fn api_key(self, authenticator: api_key::ApiKeyAuthenticator) -> Chain {
+        self.with(|c| c.members.push(Member::ApiKey(authenticator)))
+    }
+
+    /// Adds your own authenticator.
+    #[must_use]
+    pub fn with_authenticator(self, authenticator: impl Authenticator + 'static) -> Chain {
+        let a: Arc<dyn Authenticator> = Arc::new(authenticator);
+        self.with(|c| c.members.push(Member::Custom(a)))
+    }
+
+    /// Lets a request carry several kinds of credentials: the first
+    /// authenticator (in chain order) that recognises one decides. Off by
+    /// default: a request with, say, a bearer token and an API key is
+    /// refused (400), since a proxy or application behind us might act on
+    /// the one we did not judge.
+    #[must_use]
+    pub fn allow_multiple(self) -> Chain {
+        self.with(|c| c.allow_multiple = true)
+    }
+
+    /// What every principal must meet, whatever its credential (403
+    /// `insufficient_scope` otherwise). Replaces earlier requirements.
+    #[must_use]
+    pub fn require(self, requirements: Requirements) -> Chain {
+        self.with(|c| c.requirements = requirements)
+    }
+
+    /// Judges a request: the principal, or the refusal to answer with.
+    ///
+    /// A chain whose authenticators are all built in (JWT, API keys over
+    /// an in-memory or file store) allocates no future: with static keys
+    /// the JWT path completes on its first poll.
+    ///
+    /// # Errors
+    /// The [`Refusal`]: 400 for two kinds of credentials or a malformed
+    /// one, 401 for none or a refused one (with the challenges of
+    /// [`Refusal::challenges`]), 403 for unmet requirements, 503 when a
+    /// key source is unavailable.
+    pub async fn authenticate(&self, req: &RequestView<'_>) -> Result<Principal, Refusal> {
+        let members = &self.inner.members;
+        let mut first = None;
+        for (i, m) in members.iter().enumerate() {
+            if m.recognises(req) {
+                first = Some(i);
+                break;
+            }
+        }
+        let Some(first) = first else {
+            return Err(self.missing());
+        };
+        if !self.inner.allow_multiple {
+            let kind = members[first].name();
+            let other = members
+                .iter()
+                .skip(first.saturating_add(1))
+                .any(|m| m.name() != kind && m.recognises(req));
+            if other {
+                return Err(Refusal::invalid_request(
+                    members[first].scheme(),
+                    "more than one kind of credential",
+                ));
+            }
+        }
+        for m in members.iter().skip(first) {
+            if m.name() != members[first].name() && !self.inner.allow_multiple {
+                // Only the recognised kind is judged (others were checked
+                // absent above).
+                continue;
+            }
+            if !m.recognises(req) {
+                continue;
+            }
+            match m.authenticate(req).await {
+                Verdict::Authenticated(p) => {
+                    self.inner.requirements.check(&p, m.scheme())?;
+                    return Ok(p);
+                }
+                Verdict::Refused(r) => return Err(r),
+                Verdict::NotMine => {}
+            }
+        }
+        Err(self.missing())
+    }
+
+    /// 401 naming every scheme the chain accepts (RFC 9110 §11.6.1).
+    fn missing(&self) -> Refusal {
+        let mut schemes: Vec<Scheme> = Vec::with_capacity(self.inner.members.len());
+        for m in &self.inner.members {
+            let s = m.scheme();
+            if !schemes.contains(&s) {
+                schemes.push(s);
+            }
+        }
+        Refusal::missing(schemes)
+    }
+}

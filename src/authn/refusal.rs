@@ -1,0 +1,263 @@
+//! [`Refusal`]: one RFC 6750-style table across every kind of credential.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::error::{Error, ErrorKind};
+
+/// `Retry-After` (seconds) of a 503 whose source gave no better figure.
+pub const DEFAULT_RETRY_AFTER: u32 = 30;
+
+/// An HTTP authentication scheme, as named in `WWW-Authenticate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// `Bearer` (RFC 6750).
+    Bearer,
+    /// `ApiKey`: `Authorization: ApiKey <key>` or a configured header.
+    ApiKey,
+    /// `Basic` (RFC 7617).
+    Basic,
+    /// Another scheme, by its name (a token, RFC 9110 §11.1).
+    Other(&'static str),
+}
+
+impl Scheme {
+    /// The scheme's name, e.g. `"Bearer"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Bearer => "Bearer",
+            Scheme::ApiKey => "ApiKey",
+            Scheme::Basic => "Basic",
+            Scheme::Other(name) => name,
+        }
+    }
+}
+
+/// Why a request was refused, whatever its credential: status, RFC 6750
+/// error code, a description safe to send, the scheme(s) to challenge
+/// with, a stable kind for logs and metrics, and `Retry-After` for 503.
+/// Never carries a credential.
+///
+/// | case | status | `error` | `kind` |
+/// |---|---|---|---|
+/// | no credential | 401 | — | `missing_token` |
+/// | malformed or several credentials | 400 | `invalid_request` | `invalid_request` |
+/// | credential refused | 401 | `invalid_token` | the reason (`expired`, `invalid_signature`, `wrong_secret`, …) |
+/// | scopes, roles or a requirement unmet | 403 | `insufficient_scope` | `insufficient_scope` |
+/// | keys or key store unavailable | 503 | — | `keys_unavailable`, … |
+///
+/// ```
+/// use tokenwarden::authn::{Refusal, Scheme};
+///
+/// let r = Refusal::invalid_token(Scheme::ApiKey, "expired", "the API key has expired");
+/// assert_eq!(r.status(), 401);
+/// assert_eq!(r.error(), Some("invalid_token"));
+/// assert_eq!(
+///     r.challenges("api"),
+///     ["ApiKey realm=\"api\", error=\"invalid_token\", error_description=\"the API key has expired\""]
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    status: u16,
+    error: Option<&'static str>,
+    description: Cow<'static, str>,
+    kind: &'static str,
+    /// The challenged schemes: one, or every scheme of the chain for a
+    /// request with no credential.
+    schemes: Vec<Scheme>,
+    /// For `insufficient_scope`: the scopes lacking, space-separated.
+    scope: Option<String>,
+    retry_after: Option<u32>,
+}
+
+impl Refusal {
+    fn new(
+        status: u16,
+        error: Option<&'static str>,
+        kind: &'static str,
+        scheme: Scheme,
+        description: Cow<'static, str>,
+    ) -> Refusal {
+        Refusal {
+            status,
+            error,
+            description,
+            kind,
+            schemes: vec![scheme],
+            scope: None,
+            retry_after: None,
+        }
+    }
+
+    /// No credential at all: 401 with a bare challenge per scheme (RFC 6750
+    /// §3.1: no error code).
+    pub fn missing(schemes: Vec<Scheme>) -> Refusal {
+        Refusal {
+            status: 401,
+            error: None,
+            description: Cow::Borrowed("no credentials"),
+            kind: "missing_token",
+            schemes,
+            scope: None,
+            retry_after: None,
+        }
+    }
+
+    /// A malformed request (several credentials, bad characters): 400
+    /// `invalid_request`.
+    pub fn invalid_request(scheme: Scheme, description: &'static str) -> Refusal {
+        Refusal::new(
+            400,
+            Some("invalid_request"),
+            "invalid_request",
+            scheme,
+            Cow::Borrowed(description),
+        )
+    }
+
+    /// A refused credential: 401 `invalid_token`; `kind` is the stable
+    /// reason, `description` what the client is told.
+    pub fn invalid_token(scheme: Scheme, kind: &'static str, description: &'static str) -> Refusal {
+        Refusal::new(
+            401,
+            Some("invalid_token"),
+            kind,
+            scheme,
+            Cow::Borrowed(description),
+        )
+    }
+
+    /// Scopes lacking: 403 `insufficient_scope` naming them (RFC 6750 §3.1).
+    pub fn insufficient_scope(scheme: Scheme, scope: String) -> Refusal {
+        let mut r = Refusal::new(
+            403,
+            Some("insufficient_scope"),
+            "insufficient_scope",
+            scheme,
+            Cow::Borrowed("insufficient scope"),
+        );
+        r.scope = Some(header_safe(&scope));
+        r
+    }
+
+    /// A role or custom requirement unmet: 403 `insufficient_scope`, the
+    /// requirement as description.
+    pub fn forbidden(scheme: Scheme, requirement: &str) -> Refusal {
+        Refusal::new(
+            403,
+            Some("insufficient_scope"),
+            "insufficient_scope",
+            scheme,
+            Cow::Owned(format!("requires {}", header_safe(requirement))),
+        )
+    }
+
+    /// The credential cannot be judged now (keys or a key store
+    /// unavailable): 503 with `Retry-After`; the client did nothing wrong.
+    pub fn unavailable(scheme: Scheme, kind: &'static str, retry_after: u32) -> Refusal {
+        let mut r = Refusal::new(
+            503,
+            None,
+            kind,
+            scheme,
+            Cow::Borrowed("temporarily unavailable"),
+        );
+        r.retry_after = Some(retry_after);
+        r
+    }
+
+    /// A validation error as `middleware::AuthRejection` maps it:
+    /// `keys_unavailable` is 503, any other kind 401 `invalid_token` with
+    /// the kind as description.
+    pub fn from_error(scheme: Scheme, e: &Error) -> Refusal {
+        match e.kind() {
+            ErrorKind::KeysUnavailable => {
+                Refusal::unavailable(scheme, "keys_unavailable", DEFAULT_RETRY_AFTER)
+            }
+            kind => Refusal::invalid_token(scheme, kind.as_str(), kind.as_str()),
+        }
+    }
+
+    /// The HTTP status code: 400, 401, 403 or 503.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The RFC 6750 error code, when the status has one.
+    pub fn error(&self) -> Option<&'static str> {
+        self.error
+    }
+
+    /// A description safe to send to the client.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The stable reason, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The (first) scheme challenged.
+    pub fn scheme(&self) -> Scheme {
+        self.schemes.first().copied().unwrap_or(Scheme::Bearer)
+    }
+
+    /// Every scheme challenged.
+    pub fn schemes(&self) -> &[Scheme] {
+        &self.schemes
+    }
+
+    /// For 403 `insufficient_scope` on scopes: those lacking.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// `Retry-After` in seconds, for 503.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
+    }
+
+    /// The `WWW-Authenticate` values, one per scheme (none for 503).
+    /// Quotes and backslashes are dropped from `realm`.
+    pub fn challenges(&self, realm: &str) -> Vec<String> {
+        if self.status == 503 {
+            return Vec::new();
+        }
+        let realm = header_safe(realm);
+        self.schemes
+            .iter()
+            .map(|s| {
+                let mut c = format!("{} realm=\"{realm}\"", s.name());
+                if let Some(error) = self.error {
+                    c.push_str(&format!(", error=\"{error}\""));
+                    match &self.scope {
+                        Some(scope) => c.push_str(&format!(", scope=\"{scope}\"")),
+                        None => c.push_str(&format!(
+                            ", error_description=\"{}\"",
+                            header_safe(&self.description)
+                        )),
+                    }
+                }
+                c
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.kind, self.status)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Keeps only characters a quoted header parameter may carry as-is.
+pub(crate) fn header_safe(s: &str) -> String {
+    s.chars()
+        .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
+        .collect()
+}

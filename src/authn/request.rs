@@ -1,0 +1,284 @@
+//! [`RequestView`]: the parts of a request an authenticator reads, whatever
+//! framework holds them.
+
+use std::fmt;
+
+use super::{Refusal, Scheme};
+
+/// Read access to a request's headers, whichever HTTP crate holds them.
+///
+/// Object-safe and allocation-free: values are asked for by index, each
+/// borrowed from the source. Implemented for `http::HeaderMap` (feature
+/// `tower`), and for lists of `(name, value)` pairs (arrays and vectors),
+/// which is how tests and adapters without a header map build one.
+///
+/// ```
+/// use tokenwarden::authn::HeaderSource;
+///
+/// let headers = vec![("X-Api-Key", "a"), ("x-api-key", "b")];
+/// assert_eq!(headers.value("x-api-key", 1), Some(&b"b"[..]));
+/// assert_eq!(headers.value("x-api-key", 2), None);
+/// ```
+pub trait HeaderSource: Sync {
+    /// The `index`th value (from 0, in order) of the header `name` (given in
+    /// lowercase; matched without regard to ASCII case).
+    fn value(&self, name: &str, index: usize) -> Option<&[u8]>;
+}
+
+fn nth_pair<'p, S: AsRef<str>, V: AsRef<[u8]>>(
+    pairs: &'p [(S, V)],
+    name: &str,
+    index: usize,
+) -> Option<&'p [u8]> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k.as_ref().eq_ignore_ascii_case(name))
+        .nth(index)
+        .map(|(_, v)| v.as_ref())
+}
+
+impl<S: AsRef<str> + Sync, V: AsRef<[u8]> + Sync> HeaderSource for Vec<(S, V)> {
+    fn value(&self, name: &str, index: usize) -> Option<&[u8]> {
+        nth_pair(self, name, index)
+    }
+}
+
+impl<S: AsRef<str> + Sync, V: AsRef<[u8]> + Sync, const N: usize> HeaderSource for [(S, V); N] {
+    fn value(&self, name: &str, index: usize) -> Option<&[u8]> {
+        nth_pair(self, name, index)
+    }
+}
+
+#[cfg(feature = "tower")]
+impl HeaderSource for http::HeaderMap {
+    fn value(&self, name: &str, index: usize) -> Option<&[u8]> {
+        self.get_all(name)
+            .iter()
+            .nth(index)
+            .map(http::HeaderValue::as_bytes)
+    }
+}
+
+/// What an [`Authenticator`](super::Authenticator) sees of a request:
+/// method, path, query, headers and the TLS peer certificate, borrowed from
+/// whatever framework holds them. `Copy`: pass it around freely.
+///
+/// ```
+/// use tokenwarden::authn::RequestView;
+///
+/// let headers = [("authorization", "Bearer abc")];
+/// let cert = b"DER bytes".as_slice();
+/// let req = RequestView::new("GET", "/orders", &headers)
+///     .query("page=2")
+///     .peer_certificate(cert);
+/// assert_eq!(req.header("authorization"), Some(&b"Bearer abc"[..]));
+/// assert_eq!(req.query_str(), Some("page=2"));
+/// assert_eq!(req.peer_certificate_der(), Some(cert));
+/// ```
+#[derive(Clone, Copy)]
+pub struct RequestView<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    headers: &'a dyn HeaderSource,
+    peer_certificate: Option<&'a [u8]>,
+}
+
+impl fmt::Debug for RequestView<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the headers: they hold the credentials.
+        f.debug_struct("RequestView")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("peer_certificate", &self.peer_certificate.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> RequestView<'a> {
+    /// A view of a request with no query and no peer certificate.
+    pub fn new(method: &'a str, path: &'a str, headers: &'a dyn HeaderSource) -> Self {
+        RequestView {
+            method,
+            path,
+            query: None,
+            headers,
+            peer_certificate: None,
+        }
+    }
+
+    /// The same view with the request's query string (without `?`).
+    #[must_use]
+    pub fn query(mut self, query: &'a str) -> Self {
+        self.query = Some(query);
+        self
+    }
+
+    /// The same view with the TLS client's certificate (DER), when the
+    /// connection presented one.
+    #[must_use]
+    pub fn peer_certificate(mut self, der: &'a [u8]) -> Self {
+        self.peer_certificate = Some(der);
+        self
+    }
+
+    /// The request method.
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// The request path.
+    pub fn path(&self) -> &'a str {
+        self.path
+    }
+
+    /// The query string, if any.
+    pub fn query_str(&self) -> Option<&'a str> {
+        self.query
+    }
+
+    /// The TLS peer certificate (DER), if any.
+    pub fn peer_certificate_der(&self) -> Option<&'a [u8]> {
+        self.peer_certificate
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &'a dyn HeaderSource {
+        self.headers
+    }
+
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers.value(name, 0)
+    }
+
+    /// Every value of header `name` (lowercase), in order; no allocation.
+    pub fn header_values<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        let headers = self.headers;
+        (0..).map_while(move |i| headers.value(name, i))
+    }
+
+    /// The one value of header `name` as text. Several values are an
+    /// invalid request (RFC 6750 §3.1), as is a value that is not visible
+    /// ASCII (RFC 9110 §5.5): 400, with `scheme`'s challenge.
+    ///
+    /// # Errors
+    /// The 400 [`Refusal`].
+    pub fn single_header(&self, name: &str, scheme: Scheme) -> Result<Option<&'a str>, Refusal> {
+        let Some(first) = self.headers.value(name, 0) else {
+            return Ok(None);
+        };
+        if self.headers.value(name, 1).is_some() {
+            return Err(Refusal::invalid_request(
+                scheme,
+                "more than one credential header",
+            ));
+        }
+        visible_ascii(first).map(Some).ok_or_else(|| {
+            Refusal::invalid_request(scheme, "the credential header is not visible ASCII")
+        })
+    }
+}
+
+/// A header value as text, if it is visible ASCII or tab (RFC 9110 §5.5).
+pub(crate) fn visible_ascii(v: &[u8]) -> Option<&str> {
+    // No early exit: the branch-free fold vectorises (bearer headers are
+    // long, and nearly always pass).
+    let visible = v.iter().fold(true, |ok, &b| {
+        ok & (((0x20..0x7f).contains(&b)) | (b == b'\t'))
+    });
+    if visible {
+        std::str::from_utf8(v).ok()
+    } else {
+        None
+    }
+}
+
+/// The credential of `Authorization: <scheme> <credential>`, RFC 6750 §2.1
+/// style: scheme case-insensitive, then one or more spaces, then exactly
+/// one credential (no spaces or tabs in it).
+///
+/// `Ok(None)`: no `Authorization` header, or one of another scheme. A value
+/// that starts with the scheme's name but is not the scheme, spaces and one
+/// credential (`Bearer<TAB>x`, `Bearer,x`, `Bearerx`) is a malformed one
+/// (400), never "no credential": an application that splits on any
+/// whitespace would read a credential there we never judged. Several
+/// `Authorization` headers are 400 too.
+///
+/// (The same rules as the bearer parsing in `middleware`; the two are to
+/// be unified when the chain is wired into the layers.)
+pub(crate) fn authorization<'a>(
+    req: &RequestView<'a>,
+    scheme: Scheme,
+) -> Result<Option<&'a str>, Refusal> {
+    let Some(value) = req.single_header("authorization", scheme)? else {
+        return Ok(None);
+    };
+    let name = scheme.name();
+    // RFC 9110 §5.5: leading and trailing whitespace is not part of the value.
+    let value = value.trim_matches([' ', '\t']);
+    let is_scheme = value
+        .get(..name.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(name));
+    if !is_scheme {
+        return Ok(None);
+    }
+    let rest = value.get(name.len()..).unwrap_or_default();
+    let credential = rest.trim_start_matches(' ');
+    if credential.len() == rest.len() || credential.is_empty() || credential.contains([' ', '\t']) {
+        return Err(Refusal::invalid_request(
+            scheme,
+            "the Authorization header must hold exactly one credential",
+        ));
+    }
+    Ok(Some(credential))
+}
+
+/// Whether the request's `Authorization` header (any of them) starts with
+/// `scheme`'s name, any case: a cheap "carries this kind" test.
+pub(crate) fn authorization_names(req: &RequestView<'_>, scheme: Scheme) -> bool {
+    let name = scheme.name().as_bytes();
+    req.header_values("authorization").any(|v| {
+        let v = v.trim_ascii_start();
+        v.get(..name.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(name))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth(values: &[&str]) -> Result<Option<String>, u16> {
+        let headers: Vec<(&str, &str)> = values.iter().map(|v| ("authorization", *v)).collect();
+        let req = RequestView::new("GET", "/", &headers);
+        authorization(&req, Scheme::Bearer)
+            .map(|o| o.map(str::to_owned))
+            .map_err(|r| r.status())
+    }
+
+    #[test]
+    fn authorization_is_one_scheme_spaces_and_one_credential() {
+        assert_eq!(auth(&["Bearer abc"]), Ok(Some("abc".into())));
+        assert_eq!(auth(&["bEaReR  abc "]), Ok(Some("abc".into())));
+        assert_eq!(auth(&["Basic abc"]), Ok(None));
+        assert_eq!(auth(&[]), Ok(None));
+        for odd in [
+            "Bearer\tabc",
+            "Bearer,abc",
+            "Bearerabc",
+            "Bearer",
+            "Bearer a b",
+            "Bearer a\tb",
+        ] {
+            assert_eq!(auth(&[odd]), Err(400), "{odd:?}");
+        }
+        assert_eq!(auth(&["Bearer a", "Bearer b"]), Err(400));
+        let bad = vec![("authorization", b"Bearer \xff".as_slice())];
+        let req = RequestView::new("GET", "/", &bad);
+        assert!(authorization(&req, Scheme::Bearer).is_err());
+    }
+}

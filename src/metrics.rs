@@ -1,0 +1,111 @@
+//! Metrics from the library (feature `metrics`), through the
+//! [`metrics`](https://docs.rs/metrics) facade: install any recorder
+//! (Prometheus, StatsD, OpenTelemetry, …) and these counters appear. Without
+//! the feature, the calls are empty functions the compiler removes.
+//!
+//! | Name | Labels | Counts |
+//! |------|--------|--------|
+//! | `tokenwarden_verdicts_total` | `verdict`: `ok`, `anonymous`, or the refusal's stable reason (an [`ErrorKind`](crate::ErrorKind) name such as `expired`, or `missing_token`, `invalid_request`, `insufficient_scope`, `not_configured`) | each request a [`BearerAuthLayer`](crate::middleware::BearerAuthLayer), the actix middleware or an extractor decided |
+//! | `tokenwarden_cache_hits_total` | — | validations answered by the verified-token cache (feature `cache`) |
+//! | `tokenwarden_cache_misses_total` | — | validations of a token the cache did not hold |
+//! | `tokenwarden_key_fetches_total` | `host`: the key source's host (and port) | key set fetches attempted by a [`RemoteKeySet`](crate::RemoteKeySet) (feature `remote`) |
+//! | `tokenwarden_key_fetch_failures_total` | `host` | fetches (or discoveries) that failed |
+//!
+//! Labels never carry a token, a URL path or query, or userinfo: only the
+//! host of the key source, and fixed names.
+//!
+//! The `tokenwarden` sidecar keeps its own Prometheus endpoint; these
+//! counters are for applications that embed the library.
+
+/// Requests decided by a layer, by `verdict`.
+pub const VERDICTS: &str = "tokenwarden_verdicts_total";
+/// Validations answered from the verified-token cache.
+pub const CACHE_HITS: &str = "tokenwarden_cache_hits_total";
+/// Validations of tokens the cache did not hold.
+pub const CACHE_MISSES: &str = "tokenwarden_cache_misses_total";
+/// Key set fetches attempted, by `host`.
+pub const KEY_FETCHES: &str = "tokenwarden_key_fetches_total";
+/// Key set fetches that failed, by `host`.
+pub const KEY_FETCH_FAILURES: &str = "tokenwarden_key_fetch_failures_total";
+
+#[cfg(feature = "metrics")]
+#[allow(dead_code)] // not every feature set reaches every counter
+mod imp {
+    use std::fmt::Display;
+
+    pub(crate) fn verdict(label: &'static str) {
+        metrics::counter!(super::VERDICTS, "verdict" => label).increment(1);
+    }
+
+    pub(crate) fn cache_hit() {
+        metrics::counter!(super::CACHE_HITS).increment(1);
+    }
+
+    pub(crate) fn cache_miss() {
+        metrics::counter!(super::CACHE_MISSES).increment(1);
+    }
+
+    /// `source`: the key source's URL as logs show it (see [`host`]).
+    pub(crate) fn key_fetch(source: &dyn Display) {
+        metrics::counter!(super::KEY_FETCHES, "host" => host(source)).increment(1);
+    }
+
+    pub(crate) fn key_fetch_failure(source: &dyn Display) {
+        metrics::counter!(super::KEY_FETCH_FAILURES, "host" => host(source)).increment(1);
+    }
+
+    /// The host (and port, when not the scheme's) of a URL: no userinfo,
+    /// path or query can reach a label.
+    fn host(source: &dyn Display) -> String {
+        let text = source.to_string();
+        let after_scheme = text.split_once("://").map_or(&text[..], |(_, rest)| rest);
+        let authority = after_scheme
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or_default();
+        // Userinfo never reaches a label, even if a caller's URL had one.
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if host.is_empty() {
+            "unknown".to_owned()
+        } else {
+            host.to_owned()
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn host_labels_carry_no_credentials_path_or_query() {
+            for (url, want) in [
+                ("https://idp.example.com/jwks?key=SECRET", "idp.example.com"),
+                (
+                    "https://user:SECRET@idp.example.com:8443/x",
+                    "idp.example.com:8443",
+                ),
+                ("http://127.0.0.1:9/jwks", "127.0.0.1:9"),
+                ("not a url", "not a url"),
+                ("", "unknown"),
+            ] {
+                assert_eq!(super::host(&url), want, "{url}");
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+#[allow(dead_code)] // not every feature set reaches every counter
+mod imp {
+    #[inline(always)]
+    pub(crate) fn verdict(_label: &'static str) {}
+    #[inline(always)]
+    pub(crate) fn cache_hit() {}
+    #[inline(always)]
+    pub(crate) fn cache_miss() {}
+    #[inline(always)]
+    pub(crate) fn key_fetch(_source: &dyn std::fmt::Display) {}
+    #[inline(always)]
+    pub(crate) fn key_fetch_failure(_source: &dyn std::fmt::Display) {}
+}
+
+#[allow(unused_imports)] // not every feature set reaches every counter
+pub(crate) use imp::*;
