@@ -517,3 +517,33 @@ async fn credentials_appear_in_no_log_line_or_debug_output() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_header_credential_works_and_a_legacy_cookie_with_an_api_key_is_400() {
+    use common::authn::{add_key, api_key_header, api_keys};
+    let token = sid("hdr");
+    let server = LegacyServer::start().await;
+    server.add(&token, json!({"sub": "carol"}));
+    let header = LegacyAuthenticator::header("X-Session", http_check(&server).checker()).unwrap();
+    let chain = Chain::new().legacy(header);
+    let p = run(&chain, &vec![("x-session".into(), token.clone())])
+        .await
+        .unwrap();
+    assert_eq!(p.subject(), "carol");
+    let r = run(&chain, &vec![("x-session".into(), sid("nope"))])
+        .await
+        .unwrap_err();
+    assert_eq!(r.challenges("app")[0].split(' ').next(), Some("Legacy"));
+
+    let store = Arc::new(tokenwarden::authn::api_key::MemoryStore::new());
+    let key = add_key(&store, "k", &[]);
+    let both = Chain::new()
+        .api_key(api_keys(&store, &ManualClock::new(NOW)))
+        .legacy(cookie_auth(&server));
+    let mut headers = api_key_header(&key);
+    headers.extend(cookie(&token));
+    assert_eq!(
+        status(&run(&both, &headers).await),
+        (400, "invalid_request")
+    );
+}
