@@ -42,6 +42,9 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "api-keys")))]
 pub mod api_key;
 pub mod jwt;
+#[cfg(feature = "legacy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "legacy")))]
+pub mod legacy;
 mod principal;
 mod refusal;
 mod request;

@@ -74,6 +74,7 @@ pub fn unb64(s: &str) -> Vec<u8> {
 pub mod authn;
 pub mod http_cases;
 pub mod idp;
+pub mod legacy;
 
 /// Captures every `tracing` event on this thread (and so on a current-thread
 /// runtime's tasks) until the guard drops.
