@@ -295,10 +295,17 @@ fn sha256(_parts: &[&[u8]]) -> [u8; 32] {
     [0; 32]
 }
 
-/// SHA-256 of `data` (API key secrets are stored as this digest).
-#[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+/// SHA-256 of `data`.
+#[cfg_attr(not(feature = "legacy"), allow(dead_code))]
 pub(crate) fn sha256_of(data: &[u8]) -> [u8; 32] {
     sha256(&[data])
+}
+
+/// SHA-256 of the concatenation of `parts` (API keys are stored as the
+/// digest of their labelled parts).
+#[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+pub(crate) fn sha256_parts(parts: &[&[u8]]) -> [u8; 32] {
+    sha256(parts)
 }
 
 /// Whether two digests are equal, compared in constant time by the

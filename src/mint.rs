@@ -70,8 +70,13 @@ const MAX_KID_LEN: usize = 256;
 /// input's extra claims is dropped: a hostile or careless value (an `iss`
 /// from the original token, an `exp` from a legacy session service, a
 /// `scope` from an API key's metadata) can never stand in for the minter's.
-/// RFC 7519 §4.1's registered claims, and the ones this module defines.
-const RESERVED: [&str; 11] = [
+/// RFC 7519 §4.1's registered claims, the ones this module defines, and the
+/// ones an upstream decides on: `scp` (read as scopes as `scope` is, by
+/// tokenwarden among others), authentication strength (`acr`, `amr`,
+/// `auth_time`: OIDC Core §2; a forged `amr: ["mfa"]` would pass step-up
+/// checks), delegation and binding (`act`, `may_act`: RFC 8693 §4.1, 4.4;
+/// `cnf`: RFC 7800), and the client and session (`azp`, `sid`, `nonce`).
+const RESERVED: [&str; 21] = [
     "iss",
     "sub",
     "aud",
@@ -83,6 +88,16 @@ const RESERVED: [&str; 11] = [
     "scope",
     "roles",
     "client_id",
+    "scp",
+    "acr",
+    "amr",
+    "auth_time",
+    "act",
+    "may_act",
+    "cnf",
+    "azp",
+    "sid",
+    "nonce",
 ];
 
 /// The token type in the header. RFC 9068 §2.1: a JWT access token is typed

@@ -239,6 +239,26 @@ async fn a_test_key_is_refused_where_only_live_keys_are_accepted() {
     assert!(run(&chain, &api_key_header(&new)).await.is_ok());
 }
 
+/// The environment is the client's text too: only the digest binds it to
+/// the key. A `test` key rewritten as `live` must not pass a live service.
+#[tokio::test]
+async fn a_test_key_rewritten_as_live_is_refused() {
+    let store = Arc::new(MemoryStore::new());
+    let mut new = NewApiKey::generate("test", "ci").unwrap();
+    new.record.expires_at = None;
+    store.insert(new.record.clone());
+    let rewritten = new.expose_key().replacen("tw_test_", "tw_live_", 1);
+    assert_ne!(rewritten, new.expose_key());
+    let chain = Chain::new().api_key(
+        ApiKeyAuthenticator::memory(store)
+            .header("X-Api-Key")
+            .unwrap()
+            .env("live"),
+    );
+    let headers = vec![("x-api-key".to_owned(), rewritten)];
+    assert_eq!(refused(run(&chain, &headers).await).1, "wrong_secret");
+}
+
 #[tokio::test]
 async fn usage_counts_requests_refusals_and_last_use_per_id() {
     let store = Arc::new(MemoryStore::new());

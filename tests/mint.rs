@@ -310,6 +310,16 @@ fn hostile_extra_claims_cannot_override_registered_claims() {
         "scope": "admin",
         "roles": ["superuser"],
         "client_id": "trusted-app",
+        "scp": "admin",
+        "acr": "urn:mace:incommon:iap:gold",
+        "amr": ["mfa"],
+        "auth_time": NOW,
+        "act": {"sub": "admin-service"},
+        "may_act": {"sub": "anyone"},
+        "cnf": {"jkt": "attacker-key"},
+        "azp": "trusted-app",
+        "sid": "someone-elses-session",
+        "nonce": "n",
         "tenant": "acme",
     }))
     .unwrap();
@@ -335,6 +345,20 @@ fn hostile_extra_claims_cannot_override_registered_claims() {
     assert_eq!(c["scope"], "orders:read");
     assert!(c.get("roles").is_none());
     assert!(c.get("client_id").is_none());
+    for decided_on in [
+        "scp",
+        "acr",
+        "amr",
+        "auth_time",
+        "act",
+        "may_act",
+        "cnf",
+        "azp",
+        "sid",
+        "nonce",
+    ] {
+        assert!(c.get(decided_on).is_none(), "{decided_on} passed: {c:?}");
+    }
     assert_eq!(c["tenant"], "acme", "other claims pass");
     // Each name once in the payload (a duplicate member is ambiguous).
     let payload = String::from_utf8(unb64(token.split('.').nth(1).unwrap())).unwrap();

@@ -11,8 +11,9 @@
 //!   crypto backend's generator.
 //!
 //! No part but the prefix may hold `_`, so the split is unambiguous, and a
-//! double-click selects a whole key. The store keeps only SHA-256 of the
-//! secret.
+//! double-click selects a whole key. The store keeps only a SHA-256 over
+//! the environment, the id and the secret, so a key presented under another
+//! environment (a `test` key rewritten as `live`) or id never matches.
 
 use std::fmt;
 
@@ -95,8 +96,27 @@ impl SecretDigest {
     /// candidates whatever the hash costs, so a fast hash loses nothing and
     /// keeps each request's check at microseconds (a slow hash would also
     /// hand attackers a CPU-exhaustion lever).
-    pub(crate) fn of(secret: &str) -> SecretDigest {
-        SecretDigest(crypto::sha256_of(secret.as_bytes()))
+    ///
+    /// The environment and id are hashed with the secret (each part after a
+    /// label and its length, so no two keys share an encoding): the client
+    /// writes them too, and only the digest binds them to the key.
+    pub(crate) fn of(env: &str, id: &str, secret: &str) -> SecretDigest {
+        let (e, i, s) = (
+            (env.len() as u64).to_be_bytes(),
+            (id.len() as u64).to_be_bytes(),
+            (secret.len() as u64).to_be_bytes(),
+        );
+        SecretDigest(crypto::sha256_parts(&[
+            b"tokenwarden api key v1\0env",
+            &e,
+            env.as_bytes(),
+            b"id",
+            &i,
+            id.as_bytes(),
+            b"secret",
+            &s,
+            secret.as_bytes(),
+        ]))
     }
 
     /// Whether `other` is this digest, compared in constant time by the
@@ -208,7 +228,7 @@ mod tests {
 
     #[test]
     fn digests_round_trip_through_hex() {
-        let d = SecretDigest::of("x");
+        let d = SecretDigest::of("live", "0123456789abcdef", "x");
         assert_eq!(SecretDigest::from_hex(&d.to_hex()), Some(d));
         assert!(SecretDigest::from_hex("zz").is_none());
         assert!(SecretDigest::from_hex(&"g".repeat(64)).is_none());

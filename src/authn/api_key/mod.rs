@@ -121,7 +121,7 @@ impl NewApiKey {
         let id = format::random_hex(8).map_err(BuildError::new)?;
         let secret = format::random_base62(SECRET_LEN).map_err(BuildError::new)?;
         let key = format!("{PREFIX}_{env}_{id}_{secret}");
-        let record = ApiKeyRecord::new(id, SecretDigest::of(&secret), name);
+        let record = ApiKeyRecord::new(id.clone(), SecretDigest::of(env, &id, &secret), name);
         Ok(NewApiKey { key, record })
     }
 
@@ -335,11 +335,11 @@ impl ApiKeyAuthenticator {
                 ));
             }
         };
-        let digest = SecretDigest::of(key.secret);
+        let digest = SecretDigest::of(key.env, key.id, key.secret);
         let Some(record) = record else {
             // The same work as for a known id, so timing tells no more
             // than the answer.
-            let _ = digest.matches(&SecretDigest::of(""));
+            let _ = digest.matches(&SecretDigest::of("", "", ""));
             return refused("unknown_key", INVALID);
         };
         if !digest.matches(&record.digest) {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -365,6 +366,10 @@ pub(crate) struct CachedStore {
     store: Arc<dyn KeyStore>,
     ttl: i64,
     slots: Arc<Mutex<HashMap<Box<str>, Arc<Slot>>>>,
+    /// When (clock seconds) a full map was last swept: at most once a
+    /// second, so a flood of unknown ids cannot make every lookup scan
+    /// the whole map under the lock.
+    swept: Arc<AtomicI64>,
 }
 
 #[derive(Default)]
@@ -390,6 +395,7 @@ impl CachedStore {
             store,
             ttl,
             slots: Arc::default(),
+            swept: Arc::new(AtomicI64::new(i64::MIN)),
         }
     }
 
@@ -403,7 +409,7 @@ impl CachedStore {
             match slots.get(id) {
                 Some(s) if s.fresh(now, self.ttl) => s.clone(),
                 _ => {
-                    if slots.len() >= MAX_CACHED {
+                    if slots.len() >= MAX_CACHED && self.swept.swap(now, Ordering::Relaxed) != now {
                         slots.retain(|_, s| s.fresh(now, self.ttl));
                     }
                     let s = Arc::new(Slot::default());

@@ -15,6 +15,10 @@ use super::{CheckResult, MAX_TTL};
 use crate::authn::Principal;
 use crate::clock::Clock;
 
+/// How much longer than its own deadline a caller waits on a check another
+/// caller started (that check ends by its own deadline).
+const JOIN_GRACE: Duration = Duration::from_millis(50);
+
 /// What one judgement came to.
 #[derive(Debug, Clone)]
 pub(crate) enum Outcome {
@@ -170,7 +174,12 @@ impl Cache {
             let until = self.until(&outcome, clock);
             Done { outcome, until }
         });
-        match timeout_at(deadline, done).await {
+        // The check this caller starts ends by `deadline` on its own, with
+        // its own verdict (`legacy_busy` while waiting for a slot); this
+        // bound is for a caller joining a check someone else started. A
+        // short grace keeps the two deadlines from racing each other.
+        let joined = deadline.checked_add(JOIN_GRACE).unwrap_or(deadline);
+        match timeout_at(joined, done).await {
             Ok(Done {
                 outcome: Outcome::Yes(p),
                 ..

@@ -34,7 +34,9 @@ pub struct NewArgs {
 
 /// Seconds in `90d`, `12h`, `30m`, `45s`; `None` for a bad value.
 fn lifetime(s: &str) -> Option<i64> {
-    let (n, unit) = s.split_at(s.len().checked_sub(1)?);
+    // The last character, whatever its width: `9é` is refused, not a panic.
+    let (at, _) = s.char_indices().last()?;
+    let (n, unit) = s.split_at(at);
     let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
     let unit = match unit {
         "d" => 86_400,
@@ -102,6 +104,11 @@ mod tests {
         assert_eq!(super::lifetime("d"), None);
         assert_eq!(super::lifetime(""), None);
         assert_eq!(super::lifetime("9x"), None);
+        assert_eq!(
+            super::lifetime("9é"),
+            None,
+            "a multibyte unit is refused, not a panic"
+        );
         assert_eq!(super::lifetime("99999999999999999d"), None);
     }
 }
