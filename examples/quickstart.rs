@@ -54,7 +54,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .audience("orders-api")
             .subject("alice")
             .scope(scope)
-            .claim("tenant", "acme".into())
+            .claim("tenant", "acme")
             .sign()
     };
     let client = reqwest::Client::new();

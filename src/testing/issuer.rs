@@ -378,9 +378,11 @@ impl TokenMint<'_> {
         self.expires_in(-3600)
     }
 
-    /// Sets any claim (replacing one already set).
-    pub fn claim(mut self, name: &str, value: Value) -> Self {
-        self.claims.insert(name.to_owned(), value);
+    /// Sets any claim (replacing one already set): a `serde_json::Value`,
+    /// or anything that converts into one (`"acme"`, `42`, `true`,
+    /// `json!([..])`).
+    pub fn claim(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.claims.insert(name.to_owned(), value.into());
         self
     }
 
