@@ -34,12 +34,20 @@ pub(crate) type JwtClaims = Arc<Validated<Map<String, Value>>>;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Principal {
+    authenticator: &'static str,
+    claims: Claims,
+    /// What is not read from a JWT's claims; `None` for a JWT's principal
+    /// (small to build and to move: this is per request).
+    extra: Option<Box<Extra>>,
+}
+
+/// A principal's parts that are not read from claims.
+#[derive(Debug, Clone, Default)]
+struct Extra {
     /// `None`: the JWT's `sub` (empty when absent).
     subject: Option<String>,
-    authenticator: &'static str,
     scopes: BTreeSet<String>,
     roles: BTreeSet<String>,
-    claims: Claims,
     /// `None`: the JWT's `exp`.
     expires_at: Option<Option<i64>>,
     confirmation: Option<Value>,
@@ -135,8 +143,8 @@ impl PartialEq for Principal {
             && self.roles() == other.roles()
             && self.claims() == other.claims()
             && self.expires_at() == other.expires_at()
-            && self.confirmation == other.confirmation
-            && self.actor == other.actor
+            && self.confirmation() == other.confirmation()
+            && self.actor() == other.actor()
     }
 }
 
@@ -145,14 +153,13 @@ impl Principal {
     /// `authenticator`; no scopes, roles or claims, no expiry.
     pub fn new(subject: impl Into<String>, authenticator: &'static str) -> Principal {
         Principal {
-            subject: Some(subject.into()),
             authenticator,
-            scopes: BTreeSet::new(),
-            roles: BTreeSet::new(),
             claims: Claims::Map(Arc::new(Map::new())),
-            expires_at: Some(None),
-            confirmation: None,
-            actor: None,
+            extra: Some(Box::new(Extra {
+                subject: Some(subject.into()),
+                expires_at: Some(None),
+                ..Extra::default()
+            })),
         }
     }
 
@@ -163,28 +170,35 @@ impl Principal {
         roles: Option<Arc<str>>,
     ) -> Principal {
         Principal {
-            subject: None,
             authenticator: "jwt",
-            scopes: BTreeSet::new(),
-            roles: BTreeSet::new(),
             claims: Claims::Jwt { validated, roles },
-            expires_at: None,
-            confirmation: None,
-            actor: None,
+            extra: None,
         }
+    }
+
+    fn extra(&self) -> Option<&Extra> {
+        self.extra.as_deref()
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
     }
 
     /// With these scopes (added to any already held).
     #[must_use]
     pub fn with_scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
-        self.scopes.extend(scopes.into_iter().map(Into::into));
+        self.extra_mut()
+            .scopes
+            .extend(scopes.into_iter().map(Into::into));
         self
     }
 
     /// With these roles (added to any already held).
     #[must_use]
     pub fn with_roles<I: IntoIterator<Item = S>, S: Into<String>>(mut self, roles: I) -> Self {
-        self.roles.extend(roles.into_iter().map(Into::into));
+        self.extra_mut()
+            .roles
+            .extend(roles.into_iter().map(Into::into));
         self
     }
 
@@ -195,12 +209,10 @@ impl Principal {
     #[must_use]
     pub fn with_claims(mut self, claims: Map<String, Value>) -> Self {
         // Keep what was read from the old claims.
-        if self.subject.is_none() {
-            self.subject = Some(self.subject().to_owned());
-        }
-        if self.expires_at.is_none() {
-            self.expires_at = Some(self.expires_at());
-        }
+        let (subject, expires_at) = (self.subject().to_owned(), self.expires_at());
+        let extra = self.extra_mut();
+        extra.subject.get_or_insert(subject);
+        extra.expires_at.get_or_insert(expires_at);
         self.claims = Claims::Map(Arc::new(claims));
         self
     }
@@ -208,14 +220,14 @@ impl Principal {
     /// With this expiry (Unix seconds), or none.
     #[must_use]
     pub fn with_expiry(mut self, expires_at: Option<i64>) -> Self {
-        self.expires_at = Some(expires_at);
+        self.extra_mut().expires_at = Some(expires_at);
         self
     }
 
     /// The subject: the JWT's `sub` (empty when it has none), the API
     /// key's owner (or name), …
     pub fn subject(&self) -> &str {
-        match &self.subject {
+        match self.extra().and_then(|e| e.subject.as_deref()) {
             Some(s) => s,
             None => self
                 .claims()
@@ -235,13 +247,19 @@ impl Principal {
     pub fn scopes(&self) -> BTreeSet<&str> {
         self.claims
             .scopes()
-            .chain(self.scopes.iter().map(String::as_str))
+            .chain(
+                self.extra()
+                    .into_iter()
+                    .flat_map(|e| &e.scopes)
+                    .map(String::as_str),
+            )
             .collect()
     }
 
     /// Whether `scope` is granted (a whole scope, never a prefix).
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.contains(scope) || self.claims.scopes().any(|s| s == scope)
+        self.extra().is_some_and(|e| e.scopes.contains(scope))
+            || self.claims.scopes().any(|s| s == scope)
     }
 
     /// The roles held, sorted, each once (built when asked for: prefer
@@ -249,13 +267,19 @@ impl Principal {
     pub fn roles(&self) -> BTreeSet<&str> {
         self.claims
             .roles()
-            .chain(self.roles.iter().map(String::as_str))
+            .chain(
+                self.extra()
+                    .into_iter()
+                    .flat_map(|e| &e.roles)
+                    .map(String::as_str),
+            )
             .collect()
     }
 
     /// Whether `role` is held.
     pub fn has_role(&self, role: &str) -> bool {
-        self.roles.contains(role) || self.claims.roles().any(|r| r == role)
+        self.extra().is_some_and(|e| e.roles.contains(role))
+            || self.claims.roles().any(|r| r == role)
     }
 
     /// The claims as JSON: for a JWT its validated claims; empty unless the
@@ -270,12 +294,7 @@ impl Principal {
     #[cfg_attr(not(any(feature = "tower", feature = "actix")), allow(dead_code))]
     pub(crate) fn jwt_parts(&self) -> Option<(&JwtClaims, Option<&Arc<str>>)> {
         match &self.claims {
-            Claims::Jwt { validated, roles }
-                if self.subject.is_none()
-                    && self.expires_at.is_none()
-                    && self.scopes.is_empty()
-                    && self.roles.is_empty() =>
-            {
+            Claims::Jwt { validated, roles } if self.extra.is_none() => {
                 Some((validated, roles.as_ref()))
             }
             _ => None,
@@ -284,7 +303,7 @@ impl Principal {
 
     /// When the credential expires (Unix seconds), if it does.
     pub fn expires_at(&self) -> Option<i64> {
-        match self.expires_at {
+        match self.extra().and_then(|e| e.expires_at) {
             Some(e) => e,
             None => self.claims().get("exp").and_then(Value::as_i64),
         }
@@ -293,12 +312,12 @@ impl Principal {
     /// The confirmation (`cnf`, RFC 7800) binding the credential to a key:
     /// not yet filled by any built-in authenticator.
     pub fn confirmation(&self) -> Option<&Value> {
-        self.confirmation.as_ref()
+        self.extra().and_then(|e| e.confirmation.as_ref())
     }
 
     /// The delegation chain (`act`, RFC 8693 §4.1): not yet filled by any
     /// built-in authenticator.
     pub fn actor(&self) -> Option<&Value> {
-        self.actor.as_ref()
+        self.extra().and_then(|e| e.actor.as_ref())
     }
 }

@@ -50,15 +50,51 @@ fn nth_pair<'p, S: AsRef<str>, V: AsRef<[u8]>>(
         .map(|(_, v)| v.as_ref())
 }
 
+/// The values of `name` among `pairs`, in order: one scan.
+fn pair_values<'p, 'n, S: AsRef<str>, V: AsRef<[u8]>>(
+    pairs: &'p [(S, V)],
+    name: &'n str,
+) -> impl Iterator<Item = &'p [u8]> + use<'p, 'n, S, V> {
+    pairs
+        .iter()
+        .filter(move |(k, _)| k.as_ref().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_ref())
+}
+
+fn first_pair<'p, S: AsRef<str>, V: AsRef<[u8]>>(
+    pairs: &'p [(S, V)],
+    name: &str,
+) -> Option<(&'p [u8], bool)> {
+    let mut values = pair_values(pairs, name);
+    let first = values.next()?;
+    Some((first, values.next().is_some()))
+}
+
 impl<S: AsRef<str> + Sync, V: AsRef<[u8]> + Sync> HeaderSource for Vec<(S, V)> {
     fn value(&self, name: &str, index: usize) -> Option<&[u8]> {
         nth_pair(self, name, index)
+    }
+
+    fn first_value(&self, name: &str) -> Option<(&[u8], bool)> {
+        first_pair(self, name)
+    }
+
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        pair_values(self, name).any(pred)
     }
 }
 
 impl<S: AsRef<str> + Sync, V: AsRef<[u8]> + Sync, const N: usize> HeaderSource for [(S, V); N] {
     fn value(&self, name: &str, index: usize) -> Option<&[u8]> {
         nth_pair(self, name, index)
+    }
+
+    fn first_value(&self, name: &str) -> Option<(&[u8], bool)> {
+        first_pair(self, name)
+    }
+
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        pair_values(self, name).any(pred)
     }
 }
 
