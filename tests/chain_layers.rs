@@ -393,3 +393,43 @@ mod actix {
         shared_cases(&base, &key).await;
     }
 }
+
+/// tonic and hyper handlers read the principal with `principal_from`:
+/// the chain layer around a bare tower service (what tonic and hyper run).
+#[tokio::test]
+async fn tonic_and_hyper_read_the_principal_from_the_extensions() {
+    use tokenwarden::middleware::principal_from;
+    use tower::{Layer, ServiceExt};
+
+    let (store, key) = store();
+    let inner = tower::service_fn(|req: http::Request<()>| async move {
+        let who = principal_from(req.extensions())
+            .map(|p| format!("{} {}", p.subject(), p.authenticator()))
+            .unwrap_or_default();
+        Ok::<_, std::convert::Infallible>(
+            http::Response::builder()
+                .header("x-who", who)
+                .body(())
+                .unwrap(),
+        )
+    });
+    let svc = auth(&store).layer().layer(inner);
+    let call = |name: &'static str, value: String| {
+        let svc = svc.clone();
+        async move {
+            let req = http::Request::builder()
+                .uri("/orders")
+                .header(name, value)
+                .body(())
+                .unwrap();
+            svc.oneshot(req).await.unwrap()
+        }
+    };
+    let r = call("x-api-key", key.expose_key().to_owned()).await;
+    assert_eq!(r.headers()["x-who"], "partner api_key");
+    let r = call("authorization", format!("Bearer {}", alice())).await;
+    assert_eq!(r.headers()["x-who"], "alice jwt");
+    let r = call("x-api-key", wrong_secret(&key)).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("x-who").is_none());
+}

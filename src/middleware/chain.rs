@@ -32,6 +32,12 @@ impl BearerAuth {
     /// [`from_cookie`](Self::from_cookie) do not apply: each authenticator
     /// reads its own credential.
     ///
+    /// Handlers read the principal (axum and actix extractors, or
+    /// [`principal_from`] for tonic and hyper); a JWT's claims also reach
+    /// the `Claims<T>` extractors, as behind `BearerAuth::new`. Other
+    /// credentials have no JWT claims: read theirs with
+    /// [`Principal::claims`].
+    ///
     /// Refusals follow the chain's table ([`Refusal`]): two kinds of
     /// credentials at once 400, none 401 with one `WWW-Authenticate` value
     /// per scheme (`Bearer`, `ApiKey`, …), unmet requirements 403, an
