@@ -37,6 +37,9 @@ impl BearerAuth {
     /// the `Claims<T>` extractors, as behind `BearerAuth::new`. Other
     /// credentials have no JWT claims: read theirs with
     /// [`Principal::claims`].
+    /// [`authorize`](Self::authorize), whose answer is a `Validated<C>`,
+    /// answers a chain's configuration with 500 `not_configured`: outside a
+    /// framework, call [`Chain::authenticate`] with a [`RequestView`].
     ///
     /// Refusals follow the chain's table ([`Refusal`]): two kinds of
     /// credentials at once 400, none 401 with one `WWW-Authenticate` value
