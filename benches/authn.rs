@@ -2,7 +2,8 @@
 //! same token: what the chain (request view, bearer parsing, principal)
 //! adds. `cargo bench --bench authn -- --warm-up-time 1 --measurement-time 3`.
 //!
-//! Groups `authn/<ALG>`, each with `validate` (`Validator::validate` into
+//! Groups `authn/<ALG>` (the verified-token cache on, the default) and
+//! `authn/<ALG>/no_cache`, each with `validate` (`Validator::validate` into
 //! a JSON object, as `BearerAuth` does by default), `validate_shared` (the
 //! call `BearerAuth` makes) and `chain` (a `Chain` of one JWT
 //! authenticator, its future polled once: it completes on the first poll).
@@ -31,43 +32,46 @@ fn bench(c: &mut Criterion) {
             "iss": ISS, "aud": AUD, "sub": "alice", "scope": "orders:read orders:write",
             "iat": 1_700_000_000, "exp": 4_000_000_000i64
         }));
-        let validator = Validator::builder()
-            .issuer(ISS)
-            .audience(AUD)
-            .keys(KeySet::from_jwks(key.jwks_json().as_bytes()).unwrap())
-            .build()
-            .unwrap();
-        let chain = Chain::new().jwt(JwtAuthenticator::new(validator.clone()));
-        let header = format!("Bearer {token}");
-        let headers = [("authorization", header.as_str())];
-        let waker = Waker::noop();
+        for cache in [true, false] {
+            let builder = Validator::builder()
+                .issuer(ISS)
+                .audience(AUD)
+                .keys(KeySet::from_jwks(key.jwks_json().as_bytes()).unwrap());
+            let builder = if cache { builder } else { builder.no_cache() };
+            let validator = builder.build().unwrap();
+            let chain = Chain::new().jwt(JwtAuthenticator::new(validator.clone()));
+            let header = format!("Bearer {token}");
+            let headers = [("authorization", header.as_str())];
+            let waker = Waker::noop();
 
-        let mut g = c.benchmark_group(format!("authn/{}", alg.as_str()));
-        g.bench_function("validate", |b| {
-            b.iter(|| {
-                validator
-                    .validate::<Map<String, Value>>(black_box(&token))
-                    .unwrap()
-            })
-        });
-        g.bench_function("validate_shared", |b| {
-            b.iter(|| {
-                validator
-                    .validate_shared::<Map<String, Value>>(black_box(&token))
-                    .unwrap()
-            })
-        });
-        g.bench_function("chain", |b| {
-            b.iter(|| {
-                let req = RequestView::new("GET", "/orders", black_box(&headers));
-                let mut f = std::pin::pin!(chain.authenticate(&req));
-                match f.as_mut().poll(&mut Context::from_waker(waker)) {
-                    Poll::Ready(p) => p.unwrap(),
-                    Poll::Pending => panic!("the JWT path completes on its first poll"),
-                }
-            })
-        });
-        g.finish();
+            let name = if cache { "" } else { "/no_cache" };
+            let mut g = c.benchmark_group(format!("authn/{}{name}", alg.as_str()));
+            g.bench_function("validate", |b| {
+                b.iter(|| {
+                    validator
+                        .validate::<Map<String, Value>>(black_box(&token))
+                        .unwrap()
+                })
+            });
+            g.bench_function("validate_shared", |b| {
+                b.iter(|| {
+                    validator
+                        .validate_shared::<Map<String, Value>>(black_box(&token))
+                        .unwrap()
+                })
+            });
+            g.bench_function("chain", |b| {
+                b.iter(|| {
+                    let req = RequestView::new("GET", "/orders", black_box(&headers));
+                    let mut f = std::pin::pin!(chain.authenticate(&req));
+                    match f.as_mut().poll(&mut Context::from_waker(waker)) {
+                        Poll::Ready(p) => p.unwrap(),
+                        Poll::Pending => panic!("the JWT path completes on its first poll"),
+                    }
+                })
+            });
+            g.finish();
+        }
     }
 }
 

@@ -341,6 +341,17 @@ fn memory() {
 
 /// The layer over the example keys, with the verified-token cache or not.
 fn demo_auth(cache: bool) -> tokenwarden::middleware::BearerAuth {
+    tokenwarden::middleware::BearerAuth::new(demo_validator(cache))
+}
+
+/// The same as a chain of one JWT authenticator (`BearerAuth::from_chain`).
+fn demo_chain(cache: bool) -> tokenwarden::middleware::BearerAuth {
+    use tokenwarden::authn::{Chain, jwt::JwtAuthenticator};
+    let chain = Chain::new().jwt(JwtAuthenticator::new(demo_validator(cache)));
+    tokenwarden::middleware::BearerAuth::from_chain(chain)
+}
+
+fn demo_validator(cache: bool) -> Validator {
     let b = Validator::builder()
         .issuer(ISS)
         .audience(AUD)
@@ -350,7 +361,7 @@ fn demo_auth(cache: bool) -> tokenwarden::middleware::BearerAuth {
     } else {
         b.no_cache()
     };
-    tokenwarden::middleware::BearerAuth::new(b.build().unwrap())
+    b.build().unwrap()
 }
 
 /// The layer's own cost per request: a tower service that answers at once,
@@ -362,8 +373,13 @@ fn layer() {
     println!("\n## The layer's own cost per request (RS256 token, no network)\n");
     println!("| layer | per request |");
     println!("|---|---:|");
-    for mode in ["none", "cache", "no-cache"] {
-        let auth = demo_auth(mode == "cache");
+    for mode in ["none", "cache", "chain-cache", "no-cache", "chain-no-cache"] {
+        let cache = mode.ends_with("cache") && !mode.ends_with("no-cache");
+        let auth = if mode.starts_with("chain") {
+            demo_chain(cache)
+        } else {
+            demo_auth(cache)
+        };
         let inner = tower::service_fn(|_req: http::Request<()>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(()))
         });
@@ -392,7 +408,11 @@ fn layer() {
             };
             assert_eq!(resp.status(), 200);
         };
-        let n = if mode == "no-cache" { 20_000 } else { 200_000 };
+        let n = if mode.ends_with("no-cache") {
+            20_000
+        } else {
+            200_000
+        };
         let target = if mode == "none" { &mut plain } else { &mut svc };
         for _ in 0..1000 {
             once(target);
@@ -405,6 +425,8 @@ fn layer() {
         let name = match mode {
             "none" => "none (request with the header, answered)",
             "cache" => "tokenwarden, cache on",
+            "chain-cache" => "chain of one JWT authenticator, cache on",
+            "chain-no-cache" => "chain of one JWT authenticator, cache off",
             _ => "tokenwarden, cache off",
         };
         println!("| {name} | {:.2} us |", each.as_secs_f64() * 1e6);

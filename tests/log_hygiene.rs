@@ -542,3 +542,77 @@ fn a_claims_type_refusal_names_the_claim_never_its_value() {
         assert!(!text.contains("SECRET"), "part of the value leaked: {text}");
     }
 }
+
+/// An API key's secret, through a chain layer over real HTTP: accepted,
+/// refused with a wrong secret (past the suspicious-failures threshold),
+/// expired, malformed and sent with a bearer token at once: no log line at
+/// any level carries any 20-character run of a secret (its id may be
+/// logged: it is the lookup handle, and no secret).
+#[cfg(feature = "api-keys")]
+#[tokio::test(flavor = "current_thread")]
+async fn an_api_keys_secret_is_in_no_log_line_through_the_chain_layer() {
+    use common::authn::{add_key, api_keys};
+    use tokenwarden::authn::Chain;
+    use tokenwarden::authn::api_key::MemoryStore;
+
+    let (guard, logs) = capture_logs();
+    let mut secrets = Secrets::default();
+    let store = std::sync::Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(common::NOW);
+    let good = add_key(&store, "partner", &["read"]);
+    let mut old = add_key(&store, "old", &["read"]);
+    old.record.expires_at = Some(common::NOW - 1);
+    store.insert(old.record.clone());
+    // The secret: the 43 characters after `tw_<env>_<id>_`.
+    for k in [&good, &old] {
+        let key = k.expose_key();
+        secrets.text(&key[key.len() - 43..]);
+    }
+    let chain = Chain::new().api_key(api_keys(&store, &clock));
+    let base = serve(BearerAuth::from_chain(chain).require_scopes(Scopes::all(["read"]))).await;
+    let client = reqwest::Client::new();
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut req = client.get(&base);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let key = good.expose_key().to_owned();
+    assert_eq!(send(vec![("x-api-key", key.clone())]).await, 200);
+    assert_eq!(
+        send(vec![("authorization", format!("ApiKey {key}"))]).await,
+        200
+    );
+    let mut wrong = key.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'A' { 'B' } else { 'A' });
+    secrets.text(&wrong[wrong.len() - 43..]);
+    for _ in 0..tokenwarden::authn::api_key::SUSPICIOUS_FAILURES + 1 {
+        assert_eq!(send(vec![("x-api-key", wrong.clone())]).await, 401);
+    }
+    assert_eq!(
+        send(vec![("x-api-key", old.expose_key().to_owned())]).await,
+        401
+    );
+    assert_eq!(send(vec![("x-api-key", format!("{key}x"))]).await, 401);
+    assert_eq!(
+        send(vec![("x-api-key", key.clone()), ("x-api-key", key.clone())]).await,
+        400
+    );
+    drop(guard);
+    let text = logs.text();
+    // The run was seen: without these the test could pass on empty logs.
+    for expected in ["suspicious", "refused"] {
+        assert!(
+            text.contains(expected),
+            "no {expected:?} in the logs:\n{text}"
+        );
+    }
+    let leaks = secrets.leaks(&text);
+    assert!(
+        leaks.is_empty(),
+        "secrets in the logs:\n{}",
+        leaks.join("\n")
+    );
+}

@@ -10,11 +10,6 @@ use super::{Authenticator, BoxFuture, Principal, Refusal, RequestView, Scheme, V
 use crate::error::Error;
 use crate::validator::{Validated, Validator};
 
-/// Most scopes (or roles) read from one claim, as the middleware reads
-/// them: a grant listed after these is not seen, so checks fail closed and
-/// their cost is bounded whatever the token lists.
-const MAX_GRANTS: usize = 256;
-
 /// Bearer JWTs, judged by a [`Validator`], as a [`Principal`]: `sub` as
 /// subject, scopes from `scope` and `scp` (a space-separated string or an
 /// array of strings, either claim in either shape), roles from a
@@ -58,64 +53,40 @@ impl JwtAuthenticator {
         self
     }
 
+    /// The verdict without waiting; `None` for a token whose `kid` is
+    /// unknown, which waits for the key source's refresh
+    /// ([`verdict`](Self::verdict)).
+    pub(crate) fn verdict_now(&self, req: &RequestView<'_>) -> Option<Verdict> {
+        let token = match authorization(req, Scheme::Bearer) {
+            Ok(Some(t)) => t,
+            Ok(None) => return Some(Verdict::NotMine),
+            Err(r) => return Some(Verdict::Refused(r)),
+        };
+        match self.validator.validate_shared::<Map<String, Value>>(token) {
+            Ok(v) => Some(Verdict::Authenticated(self.principal(v))),
+            Err(Error::UnknownKey { kid: Some(_) }) => None,
+            Err(e) => Some(Verdict::Refused(Refusal::from_error(Scheme::Bearer, &e))),
+        }
+    }
+
     /// The verdict, without boxing: with static keys this completes on its
     /// first poll; only an unknown `kid` waits for the key source's refresh.
     pub(crate) async fn verdict(&self, req: &RequestView<'_>) -> Verdict {
-        let token = match authorization(req, Scheme::Bearer) {
-            Ok(Some(t)) => t,
-            Ok(None) => return Verdict::NotMine,
-            Err(r) => return Verdict::Refused(r),
+        if let Some(v) = self.verdict_now(req) {
+            return v;
+        }
+        let Ok(Some(token)) = authorization(req, Scheme::Bearer) else {
+            return Verdict::NotMine;
         };
-        match self.validator.validate_shared::<Map<String, Value>>(token) {
-            Ok(v) => Verdict::Authenticated(self.principal(v)),
-            Err(Error::UnknownKey { kid: Some(_) }) => {
-                match self.validator.validate_async(token).await {
-                    Ok(v) => Verdict::Authenticated(self.principal(Arc::new(v))),
-                    Err(e) => Verdict::Refused(Refusal::from_error(Scheme::Bearer, &e)),
-                }
-            }
+        match self.validator.validate_async(token).await {
+            Ok(v) => Verdict::Authenticated(self.principal(Arc::new(v))),
             Err(e) => Verdict::Refused(Refusal::from_error(Scheme::Bearer, &e)),
         }
     }
 
+    /// The principal: a view over the shared claims, nothing copied.
     fn principal(&self, v: Arc<Validated<Map<String, Value>>>) -> Principal {
-        let claims = &v.claims;
-        let subject = claims.get("sub").and_then(Value::as_str).unwrap_or("");
-        let mut scopes = Vec::new();
-        grants(claims.get("scope"), &mut scopes);
-        grants(claims.get("scp"), &mut scopes);
-        let mut roles = Vec::new();
-        if let Some(path) = &self.roles {
-            grants(at_path(claims, path), &mut roles);
-        }
-        let exp = claims.get("exp").and_then(Value::as_i64);
-        Principal::new(subject, "jwt")
-            .with_scopes(scopes)
-            .with_roles(roles)
-            .with_expiry(exp)
-            .with_jwt(v.clone())
-    }
-}
-
-/// The value at a dotted claim path.
-fn at_path<'v>(claims: &'v Map<String, Value>, path: &str) -> Option<&'v Value> {
-    let mut parts = path.split('.');
-    let mut value = claims.get(parts.next()?)?;
-    for part in parts {
-        value = value.as_object()?.get(part)?;
-    }
-    Some(value)
-}
-
-/// The grants a claim value lists: a space-separated string or an array of
-/// strings, the first [`MAX_GRANTS`] entries.
-fn grants<'v>(value: Option<&'v Value>, out: &mut Vec<&'v str>) {
-    match value {
-        Some(Value::String(s)) => {
-            out.extend(s.split(' ').filter(|g| !g.is_empty()).take(MAX_GRANTS))
-        }
-        Some(Value::Array(a)) => out.extend(a.iter().take(MAX_GRANTS).filter_map(Value::as_str)),
-        _ => {}
+        Principal::jwt(v, self.roles.clone())
     }
 }
 

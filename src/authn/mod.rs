@@ -45,7 +45,7 @@ pub mod jwt;
 #[cfg(feature = "legacy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "legacy")))]
 pub mod legacy;
-mod principal;
+pub(crate) mod principal;
 mod refusal;
 mod request;
 
@@ -54,8 +54,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 pub use principal::Principal;
+#[cfg_attr(not(any(feature = "tower", feature = "actix")), allow(unused_imports))]
+pub(crate) use refusal::header_safe;
 pub use refusal::{DEFAULT_RETRY_AFTER, Refusal, Scheme};
 pub use request::{HeaderSource, RequestView};
+#[cfg_attr(not(any(feature = "tower", feature = "actix")), allow(unused_imports))]
+pub(crate) use request::{Malformed, scheme_credential, visible_ascii};
 
 use crate::requirements::Requirements;
 
@@ -261,15 +265,51 @@ impl Chain {
     /// [`Refusal::challenges`]), 403 for unmet requirements, 503 when a
     /// key source is unavailable.
     pub async fn authenticate(&self, req: &RequestView<'_>) -> Result<Principal, Refusal> {
-        let members = &self.inner.members;
-        let mut first = None;
-        for (i, m) in members.iter().enumerate() {
-            if m.recognises(req) {
-                first = Some(i);
-                break;
+        // The usual case (a bearer JWT with known keys) without waiting.
+        if let Some(verdict) = self.authenticate_now(req) {
+            return verdict;
+        }
+        let first = self.select(req)?;
+        for m in self.judges(req, first) {
+            match m.authenticate(req).await {
+                Verdict::Authenticated(p) => return self.accept(p, m.scheme()),
+                Verdict::Refused(r) => return Err(r),
+                Verdict::NotMine => {}
             }
         }
-        let Some(first) = first else {
+        Err(self.missing())
+    }
+
+    /// [`authenticate`](Self::authenticate) without waiting, for the
+    /// layers: `None` when an authenticator must wait (yours, an API key
+    /// store, an unknown JWT `kid`): then run `authenticate`. A bearer JWT
+    /// with known keys decides here, with no future at all.
+    pub(crate) fn authenticate_now(
+        &self,
+        req: &RequestView<'_>,
+    ) -> Option<Result<Principal, Refusal>> {
+        let first = match self.select(req) {
+            Ok(first) => first,
+            Err(r) => return Some(Err(r)),
+        };
+        for m in self.judges(req, first) {
+            let Member::Jwt(a) = m else {
+                return None;
+            };
+            match a.verdict_now(req)? {
+                Verdict::Authenticated(p) => return Some(self.accept(p, m.scheme())),
+                Verdict::Refused(r) => return Some(Err(r)),
+                Verdict::NotMine => {}
+            }
+        }
+        Some(Err(self.missing()))
+    }
+
+    /// The first member that recognises the request's credential; a
+    /// refusal for none, or for two kinds at once (unless allowed).
+    fn select(&self, req: &RequestView<'_>) -> Result<usize, Refusal> {
+        let members = &self.inner.members;
+        let Some(first) = members.iter().position(|m| m.recognises(req)) else {
             return Err(self.missing());
         };
         if !self.inner.allow_multiple {
@@ -285,25 +325,45 @@ impl Chain {
                 ));
             }
         }
-        for m in members.iter().skip(first) {
-            if m.name() != members[first].name() && !self.inner.allow_multiple {
-                // Only the recognised kind is judged (others were checked
-                // absent above).
-                continue;
-            }
-            if !m.recognises(req) {
-                continue;
-            }
-            match m.authenticate(req).await {
-                Verdict::Authenticated(p) => {
-                    self.inner.requirements.check(&p, m.scheme())?;
-                    return Ok(p);
-                }
-                Verdict::Refused(r) => return Err(r),
-                Verdict::NotMine => {}
-            }
+        Ok(first)
+    }
+
+    /// The members that judge the request, in order, from the first that
+    /// recognised it: those of its kind (every kind, when several are
+    /// allowed) that recognise the request.
+    fn judges<'s>(
+        &'s self,
+        req: &'s RequestView<'_>,
+        first: usize,
+    ) -> impl Iterator<Item = &'s Member> + 's {
+        let members = &self.inner.members;
+        let kind = members.get(first).map(Member::name);
+        let allow_multiple = self.inner.allow_multiple;
+        // The first recognised already: not asked again.
+        let rest = members
+            .iter()
+            .skip(first.saturating_add(1))
+            .filter(move |m| (allow_multiple || Some(m.name()) == kind) && m.recognises(req));
+        members.get(first).into_iter().chain(rest)
+    }
+
+    /// The scheme of the authenticator named `name` (the first of that
+    /// name), for refusals about its principal.
+    #[cfg_attr(not(any(feature = "tower", feature = "actix")), allow(dead_code))]
+    pub(crate) fn scheme_of(&self, name: &str) -> Scheme {
+        self.inner
+            .members
+            .iter()
+            .find(|m| m.name() == name)
+            .map_or(Scheme::Bearer, Member::scheme)
+    }
+
+    /// The principal, if it meets the chain's requirements.
+    fn accept(&self, p: Principal, scheme: Scheme) -> Result<Principal, Refusal> {
+        if !self.inner.requirements.is_empty() {
+            self.inner.requirements.check(&p, scheme)?;
         }
-        Err(self.missing())
+        Ok(p)
     }
 
     /// 401 naming every scheme the chain accepts (RFC 9110 §11.6.1).

@@ -7,9 +7,16 @@ use serde_json::{Map, Value};
 
 use crate::validator::Validated;
 
+/// A validated JWT's JSON claims, shared.
+pub(crate) type JwtClaims = Arc<Validated<Map<String, Value>>>;
+
 /// Who the request is, whatever credential proved it: the same shape for
 /// a JWT, an API key or your own kind, so requirements, adapters and the
 /// service behind them need not know which.
+///
+/// A JWT's principal is a view over its validated claims, shared with the
+/// validator's cache: building one copies nothing (subject, scopes, roles
+/// and expiry are read from the claims when asked for).
 ///
 /// ```
 /// use tokenwarden::authn::Principal;
@@ -21,17 +28,28 @@ use crate::validator::Validated;
 /// assert!(p.has_scope("orders:read"));
 /// assert!(p.has_role("admin"));
 /// assert_eq!(p.authenticator(), "api_key");
+/// assert_eq!(p.scopes().len(), 2);
 /// assert!(p.claims().is_empty());
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Principal {
-    subject: String,
     authenticator: &'static str,
+    claims: Claims,
+    /// What is not read from a JWT's claims; `None` for a JWT's principal
+    /// (small to build and to move: this is per request).
+    extra: Option<Box<Extra>>,
+}
+
+/// A principal's parts that are not read from claims.
+#[derive(Debug, Clone, Default)]
+struct Extra {
+    /// `None`: the JWT's `sub` (empty when absent).
+    subject: Option<String>,
     scopes: BTreeSet<String>,
     roles: BTreeSet<String>,
-    claims: Claims,
-    expires_at: Option<i64>,
+    /// `None`: the JWT's `exp`.
+    expires_at: Option<Option<i64>>,
     confirmation: Option<Value>,
     actor: Option<Value>,
 }
@@ -41,28 +59,92 @@ pub struct Principal {
 #[derive(Debug, Clone)]
 enum Claims {
     Map(Arc<Map<String, Value>>),
-    Jwt(Arc<Validated<Map<String, Value>>>),
+    /// A JWT's: scopes from `scope` and `scp`, roles from the claim at the
+    /// dotted path, read when asked for.
+    Jwt {
+        validated: Arc<Validated<Map<String, Value>>>,
+        roles: Option<Arc<str>>,
+    },
 }
 
 impl Claims {
     fn get(&self) -> &Map<String, Value> {
         match self {
             Claims::Map(m) => m,
-            Claims::Jwt(v) => &v.claims,
+            Claims::Jwt { validated, .. } => &validated.claims,
         }
     }
+
+    /// The scopes the claims grant (none but a JWT's).
+    fn scopes(&self) -> impl Iterator<Item = &str> {
+        let claims = match self {
+            Claims::Jwt { validated, .. } => Some(&validated.claims),
+            Claims::Map(_) => None,
+        };
+        claims
+            .into_iter()
+            .flat_map(|c| grants(c.get("scope")).chain(grants(c.get("scp"))))
+    }
+
+    /// The roles the claims grant (none but a JWT's with a roles path).
+    fn roles(&self) -> impl Iterator<Item = &str> {
+        let value = match self {
+            Claims::Jwt {
+                validated,
+                roles: Some(path),
+            } => at_path(&validated.claims, path),
+            _ => None,
+        };
+        grants(value)
+    }
+}
+
+/// Most scopes (or roles) read from one claim, as the middleware reads
+/// them: a grant listed after these is not seen, so checks fail closed and
+/// their cost is bounded whatever the token lists.
+const MAX_GRANTS: usize = 256;
+
+/// The value at a dotted claim path.
+fn at_path<'v>(claims: &'v Map<String, Value>, path: &str) -> Option<&'v Value> {
+    let mut parts = path.split('.');
+    let mut value = claims.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_object()?.get(part)?;
+    }
+    Some(value)
+}
+
+/// The grants a claim value lists: a space-separated string or an array of
+/// strings, the first [`MAX_GRANTS`] entries.
+fn grants(value: Option<&Value>) -> impl Iterator<Item = &str> {
+    let (words, items) = match value {
+        Some(Value::String(s)) => (Some(s.as_str()), None),
+        Some(Value::Array(a)) => (None, Some(a.as_slice())),
+        _ => (None, None),
+    };
+    let words = words
+        .into_iter()
+        .flat_map(|s| s.split(' '))
+        .filter(|g| !g.is_empty())
+        .take(MAX_GRANTS);
+    let items = items
+        .into_iter()
+        .flatten()
+        .take(MAX_GRANTS)
+        .filter_map(Value::as_str);
+    words.chain(items)
 }
 
 impl PartialEq for Principal {
     fn eq(&self, other: &Self) -> bool {
-        self.subject == other.subject
+        self.subject() == other.subject()
             && self.authenticator == other.authenticator
-            && self.scopes == other.scopes
-            && self.roles == other.roles
+            && self.scopes() == other.scopes()
+            && self.roles() == other.roles()
             && self.claims() == other.claims()
-            && self.expires_at == other.expires_at
-            && self.confirmation == other.confirmation
-            && self.actor == other.actor
+            && self.expires_at() == other.expires_at()
+            && self.confirmation() == other.confirmation()
+            && self.actor() == other.actor()
     }
 }
 
@@ -71,54 +153,88 @@ impl Principal {
     /// `authenticator`; no scopes, roles or claims, no expiry.
     pub fn new(subject: impl Into<String>, authenticator: &'static str) -> Principal {
         Principal {
-            subject: subject.into(),
             authenticator,
-            scopes: BTreeSet::new(),
-            roles: BTreeSet::new(),
             claims: Claims::Map(Arc::new(Map::new())),
-            expires_at: None,
-            confirmation: None,
-            actor: None,
+            extra: Some(Box::new(Extra {
+                subject: Some(subject.into()),
+                expires_at: Some(None),
+                ..Extra::default()
+            })),
         }
+    }
+
+    /// A JWT's principal: a view over its validated claims (nothing is
+    /// copied); roles from the claim at the dotted path `roles`, if any.
+    pub(crate) fn jwt(
+        validated: Arc<Validated<Map<String, Value>>>,
+        roles: Option<Arc<str>>,
+    ) -> Principal {
+        Principal {
+            authenticator: "jwt",
+            claims: Claims::Jwt { validated, roles },
+            extra: None,
+        }
+    }
+
+    fn extra(&self) -> Option<&Extra> {
+        self.extra.as_deref()
+    }
+
+    fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
     }
 
     /// With these scopes (added to any already held).
     #[must_use]
     pub fn with_scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
-        self.scopes.extend(scopes.into_iter().map(Into::into));
+        self.extra_mut()
+            .scopes
+            .extend(scopes.into_iter().map(Into::into));
         self
     }
 
     /// With these roles (added to any already held).
     #[must_use]
     pub fn with_roles<I: IntoIterator<Item = S>, S: Into<String>>(mut self, roles: I) -> Self {
-        self.roles.extend(roles.into_iter().map(Into::into));
+        self.extra_mut()
+            .roles
+            .extend(roles.into_iter().map(Into::into));
         self
     }
 
-    /// With these claims (replacing any).
+    /// With these claims (replacing any; a JWT's scopes and roles, read
+    /// from its claims, go with them: only those added with
+    /// [`with_scopes`](Self::with_scopes) and
+    /// [`with_roles`](Self::with_roles) remain).
     #[must_use]
     pub fn with_claims(mut self, claims: Map<String, Value>) -> Self {
+        // Keep what was read from the old claims.
+        let (subject, expires_at) = (self.subject().to_owned(), self.expires_at());
+        let extra = self.extra_mut();
+        extra.subject.get_or_insert(subject);
+        extra.expires_at.get_or_insert(expires_at);
         self.claims = Claims::Map(Arc::new(claims));
-        self
-    }
-
-    /// The claims of a validated JWT, shared (not copied).
-    pub(crate) fn with_jwt(mut self, validated: Arc<Validated<Map<String, Value>>>) -> Self {
-        self.claims = Claims::Jwt(validated);
         self
     }
 
     /// With this expiry (Unix seconds), or none.
     #[must_use]
     pub fn with_expiry(mut self, expires_at: Option<i64>) -> Self {
-        self.expires_at = expires_at;
+        self.extra_mut().expires_at = Some(expires_at);
         self
     }
 
-    /// The subject: the JWT's `sub`, the API key's owner (or name), …
+    /// The subject: the JWT's `sub` (empty when it has none), the API
+    /// key's owner (or name), …
     pub fn subject(&self) -> &str {
-        &self.subject
+        match self.extra().and_then(|e| e.subject.as_deref()) {
+            Some(s) => s,
+            None => self
+                .claims()
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        }
     }
 
     /// Which kind of authenticator vouched: `"jwt"`, `"api_key"`, …
@@ -126,24 +242,44 @@ impl Principal {
         self.authenticator
     }
 
-    /// The scopes granted.
-    pub fn scopes(&self) -> &BTreeSet<String> {
-        &self.scopes
+    /// The scopes granted, sorted, each once (built when asked for: prefer
+    /// [`has_scope`](Self::has_scope) to test one).
+    pub fn scopes(&self) -> BTreeSet<&str> {
+        self.claims
+            .scopes()
+            .chain(
+                self.extra()
+                    .into_iter()
+                    .flat_map(|e| &e.scopes)
+                    .map(String::as_str),
+            )
+            .collect()
     }
 
     /// Whether `scope` is granted (a whole scope, never a prefix).
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.contains(scope)
+        self.extra().is_some_and(|e| e.scopes.contains(scope))
+            || self.claims.scopes().any(|s| s == scope)
     }
 
-    /// The roles held.
-    pub fn roles(&self) -> &BTreeSet<String> {
-        &self.roles
+    /// The roles held, sorted, each once (built when asked for: prefer
+    /// [`has_role`](Self::has_role) to test one).
+    pub fn roles(&self) -> BTreeSet<&str> {
+        self.claims
+            .roles()
+            .chain(
+                self.extra()
+                    .into_iter()
+                    .flat_map(|e| &e.roles)
+                    .map(String::as_str),
+            )
+            .collect()
     }
 
     /// Whether `role` is held.
     pub fn has_role(&self, role: &str) -> bool {
-        self.roles.contains(role)
+        self.extra().is_some_and(|e| e.roles.contains(role))
+            || self.claims.roles().any(|r| r == role)
     }
 
     /// The claims as JSON: for a JWT its validated claims; empty unless the
@@ -152,20 +288,36 @@ impl Principal {
         self.claims.get()
     }
 
+    /// The validated JWT behind this principal and its roles path, if a
+    /// JWT proved it and nothing was added since ([`Principal::jwt`]
+    /// rebuilds the same principal from them).
+    #[cfg_attr(not(any(feature = "tower", feature = "actix")), allow(dead_code))]
+    pub(crate) fn jwt_parts(&self) -> Option<(&JwtClaims, Option<&Arc<str>>)> {
+        match &self.claims {
+            Claims::Jwt { validated, roles } if self.extra.is_none() => {
+                Some((validated, roles.as_ref()))
+            }
+            _ => None,
+        }
+    }
+
     /// When the credential expires (Unix seconds), if it does.
     pub fn expires_at(&self) -> Option<i64> {
-        self.expires_at
+        match self.extra().and_then(|e| e.expires_at) {
+            Some(e) => e,
+            None => self.claims().get("exp").and_then(Value::as_i64),
+        }
     }
 
     /// The confirmation (`cnf`, RFC 7800) binding the credential to a key:
     /// not yet filled by any built-in authenticator.
     pub fn confirmation(&self) -> Option<&Value> {
-        self.confirmation.as_ref()
+        self.extra().and_then(|e| e.confirmation.as_ref())
     }
 
     /// The delegation chain (`act`, RFC 8693 §4.1): not yet filled by any
     /// built-in authenticator.
     pub fn actor(&self) -> Option<&Value> {
-        self.actor.as_ref()
+        self.extra().and_then(|e| e.actor.as_ref())
     }
 }

@@ -59,7 +59,12 @@ impl Scheme {
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct Refusal(Box<Fields>);
+
+/// A refusal's parts, boxed: refusals are the rare path, and a small
+/// `Refusal` keeps every `Result<Principal, Refusal>` small to move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fields {
     status: u16,
     error: Option<&'static str>,
     description: Cow<'static, str>,
@@ -80,7 +85,7 @@ impl Refusal {
         scheme: Scheme,
         description: Cow<'static, str>,
     ) -> Refusal {
-        Refusal {
+        Refusal(Box::new(Fields {
             status,
             error,
             description,
@@ -88,13 +93,13 @@ impl Refusal {
             schemes: vec![scheme],
             scope: None,
             retry_after: None,
-        }
+        }))
     }
 
     /// No credential at all: 401 with a bare challenge per scheme (RFC 6750
     /// §3.1: no error code).
     pub fn missing(schemes: Vec<Scheme>) -> Refusal {
-        Refusal {
+        Refusal(Box::new(Fields {
             status: 401,
             error: None,
             description: Cow::Borrowed("no credentials"),
@@ -102,7 +107,7 @@ impl Refusal {
             schemes,
             scope: None,
             retry_after: None,
-        }
+        }))
     }
 
     /// A malformed request (several credentials, bad characters): 400
@@ -138,7 +143,7 @@ impl Refusal {
             scheme,
             Cow::Borrowed("insufficient scope"),
         );
-        r.scope = Some(header_safe(&scope));
+        r.0.scope = Some(header_safe(&scope));
         r
     }
 
@@ -164,7 +169,7 @@ impl Refusal {
             scheme,
             Cow::Borrowed("temporarily unavailable"),
         );
-        r.retry_after = Some(retry_after);
+        r.0.retry_after = Some(retry_after);
         r
     }
 
@@ -182,62 +187,63 @@ impl Refusal {
 
     /// The HTTP status code: 400, 401, 403 or 503.
     pub fn status(&self) -> u16 {
-        self.status
+        self.0.status
     }
 
     /// The RFC 6750 error code, when the status has one.
     pub fn error(&self) -> Option<&'static str> {
-        self.error
+        self.0.error
     }
 
     /// A description safe to send to the client.
     pub fn description(&self) -> &str {
-        &self.description
+        &self.0.description
     }
 
     /// The stable reason, for logs and metrics.
     pub fn kind(&self) -> &'static str {
-        self.kind
+        self.0.kind
     }
 
     /// The (first) scheme challenged.
     pub fn scheme(&self) -> Scheme {
-        self.schemes.first().copied().unwrap_or(Scheme::Bearer)
+        self.0.schemes.first().copied().unwrap_or(Scheme::Bearer)
     }
 
     /// Every scheme challenged.
     pub fn schemes(&self) -> &[Scheme] {
-        &self.schemes
+        &self.0.schemes
     }
 
     /// For 403 `insufficient_scope` on scopes: those lacking.
     pub fn scope(&self) -> Option<&str> {
-        self.scope.as_deref()
+        self.0.scope.as_deref()
     }
 
     /// `Retry-After` in seconds, for 503.
     pub fn retry_after(&self) -> Option<u32> {
-        self.retry_after
+        self.0.retry_after
     }
 
     /// The `WWW-Authenticate` values, one per scheme (none for 503).
     /// Quotes and backslashes are dropped from `realm`.
     pub fn challenges(&self, realm: &str) -> Vec<String> {
-        if self.status == 503 {
+        if self.0.status == 503 {
             return Vec::new();
         }
         let realm = header_safe(realm);
-        self.schemes
+        self.0
+            .schemes
             .iter()
             .map(|s| {
                 let mut c = format!("{} realm=\"{realm}\"", s.name());
-                if let Some(error) = self.error {
+                if let Some(error) = self.0.error {
                     c.push_str(&format!(", error=\"{error}\""));
-                    match &self.scope {
+                    match &self.0.scope {
                         Some(scope) => c.push_str(&format!(", scope=\"{scope}\"")),
                         None => c.push_str(&format!(
                             ", error_description=\"{}\"",
-                            header_safe(&self.description)
+                            header_safe(&self.0.description)
                         )),
                     }
                 }
@@ -249,7 +255,7 @@ impl Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.kind, self.status)
+        write!(f, "{} ({})", self.0.kind, self.0.status)
     }
 }
 

@@ -23,6 +23,19 @@ pub trait HeaderSource: Sync {
     /// The `index`th value (from 0, in order) of the header `name` (given in
     /// lowercase; matched without regard to ASCII case).
     fn value(&self, name: &str, index: usize) -> Option<&[u8]>;
+
+    /// The first value of header `name`, and whether another follows. A
+    /// source whose lookup costs (a hashed map) answers with one lookup.
+    fn first_value(&self, name: &str) -> Option<(&[u8], bool)> {
+        let first = self.value(name, 0)?;
+        Some((first, self.value(name, 1).is_some()))
+    }
+
+    /// Whether any value of header `name` meets `pred` (one lookup, as
+    /// [`first_value`](Self::first_value)).
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        (0..).map_while(|i| self.value(name, i)).any(pred)
+    }
 }
 
 fn nth_pair<'p, S: AsRef<str>, V: AsRef<[u8]>>(
@@ -37,15 +50,51 @@ fn nth_pair<'p, S: AsRef<str>, V: AsRef<[u8]>>(
         .map(|(_, v)| v.as_ref())
 }
 
+/// The values of `name` among `pairs`, in order: one scan.
+fn pair_values<'p, 'n, S: AsRef<str>, V: AsRef<[u8]>>(
+    pairs: &'p [(S, V)],
+    name: &'n str,
+) -> impl Iterator<Item = &'p [u8]> + use<'p, 'n, S, V> {
+    pairs
+        .iter()
+        .filter(move |(k, _)| k.as_ref().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_ref())
+}
+
+fn first_pair<'p, S: AsRef<str>, V: AsRef<[u8]>>(
+    pairs: &'p [(S, V)],
+    name: &str,
+) -> Option<(&'p [u8], bool)> {
+    let mut values = pair_values(pairs, name);
+    let first = values.next()?;
+    Some((first, values.next().is_some()))
+}
+
 impl<S: AsRef<str> + Sync, V: AsRef<[u8]> + Sync> HeaderSource for Vec<(S, V)> {
     fn value(&self, name: &str, index: usize) -> Option<&[u8]> {
         nth_pair(self, name, index)
+    }
+
+    fn first_value(&self, name: &str) -> Option<(&[u8], bool)> {
+        first_pair(self, name)
+    }
+
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        pair_values(self, name).any(pred)
     }
 }
 
 impl<S: AsRef<str> + Sync, V: AsRef<[u8]> + Sync, const N: usize> HeaderSource for [(S, V); N] {
     fn value(&self, name: &str, index: usize) -> Option<&[u8]> {
         nth_pair(self, name, index)
+    }
+
+    fn first_value(&self, name: &str) -> Option<(&[u8], bool)> {
+        first_pair(self, name)
+    }
+
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        pair_values(self, name).any(pred)
     }
 }
 
@@ -56,6 +105,16 @@ impl HeaderSource for http::HeaderMap {
             .iter()
             .nth(index)
             .map(http::HeaderValue::as_bytes)
+    }
+
+    fn first_value(&self, name: &str) -> Option<(&[u8], bool)> {
+        let mut values = self.get_all(name).into_iter();
+        let first = values.next()?;
+        Some((first.as_bytes(), values.next().is_some()))
+    }
+
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        self.get_all(name).iter().any(|v| pred(v.as_bytes()))
     }
 }
 
@@ -168,10 +227,10 @@ impl<'a> RequestView<'a> {
     /// # Errors
     /// The 400 [`Refusal`].
     pub fn single_header(&self, name: &str, scheme: Scheme) -> Result<Option<&'a str>, Refusal> {
-        let Some(first) = self.headers.value(name, 0) else {
+        let Some((first, more)) = self.headers.first_value(name) else {
             return Ok(None);
         };
-        if self.headers.value(name, 1).is_some() {
+        if more {
             return Err(Refusal::invalid_request(
                 scheme,
                 "more than one credential header",
@@ -208,8 +267,8 @@ pub(crate) fn visible_ascii(v: &[u8]) -> Option<&str> {
 /// whitespace would read a credential there we never judged. Several
 /// `Authorization` headers are 400 too.
 ///
-/// (The same rules as the bearer parsing in `middleware`; the two are to
-/// be unified when the chain is wired into the layers.)
+/// (`BearerAuth::new`'s layer reads its bearer token with the same
+/// [`scheme_credential`].)
 pub(crate) fn authorization<'a>(
     req: &RequestView<'a>,
     scheme: Scheme,
@@ -217,22 +276,44 @@ pub(crate) fn authorization<'a>(
     let Some(value) = req.single_header("authorization", scheme)? else {
         return Ok(None);
     };
-    let name = scheme.name();
+    scheme_credential(value, scheme.name()).map_err(|Malformed| {
+        Refusal::invalid_request(
+            scheme,
+            "the Authorization header must hold exactly one credential",
+        )
+    })
+}
+
+/// An `Authorization` value that starts with a scheme's name but is not
+/// that scheme, spaces and exactly one credential.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Malformed;
+
+/// The one RFC 6750 §2.1 parser of an `Authorization` value, for every
+/// scheme and every layer: `<scheme> 1*SP <credential>`, the scheme
+/// case-insensitive, the credential free of spaces and tabs. `Ok(None)`
+/// for another scheme; [`Malformed`] for a value that starts with the
+/// scheme's name but is not that shape (`Bearer<TAB>x`, `Bearer,x`,
+/// `Bearerx`, `Bearer`, `Bearer a b`).
+pub(crate) fn scheme_credential<'v>(
+    value: &'v str,
+    scheme: &str,
+) -> Result<Option<&'v str>, Malformed> {
     // RFC 9110 §5.5: leading and trailing whitespace is not part of the value.
     let value = value.trim_matches([' ', '\t']);
     let is_scheme = value
-        .get(..name.len())
-        .is_some_and(|s| s.eq_ignore_ascii_case(name));
+        .get(..scheme.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(scheme));
     if !is_scheme {
         return Ok(None);
     }
-    let rest = value.get(name.len()..).unwrap_or_default();
+    let rest = value.get(scheme.len()..).unwrap_or_default();
     let credential = rest.trim_start_matches(' ');
-    if credential.len() == rest.len() || credential.is_empty() || credential.contains([' ', '\t']) {
-        return Err(Refusal::invalid_request(
-            scheme,
-            "the Authorization header must hold exactly one credential",
-        ));
+    // Bytes, not chars: a `char` pattern decodes every character, and a
+    // bearer token is long (this scan was most of the chain's own cost).
+    let inner_space = memchr::memchr2(b' ', b'\t', credential.as_bytes()).is_some();
+    if credential.len() == rest.len() || credential.is_empty() || inner_space {
+        return Err(Malformed);
     }
     Ok(Some(credential))
 }
@@ -241,7 +322,7 @@ pub(crate) fn authorization<'a>(
 /// `scheme`'s name, any case: a cheap "carries this kind" test.
 pub(crate) fn authorization_names(req: &RequestView<'_>, scheme: Scheme) -> bool {
     let name = scheme.name().as_bytes();
-    req.header_values("authorization").any(|v| {
+    req.headers().any_value("authorization", &mut |v| {
         let v = v.trim_ascii_start();
         v.get(..name.len())
             .is_some_and(|s| s.eq_ignore_ascii_case(name))

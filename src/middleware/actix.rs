@@ -41,6 +41,7 @@ use super::{
     Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Outcome,
     ScopedClaims, observe,
 };
+use crate::authn::{HeaderSource, Principal, RequestView};
 use crate::validator::Validated;
 
 impl HeaderView for actix_web::http::header::HeaderMap {
@@ -49,13 +50,69 @@ impl HeaderView for actix_web::http::header::HeaderMap {
     }
 }
 
+impl HeaderSource for actix_web::http::header::HeaderMap {
+    fn value(&self, name: &str, index: usize) -> Option<&[u8]> {
+        self.get_all(name).nth(index).map(|v| v.as_bytes())
+    }
+
+    fn first_value(&self, name: &str) -> Option<(&[u8], bool)> {
+        let mut values = self.get_all(name);
+        let first = values.next()?;
+        Some((first.as_bytes(), values.next().is_some()))
+    }
+
+    fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        self.get_all(name).any(|v| pred(v.as_bytes()))
+    }
+}
+
+/// What a chain's authenticators see of a request.
+fn view(req: &ServiceRequest) -> RequestView<'_> {
+    let view = RequestView::new(req.method().as_str(), req.path(), req.headers());
+    match req.query_string() {
+        "" => view,
+        q => view.query(q),
+    }
+}
+
+/// Marks a request let through without a credential; claims and a
+/// principal an outer middleware recorded are not this route's, and go.
+fn anonymous<C: ScopedClaims>(auth: &BearerAuth<C>, req: &ServiceRequest, grpc: bool) {
+    let mut extensions = req.extensions_mut();
+    extensions.remove::<Checked>();
+    extensions.remove::<Arc<Validated<C>>>();
+    extensions.remove::<Arc<Validated<serde_json::Map<String, serde_json::Value>>>>();
+    extensions.remove::<Principal>();
+    extensions.insert(auth.anonymous(grpc));
+}
+
+/// Puts a chain's principal where handlers find it (and, for a JWT, its
+/// claims, as [`attach`] does); what an outer middleware recorded goes.
+fn attach_principal<C: ScopedClaims>(auth: &BearerAuth<C>, req: &ServiceRequest, p: Principal) {
+    let mut extensions = req.extensions_mut();
+    extensions.remove::<Checked>();
+    extensions.remove::<Arc<Validated<serde_json::Map<String, serde_json::Value>>>>();
+    extensions.remove::<Principal>();
+    match auth.principal_extensions(&p) {
+        // A JWT's principal is rebuilt from its claims by the extractors.
+        Some((checked, validated)) => {
+            extensions.insert(checked);
+            extensions.insert(validated);
+        }
+        None => {
+            extensions.insert(p);
+        }
+    }
+}
+
 fn render(answer: Answer) -> HttpResponse {
     use actix_web::http::header::{HeaderName, HeaderValue};
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut resp = HttpResponse::build(status);
+    // Appended: a chain's 401 has one `WWW-Authenticate` per scheme.
     for (name, value) in answer.headers {
         if let Ok(v) = HeaderValue::from_str(&value) {
-            resp.insert_header((name, v));
+            resp.append_header((name, v));
         }
     }
     // The hook's headers: already kept clear of the layer's own; a name or
@@ -169,6 +226,52 @@ where
         }
         let span = observe::request_span();
         let entered = span.enter();
+        if self.auth.chain().is_some() {
+            // A chain's configuration: the chain decides; a bearer JWT with
+            // known keys at once, any other credential in the future.
+            match self.auth.check_chain_now(&view(&req)) {
+                Outcome::Principal(p) => {
+                    observe::principal(&span, &p);
+                    attach_principal(&self.auth, &req, p);
+                    drop(entered);
+                    return pass(req, &self.service, span);
+                }
+                Outcome::Anonymous => {
+                    anonymous(&self.auth, &req, grpc);
+                    observe::anonymous(&span);
+                    drop(entered);
+                    return pass(req, &self.service, span);
+                }
+                Outcome::Refused(r) => return Box::pin(ready(Ok(refuse(req, &r, &self.auth)))),
+                Outcome::Wait | Outcome::Allowed(_) | Outcome::Retry(_) => {
+                    let service = self.service.clone();
+                    let auth = self.auth.clone();
+                    drop(entered);
+                    let span_inside = span.clone();
+                    return Box::pin(
+                        async move {
+                            let verdict = auth.check_chain(&view(&req)).await;
+                            match verdict {
+                                Ok(Some(p)) => {
+                                    observe::principal(&span_inside, &p);
+                                    attach_principal(&auth, &req, p);
+                                }
+                                Ok(None) => {
+                                    anonymous(&auth, &req, grpc);
+                                    observe::anonymous(&span_inside);
+                                }
+                                Err(r) => return Ok(refuse(req, &r, &auth)),
+                            }
+                            service
+                                .call(req)
+                                .await
+                                .map(ServiceResponse::map_into_left_body)
+                        }
+                        .instrument(span),
+                    );
+                }
+            }
+        }
         match self.auth.check_now(req.headers()) {
             Outcome::Allowed(v) => {
                 observe::allowed(&span, &v);
@@ -191,6 +294,12 @@ where
                 pass(req, &self.service, span)
             }
             Outcome::Refused(r) => Box::pin(ready(Ok(refuse(req, &r, &self.auth)))),
+            // Only a chain's configuration answers these (above).
+            Outcome::Principal(_) | Outcome::Wait => Box::pin(ready(Ok(refuse(
+                req,
+                &AuthRejection::NotConfigured,
+                &self.auth,
+            )))),
             Outcome::Retry(token) => {
                 let service = self.service.clone();
                 let auth = self.auth.clone();
@@ -222,6 +331,8 @@ where
 /// judged it.
 fn attach<C: ScopedClaims>(auth: &BearerAuth<C>, req: &ServiceRequest, v: Arc<Validated<C>>) {
     let mut extensions = req.extensions_mut();
+    // An outer chain's principal is not this token's.
+    extensions.remove::<Principal>();
     extensions.insert(auth.checked(v.clone()));
     extensions.insert(v);
 }
@@ -294,5 +405,33 @@ impl ResponseError for AuthRejection {
         // A bare refusal knows no realm; the middleware's own refusals and
         // the extractor's (`ClaimsRejection`) carry the configured one.
         render(super::refusal::Shape::default().answer(self, "api", false))
+    }
+}
+
+/// The request's [`Principal`]: the one a [`BearerAuth::from_chain`]
+/// middleware vouched for, or the JWT's behind a [`BearerAuth::new`] one.
+/// Refuses as [`Claims`] does: 401 (the middleware's realm) behind an
+/// anonymous-allowing middleware, 500 (logged) when none ran. (actix's
+/// `Option<Principal>` turns any refusal into `None`.)
+///
+/// ```no_run
+/// use tokenwarden::authn::Principal;
+///
+/// async fn me(p: Principal) -> String {
+///     format!("{} via {}", p.subject(), p.authenticator())
+/// }
+/// ```
+impl FromRequest for Principal {
+    type Error = ClaimsRejection;
+    type Future = Ready<Result<Self, ClaimsRejection>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let extensions = req.extensions();
+        ready(
+            super::chain::principal_of(extensions.get::<Principal>(), extensions.get::<Checked>())
+                .ok_or_else(|| {
+                    ClaimsRejection::without_claims::<Principal>(extensions.get::<Anonymous>())
+                }),
+        )
     }
 }

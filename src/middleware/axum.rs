@@ -33,6 +33,7 @@ use serde::de::DeserializeOwned;
 
 use super::typed::{self, Memo, Why};
 use super::{Anonymous, AuthRejection, Checked, ClaimsRejection};
+use crate::authn::Principal;
 
 /// The validated claims of the request, as `C`: any `DeserializeOwned`
 /// type. The layer's own claims type is cloned; any other is read from the
@@ -103,6 +104,49 @@ where
         }
         Err(Why::NoClaims) => Ok(None),
         Err(Why::DoesNotFit) => Err(ClaimsRejection::internal(Some(typed::DOES_NOT_FIT))),
+    }
+}
+
+/// The request's [`Principal`]: the one a
+/// [`BearerAuth::from_chain`](super::BearerAuth::from_chain) layer vouched
+/// for (a JWT's, an API key's, …), or the JWT's behind a
+/// [`BearerAuth::new`](super::BearerAuth::new) layer. Refuses as
+/// [`Claims`] does: 401 (the layer's realm) behind an anonymous-allowing
+/// layer, 500 (logged) when no layer ran; `Option<Principal>` is `None`
+/// for an anonymous request.
+///
+/// ```no_run
+/// use tokenwarden::authn::Principal;
+///
+/// async fn me(p: Principal) -> String {
+///     format!("{} via {}", p.subject(), p.authenticator())
+/// }
+/// ```
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ClaimsRejection> {
+        let ext = &parts.extensions;
+        super::chain::principal_of(ext.get::<Principal>(), ext.get::<Checked>())
+            .ok_or_else(|| ClaimsRejection::without_claims::<Principal>(ext.get::<Anonymous>()))
+    }
+}
+
+/// `None` for a request an anonymous-allowing layer let through; 500 when
+/// no layer ran.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
+    type Rejection = ClaimsRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, ClaimsRejection> {
+        let ext = &parts.extensions;
+        match super::chain::principal_of(ext.get::<Principal>(), ext.get::<Checked>()) {
+            Some(p) => Ok(Some(p)),
+            None if ext.get::<Anonymous>().is_some() => Ok(None),
+            None => Err(ClaimsRejection::without_claims::<Principal>(None)),
+        }
     }
 }
 

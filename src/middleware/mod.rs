@@ -14,6 +14,7 @@ pub mod actix;
 pub mod axum;
 #[cfg(feature = "tower")]
 mod body;
+mod chain;
 mod observe;
 mod refusal;
 mod requirements;
@@ -36,6 +37,9 @@ use crate::validator::{Validated, Validator};
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use self::body::ResponseBody;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use self::chain::principal_from;
 pub use self::refusal::{DEFAULT_RETRY_AFTER, RETRY_AFTER_BOUNDS, Refusal, RefusalBody};
 use self::refusal::{Hook, Shape};
 #[cfg(feature = "tower")]
@@ -217,6 +221,9 @@ enum TokenSource {
     Header(Arc<str>),
     /// A cookie holding the bare token.
     Cookie(Arc<str>),
+    /// Wherever a [`Chain`](crate::authn::Chain)'s authenticators read
+    /// their credentials.
+    Chain,
 }
 
 /// How a service checks bearer tokens: the validator, where the token comes
@@ -252,7 +259,8 @@ pub struct BearerAuth<C = Map<String, Value>> {
 type Predicate<C> = (Box<str>, Arc<dyn Fn(&C) -> bool + Send + Sync>);
 
 struct Config<C> {
-    validator: Validator,
+    /// `None` for a chain's configuration ([`BearerAuth::from_chain`]).
+    validator: Option<Validator>,
     /// Which validator judges tokens: assigned once in
     /// [`BearerAuth::with_claims`] and kept by every configuration derived
     /// from it, so a layer trusts an outer layer's verdict only when that
@@ -269,6 +277,9 @@ struct Config<C> {
     predicates: Vec<Predicate<C>>,
     /// How refusals are shaped: the `on_refusal` hook, a 503's `Retry-After`.
     shape: Shape,
+    /// The chain that judges requests ([`BearerAuth::from_chain`]), in
+    /// place of the validator.
+    chain: Option<crate::authn::Chain>,
 }
 
 impl<C> Clone for BearerAuth<C> {
@@ -305,7 +316,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
     pub fn with_claims(validator: Validator) -> Self {
         BearerAuth {
             config: Arc::new(Config {
-                validator,
+                validator: Some(validator),
                 validator_id: next_validator_id(),
                 realm: "api".into(),
                 source: TokenSource::Bearer,
@@ -315,6 +326,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 grpc: true,
                 predicates: Vec::new(),
                 shape: Shape::default(),
+                chain: None,
             }),
         }
     }
@@ -332,6 +344,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
             grpc: c.grpc,
             predicates: c.predicates.clone(),
             shape: c.shape.clone(),
+            chain: c.chain.clone(),
         };
         f(&mut config);
         BearerAuth {
@@ -464,6 +477,8 @@ impl<C: ScopedClaims> BearerAuth<C> {
             TokenSource::Bearer => bearer(headers),
             TokenSource::Header(name) => single(headers, name).map(|v| v.map(str::trim)),
             TokenSource::Cookie(name) => cookie(headers, name),
+            // The chain's authenticators read their own credentials.
+            TokenSource::Chain => Ok(None),
         }
     }
 
@@ -476,6 +491,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
             from: self.config.source.clone(),
             claims_type: std::any::type_name::<C>(),
             validated,
+            roles: None,
         }
     }
 
@@ -500,6 +516,11 @@ impl<C: ScopedClaims> BearerAuth<C> {
         &self,
         already: Option<&Checked>,
     ) -> Option<Result<(), AuthRejection>> {
+        // A chain judges every request itself (its principal is not the
+        // claims an outer layer recorded).
+        if self.config.chain.is_some() {
+            return None;
+        }
         let v =
             already.filter(|c| c.by == self.config.validator_id && c.from == self.config.source)?;
         // The same validator identity means the same claims type `C`.
@@ -518,7 +539,11 @@ impl<C: ScopedClaims> BearerAuth<C> {
         };
         // The shared answer: with the validator's cache, a repeated token's
         // claims are neither parsed again nor copied.
-        match self.config.validator.validate_shared::<C>(token) {
+        let Some(validator) = &self.config.validator else {
+            // A chain's configuration: the adapters ask the chain.
+            return Outcome::Refused(AuthRejection::NotConfigured);
+        };
+        match validator.validate_shared::<C>(token) {
             Ok(v) => self.scopes(v),
             Err(Error::UnknownKey { kid: Some(_) }) => Outcome::Retry(token.to_owned()),
             Err(e) => Outcome::Refused(AuthRejection::from_error(e)),
@@ -561,6 +586,9 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 .check_refreshing(&token)
                 .await
                 .map(|v| Some(Arc::unwrap_or_clone(v))),
+            // A chain's verdict is a principal, not a `Validated<C>`: the
+            // chain's adapters use `Chain::authenticate`.
+            Outcome::Principal(_) | Outcome::Wait => Err(AuthRejection::NotConfigured),
         }
     }
 
@@ -572,9 +600,10 @@ impl<C: ScopedClaims> BearerAuth<C> {
         &self,
         token: &str,
     ) -> Result<Arc<Validated<C>>, AuthRejection> {
-        let v = self
-            .config
-            .validator
+        let Some(validator) = &self.config.validator else {
+            return Err(AuthRejection::NotConfigured);
+        };
+        let v = validator
             .validate_async::<C>(token)
             .await
             .map_err(AuthRejection::from_error)?;
@@ -639,6 +668,9 @@ pub(crate) struct Checked {
     pub(crate) claims_type: &'static str,
     /// The layer's `Arc<Validated<C>>`, its claims type erased.
     pub(crate) validated: Arc<dyn std::any::Any + Send + Sync>,
+    /// Where a chain's JWT authenticator reads roles, so the principal can
+    /// be rebuilt from these claims.
+    pub(crate) roles: Option<Arc<str>>,
 }
 
 /// A new validator identity: unique for the process's life (a `u64`
@@ -669,6 +701,12 @@ pub(crate) enum Outcome<C> {
     Refused(AuthRejection),
     /// The kid was unknown: retry through the refreshing path.
     Retry(String),
+    /// A [`Chain`](crate::authn::Chain)'s principal, requirements met.
+    Principal(crate::authn::Principal),
+    /// A chain's authenticator must wait (an API key store, your own
+    /// authenticator, an unknown JWT `kid`): decide with
+    /// [`BearerAuth::check_chain`].
+    Wait,
 }
 
 /// Why a `Claims` extractor refused, answered with the realm (and gRPC
@@ -791,12 +829,7 @@ fn log_refusal(r: &AuthRejection) {
     }
 }
 
-/// Keeps only characters a quoted header parameter may carry as-is.
-fn header_safe(s: &str) -> String {
-    s.chars()
-        .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
-        .collect()
-}
+use crate::authn::{header_safe, visible_ascii};
 
 /// RFC 6750 §2.1: `Authorization: Bearer <token>`, scheme case-insensitive,
 /// exactly one credential: `credentials = "Bearer" 1*SP b64token`.
@@ -816,23 +849,9 @@ fn bearer<H: HeaderView>(headers: &H) -> Result<Option<&str>, AuthRejection> {
     let Some(value) = single(headers, "authorization")? else {
         return Ok(None);
     };
-    // RFC 9110 §5.5: a field value's leading and trailing whitespace is not
-    // part of it.
-    let value = value.trim_matches([' ', '\t']);
-    let is_bearer = value
-        .get(..6)
-        .is_some_and(|s| s.eq_ignore_ascii_case("bearer"));
-    if !is_bearer {
-        // Another scheme: no bearer credentials were offered.
-        return Ok(None);
-    }
-    // The scheme, then one or more spaces (only spaces), then the token.
-    let rest = value.get(6..).unwrap_or_default();
-    let token = rest.trim_start_matches(' ');
-    if token.len() == rest.len() || token.is_empty() || token.contains([' ', '\t']) {
-        return Err(MALFORMED);
-    }
-    Ok(Some(token))
+    // The chain's parser (one for every scheme and layer); another scheme
+    // is no bearer credential.
+    crate::authn::scheme_credential(value, "Bearer").map_err(|crate::authn::Malformed| MALFORMED)
 }
 
 /// The one value of a header; several are an invalid request (RFC 6750 §3.1).
@@ -851,20 +870,6 @@ fn single<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h st
         .ok_or(AuthRejection::InvalidRequest(
             "the credential header is not visible ASCII",
         ))
-}
-
-/// A header value as text, if it is visible ASCII (RFC 9110 §5.5).
-fn visible_ascii(v: &[u8]) -> Option<&str> {
-    // No early exit: the branch-free fold vectorises (bearer headers are
-    // long, and nearly always pass).
-    let visible = v.iter().fold(true, |ok, &b| {
-        ok & (((0x20..0x7f).contains(&b)) | (b == b'\t'))
-    });
-    if visible {
-        std::str::from_utf8(v).ok()
-    } else {
-        None
-    }
 }
 
 /// The one cookie named `name`, across every `Cookie` header (HTTP/2 may
@@ -993,6 +998,11 @@ pub enum AuthRejection {
     KeysUnavailable(Error),
     /// The route expects claims but no [`BearerAuthLayer`] put them there: 500.
     NotConfigured,
+    /// A [`Chain`](crate::authn::Chain)'s refusal (from
+    /// [`BearerAuth::from_chain`]): its status, its kind as reason, one
+    /// challenge per scheme it names (`Bearer`, `ApiKey`, …), in the
+    /// layer's realm.
+    Chain(Box<crate::authn::Refusal>),
 }
 
 impl AuthRejection {
@@ -1019,6 +1029,7 @@ impl AuthRejection {
             AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => 403,
             AuthRejection::KeysUnavailable(_) => 503,
             AuthRejection::NotConfigured => 500,
+            AuthRejection::Chain(r) => r.status(),
         }
     }
 
@@ -1033,11 +1044,28 @@ impl AuthRejection {
             }
             AuthRejection::KeysUnavailable(_) => "keys_unavailable",
             AuthRejection::NotConfigured => "not_configured",
+            AuthRejection::Chain(r) => r.kind(),
         }
     }
 
-    /// The `WWW-Authenticate` challenge, if the status calls for one.
+    /// The `WWW-Authenticate` challenge, if the status calls for one (the
+    /// first, for a chain's refusal naming several schemes: see
+    /// [`challenges`](Self::challenges)).
     pub fn challenge(&self, realm: &str) -> Option<String> {
+        self.challenges(realm).into_iter().next()
+    }
+
+    /// Every `WWW-Authenticate` challenge, one per scheme: one for a bearer
+    /// refusal, every scheme of a chain for a request with no credential
+    /// (RFC 9110 §11.6.1), none for 500 and 503.
+    pub fn challenges(&self, realm: &str) -> Vec<String> {
+        if let AuthRejection::Chain(r) = self {
+            return r.challenges(realm);
+        }
+        self.bearer_challenge(realm).into_iter().collect()
+    }
+
+    fn bearer_challenge(&self, realm: &str) -> Option<String> {
         match self {
             AuthRejection::Missing => Some(format!("Bearer realm=\"{realm}\"")),
             AuthRejection::InvalidRequest(why) => Some(format!(
@@ -1053,7 +1081,9 @@ impl AuthRejection {
             AuthRejection::Forbidden { requirement } => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"requires {requirement}\""
             )),
-            AuthRejection::KeysUnavailable(_) | AuthRejection::NotConfigured => None,
+            AuthRejection::KeysUnavailable(_)
+            | AuthRejection::NotConfigured
+            | AuthRejection::Chain(_) => None,
         }
     }
 
@@ -1065,6 +1095,13 @@ impl AuthRejection {
             AuthRejection::InvalidRequest(_) => "3", // INVALID_ARGUMENT
             AuthRejection::KeysUnavailable(_) => "14", // UNAVAILABLE
             AuthRejection::NotConfigured => "13",    // INTERNAL
+            AuthRejection::Chain(r) => match r.status() {
+                400 => "3",
+                401 => "16",
+                403 => "7",
+                503 => "14",
+                _ => "13",
+            },
         }
     }
 
@@ -1073,7 +1110,7 @@ impl AuthRejection {
     /// expect.
     pub(crate) fn answer(&self, realm: &str, grpc: bool) -> Answer {
         let mut headers = Vec::with_capacity(3);
-        if let Some(challenge) = self.challenge(realm) {
+        for challenge in self.challenges(realm) {
             headers.push(("www-authenticate", challenge));
         }
         let status = if grpc {

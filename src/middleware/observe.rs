@@ -31,6 +31,18 @@ pub(crate) fn allowed<C: ScopedClaims>(span: &Span, v: &Validated<C>) {
     verdict(span, "ok");
 }
 
+/// A chain's principal passed: its subject (and a JWT's issuer) join the
+/// span.
+pub(crate) fn principal(span: &Span, p: &crate::authn::Principal) {
+    if !span.is_disabled() {
+        span.record("sub", display(Shown(p.subject())));
+        if let Some(iss) = p.claims().get("iss").and_then(serde_json::Value::as_str) {
+            span.record("iss", display(Shown(iss)));
+        }
+    }
+    verdict(span, "ok");
+}
+
 /// No token, and the layer lets that through.
 pub(crate) fn anonymous(span: &Span) {
     verdict(span, "anonymous");

@@ -57,6 +57,7 @@ impl<'a> Refusal<'a> {
             AuthRejection::Missing
             | AuthRejection::KeysUnavailable(_)
             | AuthRejection::NotConfigured => None,
+            AuthRejection::Chain(r) => r.error(),
         }
     }
 
@@ -85,6 +86,12 @@ impl<'a> Refusal<'a> {
                 "The keys that verify tokens are not available yet; retry later.".into()
             }
             AuthRejection::NotConfigured => "Authentication is misconfigured on the server.".into(),
+            AuthRejection::Chain(r) => match (r.status(), r.scope()) {
+                (401, _) if r.error().is_none() => "A credential is required.".into(),
+                (_, Some(scope)) => format!("The credential lacks the scope {scope}.").into(),
+                (503, _) => "The credential cannot be checked now; retry later.".into(),
+                _ => format!("The credential was refused: {}.", r.description()).into(),
+            },
         }
     }
 
@@ -181,8 +188,16 @@ impl RefusalBody {
             doc.insert("error".into(), error.into());
         }
         doc.insert("reason".into(), refusal.reason().into());
-        if let AuthRejection::InsufficientScope { scope } = refusal.rejection() {
-            doc.insert("scope".into(), scope.as_str().into());
+        match refusal.rejection() {
+            AuthRejection::InsufficientScope { scope } => {
+                doc.insert("scope".into(), scope.as_str().into());
+            }
+            AuthRejection::Chain(r) => {
+                if let Some(scope) = r.scope() {
+                    doc.insert("scope".into(), scope.into());
+                }
+            }
+            _ => {}
         }
         RefusalBody::new(
             "application/problem+json",
@@ -271,8 +286,14 @@ impl Shape {
         if grpc {
             return answer;
         }
-        let retry_after =
-            matches!(r, AuthRejection::KeysUnavailable(_)).then_some(self.retry_after);
+        // The layer's `Retry-After`, for a chain's 503 too (whichever
+        // authenticator could not judge the credential).
+        let unavailable = match r {
+            AuthRejection::KeysUnavailable(_) => true,
+            AuthRejection::Chain(c) => c.status() == 503,
+            _ => false,
+        };
+        let retry_after = unavailable.then_some(self.retry_after);
         if let Some(secs) = retry_after {
             // RFC 9110 §10.2.3: delay-seconds.
             answer.headers.push(("retry-after", secs.to_string()));

@@ -87,7 +87,12 @@ impl Roles {
     /// [`AuthRejection::Forbidden`] (403 `insufficient_scope`) naming the
     /// roles lacking.
     pub fn check<C: ScopedClaims>(&self, claims: &C) -> Result<(), AuthRejection> {
-        match self.roles.lacking(|r| claims.has_role(&self.path, r)) {
+        self.check_held(|r| claims.has_role(&self.path, r))
+    }
+
+    /// Checks the roles `held` says are held.
+    pub(crate) fn check_held(&self, held: impl Fn(&str) -> bool) -> Result<(), AuthRejection> {
+        match self.roles.lacking(held) {
             None => Ok(()),
             Some(lacking) => Err(AuthRejection::Forbidden {
                 requirement: header_safe(&format!("role {lacking}")),

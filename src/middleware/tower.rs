@@ -15,7 +15,10 @@ use tower_service::Service;
 use bytes::Bytes;
 use tracing::Span;
 
-use super::{Answer, BearerAuth, Checked, Outcome, ResponseBody, ScopedClaims, observe};
+use serde_json::{Map, Value};
+
+use super::{Anonymous, Answer, BearerAuth, Checked, Outcome, ResponseBody, ScopedClaims, observe};
+use crate::authn::{Principal, RequestView};
 use crate::validator::Validated;
 
 /// A refusal as an `http` response, its body made by `body`.
@@ -24,9 +27,10 @@ pub(crate) fn render<B>(answer: Answer, body: impl FnOnce(Bytes) -> B) -> Respon
     *resp.status_mut() = http::StatusCode::from_u16(answer.status)
         .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let headers = resp.headers_mut();
+    // Appended: a chain's 401 has one `WWW-Authenticate` per scheme.
     for (name, value) in answer.headers {
         if let Ok(v) = http::HeaderValue::from_str(&value) {
-            headers.insert(name, v);
+            headers.append(name, v);
         }
     }
     // The hook's headers: already kept clear of the layer's own; a name or
@@ -150,6 +154,9 @@ where
                 Err(r) => ResponseFuture::refused(refused(self.auth.refusal(&r, grpc))),
             };
         }
+        if self.auth.chain().is_some() {
+            return call_chain(self, req, grpc);
+        }
         let span = observe::request_span();
         let entered = span.enter();
         // The usual case decides here, with no allocation beyond validation.
@@ -175,6 +182,11 @@ where
                 ResponseFuture::inner(fut, span)
             }
             Outcome::Refused(r) => ResponseFuture::refused(refused(self.auth.refusal(&r, grpc))),
+            // Only a chain's configuration answers these (`call_chain`).
+            Outcome::Principal(_) | Outcome::Wait => {
+                let r = super::AuthRejection::NotConfigured;
+                ResponseFuture::refused(refused(self.auth.refusal(&r, grpc)))
+            }
             Outcome::Retry(token) => {
                 // An unknown kid: wait for the key source's refresh. The
                 // service that was polled ready goes with the request.
@@ -201,6 +213,110 @@ where
     }
 }
 
+/// A chain's configuration ([`BearerAuth::from_chain`]): the chain
+/// decides; a bearer JWT with known keys without a future, any other
+/// credential through one boxed future.
+fn call_chain<S, C, ReqB, ResB>(
+    this: &mut BearerAuthService<S, C>,
+    mut req: Request<ReqB>,
+    grpc: bool,
+) -> ResponseFuture<S::Future, ResB, S::Error>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqB: Send + 'static,
+    C: ScopedClaims,
+{
+    {
+        let span = observe::request_span();
+        let entered = span.enter();
+        let outcome = this.auth.check_chain_now(&view(&req));
+        match outcome {
+            Outcome::Principal(p) => {
+                observe::principal(&span, &p);
+                attach_principal(&this.auth, req.extensions_mut(), p);
+                let fut = this.inner.call(req);
+                drop(entered);
+                ResponseFuture::inner(fut, span)
+            }
+            Outcome::Anonymous => {
+                anonymous(&this.auth, req.extensions_mut(), grpc);
+                observe::anonymous(&span);
+                let fut = this.inner.call(req);
+                drop(entered);
+                ResponseFuture::inner(fut, span)
+            }
+            Outcome::Refused(r) => ResponseFuture::refused(refused(this.auth.refusal(&r, grpc))),
+            Outcome::Wait | Outcome::Allowed(_) | Outcome::Retry(_) => {
+                let clone = this.inner.clone();
+                let mut inner = std::mem::replace(&mut this.inner, clone);
+                let auth = this.auth.clone();
+                let span_inside = span.clone();
+                drop(entered);
+                ResponseFuture::refreshing(
+                    Box::pin(async move {
+                        let verdict = auth.check_chain(&view(&req)).await;
+                        match verdict {
+                            Ok(Some(p)) => {
+                                observe::principal(&span_inside, &p);
+                                attach_principal(&auth, req.extensions_mut(), p);
+                            }
+                            Ok(None) => {
+                                anonymous(&auth, req.extensions_mut(), grpc);
+                                observe::anonymous(&span_inside);
+                            }
+                            Err(r) => return Ok(refused(auth.refusal(&r, grpc))),
+                        }
+                        inner.call(req).await.map(|r| r.map(ResponseBody::inner))
+                    }),
+                    span,
+                )
+            }
+        }
+    }
+}
+
+/// What a chain's authenticators see of a request.
+fn view<B>(req: &Request<B>) -> RequestView<'_> {
+    let view = RequestView::new(req.method().as_str(), req.uri().path(), req.headers());
+    match req.uri().query() {
+        Some(q) => view.query(q),
+        None => view,
+    }
+}
+
+/// Marks a request let through without a credential; claims and a
+/// principal an outer layer recorded are not this route's, and go.
+fn anonymous<C: ScopedClaims>(auth: &BearerAuth<C>, extensions: &mut http::Extensions, grpc: bool) {
+    extensions.remove::<Checked>();
+    extensions.remove::<Arc<Validated<C>>>();
+    extensions.remove::<Arc<Validated<Map<String, Value>>>>();
+    extensions.remove::<Principal>();
+    extensions.insert::<Anonymous>(auth.anonymous(grpc));
+}
+
+/// Puts a chain's principal where handlers find it (and, for a JWT, its
+/// claims, as [`attach`] does); what an outer layer recorded goes.
+fn attach_principal<C: ScopedClaims>(
+    auth: &BearerAuth<C>,
+    extensions: &mut http::Extensions,
+    p: Principal,
+) {
+    extensions.remove::<Checked>();
+    extensions.remove::<Arc<Validated<Map<String, Value>>>>();
+    extensions.remove::<Principal>();
+    match auth.principal_extensions(&p) {
+        // A JWT's principal is rebuilt from its claims by the extractors.
+        Some((checked, validated)) => {
+            extensions.insert(checked);
+            extensions.insert(validated);
+        }
+        None => {
+            extensions.insert(p);
+        }
+    }
+}
+
 /// Puts a validated token where handlers and inner layers find it: the
 /// public `Arc<Validated<C>>`, and the private record of which validator
 /// judged it.
@@ -209,6 +325,8 @@ fn attach<C: ScopedClaims>(
     extensions: &mut http::Extensions,
     v: Arc<Validated<C>>,
 ) {
+    // An outer chain's principal is not this token's.
+    extensions.remove::<Principal>();
     extensions.insert(auth.checked(v.clone()));
     extensions.insert(v);
 }
