@@ -56,6 +56,7 @@ struct File {
     unmatched: Option<Spanned<String>>,
     #[serde(default)]
     server: ServerFile,
+    internal_token: Option<crate::internal_token::InternalTokenFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -156,6 +157,8 @@ pub struct Config {
     /// than allowed with any valid token (`"authenticated"`, the default).
     pub deny_unmatched: bool,
     pub server: Server,
+    /// `[internal_token]`: the minter and its response header.
+    pub internal_token: Option<crate::internal_token::InternalToken>,
 }
 
 /// The one convention the gateway in front uses to describe the original
@@ -654,6 +657,22 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             )));
         }
     }
+    let internal_token = match &file.internal_token {
+        Some(t) => Some(crate::internal_token::check(t, &at)?),
+        None => None,
+    };
+    if let Some(t) = &internal_token {
+        let taken = [&headers.subject, &headers.issuer, &headers.scopes]
+            .into_iter()
+            .chain(headers.claims.iter().map(|(_, n)| n))
+            .any(|n| n.eq_ignore_ascii_case(t.header.as_str()));
+        if taken {
+            return Err(ConfigError(format!(
+                "{name_of_file}: internal_token.header: {:?} is already an identity header",
+                t.header.as_str()
+            )));
+        }
+    }
     Ok(Config {
         listen,
         realm: file.realm.clone().unwrap_or_else(|| "api".into()),
@@ -697,6 +716,7 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             },
         },
         server: server(&file.server, &at)?,
+        internal_token,
     })
 }
 

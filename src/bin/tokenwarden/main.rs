@@ -7,6 +7,7 @@
 mod apikey;
 mod config;
 mod idle;
+mod internal_token;
 mod metrics;
 mod serve;
 mod verify;

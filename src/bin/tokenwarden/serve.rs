@@ -450,6 +450,18 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
             );
             r
         }
+        "/.well-known/jwks.json" => match &state.config.internal_token {
+            // The public keys of the internal token, for the upstreams.
+            Some(t) => {
+                let mut r = text(StatusCode::OK, &t.minter.jwks().to_string());
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/jwk-set+json"),
+                );
+                r
+            }
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
         p if p == "/auth" || p.starts_with("/auth/") => auth(state, &req).await,
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -587,9 +599,26 @@ async fn auth(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let elapsed = started.elapsed().as_secs_f64();
     match decision {
         Ok(Some(v)) => {
+            let mut r = text(StatusCode::OK, "");
+            if let Some(t) = &state.config.internal_token {
+                match crate::internal_token::for_jwt(&t.minter, &v.claims) {
+                    Ok(token) => {
+                        if let Ok(value) = HeaderValue::from_str(&token) {
+                            r.headers_mut().insert(t.header.clone(), value);
+                        }
+                    }
+                    Err(e) => {
+                        // Fail closed: a pass without the token the
+                        // upstream expects would be refused there anyway,
+                        // and a 500 says where the problem is.
+                        state.metrics.decided("mint_failed", elapsed);
+                        tracing::warn!(target: "tokenwarden::audit", decision = "deny", result = "mint_failed", status = 500, kind = e.kind(), method = %method, path = %path);
+                        return text(StatusCode::INTERNAL_SERVER_ERROR, "");
+                    }
+                }
+            }
             state.metrics.decided("ok", elapsed);
             audit_allow(&v, &method, &path);
-            let mut r = text(StatusCode::OK, "");
             identity_headers(state, &v, r.headers_mut());
             r
         }
