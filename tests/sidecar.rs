@@ -1546,3 +1546,178 @@ fn internal_token_settings_are_checked_at_load() {
         );
     }
 }
+
+/// `[api_keys]`: the sidecar judges a bearer JWT or an API key (here in
+/// `X-Api-Key`) with one chain; both give the same identity headers and
+/// internal token shape, rules' scopes apply to either, and a request with
+/// both is refused. The key's secret reaches neither the headers, the
+/// internal token nor the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_beside_jwts_one_principal_for_the_rules_and_the_internal_token() {
+    use tokenwarden::authn::api_key::NewApiKey;
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("api-keys");
+    let mut key = NewApiKey::generate("live", "billing script").unwrap();
+    key.record.owner = Some("billing".into());
+    key.record.scopes = vec!["orders:read".into()];
+    let mut disabled = NewApiKey::generate("live", "old script").unwrap();
+    disabled.record.disabled = true;
+    let file = dir.write(
+        "keys.json",
+        &serde_json::json!({ "keys": [&key.record, &disabled.record] }).to_string(),
+    );
+    let mint = dir.write("mint.pem", &mint_key_pem());
+    let cfg = dir.write(
+        "tw.toml",
+        &format!(
+            "{}{}\n[api_keys]\nfile = {:?}\nheader = \"X-Api-Key\"\n",
+            config(idp.issuer(), RULES),
+            internal_token_section(&mint),
+            file.display().to_string()
+        ),
+    );
+    let mut side = start_sidecar(&cfg, &["--json-logs"]).await;
+    let mut logs = side.stderr_lines();
+    let base = format!("http://{}", side.addr);
+    wait_status(&format!("{base}/readyz"), 200).await;
+    let jwks = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let upstream = tokenwarden::Validator::builder()
+        .issuer("https://gateway.test")
+        .audience("https://orders.internal")
+        .required_type("at+jwt")
+        .keys(tokenwarden::KeySet::from_jwks(&jwks).unwrap())
+        .build()
+        .unwrap();
+    let secret = key.expose_key().to_owned();
+    let with_key = |k: &str, uri: &str, token: Option<&str>| {
+        let headers = [
+            ("x-original-method".to_owned(), b"GET".to_vec()),
+            ("x-original-uri".to_owned(), uri.as_bytes().to_vec()),
+            ("x-api-key".to_owned(), k.as_bytes().to_vec()),
+        ];
+        let base = base.clone();
+        let token = token.map(str::to_owned);
+        async move {
+            let h: Vec<(&str, &[u8])> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_slice()))
+                .collect();
+            ask(&base, "/auth", reqwest::Method::GET, token.as_deref(), &h).await
+        }
+    };
+
+    let r = with_key(&secret, "/orders/7", None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-subject"], "billing");
+    assert_eq!(r.headers()["x-auth-scopes"], "orders:read");
+    assert_eq!(r.headers()["x-auth-issuer"], "");
+    let internal = r.headers()["x-internal-token"].to_str().unwrap().to_owned();
+    assert!(!internal.contains(&secret));
+    let claims = upstream.validate_json(&internal).unwrap().claims;
+    assert_eq!(claims["sub"], "billing");
+    assert_eq!(claims["authn"], "api_key");
+    assert_eq!(claims["scope"], "orders:read");
+
+    // A JWT through the same chain: the same shape.
+    let jwt = idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .scope("orders:read")
+        .sign();
+    let r = get(&format!("{base}/auth"), Some(&jwt), "/orders/7").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-subject"], "alice");
+    assert_eq!(r.headers()["x-auth-issuer"], idp.issuer());
+    let internal = r.headers()["x-internal-token"].to_str().unwrap().to_owned();
+    let claims = upstream.validate_json(&internal).unwrap().claims;
+    assert_eq!(
+        (claims["sub"].as_str(), claims["authn"].as_str()),
+        (Some("alice"), Some("jwt"))
+    );
+
+    // The rule's scope applies to the key's principal too.
+    let r = with_key(&secret, "/admin/users", None).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("x-internal-token").is_none());
+    // Both kinds at once: refused, whichever would pass.
+    let r = with_key(&secret, "/orders/7", Some(&jwt)).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("x-internal-token").is_none());
+    // A wrong secret for a known id, an unknown id, a disabled key: 401.
+    let (head, tail) = secret.split_at(secret.len() - 1);
+    let wrong = format!("{head}{}", if tail == "A" { "B" } else { "A" });
+    let unknown = NewApiKey::generate("live", "nobody").unwrap();
+    for (what, k) in [
+        ("wrong secret", wrong.as_str()),
+        ("unknown id", unknown.expose_key()),
+        ("disabled", disabled.expose_key()),
+    ] {
+        let r = with_key(k, "/orders/7", None).await;
+        assert_eq!(r.status(), 401, "{what}");
+        assert!(r.headers().get("x-internal-token").is_none(), "{what}");
+        assert!(r.headers().get("x-auth-subject").is_none(), "{what}");
+    }
+
+    assert!(
+        logs.wait_for("\"authn\":\"api_key\"").await,
+        "{:?}",
+        logs.seen
+    );
+    let (_, rest) = secret.rsplit_once('_').unwrap();
+    let seen = logs.drain().join("\n");
+    assert!(!seen.contains(rest), "an API key secret in the logs");
+}
+
+/// Attack: `[api_keys]` that would not work is refused at load (`--check`
+/// too): a missing or bad key file, a bad header name, an unknown setting.
+#[test]
+fn api_keys_settings_are_checked_at_load() {
+    let dir = Scratch::new("api-keys-cfg");
+    let good = dir.write("keys.json", "{\"keys\": []}");
+    let bad = dir.write("bad.json", "{\"keys\": [{\"id\": 7}]}");
+    let base = "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://idp.example.com\"\n";
+    let section = |file: &std::path::Path, extra: &str| {
+        format!(
+            "{base}[api_keys]\nfile = {:?}\n{extra}",
+            file.display().to_string()
+        )
+    };
+    let (code, err) = serve_with(&section(&good, "header = \"X-Api-Key\"\n"));
+    assert_eq!(code, Some(0), "{err}");
+    let missing = dir.0.join("nowhere.json");
+    let cases: [(&str, String, &[&str]); 4] = [
+        (
+            "missing file",
+            section(&missing, ""),
+            &[":6:", "api_keys", "nowhere.json"],
+        ),
+        (
+            "bad file",
+            section(&bad, ""),
+            &[":6:", "api_keys", "bad.json"],
+        ),
+        (
+            "bad header",
+            section(&good, "header = \"X Api Key\"\n"),
+            &[":7:", "api_keys.header"],
+        ),
+        (
+            "unknown setting",
+            section(&good, "reload = true\n"),
+            &[":7:", "unknown field `reload`"],
+        ),
+    ];
+    for (what, text, needles) in cases {
+        let (code, err) = serve_with(&text);
+        assert_eq!(code, Some(2), "{what}: accepted: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{what}: {n:?} not in {err:?}");
+        }
+    }
+}

@@ -57,6 +57,7 @@ struct File {
     #[serde(default)]
     server: ServerFile,
     internal_token: Option<crate::internal_token::InternalTokenFile>,
+    api_keys: Option<crate::api_keys::ApiKeysFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -159,6 +160,8 @@ pub struct Config {
     pub server: Server,
     /// `[internal_token]`: the minter and its response header.
     pub internal_token: Option<crate::internal_token::InternalToken>,
+    /// `[api_keys]`: API keys beside JWTs.
+    pub api_keys: Option<crate::api_keys::ApiKeys>,
 }
 
 /// The one convention the gateway in front uses to describe the original
@@ -717,6 +720,10 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         },
         server: server(&file.server, &at)?,
         internal_token,
+        api_keys: match &file.api_keys {
+            Some(k) => Some(crate::api_keys::check(k, &at)?),
+            None => None,
+        },
     })
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use tokenwarden::authn::Principal;
 use tokenwarden::mint::{self, MintError, MintInput, Minter};
 use toml::Spanned;
 
@@ -122,4 +123,17 @@ pub fn for_jwt(
         }
     }
     minter.mint(&MintInput::new(subject, "jwt").scopes(scopes))
+}
+
+/// The token for a chain's principal (a JWT or an API key): its subject,
+/// the authenticator that vouched for it, its scopes and roles.
+///
+/// # Errors
+/// As [`for_jwt`].
+pub fn for_principal(minter: &Minter, p: &Principal) -> Result<std::sync::Arc<str>, MintError> {
+    minter.mint(
+        &MintInput::new(p.subject(), p.authenticator())
+            .scopes(p.scopes())
+            .roles(p.roles()),
+    )
 }
