@@ -1721,3 +1721,188 @@ fn api_keys_settings_are_checked_at_load() {
         }
     }
 }
+
+/// `[legacy]`: a session cookie judged by a real loopback legacy endpoint,
+/// beside bearer JWTs: the same principal shape (identity headers, internal
+/// token with `authn: "legacy"`), rules' scopes applied, a cookie and a JWT
+/// at once refused, a known cookie asked once (cached), an unknown one 401,
+/// an outage of the endpoint 503, and the cookie in no log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_cookies_are_judged_by_the_legacy_endpoint_beside_jwts() {
+    use common::legacy::{LegacyServer, Mode};
+    let idp = TestIssuer::start().unwrap();
+    let legacy = LegacyServer::start().await;
+    legacy.add(
+        "SID=s3ss10n-0f-c4r0l",
+        serde_json::json!({"sub": "carol", "scope": "orders:read"}),
+    );
+    let dir = Scratch::new("legacy");
+    let mint = dir.write("mint.pem", &mint_key_pem());
+    let cfg = dir.write(
+        "tw.toml",
+        &format!(
+            "{}{}\n[legacy]\nurl = \"{}\"\ncookie = \"SID\"\ntimeout_ms = 2000\npositive_ttl_seconds = 60\nnegative_ttl_seconds = 5\n",
+            config(idp.issuer(), RULES),
+            internal_token_section(&mint),
+            legacy.url
+        ),
+    );
+    let mut side = start_sidecar(&cfg, &["--json-logs"]).await;
+    let mut logs = side.stderr_lines();
+    let base = format!("http://{}", side.addr);
+    wait_status(&format!("{base}/readyz"), 200).await;
+    let jwks = reqwest::get(format!("{base}/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let upstream = tokenwarden::Validator::builder()
+        .issuer("https://gateway.test")
+        .audience("https://orders.internal")
+        .required_type("at+jwt")
+        .keys(tokenwarden::KeySet::from_jwks(&jwks).unwrap())
+        .build()
+        .unwrap();
+    let with_cookie = |cookie: String, uri: &'static str, token: Option<String>| {
+        let base = base.clone();
+        async move {
+            let h: [(&str, &[u8]); 3] = [
+                ("x-original-method", b"GET"),
+                ("x-original-uri", uri.as_bytes()),
+                ("cookie", cookie.as_bytes()),
+            ];
+            ask(&base, "/auth", reqwest::Method::GET, token.as_deref(), &h).await
+        }
+    };
+
+    let r = with_cookie("SID=s3ss10n-0f-c4r0l".into(), "/orders/7", None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-auth-subject"], "carol");
+    assert_eq!(r.headers()["x-auth-scopes"], "orders:read");
+    let internal = r.headers()["x-internal-token"].to_str().unwrap().to_owned();
+    assert!(!internal.contains("s3ss10n"));
+    let claims = upstream.validate_json(&internal).unwrap().claims;
+    assert_eq!(claims["sub"], "carol");
+    assert_eq!(claims["authn"], "legacy");
+    assert_eq!(claims["scope"], "orders:read");
+    // Cached: the endpoint was asked once.
+    let r = with_cookie("SID=s3ss10n-0f-c4r0l".into(), "/orders/8", None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(legacy.calls(), 1);
+
+    let r = with_cookie("SID=s3ss10n-0f-c4r0l".into(), "/admin/users", None).await;
+    assert_eq!(
+        r.status(),
+        403,
+        "the rule's scope applies to the cookie's principal"
+    );
+    let jwt = idp.token().audience("api").subject("alice").sign();
+    let r = with_cookie("SID=s3ss10n-0f-c4r0l".into(), "/orders/7", Some(jwt)).await;
+    assert_eq!(r.status(), 400, "a cookie and a JWT at once");
+    assert!(r.headers().get("x-internal-token").is_none());
+    let r = with_cookie("SID=n0t-a-s3ss10n".into(), "/orders/7", None).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("x-internal-token").is_none());
+
+    legacy.set_mode(Mode::Status(500));
+    let r = with_cookie("SID=an0th3r-s3ss10n".into(), "/orders/7", None).await;
+    assert_eq!(
+        r.status(),
+        503,
+        "the endpoint down: unavailable, never a pass"
+    );
+    assert!(r.headers().get("x-internal-token").is_none());
+
+    assert!(
+        logs.wait_for("\"authn\":\"legacy\"").await,
+        "{:?}",
+        logs.seen
+    );
+    let seen = logs.drain().join("\n");
+    assert!(!seen.contains("s3ss10n"), "a session cookie in the logs");
+}
+
+/// Attack: `[legacy]` settings a gateway should not run with are refused at
+/// load (`--check` too): an http URL without `allow_http` (or to a
+/// non-loopback host), no credential named or two, a timeout of 0 or past a
+/// minute, a TTL past a day, a bad cookie name.
+#[test]
+fn legacy_settings_are_checked_at_load() {
+    let base = "audiences = [\"api\"]\ngateway = \"nginx\"\n[[issuer]]\nissuer = \"https://idp.example.com\"\n";
+    let section = |url: &str, extra: &str| format!("{base}[legacy]\nurl = \"{url}\"\n{extra}");
+    let https = "https://sessions.example/whoami";
+    let (code, err) = serve_with(&section(https, "cookie = \"SID\"\n"));
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = serve_with(&section(
+        https,
+        "basic = true\ntimeout_ms = 60000\npositive_ttl_seconds = 0\nmax_concurrent = 8\n",
+    ));
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = serve_with(&format!(
+        "allow_http = true\n{}",
+        section("http://127.0.0.1:9/whoami", "cookie = \"SID\"\n")
+    ));
+    assert_eq!(code, Some(0), "{err}");
+
+    let cases: [(&str, String, &[&str]); 9] = [
+        (
+            "http without allow_http",
+            section("http://127.0.0.1:9/whoami", "cookie = \"SID\"\n"),
+            &[":6:", "legacy.url", "must use https"],
+        ),
+        (
+            "http to a remote host",
+            format!(
+                "allow_http = true\n{}",
+                section("http://sessions.example/whoami", "cookie = \"SID\"\n")
+            ),
+            &[":7:", "legacy.url", "must use https"],
+        ),
+        (
+            "no credential",
+            section(https, ""),
+            &[":6:", "legacy", "or basic = true"],
+        ),
+        (
+            "cookie and basic",
+            section(https, "cookie = \"SID\"\nbasic = true\n"),
+            &[":7:", "legacy.cookie", "not both"],
+        ),
+        (
+            "timeout 0",
+            section(https, "cookie = \"SID\"\ntimeout_ms = 0\n"),
+            &[":8:", "legacy.timeout_ms", "must be 1 to 60000"],
+        ),
+        (
+            "timeout huge",
+            section(
+                https,
+                "cookie = \"SID\"\ntimeout_ms = 18446744073709551615\n",
+            ),
+            &[":8:", "legacy.timeout_ms"],
+        ),
+        (
+            "ttl past a day",
+            section(https, "cookie = \"SID\"\npositive_ttl_seconds = 86401\n"),
+            &[":8:", "legacy.positive_ttl_seconds"],
+        ),
+        (
+            "bad cookie name",
+            section(https, "cookie = \"S I D\"\n"),
+            &["legacy", "cookie"],
+        ),
+        (
+            "unknown setting",
+            section(https, "cookie = \"SID\"\nttl = 5\n"),
+            &[":8:", "unknown field `ttl`"],
+        ),
+    ];
+    for (what, text, needles) in cases {
+        let (code, err) = serve_with(&text);
+        assert_eq!(code, Some(2), "{what}: accepted: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{what}: {n:?} not in {err:?}");
+        }
+    }
+}

@@ -58,6 +58,7 @@ struct File {
     server: ServerFile,
     internal_token: Option<crate::internal_token::InternalTokenFile>,
     api_keys: Option<crate::api_keys::ApiKeysFile>,
+    legacy: Option<crate::legacy::LegacyFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -162,6 +163,8 @@ pub struct Config {
     pub internal_token: Option<crate::internal_token::InternalToken>,
     /// `[api_keys]`: API keys beside JWTs.
     pub api_keys: Option<crate::api_keys::ApiKeys>,
+    /// `[legacy]`: a legacy HTTP endpoint judging a cookie or `Basic`.
+    pub legacy: Option<crate::legacy::Legacy>,
 }
 
 /// The one convention the gateway in front uses to describe the original
@@ -722,6 +725,15 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         internal_token,
         api_keys: match &file.api_keys {
             Some(k) => Some(crate::api_keys::check(k, &at)?),
+            None => None,
+        },
+        legacy: match &file.legacy {
+            Some(l) => Some(crate::legacy::check(
+                l,
+                file.allow_http,
+                file.allow_private_addresses,
+                &at,
+            )?),
             None => None,
         },
     })

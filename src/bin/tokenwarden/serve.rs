@@ -260,14 +260,18 @@ async fn serve(config: Config) -> Result<(), String> {
     let validator = builder.build().map_err(|e| e.to_string())?;
     // With API keys, a chain: a bearer JWT or an API key, one principal;
     // a request carrying both is refused (400).
-    let chain = config.api_keys.is_some();
-    let base = match &config.api_keys {
-        Some(keys) => BearerAuth::from_chain(
-            Chain::new()
-                .jwt(JwtAuthenticator::new(validator))
-                .api_key(keys.authenticator()?),
-        ),
-        None => BearerAuth::new(validator),
+    let chain = config.api_keys.is_some() || config.legacy.is_some();
+    let base = if chain {
+        let mut c = Chain::new().jwt(JwtAuthenticator::new(validator));
+        if let Some(keys) = &config.api_keys {
+            c = c.api_key(keys.authenticator()?);
+        }
+        if let Some(l) = &config.legacy {
+            c = c.legacy(l.authenticator().map_err(|e| format!("legacy: {e}"))?);
+        }
+        BearerAuth::from_chain(c)
+    } else {
+        BearerAuth::new(validator)
     }
     .realm(&config.realm);
     let routes = config
