@@ -1691,7 +1691,7 @@ fn api_keys_settings_are_checked_at_load() {
     let (code, err) = serve_with(&section(&good, "header = \"X-Api-Key\"\n"));
     assert_eq!(code, Some(0), "{err}");
     let missing = dir.0.join("nowhere.json");
-    let cases: [(&str, String, &[&str]); 4] = [
+    let cases: [(&str, String, &[&str]); 5] = [
         (
             "missing file",
             section(&missing, ""),
@@ -1711,6 +1711,11 @@ fn api_keys_settings_are_checked_at_load() {
             "unknown setting",
             section(&good, "reload = true\n"),
             &[":7:", "unknown field `reload`"],
+        ),
+        (
+            "reload 0",
+            section(&good, "reload_seconds = 0\n"),
+            &[":7:", "api_keys.reload_seconds", "must be 1 to 3600"],
         ),
     ];
     for (what, text, needles) in cases {
@@ -1904,5 +1909,93 @@ fn legacy_settings_are_checked_at_load() {
         for n in needles {
             assert!(err.contains(n), "{what}: {n:?} not in {err:?}");
         }
+    }
+}
+
+/// `[api_keys]` file reload through the sidecar: a key added to the file
+/// passes once the file is read again; a bad file keeps the last good keys
+/// (and says so); a good file again removes a key taken out of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_key_file_reload_good_then_bad_then_good() {
+    use tokenwarden::authn::api_key::NewApiKey;
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("api-keys-reload");
+    let first = NewApiKey::generate("live", "first").unwrap();
+    let second = NewApiKey::generate("live", "second").unwrap();
+    let store = |records: &[&tokenwarden::authn::api_key::ApiKeyRecord]| {
+        serde_json::json!({ "keys": records }).to_string()
+    };
+    let file = dir.write("keys.json", &store(&[&first.record]));
+    let cfg = dir.write(
+        "tw.toml",
+        &format!(
+            "{}\n[api_keys]\nfile = {:?}\nheader = \"X-Api-Key\"\nreload_seconds = 1\n",
+            config(idp.issuer(), RULES),
+            file.display().to_string()
+        ),
+    );
+    let mut side = start_sidecar(&cfg, &[]).await;
+    let mut logs = side.stderr_lines();
+    let base = format!("http://{}", side.addr);
+    wait_status(&format!("{base}/readyz"), 200).await;
+    let status = |key: String| {
+        let base = base.clone();
+        async move {
+            let h: [(&str, &[u8]); 3] = [
+                ("x-original-method", b"GET"),
+                ("x-original-uri", b"/orders/1"),
+                ("x-api-key", key.as_bytes()),
+            ];
+            ask(&base, "/auth", reqwest::Method::GET, None, &h)
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    let a = first.expose_key().to_owned();
+    let b = second.expose_key().to_owned();
+    assert_eq!(status(a.clone()).await, 200);
+    assert_eq!(status(b.clone()).await, 401);
+
+    // Good: the second key added. Lookups check the file at most every
+    // second; ask until it is read (bounded).
+    std::fs::write(&file, store(&[&first.record, &second.record])).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while status(b.clone()).await != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key never passed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Bad: the last good keys stay, and the sidecar says why.
+    std::fs::write(&file, "{\"keys\": [{\"id\": \"not a record\"}]}").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !logs.drain().iter().any(|l| l.contains("not taken")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bad file was never read: {:?}",
+            logs.seen
+        );
+        assert_eq!(status(a.clone()).await, 200, "a bad file dropped the keys");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(a.clone()).await, 200);
+    assert_eq!(status(b.clone()).await, 200);
+    // Good again, without the first key: it is refused.
+    std::fs::write(&file, store(&[&second.record])).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while status(a.clone()).await != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed key still passes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(b.clone()).await, 200);
+    let seen = logs.drain().join("\n");
+    for k in [&a, &b] {
+        let (_, secret) = k.rsplit_once('_').unwrap();
+        assert!(!seen.contains(secret), "an API key secret in the logs");
     }
 }

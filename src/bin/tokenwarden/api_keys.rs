@@ -15,6 +15,7 @@ use crate::config::ConfigError;
 pub struct ApiKeysFile {
     file: Spanned<String>,
     header: Option<Spanned<String>>,
+    reload_seconds: Option<Spanned<u64>>,
 }
 
 /// The checked `[api_keys]`.
@@ -25,6 +26,8 @@ pub struct ApiKeys {
     /// A header of its own for the key (`X-Api-Key`); without it, keys
     /// come in `Authorization: ApiKey …` only.
     pub header: Option<String>,
+    /// How often (at most) lookups check the file for changes.
+    pub reload: std::time::Duration,
 }
 
 impl ApiKeys {
@@ -32,7 +35,7 @@ impl ApiKeys {
     pub fn authenticator(&self) -> Result<ApiKeyAuthenticator, String> {
         let store =
             FileStore::open(&self.file).map_err(|e| format!("api_keys.file {}: {e}", self.file))?;
-        let auth = ApiKeyAuthenticator::file(store);
+        let auth = ApiKeyAuthenticator::file(store.poll_every(self.reload));
         match &self.header {
             Some(h) => auth
                 .header(h)
@@ -48,9 +51,17 @@ pub fn check(
     f: &ApiKeysFile,
     at: &dyn Fn(Range<usize>, &str, &str) -> ConfigError,
 ) -> Result<ApiKeys, ConfigError> {
+    let reload = match &f.reload_seconds {
+        Some(r) if !(1..=3600).contains(r.get_ref()) => {
+            return Err(at(r.span(), "api_keys.reload_seconds", "must be 1 to 3600"));
+        }
+        Some(r) => *r.get_ref(),
+        None => 5,
+    };
     let keys = ApiKeys {
         file: f.file.get_ref().clone(),
         header: f.header.as_ref().map(|h| h.get_ref().clone()),
+        reload: std::time::Duration::from_secs(reload),
     };
     if let Err(e) = keys.authenticator() {
         let span = match (&f.header, e.starts_with("api_keys.header")) {
