@@ -1436,6 +1436,30 @@ async fn a_pass_carries_an_internal_token_the_upstream_validates_against_the_sid
     let r = get(&format!("{base}/auth"), None, "/public/x").await;
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("x-internal-token").is_none());
+
+    // A valid token the minter cannot write as a principal (no `sub`, a
+    // scope with a quote): 500, never a pass without the internal token.
+    let no_sub = idp.token().audience("api").without("sub").sign();
+    let odd_scope = idp
+        .token()
+        .audience("api")
+        .subject("eve")
+        .scope("orders:read a\"b")
+        .sign();
+    for token in [&no_sub, &odd_scope] {
+        let r = get(&format!("{base}/auth"), Some(token), "/orders/7").await;
+        assert_eq!(r.status(), 500);
+        assert!(r.headers().get("x-internal-token").is_none());
+        assert!(r.headers().get("x-auth-subject").is_none());
+    }
+    assert_eq!(
+        metric(
+            &base,
+            "tokenwarden_validations_total{result=\"mint_failed\"}"
+        )
+        .await,
+        2.0
+    );
 }
 
 /// Without `[internal_token]` there is no JWKS to serve.
