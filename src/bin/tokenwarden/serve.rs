@@ -8,7 +8,10 @@
 //! form, when its method is not upper case, or when a method-override
 //! header is sent; 403 for a path no rule matches under
 //! `unmatched = "deny"`. `/healthz` is liveness, `/readyz` readiness (usable keys for every
-//! issuer), `/metrics` is Prometheus text.
+//! issuer), `/metrics` is Prometheus text, `/.well-known/jwks.json` the
+//! internal token's public keys (with `[internal_token]`). With
+//! `[api_keys]` or `[legacy]`, rules judge a chain (a JWT, an API key or a
+//! legacy credential) and the identity comes from its principal.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
