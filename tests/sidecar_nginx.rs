@@ -384,3 +384,154 @@ async fn attacks(port: u16, user: &str, admin: &str) {
     assert!(body.starts_with("subject=;scopes=;"), "{body}");
     assert!(body.ends_with("issuer=;tenant=;others=0"), "{body}");
 }
+
+/// The upstream of the internal token: validates `Authorization: Bearer`
+/// with tokenwarden against the keys the sidecar serves, and answers with
+/// what it found (or the refusal's kind).
+async fn validating_upstream(jwks: &[u8]) -> u16 {
+    let upstream = std::sync::Arc::new(
+        tokenwarden::Validator::builder()
+            .issuer("https://gateway.test")
+            .audience("https://orders.internal")
+            .required_type("at+jwt")
+            .keys(tokenwarden::KeySet::from_jwks(jwks).unwrap())
+            .build()
+            .unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let upstream = upstream.clone();
+        async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            // `Bearer ` with an empty token arrives as `Bearer`.
+            let token = auth.strip_prefix("Bearer").unwrap_or(auth).trim();
+            if token.is_empty() {
+                return "none".to_owned();
+            }
+            match upstream.validate_json(token) {
+                Ok(v) => format!(
+                    "sub={};authn={};scope={};token={token}",
+                    v.claims["sub"].as_str().unwrap_or(""),
+                    v.claims["authn"].as_str().unwrap_or(""),
+                    v.claims["scope"].as_str().unwrap_or(""),
+                ),
+                Err(e) => format!("invalid:{}:{auth}", e.kind()),
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+/// Issue 16: nginx hands the upstream the sidecar's internal token in place
+/// of the client's (`auth_request_set` + `proxy_set_header Authorization`,
+/// as in the README); the upstream validates it with tokenwarden against
+/// the sidecar's `/.well-known/jwks.json` and never sees the client's token,
+/// not even on an anonymous route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_forwards_the_internal_token_and_the_upstream_validates_it() {
+    let Some(nginx) = nginx_binary() else {
+        assert!(
+            std::env::var_os("TOKENWARDEN_REQUIRE_NGINX").is_none(),
+            "nginx is required (TOKENWARDEN_REQUIRE_NGINX) but not installed"
+        );
+        common::skipped(
+            "sidecar_nginx::nginx_forwards_the_internal_token_and_the_upstream_validates_it",
+            "nginx is not installed (bash scripts/test.sh installs it)",
+        );
+        return;
+    };
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("nginx-internal");
+    let key = dir.write("mint.pem", &mint_key_pem());
+    let cfg = dir.write(
+        "tw.toml",
+        &format!(
+            "{}{}",
+            config(
+                idp.issuer(),
+                "[[rule]]\npath = \"/admin/*\"\nscopes = [\"admin\"]\n\n[[rule]]\npath = \"/public/*\"\nanonymous = true\n",
+            ),
+            internal_token_section(&key)
+        ),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+    wait_status(&format!("http://{}/readyz", side.addr), 200).await;
+    let jwks = reqwest::get(format!("http://{}/.well-known/jwks.json", side.addr))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let up = validating_upstream(&jwks).await;
+    let port = free_port();
+    let conf = nginx_conf(&dir.0, port, side.addr.port(), up).replacen(
+        "proxy_set_header Authorization \"\";",
+        "auth_request_set $tw_internal $upstream_http_x_internal_token;\n            proxy_set_header Authorization \"Bearer $tw_internal\";",
+        1,
+    );
+    assert!(conf.contains("$tw_internal"));
+    let conf = dir.write("nginx.conf", &conf);
+    let mut nginx = Command::new(nginx)
+        .args(["-p", &dir.0.display().to_string(), "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let front = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{front}/")).await;
+
+    let good = idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .scope("orders:read")
+        .sign();
+    let call = |path: &str, token: Option<&str>| {
+        let mut req = reqwest::Client::new().get(format!("{front}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let r = call("/orders/1", Some(&good)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.starts_with("sub=alice;authn=jwt;scope=orders:read;token="),
+        "{body}"
+    );
+    assert!(!body.contains(&good), "the client's token went upstream");
+
+    // A refusal never reaches the upstream.
+    let r = call("/admin/x", Some(&good)).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(!r.text().await.unwrap().contains("sub="));
+
+    // Anonymous route: the client's token (here a valid IdP token, which
+    // the upstream would take for a credential if it trusted the IdP) is
+    // replaced by an empty one.
+    let r = call("/public/logo.png", Some(&good)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.starts_with("sub=alice;") || body == "none", "{body}");
+    assert!(!body.contains(&good), "the client's token went upstream");
+    // Anonymous, with a client-sent copy of the sidecar's header: nginx
+    // reads the sidecar's response only, so the upstream gets no token.
+    let r = reqwest::Client::new()
+        .get(format!("{front}/public/logo.png"))
+        .header("x-internal-token", "forged.client.token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "none");
+
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+}

@@ -104,6 +104,34 @@ impl<C: ScopedClaims> BearerAuth<C> {
         }
     }
 
+    /// A chain's verdict on one request, outside the layers (a forward-auth
+    /// server, your own dispatcher): the [`Principal`], `Ok(None)` for no
+    /// credential where [`allow_anonymous`](Self::allow_anonymous) is set,
+    /// or the refusal, with this configuration's requirements applied.
+    /// Without a chain ([`BearerAuth::new`]): 500 `not_configured`.
+    ///
+    /// ```no_run
+    /// use tokenwarden::authn::{Chain, RequestView};
+    /// use tokenwarden::middleware::BearerAuth;
+    /// # async fn run(auth: BearerAuth, headers: http::HeaderMap) {
+    /// let view = RequestView::new("GET", "/orders/7", &headers);
+    /// match auth.authorize_request(&view).await {
+    ///     Ok(Some(principal)) => println!("{} by {}", principal.subject(), principal.authenticator()),
+    ///     Ok(None) => println!("anonymous"),
+    ///     Err(refusal) => println!("{}", refusal.status()),
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The [`AuthRejection`] to answer with.
+    pub async fn authorize_request(
+        &self,
+        req: &RequestView<'_>,
+    ) -> Result<Option<Principal>, AuthRejection> {
+        self.check_chain(req).await
+    }
+
     /// The chain's verdict, waiting for the authenticator that must.
     /// `Ok(None)`: no credential, and anonymous requests are allowed.
     pub(crate) async fn check_chain(

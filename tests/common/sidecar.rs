@@ -239,3 +239,34 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         (name == series).then(|| value.parse().ok()).flatten()
     })
 }
+
+/// A fresh P-256 signing key for `[internal_token]`, as the unencrypted
+/// PKCS #8 PEM `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`
+/// writes.
+pub fn mint_key_pem() -> String {
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+    use base64::Engine as _;
+    let der = EcdsaKeyPair::generate_pkcs8(
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &aws_lc_rs::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
+/// An `[internal_token]` section signing with the key at `key_file`.
+pub fn internal_token_section(key_file: &Path) -> String {
+    format!(
+        "\n[internal_token]\nkey_file = {:?}\nissuer = \"https://gateway.test\"\naudience = \"https://orders.internal\"\nlifetime_seconds = 60\n",
+        key_file.display().to_string()
+    )
+}

@@ -56,6 +56,9 @@ struct File {
     unmatched: Option<Spanned<String>>,
     #[serde(default)]
     server: ServerFile,
+    internal_token: Option<crate::internal_token::InternalTokenFile>,
+    api_keys: Option<crate::api_keys::ApiKeysFile>,
+    legacy: Option<crate::legacy::LegacyFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -156,6 +159,12 @@ pub struct Config {
     /// than allowed with any valid token (`"authenticated"`, the default).
     pub deny_unmatched: bool,
     pub server: Server,
+    /// `[internal_token]`: the minter and its response header.
+    pub internal_token: Option<crate::internal_token::InternalToken>,
+    /// `[api_keys]`: API keys beside JWTs.
+    pub api_keys: Option<crate::api_keys::ApiKeys>,
+    /// `[legacy]`: a legacy HTTP endpoint judging a cookie or `Basic`.
+    pub legacy: Option<crate::legacy::Legacy>,
 }
 
 /// The one convention the gateway in front uses to describe the original
@@ -654,6 +663,22 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             )));
         }
     }
+    let internal_token = match &file.internal_token {
+        Some(t) => Some(crate::internal_token::check(t, &at)?),
+        None => None,
+    };
+    if let Some(t) = &internal_token {
+        let taken = [&headers.subject, &headers.issuer, &headers.scopes]
+            .into_iter()
+            .chain(headers.claims.iter().map(|(_, n)| n))
+            .any(|n| n.eq_ignore_ascii_case(t.header.as_str()));
+        if taken {
+            return Err(ConfigError(format!(
+                "{name_of_file}: internal_token.header: {:?} is already an identity header",
+                t.header.as_str()
+            )));
+        }
+    }
     Ok(Config {
         listen,
         realm: file.realm.clone().unwrap_or_else(|| "api".into()),
@@ -697,6 +722,20 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             },
         },
         server: server(&file.server, &at)?,
+        internal_token,
+        api_keys: match &file.api_keys {
+            Some(k) => Some(crate::api_keys::check(k, &at)?),
+            None => None,
+        },
+        legacy: match &file.legacy {
+            Some(l) => Some(crate::legacy::check(
+                l,
+                file.allow_http,
+                file.allow_private_addresses,
+                &at,
+            )?),
+            None => None,
+        },
     })
 }
 

@@ -4,9 +4,12 @@
 //! Exit status: 0 valid, 1 invalid token, 2 usage, configuration or key-set
 //! problem.
 
+mod api_keys;
 mod apikey;
 mod config;
 mod idle;
+mod internal_token;
+mod legacy;
 mod metrics;
 mod serve;
 mod verify;

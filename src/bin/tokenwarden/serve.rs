@@ -8,7 +8,10 @@
 //! form, when its method is not upper case, or when a method-override
 //! header is sent; 403 for a path no rule matches under
 //! `unmatched = "deny"`. `/healthz` is liveness, `/readyz` readiness (usable keys for every
-//! issuer), `/metrics` is Prometheus text.
+//! issuer), `/metrics` is Prometheus text, `/.well-known/jwks.json` the
+//! internal token's public keys (with `[internal_token]`). With
+//! `[api_keys]` or `[legacy]`, rules judge a chain (a JWT, an API key or a
+//! legacy credential) and the identity comes from its principal.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -20,6 +23,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use serde_json::{Map, Value};
+use tokenwarden::authn::jwt::JwtAuthenticator;
+use tokenwarden::authn::{Chain, Principal, RequestView};
 use tokenwarden::middleware::{AuthRejection, BearerAuth, Scopes};
 use tokenwarden::{Clock, KeySet, RemoteKeySet, SystemClock, Validated, Validator};
 
@@ -179,6 +184,8 @@ struct Route {
 struct State {
     config: Config,
     routes: Vec<Route>,
+    /// Judged by a chain (`[api_keys]`): verdicts are principals.
+    chain: bool,
     default: BearerAuth,
     remotes: Vec<(String, RemoteKeySet)>,
     metrics: Metrics,
@@ -254,7 +261,22 @@ async fn serve(config: Config) -> Result<(), String> {
         builder.no_cache()
     };
     let validator = builder.build().map_err(|e| e.to_string())?;
-    let base = BearerAuth::new(validator).realm(&config.realm);
+    // With API keys, a chain: a bearer JWT or an API key, one principal;
+    // a request carrying both is refused (400).
+    let chain = config.api_keys.is_some() || config.legacy.is_some();
+    let base = if chain {
+        let mut c = Chain::new().jwt(JwtAuthenticator::new(validator));
+        if let Some(keys) = &config.api_keys {
+            c = c.api_key(keys.authenticator()?);
+        }
+        if let Some(l) = &config.legacy {
+            c = c.legacy(l.authenticator().map_err(|e| format!("legacy: {e}"))?);
+        }
+        BearerAuth::from_chain(c)
+    } else {
+        BearerAuth::new(validator)
+    }
+    .realm(&config.realm);
     let routes = config
         .rules
         .iter()
@@ -295,6 +317,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let state = Arc::new(State {
         config,
         routes,
+        chain,
         default: base,
         remotes,
         metrics,
@@ -450,6 +473,18 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
             );
             r
         }
+        "/.well-known/jwks.json" => match &state.config.internal_token {
+            // The public keys of the internal token, for the upstreams.
+            Some(t) => {
+                let mut r = text(StatusCode::OK, &t.minter.jwks().to_string());
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/jwk-set+json"),
+                );
+                r
+            }
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
         p if p == "/auth" || p.starts_with("/auth/") => auth(state, &req).await,
         _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
@@ -583,28 +618,156 @@ async fn auth(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         None => &state.default,
     };
+    if state.chain {
+        let view = RequestView::new(&method, &path, req.headers());
+        let decision = checker.authorize_request(&view).await;
+        return match decision {
+            Ok(Some(p)) => principal_pass(state, &p, &method, &path, started),
+            Ok(None) => anonymous_pass(state, &method, &path, started),
+            Err(rejection) => refused(state, &rejection, &method, &path, started),
+        };
+    }
     let decision = checker.authorize(req.headers()).await;
     let elapsed = started.elapsed().as_secs_f64();
     match decision {
         Ok(Some(v)) => {
+            let mut r = text(StatusCode::OK, "");
+            if let Some(t) = &state.config.internal_token {
+                match crate::internal_token::for_jwt(&t.minter, &v.claims) {
+                    Ok(token) => {
+                        if let Ok(value) = HeaderValue::from_str(&token) {
+                            r.headers_mut().insert(t.header.clone(), value);
+                        }
+                    }
+                    Err(e) => {
+                        // Fail closed: a pass without the token the
+                        // upstream expects would be refused there anyway,
+                        // and a 500 says where the problem is.
+                        state.metrics.decided("mint_failed", elapsed);
+                        tracing::warn!(target: "tokenwarden::audit", decision = "deny", result = "mint_failed", status = 500, kind = e.kind(), method = %method, path = %path);
+                        return text(StatusCode::INTERNAL_SERVER_ERROR, "");
+                    }
+                }
+            }
             state.metrics.decided("ok", elapsed);
             audit_allow(&v, &method, &path);
-            let mut r = text(StatusCode::OK, "");
             identity_headers(state, &v, r.headers_mut());
             r
         }
-        Ok(None) => {
-            state.metrics.decided("anonymous", elapsed);
-            tracing::info!(target: "tokenwarden::audit", decision = "allow", result = "anonymous", method = %method, path = %path);
-            let mut r = text(StatusCode::OK, "");
-            anonymous_identity(state, r.headers_mut());
-            r
+        Ok(None) => anonymous_pass(state, &method, &path, started),
+        Err(rejection) => refused(state, &rejection, &method, &path, started),
+    }
+}
+
+fn anonymous_pass(
+    state: &State,
+    method: &str,
+    path: &str,
+    started: Instant,
+) -> Response<Full<Bytes>> {
+    state
+        .metrics
+        .decided("anonymous", started.elapsed().as_secs_f64());
+    tracing::info!(target: "tokenwarden::audit", decision = "allow", result = "anonymous", method = %method, path = %path);
+    let mut r = text(StatusCode::OK, "");
+    anonymous_identity(state, r.headers_mut());
+    r
+}
+
+fn refused(
+    state: &State,
+    rejection: &AuthRejection,
+    method: &str,
+    path: &str,
+    started: Instant,
+) -> Response<Full<Bytes>> {
+    state
+        .metrics
+        .decided(rejection.reason(), started.elapsed().as_secs_f64());
+    tracing::info!(target: "tokenwarden::audit", decision = "deny", result = rejection.reason(), status = rejection.status(), method = %method, path = %path);
+    refusal(state, rejection)
+}
+
+/// A pass for a chain's principal (a JWT or an API key): its identity
+/// headers, and its internal token when configured.
+fn principal_pass(
+    state: &State,
+    p: &Principal,
+    method: &str,
+    path: &str,
+    started: Instant,
+) -> Response<Full<Bytes>> {
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut r = text(StatusCode::OK, "");
+    if let Some(t) = &state.config.internal_token {
+        match crate::internal_token::for_principal(&t.minter, p) {
+            Ok(token) => {
+                if let Ok(value) = HeaderValue::from_str(&token) {
+                    r.headers_mut().insert(t.header.clone(), value);
+                }
+            }
+            Err(e) => {
+                state.metrics.decided("mint_failed", elapsed);
+                tracing::warn!(target: "tokenwarden::audit", decision = "deny", result = "mint_failed", status = 500, kind = e.kind(), authn = p.authenticator(), method = %method, path = %path);
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "");
+            }
         }
-        Err(rejection) => {
-            state.metrics.decided(rejection.reason(), elapsed);
-            tracing::info!(target: "tokenwarden::audit", decision = "deny", result = rejection.reason(), status = rejection.status(), method = %method, path = %path);
-            refusal(state, &rejection)
-        }
+    }
+    state.metrics.decided("ok", elapsed);
+    tracing::info!(
+        target: "tokenwarden::audit",
+        decision = "allow",
+        result = "ok",
+        sub = p.subject(),
+        authn = p.authenticator(),
+        method = %method,
+        path = %path,
+    );
+    let names = &state.header_names;
+    let out = r.headers_mut();
+    put(out, &names.subject, Some(encode(p.subject(), false)));
+    put(out, &names.issuer, claim_text(p.claims().get("iss")));
+    let scopes: Vec<String> = p
+        .scopes()
+        .into_iter()
+        .map(|s| encode(s, true))
+        .filter(|s| !s.is_empty())
+        .collect();
+    put(out, &names.scopes, Some(scopes.join(" ")));
+    for (claim, name) in &names.claims {
+        put(out, name, claim_text(p.claims().get(claim)));
+    }
+    r
+}
+
+/// Sets a header to an already encoded value, empty when absent.
+fn put(out: &mut HeaderMap, name: &HeaderName, value: Option<String>) {
+    let value = HeaderValue::from_str(value.as_deref().unwrap_or(""))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    out.insert(name.clone(), value);
+}
+
+/// A claim as header text, already encoded: an array is its elements, each
+/// encoded with its spaces and commas, joined by one space (empty elements
+/// left out).
+fn claim_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) => Some(encode(s, false)),
+        Value::Null => None,
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .map(|i| {
+                    encode(
+                        &i.as_str().map_or_else(|| i.to_string(), str::to_owned),
+                        true,
+                    )
+                })
+                .filter(|e| !e.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        other => Some(encode(&other.to_string(), false)),
     }
 }
 
@@ -673,31 +836,7 @@ fn anonymous_identity(state: &State, out: &mut HeaderMap) {
 /// (with the gateway configured to forward each, as in the README).
 fn identity_headers(state: &State, v: &Validated<Map<String, Value>>, out: &mut HeaderMap) {
     let names = &state.header_names;
-    let put = |out: &mut HeaderMap, name: &HeaderName, value: Option<String>| {
-        let value = HeaderValue::from_str(value.as_deref().unwrap_or(""))
-            .unwrap_or_else(|_| HeaderValue::from_static(""));
-        out.insert(name.clone(), value);
-    };
-    // Already encoded: an array is its elements, each encoded with its
-    // spaces and commas, joined by one space (empty elements left out).
-    let as_text = |value: Option<&Value>| match value? {
-        Value::String(s) => Some(encode(s, false)),
-        Value::Null => None,
-        Value::Array(items) => Some(
-            items
-                .iter()
-                .map(|i| {
-                    encode(
-                        &i.as_str().map_or_else(|| i.to_string(), str::to_owned),
-                        true,
-                    )
-                })
-                .filter(|e| !e.is_empty())
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
-        other => Some(encode(&other.to_string(), false)),
-    };
+    let as_text = claim_text;
     put(out, &names.subject, as_text(v.claims.get("sub")));
     put(out, &names.issuer, as_text(v.claims.get("iss")));
     // Read as the scope checks read them: `scope` and `scp`, each a
