@@ -10,6 +10,16 @@ use libfuzzer_sys::fuzz_target;
 #[allow(dead_code)]
 #[path = "../../src/bin/tokenwarden/config.rs"]
 mod config;
+// The modules config.rs reaches through `crate::` for its sections.
+#[allow(dead_code)]
+#[path = "../../src/bin/tokenwarden/api_keys.rs"]
+mod api_keys;
+#[allow(dead_code)]
+#[path = "../../src/bin/tokenwarden/internal_token.rs"]
+mod internal_token;
+#[allow(dead_code)]
+#[path = "../../src/bin/tokenwarden/legacy.rs"]
+mod legacy;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
