@@ -303,7 +303,7 @@ pub(crate) fn sha256_of(data: &[u8]) -> [u8; 32] {
 
 /// SHA-256 of the concatenation of `parts` (API keys are stored as the
 /// digest of their labelled parts).
-#[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "api-keys", feature = "mint")), allow(dead_code))]
 pub(crate) fn sha256_parts(parts: &[&[u8]]) -> [u8; 32] {
     sha256(parts)
 }
@@ -345,7 +345,7 @@ pub(crate) fn digests_equal(a: &[u8], b: &[u8]) -> bool {
 ///
 /// # Errors
 /// When the generator fails, or no backend is compiled in.
-#[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "api-keys", feature = "mint")), allow(dead_code))]
 pub(crate) fn random_bytes(out: &mut [u8]) -> Result<(), &'static str> {
     #[cfg(feature = "aws-lc-rs")]
     {
@@ -660,35 +660,5 @@ pub(crate) mod signing {
     #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
     fn generate_pkcs8(_alg: SigningAlg) -> Result<Vec<u8>, KeyProblem> {
         Err(KeyProblem::NoBackend)
-    }
-
-    /// Fills `buf` from the system's secure random source.
-    #[cfg(feature = "aws-lc-rs")]
-    pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), KeyProblem> {
-        use aws_lc_rs::rand::SecureRandom;
-        aws_lc_rs::rand::SystemRandom::new()
-            .fill(buf)
-            .map_err(|_| KeyProblem::Backend)
-    }
-
-    /// Fills `buf` from the system's secure random source.
-    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
-    pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), KeyProblem> {
-        use ring::rand::SecureRandom;
-        ring::rand::SystemRandom::new()
-            .fill(buf)
-            .map_err(|_| KeyProblem::Backend)
-    }
-
-    /// No backend: no randomness.
-    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
-    pub(crate) fn fill_random(_buf: &mut [u8]) -> Result<(), KeyProblem> {
-        Err(KeyProblem::NoBackend)
-    }
-
-    /// SHA-256 over the concatenation of `parts` (the caller length-prefixes
-    /// them when the boundaries matter).
-    pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
-        super::sha256(parts)
     }
 }

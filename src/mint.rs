@@ -46,7 +46,10 @@ use serde_json::{Map, Value, json};
 
 use crate::alg::Algorithm;
 use crate::clock::{Clock, SystemClock};
-use crate::crypto::signing::{self, KeyProblem, SigningAlg, SigningKey};
+use crate::crypto::{
+    self,
+    signing::{KeyProblem, SigningAlg, SigningKey},
+};
 use crate::keys::KeySet;
 use crate::validator::DEFAULT_MAX_TOKEN_SIZE;
 
@@ -452,7 +455,7 @@ impl Minter {
         };
         // The issuer and audience are the minter's own: the members alone
         // tell principals apart.
-        let key = signing::sha256(&[b"tokenwarden mint v1\0", &members]);
+        let key = crypto::sha256_parts(&[b"tokenwarden mint v1\0", &members]);
         if let Some(cache) = &i.cache {
             if let Some(hit) = cache.get(&key) {
                 // A clock set back (hit.iat > now) is a miss, not a token
@@ -480,7 +483,7 @@ impl Minter {
     fn sign(&self, members: &[u8], now: i64, exp: i64) -> Result<String, MintError> {
         let i = &*self.inner;
         let mut jti = [0u8; 16];
-        signing::fill_random(&mut jti).map_err(|_| MintError::Backend)?;
+        crypto::random_bytes(&mut jti).map_err(|_| MintError::Backend)?;
         let mut payload = Vec::with_capacity(i.payload_prefix.len() + members.len() + 80);
         payload.extend_from_slice(&i.payload_prefix);
         payload.extend_from_slice(format!("\"iat\":{now},\"exp\":{exp},\"jti\":\"").as_bytes());
@@ -892,7 +895,7 @@ fn thumbprint(jwk: &Map<String, Value>) -> String {
         erased::write(&mut canonical, &jwk[*name]);
     }
     canonical.push(b'}');
-    URL_SAFE_NO_PAD.encode(signing::sha256(&[&canonical]))
+    URL_SAFE_NO_PAD.encode(crypto::sha256_parts(&[&canonical]))
 }
 
 /// A previous public key, checked and reduced to its public members.
