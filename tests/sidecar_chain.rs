@@ -125,6 +125,20 @@ async fn api_keys_beside_jwts_one_principal_for_the_rules_and_the_internal_token
         assert!(r.headers().get("x-auth-subject").is_none(), "{what}");
     }
 
+    // No credential at all: a challenge for each scheme the chain takes
+    // (RFC 9110 §11.6.1), so a client learns API keys are accepted too.
+    let r = get(&format!("{base}/auth"), None, "/orders/7").await;
+    assert_eq!(r.status(), 401);
+    let challenges: Vec<&str> = r
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(challenges.len(), 2, "{challenges:?}");
+    assert!(challenges[0].starts_with("Bearer "), "{challenges:?}");
+    assert!(challenges[1].starts_with("ApiKey "), "{challenges:?}");
+
     assert!(
         logs.wait_for("\"authn\":\"api_key\"").await,
         "{:?}",
