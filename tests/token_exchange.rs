@@ -201,3 +201,560 @@ async fn an_allowed_actor_with_an_issuer_must_name_it() {
         );
     }
 }
+
+// ---------------------------------------------------------------------
+// Token exchange end to end: the test issuer, service A (axum behind the
+// chain layer) calling service B (axum behind the chain layer) through the
+// outgoing tower layer, all on 127.0.0.1.
+// ---------------------------------------------------------------------
+
+mod e2e {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    use serde_json::{Value, json};
+    use tokenwarden::authn::jwt::JwtAuthenticator;
+    use tokenwarden::authn::{Chain, Principal};
+    use tokenwarden::middleware::BearerAuth;
+    use tokenwarden::outgoing::{
+        BearerLayer, ClientAuth, SubjectToken, TokenErrorKind, TokenRequest, TokenSource,
+    };
+    use tokenwarden::testing::TestIssuer;
+    use tokenwarden::{KeySet, ManualClock, Requirements, Validator};
+    use tower::ServiceExt;
+
+    const T0: i64 = 1_800_000_000;
+
+    struct World {
+        clock: ManualClock,
+        idp: TestIssuer,
+    }
+
+    /// An issuer on a manual clock with three clients: `svc-a` and `svc-b`
+    /// (the services) and `svc-x` (one no route allows).
+    fn world() -> World {
+        let clock = ManualClock::new(T0);
+        let idp = TestIssuer::builder()
+            .clock(clock.clone())
+            .client("svc-a", "secret-a", "svc-a", &["ping"])
+            .client("svc-b", "secret-b", "svc-b", &["ping"])
+            .client("svc-x", "secret-x", "svc-x", &["ping"])
+            .start()
+            .expect("issuer");
+        World { clock, idp }
+    }
+
+    impl World {
+        fn source(&self, id: &str, secret: &str) -> TokenSource {
+            TokenSource::builder(self.idp.token_url())
+                .client(id, secret)
+                .allow_http_loopback(true)
+                .clock(self.clock.clone())
+                .build()
+                .expect("source")
+        }
+
+        /// Alice's token for service A (and `svc-x`, so it may try).
+        fn user_token(&self, extra: Value) -> String {
+            let mut mint = self
+                .idp
+                .token()
+                .subject("alice")
+                .claim("aud", json!(["svc-a", "svc-x"]))
+                .scope("orders:read orders:write");
+            for (k, v) in extra.as_object().expect("object") {
+                mint = mint.claim(k, v.clone());
+            }
+            mint.sign()
+        }
+
+        /// A chain for a service whose audience is `aud`.
+        fn chain(&self, aud: &str, requirements: Requirements) -> Chain {
+            let keys = KeySet::from_jwks(self.idp.jwks_json().as_bytes()).expect("keys");
+            let validator = Validator::builder()
+                .issuer(self.idp.issuer())
+                .audience(aud)
+                .keys(keys)
+                .clock(self.clock.clone())
+                .build()
+                .expect("validator");
+            Chain::new()
+                .jwt(JwtAuthenticator::new(validator))
+                .require(requirements)
+        }
+    }
+
+    async fn serve(router: Router) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}")
+    }
+
+    /// What a downstream service saw: subject, actors, scopes.
+    async fn whoami(State(hits): State<Arc<AtomicUsize>>, p: Principal) -> String {
+        hits.fetch_add(1, Ordering::SeqCst);
+        let actors: Vec<String> = p
+            .actors()
+            .expect("checked by the chain")
+            .iter()
+            .map(|a| a.subject().to_owned())
+            .collect();
+        json!({
+            "sub": p.subject(),
+            "actors": actors,
+            "scopes": p.scopes().into_iter().collect::<Vec<_>>(),
+        })
+        .to_string()
+    }
+
+    /// A downstream service behind the chain layer; counts what reaches it.
+    async fn downstream(chain: Chain) -> (String, Arc<AtomicUsize>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let router = Router::new()
+            .route(
+                "/whoami",
+                get(whoami).route_layer(BearerAuth::from_chain(chain).realm("b").layer()),
+            )
+            .with_state(hits.clone());
+        (serve(router).await, hits)
+    }
+
+    type Outgoing = tower::util::BoxCloneSyncService<
+        axum::http::Request<String>,
+        axum::http::Response<String>,
+        tokenwarden::outgoing::BoxError,
+    >;
+
+    /// Service A's client for B: each call exchanges the caller's token for
+    /// one for `svc-b` with `orders:read` only; reqwest underneath.
+    fn client_for_b(source: TokenSource) -> Outgoing {
+        let layer = BearerLayer::exchange(
+            source,
+            TokenRequest::new().audience("svc-b").scope("orders:read"),
+        );
+        let client = reqwest::Client::new();
+        let send = tower::service_fn(move |req: axum::http::Request<String>| {
+            let client = client.clone();
+            async move {
+                let req = reqwest::Request::try_from(req)?;
+                let resp = client.execute(req).await?;
+                let status = resp.status();
+                let body = resp.text().await?;
+                let mut out = axum::http::Response::new(body);
+                *out.status_mut() = status;
+                Ok::<_, tokenwarden::outgoing::BoxError>(out)
+            }
+        });
+        tower::util::BoxCloneSyncService::new(
+            tower::ServiceBuilder::new().layer(layer).service(send),
+        )
+    }
+
+    #[derive(Clone)]
+    struct A {
+        b: String,
+        client: Outgoing,
+    }
+
+    /// Service A: receives the user's token and calls B on its behalf,
+    /// forwarding the user's `Authorization` too (the layer must replace it).
+    async fn orders(State(a): State<A>, headers: HeaderMap) -> (StatusCode, String) {
+        let incoming = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .expect("the layer let a bearer token in")
+            .to_owned();
+        let mut call = axum::http::Request::builder()
+            .uri(format!("{}/whoami", a.b))
+            .header("authorization", format!("Bearer {incoming}"))
+            .body(String::new())
+            .unwrap();
+        call.extensions_mut().insert(SubjectToken::new(incoming));
+        match a.client.clone().oneshot(call).await {
+            Ok(resp) => (resp.status(), resp.into_body()),
+            Err(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+        }
+    }
+
+    async fn service_a(w: &World, b: &str) -> String {
+        let a = A {
+            b: b.to_owned(),
+            client: client_for_b(w.source("svc-a", "secret-a")),
+        };
+        let layer = BearerAuth::from_chain(w.chain("svc-a", Requirements::new())).layer();
+        serve(
+            Router::new()
+                .route("/orders", get(orders).route_layer(layer))
+                .with_state(a),
+        )
+        .await
+    }
+
+    async fn get_with(url: &str, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_calls_b_with_an_exchanged_downscoped_token_and_b_sees_the_act_chain() {
+        let w = world();
+        let b_requires = Requirements::new()
+            .max_delegation_depth(1)
+            .allowed_actors(["svc-a"]);
+        let (b, b_hits) = downstream(w.chain("svc-b", b_requires)).await;
+        let a = service_a(&w, &b).await;
+        let resp = get_with(&format!("{a}/orders"), &w.user_token(json!({}))).await;
+        assert_eq!(resp.status(), 200);
+        let seen: Value = resp.json().await.unwrap();
+        assert_eq!(
+            seen,
+            json!({"sub": "alice", "actors": ["svc-a"], "scopes": ["orders:read"]})
+        );
+        assert_eq!(b_hits.load(Ordering::SeqCst), 1);
+    }
+
+    /// Attack: B's depth limit holds against a token exchanged twice (A for
+    /// B, then B for B again: `act` = {svc-b, act: {svc-a}}).
+    #[tokio::test]
+    async fn a_two_hop_chain_is_refused_where_the_depth_limit_is_one() {
+        let w = world();
+        let limit = |n| Requirements::new().max_delegation_depth(n);
+        let (strict, strict_hits) = downstream(w.chain("svc-b", limit(1))).await;
+        let (lenient, _) = downstream(w.chain("svc-b", limit(2))).await;
+        let a = w.source("svc-a", "secret-a");
+        let b = w.source("svc-b", "secret-b");
+        let user = w.user_token(json!({}));
+        let for_b = a
+            .token(&TokenRequest::exchange(&user).audience("svc-b"))
+            .await
+            .unwrap();
+        let two_hops = b
+            .token(
+                &TokenRequest::exchange(for_b.secret())
+                    .audience("svc-b")
+                    .scope("orders:read"),
+            )
+            .await
+            .unwrap();
+        let resp = get_with(&format!("{strict}/whoami"), two_hops.secret()).await;
+        assert_eq!(resp.status(), 403);
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            r#"Bearer realm="b", error="insufficient_scope", error_description="delegation depth 2 exceeds the limit of 1""#
+        );
+        assert_eq!(strict_hits.load(Ordering::SeqCst), 0);
+        let seen: Value = get_with(&format!("{lenient}/whoami"), two_hops.secret())
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(seen["actors"], json!(["svc-b", "svc-a"]));
+        assert_eq!(seen["sub"], "alice");
+    }
+
+    /// Attack: a client the route does not allow exchanges a token it
+    /// legitimately holds and calls B.
+    #[tokio::test]
+    async fn an_actor_b_does_not_allow_is_refused() {
+        let w = world();
+        let (b, hits) =
+            downstream(w.chain("svc-b", Requirements::new().allowed_actors(["svc-a"]))).await;
+        let x = w.source("svc-x", "secret-x");
+        let t = x
+            .token(&TokenRequest::exchange(w.user_token(json!({}))).audience("svc-b"))
+            .await
+            .unwrap();
+        let resp = get_with(&format!("{b}/whoami"), t.secret()).await;
+        assert_eq!(resp.status(), 403);
+        assert!(
+            resp.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("actor svc-x is not allowed")
+        );
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+    }
+
+    /// Attack: asking the issuer for more than the subject token grants.
+    #[tokio::test]
+    async fn scope_escalation_is_refused_by_the_issuer() {
+        let w = world();
+        let a = w.source("svc-a", "secret-a");
+        let user = w
+            .idp
+            .token()
+            .subject("alice")
+            .audience("svc-a")
+            .scope("orders:read")
+            .sign();
+        let e = a
+            .token(
+                &TokenRequest::exchange(&user)
+                    .audience("svc-b")
+                    .scope("orders:read orders:write"),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.kind(), e.oauth_error(), e.status()),
+            (TokenErrorKind::Refused, Some("invalid_scope"), Some(400))
+        );
+        assert!(e.is_permanent());
+        let ok = a
+            .token(
+                &TokenRequest::exchange(&user)
+                    .audience("svc-b")
+                    .scope("orders:read"),
+            )
+            .await;
+        assert_eq!(ok.expect("a subset").scope(), Some("orders:read"));
+    }
+
+    /// Attack: RFC 8693 §4.4 — the user's token names who may act for it.
+    #[tokio::test]
+    async fn may_act_lets_only_the_named_party_exchange() {
+        let w = world();
+        let user = w.user_token(json!({"may_act": {"sub": "svc-a"}}));
+        let x = w.source("svc-x", "secret-x");
+        let e = x
+            .token(&TokenRequest::exchange(&user).audience("svc-b"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.oauth_error(), Some("invalid_request"));
+        assert!(e.to_string().contains("may_act"), "{e}");
+        let a = w.source("svc-a", "secret-a");
+        assert!(
+            a.token(&TokenRequest::exchange(&user).audience("svc-b"))
+                .await
+                .is_ok()
+        );
+    }
+
+    /// Attack: a service exchanges a token that was never meant for it.
+    #[tokio::test]
+    async fn a_subject_token_for_another_audience_is_not_exchanged() {
+        let w = world();
+        let for_b_only = w
+            .idp
+            .token()
+            .subject("alice")
+            .audience("svc-b")
+            .scope("orders:read")
+            .sign();
+        let a = w.source("svc-a", "secret-a");
+        let e = a
+            .token(&TokenRequest::exchange(&for_b_only).audience("svc-b"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.oauth_error(), Some("invalid_request"));
+        let forged = w.user_token(json!({})).replace('.', ".x");
+        let e = a
+            .token(&TokenRequest::exchange(&forged).audience("svc-b"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.oauth_error(), Some("invalid_request"));
+    }
+
+    /// Attack: an exchange layer given a request with no subject token does
+    /// not fall back to the service's own identity: nothing is sent.
+    #[tokio::test]
+    async fn an_exchange_layer_without_a_subject_token_sends_nothing() {
+        let w = world();
+        let (b, hits) = downstream(w.chain("svc-b", Requirements::new())).await;
+        let call = axum::http::Request::builder()
+            .uri(format!("{b}/whoami"))
+            .body(String::new())
+            .unwrap();
+        let e = client_for_b(w.source("svc-a", "secret-a"))
+            .oneshot(call)
+            .await
+            .unwrap_err();
+        let e = e
+            .downcast::<tokenwarden::outgoing::TokenError>()
+            .expect("a token error");
+        assert_eq!(e.kind(), TokenErrorKind::NoSubjectToken);
+        assert_eq!(w.idp.stats().token, 0);
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+    }
+
+    /// Refresh ahead: past 80% of its life the cached token is still handed
+    /// out while one request fetches the next in the background; near
+    /// expiry callers wait for a new one. The clock is injected: no sleeps.
+    #[tokio::test]
+    async fn tokens_are_refreshed_ahead_of_expiry_in_the_background() {
+        let w = world();
+        let a = w.source("svc-a", "secret-a");
+        let want = TokenRequest::new().audience("svc-a").scope("ping");
+        let first = a.token(&want).await.unwrap();
+        assert_eq!(first.expires_at(), T0 + 300);
+        w.clock.advance(200); // 67%: cached
+        assert_eq!(a.token(&want).await.unwrap(), first);
+        assert_eq!(a.stats().requests, 1);
+        w.clock.advance(45); // 82%: cached, and the refresh starts
+        assert_eq!(a.token(&want).await.unwrap(), first);
+        let next = a.refresh(&want).await.unwrap(); // joins the one in flight
+        assert_ne!(next, first);
+        assert_eq!(next.expires_at(), T0 + 245 + 300);
+        assert_eq!(a.stats().requests, 2, "one background request");
+        assert_eq!(w.idp.stats().token, 2);
+        assert_eq!(a.token(&want).await.unwrap(), next);
+        // Near expiry (within the margin) the cached token is not handed out.
+        w.clock.advance(300 - 5);
+        let third = a.token(&want).await.unwrap();
+        assert_ne!(third, next);
+        assert_eq!(a.stats().requests, 3);
+    }
+
+    /// A herd of concurrent callers for one key makes one request.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_herd_of_concurrent_exchanges_makes_one_request() {
+        let w = world();
+        let a = w.source("svc-a", "secret-a");
+        let want = TokenRequest::exchange(w.user_token(json!({})))
+            .audience("svc-b")
+            .scope("orders:read");
+        let barrier = Arc::new(tokio::sync::Barrier::new(64));
+        let calls: Vec<_> = (0..64)
+            .map(|_| {
+                let (a, want, barrier) = (a.clone(), want.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    a.token(&want).await
+                })
+            })
+            .collect();
+        let mut tokens = Vec::new();
+        for c in calls {
+            tokens.push(c.await.unwrap().unwrap());
+        }
+        assert!(tokens.iter().all(|t| *t == tokens[0]));
+        assert_eq!(a.stats().requests, 1);
+        assert_eq!(w.idp.stats().token, 1);
+    }
+
+    /// Cached per subject, audience and scope: a different user, audience
+    /// or scope is another request; the same scopes in another order are not.
+    #[tokio::test]
+    async fn tokens_are_cached_per_subject_audience_and_scope() {
+        let w = world();
+        let a = w.source("svc-a", "secret-a");
+        let alice = w.user_token(json!({}));
+        let bob = w
+            .idp
+            .token()
+            .subject("bob")
+            .audience("svc-a")
+            .scope("orders:read orders:write")
+            .sign();
+        let ask =
+            |t: &str, aud: &str, scope: &str| TokenRequest::exchange(t).audience(aud).scope(scope);
+        let one = a
+            .token(&ask(&alice, "svc-b", "orders:read orders:write"))
+            .await
+            .unwrap();
+        let same = a
+            .token(&ask(&alice, "svc-b", "orders:write orders:read"))
+            .await
+            .unwrap();
+        assert_eq!(one, same);
+        a.token(&ask(&bob, "svc-b", "orders:read orders:write"))
+            .await
+            .unwrap();
+        a.token(&ask(&alice, "svc-x", "orders:read orders:write"))
+            .await
+            .unwrap();
+        a.token(&ask(&alice, "svc-b", "orders:read")).await.unwrap();
+        assert_eq!(a.stats().requests, 4);
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let w = world();
+        let a = TokenSource::builder(w.idp.token_url())
+            .client("svc-a", "secret-a")
+            .allow_http_loopback(true)
+            .clock(w.clock.clone())
+            .max_entries(2)
+            .build()
+            .unwrap();
+        for aud in ["one", "two", "three", "four"] {
+            a.token(&TokenRequest::new().audience(aud)).await.unwrap();
+        }
+        assert_eq!(a.stats().entries, 2);
+    }
+
+    #[tokio::test]
+    async fn client_secret_post_and_basic_both_authenticate_and_a_wrong_secret_is_permanent() {
+        let w = world();
+        let post = TokenSource::builder(w.idp.token_url())
+            .client("svc-a", "secret-a")
+            .client_auth(ClientAuth::SecretPost)
+            .allow_http_loopback(true)
+            .build()
+            .unwrap();
+        assert!(post.token(&TokenRequest::new()).await.is_ok());
+        assert!(
+            w.source("svc-a", "secret-a")
+                .token(&TokenRequest::new())
+                .await
+                .is_ok()
+        );
+        let e = w
+            .source("svc-a", "wrong")
+            .token(&TokenRequest::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.oauth_error(), e.status()),
+            (Some("invalid_client"), Some(401))
+        );
+        assert!(e.is_permanent());
+    }
+
+    /// The reqwest helper replaces an `Authorization` already set.
+    #[tokio::test]
+    async fn the_reqwest_helper_replaces_the_authorization_header() {
+        let w = world();
+        let (b, _) = downstream(w.chain("svc-b", Requirements::new())).await;
+        let a = w.source("svc-a", "secret-a");
+        let client = reqwest::Client::new();
+        let user = w.user_token(json!({}));
+        let mut call = client
+            .get(format!("{b}/whoami"))
+            .bearer_auth(&user)
+            .build()
+            .unwrap();
+        a.authorize(&mut call, &TokenRequest::exchange(&user).audience("svc-b"))
+            .await
+            .unwrap();
+        assert_eq!(call.headers().get_all("authorization").iter().count(), 1);
+        let seen: Value = client.execute(call).await.unwrap().json().await.unwrap();
+        assert_eq!(seen["actors"], json!(["svc-a"]));
+    }
+
+    /// Tokens, subject tokens and secrets stay out of `Debug` and errors.
+    #[tokio::test]
+    async fn debug_output_and_errors_never_show_a_token_or_secret() {
+        let w = world();
+        let a = w.source("svc-a", "secret-a");
+        let user = w.user_token(json!({}));
+        let want = TokenRequest::exchange(&user).audience("svc-b");
+        let t = a.token(&want).await.unwrap();
+        let shown = format!("{a:?} {want:?} {t:?} {:?}", SubjectToken::new(user.clone()));
+        for secret in [user.as_str(), t.secret(), "secret-a"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        let e = a.token(&want.clone().scope("admin")).await.unwrap_err();
+        assert!(!format!("{e} {e:?}").contains(&user));
+    }
+}
