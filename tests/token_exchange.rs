@@ -757,4 +757,67 @@ mod e2e {
         let e = a.token(&want.clone().scope("admin")).await.unwrap_err();
         assert!(!format!("{e} {e:?}").contains(&user));
     }
+
+    /// No log line carries a token, a subject token or the secret, on
+    /// success or failure (the fetch runs as a task on this thread).
+    #[tokio::test]
+    async fn no_log_line_carries_a_token_or_secret() {
+        let logs = crate::common::LogBuffer::default();
+        let _guard = crate::common::capture_logs_into(&logs);
+        let w = world();
+        let a = w.source("svc-a", "secret-a");
+        let user = w.user_token(json!({}));
+        let t = a
+            .token(&TokenRequest::exchange(&user).audience("svc-b"))
+            .await
+            .unwrap();
+        let escalate = TokenRequest::exchange(&user)
+            .audience("svc-b")
+            .scope("admin");
+        assert!(a.token(&escalate).await.is_err());
+        w.idp.set_available(false);
+        let down = TokenRequest::exchange(&user).audience("svc-x");
+        assert_eq!(a.token(&down).await.unwrap_err().status(), Some(503));
+        let text = logs.text();
+        assert!(text.contains("token request failed"), "{text}");
+        for secret in [user.as_str(), t.secret(), "secret-a"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
+
+    /// Attack: a token endpoint that redirects would have the form (secret,
+    /// subject token) re-posted elsewhere; no redirect is followed.
+    #[tokio::test]
+    async fn a_redirecting_token_endpoint_gets_nothing_re_sent() {
+        let w = world();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let elsewhere = serve(Router::new().route(
+            "/token",
+            axum::routing::post(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { "{}" }
+            }),
+        ))
+        .await;
+        let to = format!("{elsewhere}/token");
+        let redirecting = serve(Router::new().route(
+            "/token",
+            axum::routing::post(move || async move {
+                (StatusCode::TEMPORARY_REDIRECT, [("location", to)], "")
+            }),
+        ))
+        .await;
+        let a = TokenSource::builder(format!("{redirecting}/token"))
+            .client("svc-a", "secret-a")
+            .allow_http_loopback(true)
+            .build()
+            .unwrap();
+        let e = a
+            .token(&TokenRequest::exchange(w.user_token(json!({}))).audience("svc-b"))
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind(), e.status()), (TokenErrorKind::Status, Some(307)));
+        assert_eq!(hits.load(Ordering::SeqCst), 0);
+    }
 }
