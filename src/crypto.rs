@@ -296,7 +296,7 @@ fn sha256(_parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// SHA-256 of `data`.
-#[cfg_attr(not(feature = "legacy"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "legacy", feature = "outgoing")), allow(dead_code))]
 pub(crate) fn sha256_of(data: &[u8]) -> [u8; 32] {
     sha256(&[data])
 }

@@ -48,6 +48,10 @@ pub use remote::{
 #[cfg_attr(docsrs, doc(cfg(any(feature = "tower", feature = "actix"))))]
 pub mod middleware;
 
+#[cfg(feature = "outgoing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "outgoing")))]
+pub mod outgoing;
+
 pub mod metrics;
 
 #[cfg(feature = "testing")]

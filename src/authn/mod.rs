@@ -39,6 +39,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub(crate) mod actor;
 #[cfg(feature = "api-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "api-keys")))]
 pub mod api_key;
@@ -54,6 +55,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use actor::{Actor, DelegationError, MAX_DELEGATION_DEPTH, may_act_allows};
 pub use principal::Principal;
 #[cfg_attr(not(any(feature = "tower", feature = "actix")), allow(unused_imports))]
 pub(crate) use refusal::header_safe;
@@ -359,8 +361,17 @@ impl Chain {
             .map_or(Scheme::Bearer, Member::scheme)
     }
 
-    /// The principal, if it meets the chain's requirements.
+    /// The principal, if its delegation chain is well formed (RFC 8693
+    /// §4.1; refused whether or not a requirement reads it, so no handler
+    /// sees a chain it cannot read) and it meets the chain's requirements.
     fn accept(&self, p: Principal, scheme: Scheme) -> Result<Principal, Refusal> {
+        if p.actor().is_some() && p.delegation_depth().is_err() {
+            return Err(Refusal::invalid_token(
+                scheme,
+                "invalid_act",
+                "malformed or too deep act claim",
+            ));
+        }
         if !self.inner.requirements.is_empty() {
             self.inner.requirements.check(&p, scheme)?;
         }

@@ -315,9 +315,49 @@ impl Principal {
         self.extra().and_then(|e| e.confirmation.as_ref())
     }
 
-    /// The delegation chain (`act`, RFC 8693 §4.1): not yet filled by any
-    /// built-in authenticator.
+    /// The delegation chain as JSON (`act`, RFC 8693 §4.1): the one set
+    /// with [`with_actor`](Self::with_actor), else the claims' `act`.
+    /// Read it checked with [`actors`](Self::actors).
     pub fn actor(&self) -> Option<&Value> {
-        self.extra().and_then(|e| e.actor.as_ref())
+        match self.extra().and_then(|e| e.actor.as_ref()) {
+            Some(a) => Some(a),
+            None => self.claims().get("act"),
+        }
+    }
+
+    /// With this delegation chain (an RFC 8693 §4.1 `act` object), for an
+    /// authenticator whose credential names who acts for the subject.
+    #[must_use]
+    pub fn with_actor(mut self, act: Value) -> Self {
+        self.extra_mut().actor = Some(act);
+        self
+    }
+
+    /// The actors, current first (RFC 8693 §4.1: the outermost `act` is
+    /// the party acting now; nested ones acted before it). Empty when no
+    /// one acts for the subject.
+    ///
+    /// # Errors
+    /// A malformed chain, or one deeper than
+    /// [`MAX_DELEGATION_DEPTH`](super::MAX_DELEGATION_DEPTH) (a
+    /// [`Chain`](super::Chain) refuses such a principal before any handler
+    /// sees it).
+    pub fn actors(&self) -> Result<Vec<super::Actor>, super::DelegationError> {
+        super::actor::actors(self.actor())
+    }
+
+    /// How many actors the chain holds: 0 when no one acts for the subject.
+    ///
+    /// # Errors
+    /// As [`actors`](Self::actors).
+    pub fn delegation_depth(&self) -> Result<usize, super::DelegationError> {
+        super::actor::walk(self.actor(), |_, _| {})
+    }
+
+    /// The `may_act` claim (RFC 8693 §4.4): who may act for this subject,
+    /// if the token says. Check a party with
+    /// [`may_act_allows`](super::may_act_allows).
+    pub fn may_act(&self) -> Option<&Value> {
+        self.claims().get("may_act")
     }
 }

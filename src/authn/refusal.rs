@@ -45,6 +45,7 @@ impl Scheme {
 /// | malformed or several credentials | 400 | `invalid_request` | `invalid_request` |
 /// | credential refused | 401 | `invalid_token` | the reason (`expired`, `invalid_signature`, `wrong_secret`, …) |
 /// | scopes, roles or a requirement unmet | 403 | `insufficient_scope` | `insufficient_scope` |
+/// | delegation depth or actor not allowed | 403 | `insufficient_scope` | `delegation_refused` |
 /// | keys or key store unavailable | 503 | — | `keys_unavailable`, … |
 ///
 /// ```
@@ -156,6 +157,19 @@ impl Refusal {
             "insufficient_scope",
             scheme,
             Cow::Owned(format!("requires {}", header_safe(requirement))),
+        )
+    }
+
+    /// A delegation limit unmet (RFC 8693 §4.1: too many actors, or an
+    /// actor not allowed): 403 `insufficient_scope`, kind
+    /// `delegation_refused`, `description` as the client is told.
+    pub fn delegation(scheme: Scheme, description: &str) -> Refusal {
+        Refusal::new(
+            403,
+            Some("insufficient_scope"),
+            "delegation_refused",
+            scheme,
+            Cow::Owned(header_safe(description)),
         )
     }
 

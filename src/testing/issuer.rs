@@ -19,6 +19,9 @@ use crate::alg::Algorithm;
 use crate::clock::{Clock, SystemClock};
 use crate::error::BuildError;
 
+mod exchange;
+pub use exchange::GRANT_TYPE as GRANT_TYPE_TOKEN_EXCHANGE;
+
 /// A development identity provider on `127.0.0.1` and an ephemeral port:
 /// OpenID discovery, a JWK Set, a client-credentials token endpoint, key
 /// rotation and outages on demand. It runs on its own thread, so it serves
@@ -28,7 +31,7 @@ use crate::error::BuildError;
 /// |---|---|
 /// | `/.well-known/openid-configuration` | discovery: `issuer`, `jwks_uri`, `token_endpoint` |
 /// | `/jwks` | the published keys |
-/// | `POST /token` | `grant_type=client_credentials` for a registered client (form or HTTP Basic) |
+/// | `POST /token` | `grant_type=client_credentials` for a registered client (form or HTTP Basic); RFC 8693 token exchange ([`GRANT_TYPE_TOKEN_EXCHANGE`](super::GRANT_TYPE_TOKEN_EXCHANGE)) of a token it issued, `may_act` honoured, scopes only narrowed, `act` recording the client |
 ///
 /// ```
 /// # #[cfg(feature = "remote")] {
@@ -444,7 +447,7 @@ impl Shared {
                     "issuer": issuer,
                     "jwks_uri": format!("{issuer}/jwks"),
                     "token_endpoint": format!("{issuer}/token"),
-                    "grant_types_supported": ["client_credentials"],
+                    "grant_types_supported": ["client_credentials", exchange::GRANT_TYPE],
                     "id_token_signing_alg_values_supported": [self.alg.as_str()],
                     "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
                 });
@@ -475,7 +478,8 @@ impl Shared {
         let form: BTreeMap<String, String> =
             url::form_urlencoded::parse(body).into_owned().collect();
         let error = |status, code: &str| (status, json!({"error": code}).to_string());
-        if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        let grant = form.get("grant_type").map(String::as_str);
+        if grant != Some("client_credentials") && grant != Some(exchange::GRANT_TYPE) {
             return error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
         }
         // RFC 6749 §2.3.1: HTTP Basic, or the client's id and secret in the form.
@@ -507,6 +511,9 @@ impl Shared {
         let (Some(client), Some(id)) = (client, id) else {
             return error(StatusCode::UNAUTHORIZED, "invalid_client");
         };
+        if grant == Some(exchange::GRANT_TYPE) {
+            return self.exchange(issuer, id, &form);
+        }
         let granted: Vec<&str> = match form.get("scope") {
             Some(asked) => {
                 let asked: Vec<&str> = asked.split(' ').filter(|s| !s.is_empty()).collect();
