@@ -253,9 +253,11 @@ impl<'a> MintInput<'a> {
     }
 
     /// When the principal's credential expires (Unix seconds): the token's
-    /// `exp` is never later, and a cached token that would outlive it is
-    /// not reused. A minted token must not keep a principal alive past its
-    /// own credential (a JWT's `exp`, a legacy session's end).
+    /// `exp` is never later (but at least a second after `iat`, for a
+    /// principal accepted within clock-skew leeway after its expiry), and a
+    /// cached token that would outlive it is not reused. A minted token must
+    /// not keep a principal alive past its own credential (a JWT's `exp`, a
+    /// legacy session's end).
     #[must_use]
     pub fn expires_at(mut self, expires_at: Option<i64>) -> Self {
         self.expires_at = expires_at;
@@ -317,7 +319,7 @@ pub enum MintError {
     #[error("cannot mint a token: {field} {reason}")]
     InvalidInput {
         /// Which input: `subject`, `authenticator`, `source_issuer`,
-        /// `client_id`, `scope` or `expires_at`.
+        /// `client_id` or `scope`.
         field: &'static str,
         /// What is wrong with it (never the value).
         reason: &'static str,
@@ -494,8 +496,7 @@ impl Minter {
     ///
     /// # Errors
     /// [`MintError::InvalidInput`] for an empty subject, authenticator or
-    /// source issuer, a scope that is not a scope token, or an `expires_at`
-    /// already past; [`MintError::TooLarge`] when the
+    /// source issuer, or a scope that is not a scope token; [`MintError::TooLarge`] when the
     /// extra claims make the token too big; [`MintError::ClockOutOfRange`];
     /// [`MintError::Backend`].
     pub fn mint(&self, input: &MintInput<'_>) -> Result<Arc<str>, MintError> {
@@ -506,15 +507,11 @@ impl Minter {
             Some(exp) if now >= 0 => exp,
             _ => return Err(MintError::ClockOutOfRange { now }),
         };
-        // Never past the principal's own expiry.
+        // Never past the principal's own expiry; a principal accepted
+        // within the validator's clock-skew leeway after its expiry gets a
+        // token of one second (an error would turn a pass into a 500).
         let exp = match input.expires_at {
-            Some(at) if at <= now => {
-                return Err(MintError::InvalidInput {
-                    field: "expires_at",
-                    reason: "has passed",
-                });
-            }
-            Some(at) => full.min(at),
+            Some(at) => full.min(at.max(now.saturating_add(1))),
             None => full,
         };
         // The issuer and audience are the minter's own: the members alone
