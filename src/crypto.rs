@@ -296,7 +296,7 @@ fn sha256(_parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// SHA-256 of `data`.
-#[cfg_attr(not(any(feature = "legacy", feature = "outgoing")), allow(dead_code))]
+#[cfg_attr(not(any(all(test, feature = "legacy"), feature = "outgoing")), allow(dead_code))]
 pub(crate) fn sha256_of(data: &[u8]) -> [u8; 32] {
     sha256(&[data])
 }
@@ -306,6 +306,51 @@ pub(crate) fn sha256_of(data: &[u8]) -> [u8; 32] {
 #[cfg_attr(not(any(feature = "api-keys", feature = "mint")), allow(dead_code))]
 pub(crate) fn sha256_parts(parts: &[&[u8]]) -> [u8; 32] {
     sha256(parts)
+}
+
+/// HMAC-SHA256 (RFC 2104) of the concatenation of `parts` under a key
+/// drawn once per process from the system generator: a digest to name a
+/// low-entropy secret by (a password, a session cookie) in caches and logs.
+/// Unlike a plain SHA-256, a logged or leaked value confirms no guess
+/// offline: without the key, which never leaves the process, a candidate
+/// password cannot be hashed to compare. `None` when the generator failed
+/// or no backend is compiled in (callers fail closed).
+#[cfg_attr(not(feature = "legacy"), allow(dead_code))]
+pub(crate) fn keyed_digest(parts: &[&[u8]]) -> Option<[u8; 32]> {
+    use std::sync::OnceLock;
+    static KEY: OnceLock<Option<[u8; 32]>> = OnceLock::new();
+    let key = KEY.get_or_init(|| {
+        let mut k = [0u8; 32];
+        random_bytes(&mut k).ok().map(|()| k)
+    });
+    let key = key.as_ref()?;
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        let key = aws::hmac::Key::new(aws::hmac::HMAC_SHA256, key);
+        let mut ctx = aws::hmac::Context::with_key(&key);
+        for p in parts {
+            ctx.update(p);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        Some(out)
+    }
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+        let mut ctx = ring::hmac::Context::with_key(&key);
+        for p in parts {
+            ctx.update(p);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        Some(out)
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    {
+        let _ = (key, parts);
+        None
+    }
 }
 
 /// Whether two digests are equal, compared in constant time by the
@@ -345,7 +390,10 @@ pub(crate) fn digests_equal(a: &[u8], b: &[u8]) -> bool {
 ///
 /// # Errors
 /// When the generator fails, or no backend is compiled in.
-#[cfg_attr(not(any(feature = "api-keys", feature = "mint")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "api-keys", feature = "mint", feature = "legacy")),
+    allow(dead_code)
+)]
 pub(crate) fn random_bytes(out: &mut [u8]) -> Result<(), &'static str> {
     #[cfg(feature = "aws-lc-rs")]
     {

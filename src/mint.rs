@@ -34,6 +34,19 @@
 //! assert_eq!(claims["scope"], "orders:read orders:write");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Who the token names: `authn`, `src_iss`, `sub`
+//! A subject is unique only within what vouched for it: `alice` at one
+//! accepted issuer is not `alice` at another, and an API key's subject (its
+//! owner or name, such as `admin`) or a legacy session's user id is
+//! free text chosen elsewhere. The upstream must therefore identify a
+//! principal by **`authn`** (the kind of credential: `jwt`, `api_key`,
+//! `legacy`), **`src_iss`** (for a JWT, the issuer that signed it; set it
+//! with [`MintInput::source_issuer`]) and **`sub`** together, never by `sub`
+//! alone, and grant by `scope`/`roles` rather than by a subject's name.
+//! Subjects are not rewritten (an upstream may need the legacy user id as
+//! it is); the claims that tell them apart are reserved, so no extra claim
+//! can forge them.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -73,13 +86,15 @@ const MAX_KID_LEN: usize = 256;
 /// input's extra claims is dropped: a hostile or careless value (an `iss`
 /// from the original token, an `exp` from a legacy session service, a
 /// `scope` from an API key's metadata) can never stand in for the minter's.
-/// RFC 7519 §4.1's registered claims, the ones this module defines, and the
-/// ones an upstream decides on: `scp` (read as scopes as `scope` is, by
-/// tokenwarden among others), authentication strength (`acr`, `amr`,
-/// `auth_time`: OIDC Core §2; a forged `amr: ["mfa"]` would pass step-up
-/// checks), delegation and binding (`act`, `may_act`: RFC 8693 §4.1, 4.4;
-/// `cnf`: RFC 7800), and the client and session (`azp`, `sid`, `nonce`).
-const RESERVED: [&str; 21] = [
+/// RFC 7519 §4.1's registered claims, the ones this module defines (`authn`,
+/// `src_iss`), and the ones an upstream decides on: `scp` (read as scopes as
+/// `scope` is, by tokenwarden among others), `groups` and `entitlements`
+/// (RFC 9068 §2.2.3.1, beside `roles`), authentication strength (`acr`,
+/// `amr`, `auth_time`: OIDC Core §2; a forged `amr: ["mfa"]` would pass
+/// step-up checks), delegation and binding (`act`, `may_act`: RFC 8693
+/// §4.1, 4.4; `cnf`: RFC 7800), and the client and session (`azp`, `sid`,
+/// `nonce`).
+const RESERVED: [&str; 24] = [
     "iss",
     "sub",
     "aud",
@@ -88,8 +103,11 @@ const RESERVED: [&str; 21] = [
     "iat",
     "jti",
     "authn",
+    "src_iss",
     "scope",
     "roles",
+    "groups",
+    "entitlements",
     "client_id",
     "scp",
     "acr",
@@ -147,6 +165,7 @@ struct Inner {
 struct Cached {
     token: Arc<str>,
     iat: i64,
+    exp: i64,
 }
 
 impl fmt::Debug for Minter {
@@ -183,6 +202,8 @@ impl fmt::Debug for Minter {
 pub struct MintInput<'a> {
     subject: &'a str,
     authenticator: &'a str,
+    source_issuer: Option<&'a str>,
+    expires_at: Option<i64>,
     client_id: Option<&'a str>,
     scopes: Vec<&'a str>,
     roles: Vec<&'a str>,
@@ -196,6 +217,8 @@ impl fmt::Debug for MintInput<'_> {
         f.debug_struct("MintInput")
             .field("subject", &self.subject)
             .field("authenticator", &self.authenticator)
+            .field("source_issuer", &self.source_issuer)
+            .field("expires_at", &self.expires_at)
             .field("client_id", &self.client_id)
             .field("scopes", &self.scopes)
             .field("roles", &self.roles)
@@ -214,6 +237,31 @@ impl<'a> MintInput<'a> {
             authenticator,
             ..MintInput::default()
         }
+    }
+
+    /// The issuer that vouched for the principal (a JWT's `iss`), written
+    /// in the `src_iss` claim. Subjects are unique per issuer only (OIDC
+    /// Core §2: `sub` is "locally unique ... within the Issuer"), so the
+    /// upstream must key a user by `src_iss` and `sub` together, never by
+    /// `sub` alone: without it, a user of one accepted issuer whose `sub`
+    /// equals a victim's at another would get the victim's token. Part of
+    /// the cache key like every claim. Set it for every JWT principal.
+    #[must_use]
+    pub fn source_issuer(mut self, issuer: &'a str) -> Self {
+        self.source_issuer = Some(issuer);
+        self
+    }
+
+    /// When the principal's credential expires (Unix seconds): the token's
+    /// `exp` is never later (but at least a second after `iat`, for a
+    /// principal accepted within clock-skew leeway after its expiry), and a
+    /// cached token that would outlive it is not reused. A minted token must
+    /// not keep a principal alive past its own credential (a JWT's `exp`, a
+    /// legacy session's end).
+    #[must_use]
+    pub fn expires_at(mut self, expires_at: Option<i64>) -> Self {
+        self.expires_at = expires_at;
+        self
     }
 
     /// The scopes, written space-separated in the `scope` claim
@@ -239,9 +287,12 @@ impl<'a> MintInput<'a> {
         self
     }
 
-    /// One extra claim to carry. A name the minter sets itself (`iss`,
-    /// `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`, `authn`, `scope`, `roles`,
-    /// `client_id`) is ignored; of two claims with one name, the last wins.
+    /// One extra claim to carry. A name the minter sets itself or that an
+    /// upstream decides on (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`,
+    /// `jti`, `authn`, `src_iss`, `scope`, `scp`, `roles`, `groups`,
+    /// `entitlements`, `client_id`, `acr`, `amr`, `auth_time`, `act`,
+    /// `may_act`, `cnf`, `azp`, `sid`, `nonce`) is ignored; of two claims
+    /// with one name, the last wins.
     #[must_use]
     pub fn claim(mut self, name: &'a str, value: &'a Value) -> Self {
         self.claims.push((name, value));
@@ -267,7 +318,8 @@ pub enum MintError {
     /// (a space in one would read as two scopes upstream).
     #[error("cannot mint a token: {field} {reason}")]
     InvalidInput {
-        /// Which input: `subject`, `authenticator`, `client_id` or `scope`.
+        /// Which input: `subject`, `authenticator`, `source_issuer`,
+        /// `client_id` or `scope`.
         field: &'static str,
         /// What is wrong with it (never the value).
         reason: &'static str,
@@ -437,30 +489,44 @@ impl Minter {
     ///
     /// The same input within the first half of the lifetime gets the same
     /// token from the cache, so every token handed upstream has at least half
-    /// its lifetime left. The cache is keyed by a SHA-256 digest of the
-    /// input's claims, never by a credential.
+    /// its lifetime left (or lasts until the principal's
+    /// [`expires_at`](MintInput::expires_at), when that comes sooner). The
+    /// cache is keyed by a SHA-256 digest of the input's claims (its source
+    /// issuer included), never by a credential.
     ///
     /// # Errors
-    /// [`MintError::InvalidInput`] for an empty subject or authenticator or a
-    /// scope that is not a scope token; [`MintError::TooLarge`] when the
+    /// [`MintError::InvalidInput`] for an empty subject, authenticator or
+    /// source issuer, or a scope that is not a scope token; [`MintError::TooLarge`] when the
     /// extra claims make the token too big; [`MintError::ClockOutOfRange`];
     /// [`MintError::Backend`].
     pub fn mint(&self, input: &MintInput<'_>) -> Result<Arc<str>, MintError> {
         let i = &*self.inner;
         let members = principal_members(input)?;
         let now = i.clock.now();
-        let exp = match now.checked_add(i.lifetime) {
+        let full = match now.checked_add(i.lifetime) {
             Some(exp) if now >= 0 => exp,
             _ => return Err(MintError::ClockOutOfRange { now }),
         };
+        // Never past the principal's own expiry; a principal accepted
+        // within the validator's clock-skew leeway after its expiry gets a
+        // token of one second (an error would turn a pass into a 500).
+        let exp = match input.expires_at {
+            Some(at) => full.min(at.max(now.saturating_add(1))),
+            None => full,
+        };
         // The issuer and audience are the minter's own: the members alone
-        // tell principals apart.
+        // tell principals apart (the source issuer among them).
         let key = crypto::sha256_parts(&[b"tokenwarden mint v1\0", &members]);
         if let Some(cache) = &i.cache {
             if let Some(hit) = cache.get(&key) {
                 // A clock set back (hit.iat > now) is a miss, not a token
-                // issued in the future.
-                if hit.iat <= now && now < hit.iat.saturating_add(i.refresh_after) {
+                // issued in the future. A hit is reused only if it does not
+                // outlive this principal's expiry, and is either uncapped or
+                // capped at this same expiry (else a fresh one lasts longer).
+                let fresh = hit.iat <= now && now < hit.iat.saturating_add(i.refresh_after);
+                let bounded = hit.exp <= exp
+                    && (hit.exp == exp || hit.exp == hit.iat.saturating_add(i.lifetime));
+                if fresh && bounded {
                     return Ok(hit.token);
                 }
             }
@@ -473,6 +539,7 @@ impl Minter {
                     Cached {
                         token: token.clone(),
                         iat: now,
+                        exp,
                     },
                 );
             }
@@ -533,6 +600,9 @@ fn principal_members(input: &MintInput<'_>) -> Result<Vec<u8>, MintError> {
     if input.client_id == Some("") {
         return Err(invalid("client_id", "is empty"));
     }
+    if input.source_issuer == Some("") {
+        return Err(invalid("source_issuer", "is empty"));
+    }
     for scope in &input.scopes {
         // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). The
         // claim is space-separated: a scope "read admin" from a hostile
@@ -556,6 +626,9 @@ fn principal_members(input: &MintInput<'_>) -> Result<Vec<u8>, MintError> {
     };
     member(&mut out, "sub", &input.subject);
     member(&mut out, "authn", &input.authenticator);
+    if let Some(iss) = input.source_issuer {
+        member(&mut out, "src_iss", &iss);
+    }
     if let Some(client_id) = input.client_id {
         member(&mut out, "client_id", &client_id);
     }

@@ -548,3 +548,69 @@ async fn api_key_secrets_appear_in_no_log_line_or_debug_output() {
         "the id may show"
     );
 }
+
+/// Attack: `cache_for(Duration::MAX)` must not make a key removed from the
+/// store valid forever: answers are kept an hour at most.
+#[tokio::test]
+async fn a_custom_store_cache_is_clamped_to_an_hour() {
+    let db = held();
+    db.gate.add_permits(1000);
+    let new = add_key(&db.records, "a", &["x"]);
+    let clock = ManualClock::new(NOW);
+    let auth = ApiKeyAuthenticator::custom(db.clone())
+        .cache_for(std::time::Duration::MAX)
+        .clock(clock.clone());
+    let chain = Chain::new().api_key(auth);
+    let headers = api_key_header(&new);
+    assert!(run(&chain, &headers).await.is_ok());
+    db.records.remove(&new.record.id);
+    clock.advance(3599);
+    assert!(
+        run(&chain, &headers).await.is_ok(),
+        "cached within the hour"
+    );
+    clock.advance(1);
+    let (status, kind, _) = refused(run(&chain, &headers).await);
+    assert_eq!((status, kind), (401, "unknown_key"), "removed an hour ago");
+    assert_eq!(
+        tokenwarden::authn::api_key::MAX_CACHE_TTL,
+        std::time::Duration::from_secs(3600)
+    );
+}
+
+/// Attack: made-up ids, enough to fill the lookup cache with "not found",
+/// must not cost a real key its cached answer and single flight: a herd
+/// for it still makes one store call.
+#[tokio::test]
+async fn a_flood_of_unknown_ids_cannot_break_the_single_flight_of_a_real_key() {
+    let db = held();
+    let new = add_key(&db.records, "a", &["x"]);
+    let chain =
+        Chain::new().api_key(ApiKeyAuthenticator::custom(db.clone()).clock(ManualClock::new(NOW)));
+    db.gate.add_permits(1);
+    for i in 0..10_001 {
+        let bogus = format!("ApiKey tw_live_{i:016x}_{}", "A".repeat(43));
+        let r = run(&chain, &vec![("authorization".into(), bogus)]).await;
+        assert_eq!(refused(r).1, "unknown_key");
+    }
+    assert_eq!(db.calls.load(Ordering::SeqCst), 10_001);
+    assert_eq!(db.gate.forget_permits(1), 1);
+    let headers = api_key_header(&new);
+    let req = RequestView::new("GET", "/", &headers);
+    let mut pending: Vec<Pin<Box<Judging<'_>>>> = (0..100)
+        .map(|_| Box::pin(chain.authenticate(&req)) as _)
+        .collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    for f in &mut pending {
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+    }
+    db.gate.add_permits(1);
+    for f in pending {
+        assert!(f.await.is_ok());
+    }
+    assert_eq!(
+        db.calls.load(Ordering::SeqCst),
+        10_002,
+        "one store call for 100"
+    );
+}

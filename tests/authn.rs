@@ -262,3 +262,72 @@ async fn a_users_authenticator_joins_the_chain_and_may_step_aside() {
     assert_eq!(r.status(), 401);
     assert_eq!(r.challenges("a").len(), 3);
 }
+
+/// A user's authenticator named as a built-in kind, its principals saying
+/// `jwt` too.
+struct PosingAsJwt;
+
+impl Authenticator for PosingAsJwt {
+    fn name(&self) -> &'static str {
+        "jwt"
+    }
+    fn scheme(&self) -> Scheme {
+        Scheme::Other("Session")
+    }
+    fn recognises(&self, req: &RequestView<'_>) -> bool {
+        req.header("x-session").is_some()
+    }
+    fn authenticate<'a>(&'a self, _req: &'a RequestView<'a>) -> BoxFuture<'a, Verdict> {
+        Box::pin(async move { Verdict::Authenticated(Principal::new("mallory", "jwt")) })
+    }
+}
+
+/// Attack: an authenticator named `jwt` (a legacy one's `.name("jwt")`, a
+/// user's) would make a session and a bearer token count as one kind (no
+/// 400) and label its principals as JWTs. The chain refuses to run so
+/// built (`check` says why) and no such request passes.
+#[tokio::test]
+async fn an_authenticator_named_as_a_built_in_kind_is_refused() {
+    let store = Arc::new(MemoryStore::new());
+    assert!(chain(&store).check().is_ok());
+    let chain = chain(&store).with_authenticator(PosingAsJwt);
+    assert!(chain.check().is_err());
+    let mut both = bearer(&token(json!({})));
+    both.push(("x-session".into(), "s".into()));
+    let session = vec![("x-session".to_string(), "s".to_string())];
+    for headers in [&both, &session] {
+        let r = run(&chain, headers).await;
+        assert!(r.is_err(), "passed: {r:?}");
+    }
+}
+
+/// A user's authenticator whose principal names another kind is labelled
+/// by the chain with its own name.
+#[tokio::test]
+async fn a_principal_is_labelled_by_the_member_that_vouched() {
+    struct Sessions;
+    impl Authenticator for Sessions {
+        fn name(&self) -> &'static str {
+            "sessions"
+        }
+        fn scheme(&self) -> Scheme {
+            Scheme::Other("Session")
+        }
+        fn recognises(&self, req: &RequestView<'_>) -> bool {
+            req.header("x-session").is_some()
+        }
+        fn authenticate<'a>(&'a self, _req: &'a RequestView<'a>) -> BoxFuture<'a, Verdict> {
+            Box::pin(async move { Verdict::Authenticated(Principal::new("mallory", "jwt")) })
+        }
+    }
+    let store = Arc::new(MemoryStore::new());
+    let chain = chain(&store).with_authenticator(Sessions);
+    assert!(chain.check().is_ok());
+    let session = vec![("x-session".to_string(), "s".to_string())];
+    let p = run(&chain, &session).await.unwrap();
+    assert_eq!(p.authenticator(), "sessions");
+    // And a session with a bearer token is two kinds: 400.
+    let mut both = bearer(&token(json!({})));
+    both.push(("x-session".into(), "s".into()));
+    assert_eq!(run(&chain, &both).await.unwrap_err().status(), 400);
+}

@@ -79,7 +79,8 @@ async fn a_valid_cookie_gives_the_principal_the_service_describes() {
     assert!(p.has_scope("orders:write"));
     assert!(p.has_role("staff"));
     assert_eq!(p.expires_at(), Some(NOW + 3600));
-    assert_eq!(p.claims()["sub"], "alice");
+    // Registered claims are read, then dropped from the claims.
+    assert!(p.claims().get("sub").is_none());
     // Only the credential went to the service: no other cookie, no header.
     let sent = server.last_headers();
     assert!(sent.contains(&"cookie".to_string()), "{sent:?}");
@@ -435,6 +436,13 @@ async fn hostile_cookies_are_refused_without_a_check() {
         ("backslash", c("SID=a\\b".into())),
         ("empty", c("SID=".into())),
         ("huge", c(format!("SID={}", "a".repeat(5000)))),
+        // RFC 2965 parsers split on `,` too: they would read this SID.
+        (
+            "another after a comma",
+            c(format!("SID={good}; theme=dark, SID=x")),
+        ),
+        ("only after a comma", c("theme=dark, SID=x".into())),
+        ("a look-alike after a comma", c("a=b,sid=x".into())),
     ];
     for (what, headers) in cases {
         let r = run(&chain, &headers).await;
@@ -557,4 +565,79 @@ async fn a_header_credential_works_and_a_legacy_cookie_with_an_api_key_is_400() 
         status(&run(&both, &headers).await),
         (400, "invalid_request")
     );
+}
+
+/// Attack: a hostile legacy endpoint's answer cannot pass for an IdP's
+/// token: registered JWT claims (`iss`, `aud`, `cnf`, …) are read for the
+/// subject, scopes and expiry, then dropped; other claims are kept.
+#[tokio::test]
+async fn registered_claims_from_the_endpoint_are_dropped() {
+    let good = sid("idp");
+    let server = LegacyServer::start().await;
+    server.add(
+        &format!("SID={good}"),
+        json!({
+            "sub": "alice",
+            "iss": "https://idp.example.com",
+            "aud": "api",
+            "scope": "orders:read",
+            "scp": "admin",
+            "cnf": {"jkt": "attacker"},
+            "act": {"sub": "admin"},
+            "amr": ["mfa"],
+            "exp": NOW + 600,
+            "tenant": "acme",
+        }),
+    );
+    let chain = Chain::new().legacy(cookie_auth(&server));
+    let p = run(&chain, &cookie(&good)).await.unwrap();
+    assert_eq!(p.subject(), "alice");
+    assert!(p.has_scope("orders:read"));
+    assert!(
+        !p.has_scope("admin"),
+        "scp is not the configured scopes claim"
+    );
+    assert_eq!(p.expires_at(), Some(NOW + 600));
+    for name in [
+        "iss", "aud", "scope", "scp", "cnf", "act", "amr", "exp", "sub",
+    ] {
+        assert!(p.claims().get(name).is_none(), "{name}: {:?}", p.claims());
+    }
+    assert_eq!(p.claims()["tenant"], "acme");
+}
+
+/// Attack: distinct bogus cookies, enough to fill the verdict cache with
+/// "no", must not cost a good new cookie its single flight: a herd for it
+/// still makes one call (and its "yes" is kept).
+#[tokio::test]
+async fn a_flood_of_bogus_cookies_cannot_break_the_single_flight_of_a_good_one() {
+    let good = sid("after-flood");
+    let server = server_with(&[&good]).await;
+    let auth = cookie_auth(&server)
+        .timeout(Duration::from_secs(30))
+        .max_entries(200);
+    let chain = Chain::new().legacy(auth);
+    for i in 0..400 {
+        let r = run(&chain, &cookie(&format!("bogus-{i}"))).await;
+        assert_eq!(status(&r), (401, "invalid_credentials"));
+    }
+    assert_eq!(server.calls(), 400);
+    server.hold(&format!("SID={good}"));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (chain, headers) = (chain.clone(), cookie(&good));
+        tasks.spawn(async move { run(&chain, &headers).await });
+    }
+    server.wait_in_flight(1).await;
+    // Every task has joined the flight before it is released.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    server.release();
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap().subject(), "alice");
+    }
+    assert_eq!(server.calls(), 401, "one call for the herd after the flood");
+    assert!(run(&chain, &cookie(&good)).await.is_ok());
+    assert_eq!(server.calls(), 401, "the good cookie's yes is kept");
 }

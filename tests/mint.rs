@@ -320,6 +320,9 @@ fn hostile_extra_claims_cannot_override_registered_claims() {
         "azp": "trusted-app",
         "sid": "someone-elses-session",
         "nonce": "n",
+        "groups": ["domain-admins"],
+        "entitlements": ["billing:write"],
+        "src_iss": "https://idp.victim.test",
         "tenant": "acme",
     }))
     .unwrap();
@@ -356,6 +359,11 @@ fn hostile_extra_claims_cannot_override_registered_claims() {
         "azp",
         "sid",
         "nonce",
+        // RFC 9068 §2.2.3.1: authorization attributes beside `roles`.
+        "groups",
+        "entitlements",
+        // The source issuer is the minter's to write, from the input.
+        "src_iss",
     ] {
         assert!(c.get(decided_on).is_none(), "{decided_on} passed: {c:?}");
     }
@@ -752,4 +760,62 @@ fn debug_and_errors_never_show_the_private_key() {
     }
     assert!(shown[1].contains(m.kid()), "the public kid is shown");
     assert_eq!(b64(&seed), RFC8037_D);
+}
+
+/// Attack: a user at issuer B whose `sub` equals a victim's at issuer A
+/// must not get the victim's internal token (nor a cached copy of it): the
+/// source issuer is written and keys the cache.
+#[test]
+fn one_subject_at_two_issuers_gets_two_tokens_naming_each_issuer() {
+    let clock = ManualClock::new(NOW);
+    let m = minter(Algorithm::EdDSA, &clock);
+    let victim = m
+        .mint(&MintInput::new("alice", "jwt").source_issuer("https://idp-a.test"))
+        .unwrap();
+    let other = m
+        .mint(&MintInput::new("alice", "jwt").source_issuer("https://idp-b.test"))
+        .unwrap();
+    assert_ne!(victim, other, "the cached token of another issuer's user");
+    assert_eq!(claims_of(&victim)["src_iss"], "https://idp-a.test");
+    assert_eq!(claims_of(&other)["src_iss"], "https://idp-b.test");
+    let none = m.mint(&MintInput::new("alice", "jwt")).unwrap();
+    assert!(claims_of(&none).get("src_iss").is_none());
+    assert_ne!(none, victim);
+    assert_eq!(
+        m.mint(&MintInput::new("alice", "jwt").source_issuer(""))
+            .unwrap_err()
+            .kind(),
+        "invalid_input"
+    );
+}
+
+/// A minted token never outlives the principal's credential, and a cached
+/// token that would is not reused.
+#[test]
+fn the_token_expires_no_later_than_the_principal() {
+    let clock = ManualClock::new(NOW);
+    let m = minter(Algorithm::EdDSA, &clock);
+    let input = |exp| MintInput::new("alice", "jwt").expires_at(Some(exp));
+    let first = m.mint(&input(NOW + 10)).unwrap();
+    assert_eq!(
+        claims_of(&first)["exp"],
+        NOW + 10,
+        "capped at the principal"
+    );
+    // The same principal again: the cached token is reused.
+    assert_eq!(m.mint(&input(NOW + 10)).unwrap(), first);
+    // The same claims with an earlier expiry (a shorter credential): a
+    // cached token lasting longer is not handed out.
+    let sooner = m.mint(&input(NOW + 5)).unwrap();
+    assert_ne!(sooner, first);
+    assert_eq!(claims_of(&sooner)["exp"], NOW + 5);
+    // A later expiry than the lifetime: the lifetime wins.
+    let later = m.mint(&input(NOW + 3600)).unwrap();
+    assert_eq!(claims_of(&later)["exp"], NOW + 60);
+    // An expiry already past (a JWT accepted within leeway): one second.
+    let late = m.mint(&input(NOW - 30)).unwrap();
+    assert_eq!(claims_of(&late)["exp"], NOW + 1);
+    // No expiry: the lifetime.
+    let open = m.mint(&MintInput::new("bob", "api_key")).unwrap();
+    assert_eq!(claims_of(&open)["exp"], NOW + 60);
 }

@@ -95,10 +95,11 @@ async fn a_pass_carries_an_internal_token_the_upstream_validates_against_the_sid
             "a refusal carried an internal token"
         );
     }
-    // An anonymous pass has no principal, so no token either.
+    // An anonymous pass has no principal, so no token either (the header
+    // is set empty, replacing any client-sent copy).
     let r = get(&format!("{base}/auth"), None, "/public/x").await;
     assert_eq!(r.status(), 200);
-    assert!(r.headers().get("x-internal-token").is_none());
+    assert_eq!(r.headers()["x-internal-token"], "");
 
     // A valid token the minter cannot write as a principal (no `sub`, a
     // scope with a quote): 500, never a pass without the internal token.

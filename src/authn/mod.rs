@@ -118,8 +118,11 @@ pub enum Verdict {
 /// ```
 pub trait Authenticator: Send + Sync {
     /// The name of this kind, as [`Principal::authenticator`] reports it
-    /// (`"jwt"`, `"api_key"`, …). Two authenticators of one name count as
-    /// one kind of credential.
+    /// (`"jwt"`, `"api_key"`, …): a [`Chain`] labels the principals yours
+    /// vouches for with it, whatever name they carry. Two of your
+    /// authenticators of one name count as one kind of credential; the
+    /// built-in kinds' names ([`RESERVED_NAMES`]) are theirs alone (see
+    /// [`Chain::check`]).
     fn name(&self) -> &'static str;
 
     /// The `WWW-Authenticate` scheme this kind answers with.
@@ -130,6 +133,22 @@ pub trait Authenticator: Send + Sync {
 
     /// Judges the request's credential.
     fn authenticate<'a>(&'a self, req: &'a RequestView<'a>) -> BoxFuture<'a, Verdict>;
+}
+
+/// Names only the built-in kinds carry: an authenticator of yours named so
+/// would pass its principals off as a JWT's or an API key's (to the
+/// service behind, which reads [`Principal::authenticator`]).
+pub const RESERVED_NAMES: [&str; 2] = ["jwt", "api_key"];
+
+/// Which kind of credential a member judges: the built-in kinds by type,
+/// yours by name. A legacy authenticator named `"jwt"` is still not the
+/// JWT kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Jwt,
+    #[cfg(feature = "api-keys")]
+    ApiKey,
+    Custom(&'static str),
 }
 
 /// One member of a chain: the built-in kinds are called directly (the JWT
@@ -143,6 +162,15 @@ enum Member {
 }
 
 impl Member {
+    fn kind(&self) -> Kind {
+        match self {
+            Member::Jwt(_) => Kind::Jwt,
+            #[cfg(feature = "api-keys")]
+            Member::ApiKey(_) => Kind::ApiKey,
+            Member::Custom(a) => Kind::Custom(a.name()),
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Member::Jwt(a) => Authenticator::name(a),
@@ -175,7 +203,13 @@ impl Member {
             Member::Jwt(a) => a.verdict(req).await,
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => a.verdict(req).await,
-            Member::Custom(a) => a.authenticate(req).await,
+            Member::Custom(a) => match a.authenticate(req).await {
+                // Labelled by the member that vouched, never by its own say.
+                Verdict::Authenticated(p) if p.authenticator() != a.name() => {
+                    Verdict::Authenticated(p.vouched_by(a.name()))
+                }
+                v => v,
+            },
         }
     }
 }
@@ -194,6 +228,9 @@ struct Inner {
     members: Vec<Member>,
     allow_multiple: bool,
     requirements: Requirements,
+    /// The first mistake in building the chain: every request is then
+    /// refused (see [`Chain::check`]).
+    misconfigured: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -232,11 +269,56 @@ impl Chain {
         self.with(|c| c.members.push(Member::ApiKey(authenticator)))
     }
 
-    /// Adds your own authenticator.
+    /// Adds your own authenticator. One named as a built-in kind
+    /// ([`RESERVED_NAMES`]) makes the chain refuse every request (503
+    /// `misconfigured_chain`): see [`check`](Self::check).
     #[must_use]
     pub fn with_authenticator(self, authenticator: impl Authenticator + 'static) -> Chain {
         let a: Arc<dyn Authenticator> = Arc::new(authenticator);
-        self.with(|c| c.members.push(Member::Custom(a)))
+        self.with(|c| {
+            if RESERVED_NAMES.contains(&a.name()) && c.misconfigured.is_none() {
+                c.misconfigured = Some(
+                    "an authenticator of yours is named as a built-in kind (\"jwt\" or \"api_key\")",
+                );
+            }
+            c.members.push(Member::Custom(a));
+        })
+    }
+
+    /// Whether the chain is well built: check it at start-up.
+    ///
+    /// A chain holding an authenticator of yours (or a legacy one) named
+    /// as a built-in kind (`.name("jwt")`) refuses every request with 503
+    /// `misconfigured_chain`, failing closed: its principals would pass
+    /// for JWTs to the service behind.
+    ///
+    /// ```
+    /// # #[cfg(feature = "legacy")] {
+    /// use tokenwarden::authn::Chain;
+    /// use tokenwarden::authn::legacy::LegacyAuthenticator;
+    ///
+    /// let legacy = LegacyAuthenticator::basic(|_| async { Ok(None) });
+    /// assert!(Chain::new().legacy(legacy.clone()).check().is_ok());
+    /// assert!(Chain::new().legacy(legacy.name("jwt")).check().is_err());
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// The mistake, as a [`BuildError`](crate::BuildError).
+    pub fn check(&self) -> Result<(), crate::error::BuildError> {
+        match self.inner.misconfigured {
+            Some(why) => Err(crate::error::BuildError::new(why)),
+            None => Ok(()),
+        }
+    }
+
+    fn misconfigured(&self) -> Option<Refusal> {
+        self.inner.misconfigured?;
+        Some(Refusal::unavailable(
+            Scheme::Bearer,
+            "misconfigured_chain",
+            DEFAULT_RETRY_AFTER,
+        ))
     }
 
     /// Lets a request carry several kinds of credentials: the first
@@ -311,16 +393,20 @@ impl Chain {
     /// The first member that recognises the request's credential; a
     /// refusal for none, or for two kinds at once (unless allowed).
     fn select(&self, req: &RequestView<'_>) -> Result<usize, Refusal> {
+        if let Some(r) = self.misconfigured() {
+            return Err(r);
+        }
         let members = &self.inner.members;
         let Some(first) = members.iter().position(|m| m.recognises(req)) else {
             return Err(self.missing());
         };
         if !self.inner.allow_multiple {
-            let kind = members[first].name();
+            // By kind, not by name: a name is the authenticator's to choose.
+            let kind = members[first].kind();
             let other = members
                 .iter()
                 .skip(first.saturating_add(1))
-                .any(|m| m.name() != kind && m.recognises(req));
+                .any(|m| m.kind() != kind && m.recognises(req));
             if other {
                 return Err(Refusal::invalid_request(
                     members[first].scheme(),
@@ -340,13 +426,13 @@ impl Chain {
         first: usize,
     ) -> impl Iterator<Item = &'s Member> + 's {
         let members = &self.inner.members;
-        let kind = members.get(first).map(Member::name);
+        let kind = members.get(first).map(Member::kind);
         let allow_multiple = self.inner.allow_multiple;
         // The first recognised already: not asked again.
         let rest = members
             .iter()
             .skip(first.saturating_add(1))
-            .filter(move |m| (allow_multiple || Some(m.name()) == kind) && m.recognises(req));
+            .filter(move |m| (allow_multiple || Some(m.kind()) == kind) && m.recognises(req));
         members.get(first).into_iter().chain(rest)
     }
 

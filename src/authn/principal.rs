@@ -176,6 +176,13 @@ impl Principal {
         }
     }
 
+    /// The same principal, vouched for by `authenticator`: the chain's
+    /// member that judged it, whatever name its own code gave it.
+    pub(crate) fn vouched_by(mut self, authenticator: &'static str) -> Principal {
+        self.authenticator = authenticator;
+        self
+    }
+
     fn extra(&self) -> Option<&Extra> {
         self.extra.as_deref()
     }

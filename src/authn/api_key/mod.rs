@@ -75,6 +75,10 @@ pub const SUSPICIOUS_FAILURES: u32 = 5;
 /// The window (seconds) [`SUSPICIOUS_FAILURES`] are counted in.
 pub const FAILURE_WINDOW: i64 = 60;
 
+/// The longest a custom store's answers are kept ([`ApiKeyAuthenticator::cache_for`]):
+/// a key removed or disabled in the store is refused at most this long after.
+pub const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
+
 /// What the client is told for an unknown id or a wrong secret: the same,
 /// so that it learns nothing about which ids exist.
 const INVALID: &str = "invalid API key";
@@ -214,11 +218,14 @@ impl ApiKeyAuthenticator {
         Self::with_source(Source::Custom(CachedStore::new(Arc::new(store), 5)))
     }
 
-    /// How long (whole seconds) a custom store's answers are kept.
+    /// How long (whole seconds) a custom store's answers are kept: at most
+    /// [`MAX_CACHE_TTL`] (`Duration::MAX` included), so that a key removed
+    /// or disabled in the store is never valid here for long after.
     #[must_use]
     pub fn cache_for(mut self, ttl: Duration) -> Self {
         if let Source::Custom(c) = &mut self.source {
-            c.set_ttl(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
+            let ttl = ttl.min(MAX_CACHE_TTL);
+            c.set_ttl(i64::try_from(ttl.as_secs()).unwrap_or(0));
         }
         self
     }

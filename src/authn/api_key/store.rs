@@ -354,7 +354,45 @@ fn read_store(path: &Path) -> Result<(Records, Option<(SystemTime, u64)>), Store
 /// Most ids whose answers a [`CachedStore`] keeps; past it, expired
 /// answers are dropped, and when none are, new answers are not kept (the
 /// store is asked, one lookup per id still shared by concurrent callers).
+/// "Not found" answers are not among them: see [`MAX_MISSING`].
 const MAX_CACHED: usize = 10_000;
+
+/// Most "not found" answers kept, apart from the others, the oldest
+/// dropped first: a flood of made-up ids evicts only other made-up ids,
+/// never a real key's answer or its single flight.
+const MAX_MISSING: usize = 1024;
+
+/// Ids the store said it does not have, and when (clock seconds).
+#[derive(Default)]
+struct Missing {
+    at: HashMap<Box<str>, (i64, u64)>,
+    order: std::collections::VecDeque<(Box<str>, u64)>,
+    seq: u64,
+}
+
+impl Missing {
+    fn fresh(&self, id: &str, now: i64, ttl: i64) -> bool {
+        self.at
+            .get(id)
+            .is_some_and(|(at, _)| now.saturating_sub(*at) < ttl)
+    }
+
+    fn insert(&mut self, id: &str, at: i64) {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        self.at.insert(id.into(), (at, seq));
+        self.order.push_back((id.into(), seq));
+        // Oldest first out; entries re-inserted since are skipped.
+        while self.at.len() > MAX_MISSING || self.order.len() > 2 * MAX_MISSING {
+            let Some((old, old_seq)) = self.order.pop_front() else {
+                break;
+            };
+            if self.at.get(&old).is_some_and(|(_, s)| *s == old_seq) {
+                self.at.remove(&old);
+            }
+        }
+    }
+}
 
 type Answer = Result<Option<Arc<ApiKeyRecord>>, StoreError>;
 
@@ -370,6 +408,8 @@ pub(crate) struct CachedStore {
     /// second, so a flood of unknown ids cannot make every lookup scan
     /// the whole map under the lock.
     swept: Arc<AtomicI64>,
+    /// "Not found" answers, kept apart so they cannot fill `slots`.
+    missing: Arc<Mutex<Missing>>,
 }
 
 #[derive(Default)]
@@ -396,6 +436,7 @@ impl CachedStore {
             ttl,
             slots: Arc::default(),
             swept: Arc::new(AtomicI64::new(i64::MIN)),
+            missing: Arc::default(),
         }
     }
 
@@ -406,6 +447,11 @@ impl CachedStore {
     pub(crate) async fn get(&self, id: &str, now: i64) -> Answer {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let missing = self.missing.lock().unwrap_or_else(PoisonError::into_inner);
+            if missing.fresh(id, now, self.ttl) {
+                return Ok(None);
+            }
+            drop(missing);
             match slots.get(id) {
                 Some(s) if s.fresh(now, self.ttl) => s.clone(),
                 _ => {
@@ -422,7 +468,7 @@ impl CachedStore {
                 }
             }
         };
-        let (answer, _) = slot
+        let (answer, at) = slot
             .cell
             .get_or_init(|| async {
                 let answer = match self.store.lookup(id).await {
@@ -434,6 +480,18 @@ impl CachedStore {
                 (Ok(answer), now)
             })
             .await;
+        if matches!(answer, Ok(None)) {
+            // "Not found" moves to its own bounded map, freeing the slot.
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            if slots.get(id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                slots.remove(id);
+            }
+            drop(slots);
+            if self.ttl > 0 {
+                let mut missing = self.missing.lock().unwrap_or_else(PoisonError::into_inner);
+                missing.insert(id, *at);
+            }
+        }
         answer.clone()
     }
 }

@@ -1,8 +1,8 @@
 //! The verdict cache around a legacy check: one call in flight per
-//! credential (keyed by its SHA-256), "yes" and "no" kept for their TTLs,
+//! credential (keyed by its HMAC), "yes" and "no" kept for their TTLs,
 //! failures never, every check under a semaphore and a deadline.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,58 +31,79 @@ pub(crate) enum Outcome {
 /// How often, at most, a full cache is swept of expired verdicts.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+/// Most "no" verdicts kept (fewer if the cache keeps fewer entries): apart
+/// from the "yes" ones, the oldest dropped first, so a flood of bogus
+/// credentials evicts only other bogus ones, never a good credential's
+/// verdict or its single flight.
+pub(crate) const MAX_NEGATIVE: usize = 1024;
+
 pub(crate) struct Cache {
     permits: Semaphore,
     max_concurrent: usize,
     positive: Duration,
     negative: Duration,
     max_entries: usize,
-    slots: Mutex<Slots>,
+    state: Mutex<State>,
 }
 
+/// Three maps, so that none crowds out another: the checks in flight (as
+/// many as requests waiting, each gone when done or abandoned), the "yes"
+/// verdicts (at most `max_entries`), the "no" verdicts (at most
+/// [`MAX_NEGATIVE`], oldest first out).
 #[derive(Default)]
-struct Slots {
-    map: HashMap<[u8; 32], Arc<Slot>>,
+struct State {
+    flights: HashMap<[u8; 32], Arc<Flight>>,
+    yes: HashMap<[u8; 32], (Principal, Instant)>,
     last_sweep: Option<Instant>,
+    /// Until when, and the insertion number `no_order` refers to it by.
+    no: HashMap<[u8; 32], (Instant, u64)>,
+    no_order: VecDeque<([u8; 32], u64)>,
+    no_seq: u64,
 }
 
-/// One credential's judgement: in flight while the cell is empty.
-#[derive(Default)]
-struct Slot {
-    cell: OnceCell<Done>,
+/// One credential's check: in flight while the cell is empty.
+type Flight = OnceCell<Outcome>;
+
+/// A caller's hold on a flight: when the last caller lets go (the check
+/// done, or every caller gone), the flight leaves the map.
+struct Joined<'c> {
+    cache: &'c Cache,
+    key: [u8; 32],
+    flight: Option<Arc<Flight>>,
 }
 
-struct Done {
-    outcome: Outcome,
-    /// Until when the outcome may be reused; `None`: never (a failure).
-    until: Option<Instant>,
-}
-
-impl Slot {
-    /// In flight, or done and reusable at `now`.
-    fn live(&self, now: Instant) -> bool {
-        match self.cell.get() {
-            None => true,
-            Some(d) => d.until.is_some_and(|u| now < u),
+impl Drop for Joined<'_> {
+    fn drop(&mut self) {
+        // Every handle on a flight is taken and let go under the lock, so
+        // the count below is exact: the map's, ours, and other callers'.
+        let mut st = self.cache.lock();
+        let Some(ours) = self.flight.take() else {
+            return;
+        };
+        let remove = st.flights.get(&self.key).is_some_and(|f| {
+            // Ours (not a newer flight for the same credential), and done
+            // (a new caller then reads the verdict) or waited on by nobody
+            // else (a new caller starts a new check).
+            Arc::ptr_eq(f, &ours) && (ours.initialized() || Arc::strong_count(f) == 2)
+        });
+        if remove {
+            st.flights.remove(&self.key);
         }
+        drop(ours);
     }
 }
 
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Entries are counted, never shown (their keys are credential hashes).
-        let entries = self
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .map
-            .len();
+        let st = self.lock();
         f.debug_struct("Cache")
             .field("max_concurrent", &self.max_concurrent)
             .field("positive_ttl", &self.positive)
             .field("negative_ttl", &self.negative)
             .field("max_entries", &self.max_entries)
-            .field("entries", &entries)
+            .field("entries", &(st.yes.len() + st.no.len()))
+            .field("in_flight", &st.flights.len())
             .finish()
     }
 }
@@ -101,8 +122,12 @@ impl Cache {
             positive: positive.min(MAX_TTL),
             negative: negative.min(MAX_TTL),
             max_entries,
-            slots: Mutex::default(),
+            state: Mutex::default(),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn with_permits(&self, n: usize) -> Cache {
@@ -126,32 +151,6 @@ impl Cache {
         Cache::new(self.max_concurrent, self.positive, self.negative, n)
     }
 
-    /// The slot of `key`: the live one, or a new one (kept when there is
-    /// room).
-    fn slot(&self, key: [u8; 32], now: Instant) -> Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(s) = slots.map.get(&key) {
-            if s.live(now) {
-                return s.clone();
-            }
-        }
-        let s = Arc::new(Slot::default());
-        slots.map.remove(&key);
-        if slots.map.len() >= self.max_entries {
-            let due = slots
-                .last_sweep
-                .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY);
-            if due {
-                slots.last_sweep = Some(now);
-                slots.map.retain(|_, s| s.live(now));
-            }
-        }
-        if slots.map.len() < self.max_entries {
-            slots.map.insert(key, s.clone());
-        }
-        s
-    }
-
     /// The outcome for `key`: a live verdict, the check in flight for it,
     /// or a new check made by `make`, all within `timeout`.
     pub(crate) async fn get<F, Fut>(
@@ -168,27 +167,96 @@ impl Cache {
         let start = Instant::now();
         // `timeout` is at most MAX_TIMEOUT (the builder clamps it).
         let deadline = start.checked_add(timeout).unwrap_or(start);
-        let slot = self.slot(key, start);
-        let done = slot.cell.get_or_init(|| async {
+        let flight = {
+            let mut st = self.lock();
+            if let Some((p, until)) = st.yes.get(&key) {
+                if start < *until {
+                    return if expired(p, clock) {
+                        Outcome::No
+                    } else {
+                        Outcome::Yes(p.clone())
+                    };
+                }
+            }
+            if st.no.get(&key).is_some_and(|(until, _)| start < *until) {
+                return Outcome::No;
+            }
+            st.flights.entry(key).or_default().clone()
+        };
+        let joined = Joined {
+            cache: self,
+            key,
+            flight: Some(flight),
+        };
+        let Some(flight) = joined.flight.as_deref() else {
+            return Outcome::Failed("legacy_unavailable", "no check in flight".into());
+        };
+        let done = flight.get_or_init(|| async {
             let outcome = self.run(deadline, make).await;
-            let until = self.until(&outcome, clock);
-            Done { outcome, until }
+            self.keep(key, &outcome, clock);
+            outcome
         });
         // The check this caller starts ends by `deadline` on its own, with
         // its own verdict (`legacy_busy` while waiting for a slot); this
         // bound is for a caller joining a check someone else started. A
         // short grace keeps the two deadlines from racing each other.
-        let joined = deadline.checked_add(JOIN_GRACE).unwrap_or(deadline);
-        match timeout_at(joined, done).await {
-            Ok(Done {
-                outcome: Outcome::Yes(p),
-                ..
-            }) if expired(p, clock) => Outcome::No,
-            Ok(d) => d.outcome.clone(),
+        let until = deadline.checked_add(JOIN_GRACE).unwrap_or(deadline);
+        match timeout_at(until, done).await {
+            Ok(Outcome::Yes(p)) if expired(p, clock) => Outcome::No,
+            Ok(outcome) => outcome.clone(),
             Err(_) => Outcome::Failed(
                 "legacy_timeout",
                 "the check in flight for this credential did not answer in time".into(),
             ),
+        }
+    }
+
+    /// Keeps a verdict for its TTL: a "yes" among the "yes" ones (when
+    /// there is room after dropping expired ones), a "no" among the "no"
+    /// ones (the oldest dropped when full); a failure never.
+    fn keep(&self, key: [u8; 32], outcome: &Outcome, clock: &dyn Clock) {
+        let Some(until) = self.until(outcome, clock) else {
+            return;
+        };
+        let now = Instant::now();
+        let mut st = self.lock();
+        match outcome {
+            Outcome::Yes(p) => {
+                st.no.remove(&key);
+                if st.yes.len() >= self.max_entries && !st.yes.contains_key(&key) {
+                    let due = st
+                        .last_sweep
+                        .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY);
+                    if due {
+                        st.last_sweep = Some(now);
+                        st.yes.retain(|_, (_, until)| now < *until);
+                    }
+                }
+                if st.yes.len() < self.max_entries || st.yes.contains_key(&key) {
+                    st.yes.insert(key, (p.clone(), until));
+                }
+            }
+            Outcome::No => {
+                st.yes.remove(&key);
+                let cap = MAX_NEGATIVE.min(self.max_entries);
+                if cap == 0 {
+                    return;
+                }
+                st.no_seq = st.no_seq.wrapping_add(1);
+                let seq = st.no_seq;
+                st.no.insert(key, (until, seq));
+                st.no_order.push_back((key, seq));
+                // Oldest first out; entries re-inserted since are skipped.
+                while st.no.len() > cap || st.no_order.len() > cap.saturating_mul(2) {
+                    let Some((old, old_seq)) = st.no_order.pop_front() else {
+                        break;
+                    };
+                    if st.no.get(&old).is_some_and(|(_, s)| *s == old_seq) {
+                        st.no.remove(&old);
+                    }
+                }
+            }
+            Outcome::Failed(..) => {}
         }
     }
 

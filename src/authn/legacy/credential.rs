@@ -86,7 +86,7 @@ impl fmt::Display for Credential {
 }
 
 impl Credential {
-    /// The bytes the cache key is the SHA-256 of: the kind, the name and
+    /// The bytes the cache key is the keyed hash (HMAC) of: the kind, the name and
     /// the value(s), length-prefixed so no two credentials share them.
     pub(crate) fn key_material(&self) -> Vec<u8> {
         let parts: [&[u8]; 3] = match self {
@@ -109,9 +109,9 @@ impl Source {
     /// Whether the request carries this kind of credential (cheap).
     pub(crate) fn recognises(&self, req: &RequestView<'_>) -> bool {
         match self {
-            Source::Cookie(name) => req
-                .header_values("cookie")
-                .any(|v| cookie_pairs(v).any(|(n, _)| names_cookie(n, name))),
+            Source::Cookie(name) => req.header_values("cookie").any(|v| {
+                cookie_pairs(v).any(|(n, _)| names_cookie(n, name)) || after_comma(v, name)
+            }),
             Source::Basic => authorization_names(req, Scheme::Basic),
             Source::Header(name) => req.header(name).is_some(),
         }
@@ -160,6 +160,24 @@ fn cookie_pairs(v: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
+/// Whether a pair that names our cookie hides after a `,` in one `Cookie`
+/// header value (`a=b, SID=x`). RFC 6265 §5.4 joins pairs with `; ` only,
+/// so we read `a` with the value `b, SID=x`; but RFC 2965 (obsolete, still
+/// implemented by some servers and frameworks) separates them with `,` as
+/// well, and such a parser behind us would read a `SID` we never judged.
+fn after_comma(v: &[u8], name: &str) -> bool {
+    v.split(|&b| b == b';').any(|pair| {
+        pair.split(|&b| b == b',').skip(1).any(|seg| {
+            let seg = seg.trim_ascii();
+            let n = seg
+                .iter()
+                .position(|&b| b == b'=')
+                .map_or(seg, |eq| &seg[..eq]);
+            names_cookie(n.trim_ascii(), name)
+        })
+    })
+}
+
 /// Whether a cookie name is ours, or would be read as ours by software
 /// that ASCII-case-folds or percent-decodes cookie names (PHP decodes
 /// them): such a look-alike is refused, never skipped, so no application
@@ -201,6 +219,12 @@ fn cookie(
 ) -> Result<Option<Credential>, Refusal> {
     let mut found: Option<&[u8]> = None;
     for header in req.header_values("cookie") {
+        if after_comma(header, name) {
+            return Err(Refusal::invalid_request(
+                scheme,
+                "a credential cookie after a comma, which some parsers split on",
+            ));
+        }
         for (n, v) in cookie_pairs(header) {
             if !names_cookie(n, name) {
                 continue;

@@ -28,7 +28,11 @@ pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// - 2xx with a JSON object: the principal; its subject, scopes and roles
 ///   from the configured members (default `sub`, `scope`, `roles`; scopes
 ///   and roles as an array of strings or one space-separated string), its
-///   expiry from `exp` (Unix seconds), and the whole object as claims;
+///   expiry from `exp` (Unix seconds), and the rest of the object as
+///   claims, less the registered JWT claims and those a token's reader acts
+///   on (`iss`, `sub`, `aud`, `exp`, `nbf`, `iat`, `jti`, `scope`, `scp`,
+///   `cnf`, `act`, `may_act`, `client_id`, `azp`, `acr`, `amr`,
+///   `auth_time`, `sid`, `nonce`): a legacy service cannot pass for an IdP;
 /// - 401 or 403: not a valid credential (`None`);
 /// - anything else (a redirect too: none is followed), a body past the
 ///   limit, a 2xx without a subject, a timeout, no connection: an error
@@ -211,20 +215,52 @@ fn strings(v: Option<&Value>) -> Vec<String> {
     }
 }
 
+/// Members of the endpoint's answer that are never kept as claims: the
+/// registered JWT claims (RFC 7519 §4.1), and those a token's reader acts
+/// on: `scope`/`scp` (RFC 8693 §4.2; read as scopes), `cnf` (RFC 7800),
+/// `act`/`may_act` (RFC 8693 §4.1, 4.4), `client_id`/`azp`, `acr`/`amr`/
+/// `auth_time` (OIDC Core §2), `sid`, `nonce`. A legacy service speaks for
+/// its own sessions, not for an IdP: an answer `{"iss":
+/// "https://idp.example.com"}` must not read, to the service behind us or
+/// to code reading the principal's claims, as a token that IdP issued. The
+/// subject, scopes, roles and expiry are read from the answer first.
+const NOT_CLAIMS: [&str; 19] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "scope",
+    "scp",
+    "cnf",
+    "act",
+    "may_act",
+    "client_id",
+    "azp",
+    "acr",
+    "amr",
+    "auth_time",
+    "sid",
+    "nonce",
+];
+
 fn principal(
-    object: Map<String, Value>,
+    mut object: Map<String, Value>,
     subject: &str,
     scopes: &str,
     roles: &str,
 ) -> Option<Principal> {
     let sub = object.get(subject)?.as_str().filter(|s| !s.is_empty())?;
-    Some(
-        Principal::new(sub, "legacy")
-            .with_scopes(strings(object.get(scopes)))
-            .with_roles(strings(object.get(roles)))
-            .with_expiry(object.get("exp").and_then(Value::as_i64))
-            .with_claims(object),
-    )
+    let p = Principal::new(sub, "legacy")
+        .with_scopes(strings(object.get(scopes)))
+        .with_roles(strings(object.get(roles)))
+        .with_expiry(object.get("exp").and_then(Value::as_i64));
+    for name in NOT_CLAIMS {
+        object.remove(name);
+    }
+    Some(p.with_claims(object))
 }
 
 impl HttpCheckBuilder {

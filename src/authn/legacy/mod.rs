@@ -13,12 +13,17 @@
 //!   new credential share one check;
 //! - **a cache**: "yes" kept for the configured TTL (default 60 s, never
 //!   past the principal's expiry), "no" briefly (default 5 s), errors never;
-//!   at most [`DEFAULT_MAX_ENTRIES`] credentials.
+//!   at most [`DEFAULT_MAX_ENTRIES`] "yes" verdicts, and "no" verdicts
+//!   apart (at most 1024, the oldest dropped first), so a flood of bogus
+//!   credentials can crowd out neither a good credential's verdict nor its
+//!   single flight (checks in flight are tracked apart from both).
 //!
-//! The cache and the single flight are keyed by the SHA-256 of the
-//! credential, never the credential itself; logs name a credential by the
-//! first 8 hex digits of that hash, and nothing here prints a credential
-//! (`Debug`/`Display` of [`Credential`] redact it).
+//! The cache and the single flight are keyed by an HMAC-SHA256 of the
+//! credential under a key drawn once per process (never the credential
+//! itself, nor a plain hash of it: a password's SHA-256 seen in a log or a
+//! memory dump would confirm guesses offline); logs name a credential by
+//! the first 8 hex digits of that HMAC, and nothing here prints a
+//! credential (`Debug`/`Display` of [`Credential`] redact it).
 //!
 //! # Outcomes
 //! | check says | verdict |
@@ -287,9 +292,11 @@ impl LegacyAuthenticator {
         self
     }
 
-    /// The most credentials whose verdicts are kept (default
-    /// [`DEFAULT_MAX_ENTRIES`]). When full of live verdicts, a new
-    /// credential's check still runs (under the cap) but is not kept.
+    /// The most credentials whose "yes" verdicts are kept (default
+    /// [`DEFAULT_MAX_ENTRIES`]); "no" verdicts are kept apart, at most 1024
+    /// (and at most `n`), the oldest dropped first. When full of live "yes"
+    /// verdicts, a new credential's check still runs (under the cap, one
+    /// per credential) but is not kept.
     #[must_use]
     pub fn max_entries(mut self, n: usize) -> Self {
         self.cache = Arc::new(self.cache.with_max_entries(n));
@@ -317,7 +324,14 @@ impl LegacyAuthenticator {
             Ok(None) => return Verdict::NotMine,
             Err(r) => return Verdict::Refused(r),
         };
-        let key = crate::crypto::sha256_of(&credential.key_material());
+        let Some(key) = cache_key(&credential) else {
+            tracing::warn!("legacy check skipped: the random generator failed");
+            return Verdict::Refused(Refusal::unavailable(
+                self.scheme,
+                "legacy_unavailable",
+                self.retry_after,
+            ));
+        };
         let name = self.name;
         let check = || {
             let answer = (self.check)(credential);
@@ -351,7 +365,13 @@ impl LegacyAuthenticator {
     }
 }
 
-/// The first 8 hex digits of a credential's hash: enough to follow one
+/// What names a credential in the cache and the logs: its HMAC-SHA256
+/// under the per-process key (`None` if no key could be drawn).
+fn cache_key(credential: &Credential) -> Option<[u8; 32]> {
+    crate::crypto::keyed_digest(&[b"tokenwarden legacy v1\0", &credential.key_material()])
+}
+
+/// The first 8 hex digits of a credential's keyed hash: enough to follow one
 /// credential through the logs, nothing to find it by.
 fn prefix(key: &[u8; 32]) -> String {
     key[..4].iter().map(|b| format!("{b:02x}")).collect()
@@ -393,5 +413,27 @@ impl Chain {
     #[must_use]
     pub fn legacy(self, authenticator: LegacyAuthenticator) -> Chain {
         self.with_authenticator(authenticator)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attack: the cache key and the logged prefix of a password must not
+    /// be its plain SHA-256, which anyone holding a log line could compare
+    /// against the hashes of guessed passwords offline.
+    #[test]
+    fn the_cache_key_is_keyed_not_a_plain_hash_of_the_credential() {
+        let c = Credential::Basic {
+            user: "alice".into(),
+            password: "hunter2".into(),
+        };
+        let key = cache_key(&c).expect("a backend is compiled in for tests");
+        let plain = crate::crypto::sha256_of(&c.key_material());
+        assert_ne!(key, plain);
+        assert_ne!(prefix(&key), prefix(&plain));
+        // Stable within the process: the cache and single flight work.
+        assert_eq!(cache_key(&c), Some(key));
     }
 }

@@ -90,6 +90,7 @@ struct HeadersFile {
     subject: Option<String>,
     issuer: Option<String>,
     scopes: Option<String>,
+    authenticator: Option<String>,
     #[serde(default)]
     claims: std::collections::BTreeMap<String, String>,
 }
@@ -270,6 +271,8 @@ pub struct Headers {
     pub subject: String,
     pub issuer: String,
     pub scopes: String,
+    /// Which kind of credential vouched: `jwt`, `api_key`, `legacy`.
+    pub authenticator: String,
     /// Claim name → header name.
     pub claims: Vec<(String, String)>,
 }
@@ -280,6 +283,7 @@ impl Default for Headers {
             subject: "X-Auth-Subject".into(),
             issuer: "X-Auth-Issuer".into(),
             scopes: "X-Auth-Scopes".into(),
+            authenticator: "X-Auth-Authenticator".into(),
             claims: Vec::new(),
         }
     }
@@ -642,6 +646,7 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         (&mut headers.subject, &h.subject),
         (&mut headers.issuer, &h.issuer),
         (&mut headers.scopes, &h.scopes),
+        (&mut headers.authenticator, &h.authenticator),
     ] {
         if let Some(g) = given {
             *slot = g.clone();
@@ -652,9 +657,14 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         .iter()
         .map(|(c, n)| (c.clone(), n.clone()))
         .collect();
-    for name in [&headers.subject, &headers.issuer, &headers.scopes]
-        .into_iter()
-        .chain(headers.claims.iter().map(|(_, n)| n))
+    for name in [
+        &headers.subject,
+        &headers.issuer,
+        &headers.scopes,
+        &headers.authenticator,
+    ]
+    .into_iter()
+    .chain(headers.claims.iter().map(|(_, n)| n))
     {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(ConfigError(format!(
@@ -668,10 +678,15 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         None => None,
     };
     if let Some(t) = &internal_token {
-        let taken = [&headers.subject, &headers.issuer, &headers.scopes]
-            .into_iter()
-            .chain(headers.claims.iter().map(|(_, n)| n))
-            .any(|n| n.eq_ignore_ascii_case(t.header.as_str()));
+        let taken = [
+            &headers.subject,
+            &headers.issuer,
+            &headers.scopes,
+            &headers.authenticator,
+        ]
+        .into_iter()
+        .chain(headers.claims.iter().map(|(_, n)| n))
+        .any(|n| n.eq_ignore_ascii_case(t.header.as_str()));
         if taken {
             return Err(ConfigError(format!(
                 "{name_of_file}: internal_token.header: {:?} is already an identity header",

@@ -103,8 +103,10 @@ pub fn check(
     Ok(InternalToken { minter, header })
 }
 
-/// The token for a principal proved by a JWT: its `sub`, and its scopes as
-/// the scope checks read them (`scope` and `scp`, string or array).
+/// The token for a principal proved by a JWT: its `sub`, its issuer (as
+/// `src_iss`: a `sub` is unique per issuer only), its scopes as the scope
+/// checks read them (`scope` and `scp`, string or array), and an expiry
+/// never past the JWT's own.
 ///
 /// # Errors
 /// [`MintError`] when the principal cannot be written as a token (no
@@ -122,18 +124,33 @@ pub fn for_jwt(
             _ => {}
         }
     }
-    minter.mint(&MintInput::new(subject, "jwt").scopes(scopes))
+    let mut input = MintInput::new(subject, "jwt")
+        .scopes(scopes)
+        .expires_at(claims.get("exp").and_then(Value::as_i64));
+    if let Some(iss) = claims.get("iss").and_then(Value::as_str) {
+        input = input.source_issuer(iss);
+    }
+    minter.mint(&input)
 }
 
-/// The token for a chain's principal (a JWT or an API key): its subject,
-/// the authenticator that vouched for it, its scopes and roles.
+/// The token for a chain's principal (a JWT, an API key, a legacy
+/// credential): its subject, the authenticator that vouched for it, for a
+/// JWT its issuer (`src_iss`), its scopes and roles, and an expiry never
+/// past the principal's. Only a JWT's `iss` is carried: the claims of any
+/// other kind come from elsewhere (a legacy endpoint's JSON) and cannot
+/// name an issuer.
 ///
 /// # Errors
 /// As [`for_jwt`].
 pub fn for_principal(minter: &Minter, p: &Principal) -> Result<std::sync::Arc<str>, MintError> {
-    minter.mint(
-        &MintInput::new(p.subject(), p.authenticator())
-            .scopes(p.scopes())
-            .roles(p.roles()),
-    )
+    let mut input = MintInput::new(p.subject(), p.authenticator())
+        .scopes(p.scopes())
+        .roles(p.roles())
+        .expires_at(p.expires_at());
+    if p.authenticator() == "jwt" {
+        if let Some(iss) = p.claims().get("iss").and_then(Value::as_str) {
+            input = input.source_issuer(iss);
+        }
+    }
+    minter.mint(&input)
 }

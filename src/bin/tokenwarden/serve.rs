@@ -197,6 +197,7 @@ struct IdentityHeaders {
     subject: HeaderName,
     issuer: HeaderName,
     scopes: HeaderName,
+    authenticator: HeaderName,
     claims: Vec<(String, HeaderName)>,
 }
 
@@ -302,6 +303,7 @@ async fn serve(config: Config) -> Result<(), String> {
         subject: name(&config.headers.subject)?,
         issuer: name(&config.headers.issuer)?,
         scopes: name(&config.headers.scopes)?,
+        authenticator: name(&config.headers.authenticator)?,
         claims: config
             .headers
             .claims
@@ -726,7 +728,16 @@ fn principal_pass(
     let names = &state.header_names;
     let out = r.headers_mut();
     put(out, &names.subject, Some(encode(p.subject(), false)));
-    put(out, &names.issuer, claim_text(p.claims().get("iss")));
+    // Only a JWT's `iss` was checked against the configured issuers: any
+    // other principal's claims come from elsewhere (a legacy endpoint's
+    // JSON), and must not name the IdP to the upstream.
+    let iss = p.claims().get("iss").filter(|_| p.authenticator() == "jwt");
+    put(out, &names.issuer, claim_text(iss));
+    put(
+        out,
+        &names.authenticator,
+        Some(encode(p.authenticator(), false)),
+    );
     let scopes: Vec<String> = p
         .scopes()
         .into_iter()
@@ -821,13 +832,22 @@ fn encode(value: &str, element: bool) -> String {
     out
 }
 
-/// Every configured identity header, empty: an anonymous pass still
-/// replaces whatever copy the client sent.
+/// Every configured identity header, and the internal token's, empty: an
+/// anonymous pass still replaces whatever copy the client sent (a gateway
+/// forwarding the internal token's header, as Envoy's
+/// `allowed_upstream_headers` does, would otherwise pass the client's own).
 fn anonymous_identity(state: &State, out: &mut HeaderMap) {
     let names = &state.header_names;
-    for name in [&names.subject, &names.issuer, &names.scopes]
-        .into_iter()
-        .chain(names.claims.iter().map(|(_, n)| n))
+    let internal = state.config.internal_token.as_ref().map(|t| &t.header);
+    for name in [
+        &names.subject,
+        &names.issuer,
+        &names.scopes,
+        &names.authenticator,
+    ]
+    .into_iter()
+    .chain(names.claims.iter().map(|(_, n)| n))
+    .chain(internal)
     {
         out.insert(name.clone(), HeaderValue::from_static(""));
     }
@@ -841,6 +861,7 @@ fn identity_headers(state: &State, v: &Validated<Map<String, Value>>, out: &mut 
     let as_text = claim_text;
     put(out, &names.subject, as_text(v.claims.get("sub")));
     put(out, &names.issuer, as_text(v.claims.get("iss")));
+    put(out, &names.authenticator, Some("jwt".into()));
     // Read as the scope checks read them: `scope` and `scp`, each a
     // space-separated string (Entra ID's `scp`) or an array (Okta's).
     let scopes: Vec<String> = [v.claims.get("scope"), v.claims.get("scp")]
