@@ -296,7 +296,10 @@ fn sha256(_parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// SHA-256 of `data`.
-#[cfg_attr(not(any(all(test, feature = "legacy"), feature = "outgoing")), allow(dead_code))]
+#[cfg_attr(
+    not(any(all(test, feature = "legacy"), feature = "outgoing")),
+    allow(dead_code)
+)]
 pub(crate) fn sha256_of(data: &[u8]) -> [u8; 32] {
     sha256(&[data])
 }
