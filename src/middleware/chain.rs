@@ -81,6 +81,7 @@ impl BearerAuth {
                 predicates: Vec::new(),
                 shape: super::refusal::Shape::default(),
                 chain: Some(chain),
+                internal: super::internal::Slot::default(),
             }),
         }
     }

@@ -15,6 +15,7 @@ pub mod axum;
 #[cfg(feature = "tower")]
 mod body;
 mod chain;
+mod internal;
 mod observe;
 mod refusal;
 mod requirements;
@@ -280,6 +281,8 @@ struct Config<C> {
     /// The chain that judges requests ([`BearerAuth::from_chain`]), in
     /// place of the validator.
     chain: Option<crate::authn::Chain>,
+    /// The internal token handed to the inner service (feature `mint`).
+    internal: internal::Slot,
 }
 
 impl<C> Clone for BearerAuth<C> {
@@ -327,6 +330,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 predicates: Vec::new(),
                 shape: Shape::default(),
                 chain: None,
+                internal: internal::Slot::default(),
             }),
         }
     }
@@ -345,6 +349,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
             predicates: c.predicates.clone(),
             shape: c.shape.clone(),
             chain: c.chain.clone(),
+            internal: c.internal.clone(),
         };
         f(&mut config);
         BearerAuth {
@@ -1003,6 +1008,14 @@ pub enum AuthRejection {
     /// challenge per scheme it names (`Bearer`, `ApiKey`, …), in the
     /// layer's realm.
     Chain(Box<crate::authn::Refusal>),
+    /// The internal token ([`BearerAuth::internal_token`], feature `mint`)
+    /// could not be minted for a request that passed: 500
+    /// `internal_token_failed`, never a pass without it.
+    InternalTokenFailed {
+        /// Why, as a stable kind ([`MintError::kind`](crate::mint::MintError::kind)
+        /// or `no_principal`).
+        kind: &'static str,
+    },
 }
 
 impl AuthRejection {
@@ -1028,7 +1041,7 @@ impl AuthRejection {
             AuthRejection::InvalidRequest(_) => 400,
             AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => 403,
             AuthRejection::KeysUnavailable(_) => 503,
-            AuthRejection::NotConfigured => 500,
+            AuthRejection::NotConfigured | AuthRejection::InternalTokenFailed { .. } => 500,
             AuthRejection::Chain(r) => r.status(),
         }
     }
@@ -1044,6 +1057,7 @@ impl AuthRejection {
             }
             AuthRejection::KeysUnavailable(_) => "keys_unavailable",
             AuthRejection::NotConfigured => "not_configured",
+            AuthRejection::InternalTokenFailed { .. } => "internal_token_failed",
             AuthRejection::Chain(r) => r.kind(),
         }
     }
@@ -1083,6 +1097,7 @@ impl AuthRejection {
             )),
             AuthRejection::KeysUnavailable(_)
             | AuthRejection::NotConfigured
+            | AuthRejection::InternalTokenFailed { .. }
             | AuthRejection::Chain(_) => None,
         }
     }
@@ -1094,7 +1109,7 @@ impl AuthRejection {
             AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => "7", // PERMISSION_DENIED
             AuthRejection::InvalidRequest(_) => "3", // INVALID_ARGUMENT
             AuthRejection::KeysUnavailable(_) => "14", // UNAVAILABLE
-            AuthRejection::NotConfigured => "13",    // INTERNAL
+            AuthRejection::NotConfigured | AuthRejection::InternalTokenFailed { .. } => "13", // INTERNAL
             AuthRejection::Chain(r) => match r.status() {
                 400 => "3",
                 401 => "16",
