@@ -116,7 +116,9 @@ pub enum Verdict {
 pub trait Authenticator: Send + Sync {
     /// The name of this kind, as [`Principal::authenticator`] reports it
     /// (`"jwt"`, `"api_key"`, …). Two authenticators of one name count as
-    /// one kind of credential.
+    /// one kind of credential (give yours that read different credentials
+    /// different names), except API key authenticators reading different
+    /// headers: a key in each is two credentials.
     fn name(&self) -> &'static str;
 
     /// The `WWW-Authenticate` scheme this kind answers with.
@@ -164,6 +166,21 @@ impl Member {
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => Authenticator::recognises(a, req),
             Member::Custom(a) => a.recognises(req),
+        }
+    }
+
+    /// Whether every credential `other` (of this member's name) finds in
+    /// `req` is one this member reads too. Two API key authenticators
+    /// reading different headers are two kinds per location; other
+    /// members of one name read one credential.
+    fn reads_all_of(&self, other: &Member, req: &RequestView<'_>) -> bool {
+        match (self, other) {
+            #[cfg(feature = "api-keys")]
+            (Member::ApiKey(a), Member::ApiKey(b)) => a.reads_all_of(b, req),
+            _ => {
+                let _ = req;
+                true
+            }
         }
     }
 
@@ -314,10 +331,9 @@ impl Chain {
         };
         if !self.inner.allow_multiple {
             let kind = members[first].name();
-            let other = members
-                .iter()
-                .skip(first.saturating_add(1))
-                .any(|m| m.name() != kind && m.recognises(req));
+            let other = members.iter().skip(first.saturating_add(1)).any(|m| {
+                m.recognises(req) && (m.name() != kind || !members[first].reads_all_of(m, req))
+            });
             if other {
                 return Err(Refusal::invalid_request(
                     members[first].scheme(),

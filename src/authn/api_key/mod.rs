@@ -301,6 +301,18 @@ impl ApiKeyAuthenticator {
         Ok(key)
     }
 
+    /// Whether every API key `other` finds in `req` is in a place this
+    /// authenticator reads too: then the two judge one credential (one
+    /// kind). A key in a header only `other` reads is a second credential,
+    /// which the chain refuses with this one's (400): an application
+    /// behind it could act on the key nobody judged.
+    pub(crate) fn reads_all_of(&self, other: &ApiKeyAuthenticator, req: &RequestView<'_>) -> bool {
+        let in_authorization = other.authorization && authorization_names(req, Scheme::ApiKey);
+        let in_header = other.header.as_deref().filter(|h| req.header(h).is_some());
+        (!in_authorization || self.authorization)
+            && in_header.is_none_or(|h| self.header.as_deref() == Some(h))
+    }
+
     /// The id of the one well-formed API key `req` carries (never its
     /// secret), for audit lines about refusals; `None` without one. Until
     /// the store has vouched for it, the id is only the client's text:
