@@ -82,6 +82,7 @@ impl BearerAuth {
                 shape: super::refusal::Shape::default(),
                 chain: Some(chain),
                 internal: super::internal::Slot::default(),
+                log_limit: super::log_limit::LogLimiter::shared(),
             }),
         }
     }

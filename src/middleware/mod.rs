@@ -16,6 +16,7 @@ pub mod axum;
 mod body;
 mod chain;
 mod internal;
+mod log_limit;
 mod observe;
 mod refusal;
 mod requirements;
@@ -23,6 +24,7 @@ mod requirements;
 mod tower;
 mod typed;
 
+pub use self::log_limit::REFUSAL_LOGS_PER_SECOND;
 pub use self::requirements::Roles;
 
 use std::fmt;
@@ -283,6 +285,9 @@ struct Config<C> {
     chain: Option<crate::authn::Chain>,
     /// The internal token handed to the inner service (feature `mint`).
     internal: internal::Slot,
+    /// Refusal lines per second per kind, shared by the configurations
+    /// derived from one `BearerAuth`.
+    log_limit: Arc<log_limit::LogLimiter>,
 }
 
 impl<C> Clone for BearerAuth<C> {
@@ -331,6 +336,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 shape: Shape::default(),
                 chain: None,
                 internal: internal::Slot::default(),
+                log_limit: log_limit::LogLimiter::shared(),
             }),
         }
     }
@@ -350,6 +356,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
             shape: c.shape.clone(),
             chain: c.chain.clone(),
             internal: c.internal.clone(),
+            log_limit: c.log_limit.clone(),
         };
         f(&mut config);
         BearerAuth {
@@ -642,7 +649,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// How to answer a refusal: status and headers (logged once, here).
     /// `grpc`: the request is a gRPC call ([`is_grpc`]).
     pub(crate) fn refusal(&self, r: &AuthRejection, grpc: bool) -> Answer {
-        log_refusal(r);
+        log_refusal(r, &self.config.log_limit);
         self.config.shape.answer(r, &self.config.realm, grpc)
     }
 }
@@ -739,7 +746,7 @@ impl ClaimsRejection {
         match anonymous {
             Some(a) => {
                 let rejection = AuthRejection::Missing;
-                log_refusal(&rejection);
+                log_refusal(&rejection, log_limit::refusals());
                 ClaimsRejection {
                     rejection,
                     realm: Some(a.realm.clone()),
@@ -814,8 +821,14 @@ impl std::error::Error for ClaimsRejection {
     }
 }
 
-fn log_refusal(r: &AuthRejection) {
+fn log_refusal(r: &AuthRejection, limit: &log_limit::LogLimiter) {
+    // Every refusal is counted; its line is rate-limited per kind, so a
+    // flood of bad tokens cannot flood the log (`suppressed`: the lines of
+    // this kind not written since the last one that was).
     observe::refused(r);
+    let Some(suppressed) = limit.admit(r.reason()) else {
+        return;
+    };
     // Never the token: the reason, and the error's own text, which is
     // built to be safe to log (names and kinds, token strings escaped and
     // shortened, never a claim value but `aud`/`iss`).
@@ -824,11 +837,13 @@ fn log_refusal(r: &AuthRejection) {
             reason = r.reason(),
             status = r.status(),
             %error,
+            suppressed,
             "bearer token refused"
         ),
         None => tracing::info!(
             reason = r.reason(),
             status = r.status(),
+            suppressed,
             "bearer token refused"
         ),
     }
