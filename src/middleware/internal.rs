@@ -69,7 +69,7 @@ impl super::BearerAuth {
     /// The token carries the principal's subject (`sub`), the authenticator
     /// that vouched for it (`authn`), its scopes and roles; the minter
     /// caches one per principal until near its expiry. For JSON claims
-    /// ([`BearerAuth::new`]) and chains.
+    /// ([`BearerAuth::new`](super::BearerAuth::new)) and chains.
     ///
     /// ```
     /// use std::time::Duration;
