@@ -10,9 +10,19 @@
 //! | `tokenwarden_cache_misses_total` | — | validations of a token the cache did not hold |
 //! | `tokenwarden_key_fetches_total` | `host`: the key source's host (and port) | key set fetches attempted by a [`RemoteKeySet`](crate::RemoteKeySet) (feature `remote`) |
 //! | `tokenwarden_key_fetch_failures_total` | `host` | fetches (or discoveries) that failed |
+//! | `tokenwarden_api_key_requests_total` | `key_id`: the key's id, or `unknown` | requests carrying an API key (feature `api-keys`) |
+//! | `tokenwarden_api_key_refusals_total` | `key_id`, `reason`: `wrong_secret`, `disabled`, `expired`, `unknown_key`, `malformed_key`, `wrong_environment` | those refused |
 //!
-//! Labels never carry a token, a URL path or query, or userinfo: only the
-//! host of the key source, and fixed names.
+//! Labels never carry a token, an API key's secret, a URL path or query, or
+//! userinfo: only the host of the key source, an API key's id, and fixed
+//! names.
+//!
+//! **Cardinality.** `key_id` is an id found in the key store, never the
+//! client's text: a key whose id the store does not know (a guess, a typo, a
+//! flood of made-up ids) counts under `key_id="unknown"`. The API-key series
+//! are so at most two per stored key (plus one per refusal reason), as many
+//! as the keys you issue: with tens of thousands of keys, drop the label in
+//! your recorder or exporter.
 //!
 //! The `tokenwarden` sidecar keeps its own Prometheus endpoint; these
 //! counters are for applications that embed the library.
@@ -27,6 +37,11 @@ pub const CACHE_MISSES: &str = "tokenwarden_cache_misses_total";
 pub const KEY_FETCHES: &str = "tokenwarden_key_fetches_total";
 /// Key set fetches that failed, by `host`.
 pub const KEY_FETCH_FAILURES: &str = "tokenwarden_key_fetch_failures_total";
+/// Requests carrying an API key, by `key_id` (a stored key's id, or
+/// `unknown`).
+pub const API_KEY_REQUESTS: &str = "tokenwarden_api_key_requests_total";
+/// Requests refused for their API key, by `key_id` and `reason`.
+pub const API_KEY_REFUSALS: &str = "tokenwarden_api_key_refusals_total";
 
 #[cfg(feature = "metrics")]
 #[allow(dead_code)] // not every feature set reaches every counter
@@ -52,6 +67,17 @@ mod imp {
 
     pub(crate) fn key_fetch_failure(source: &dyn Display) {
         metrics::counter!(super::KEY_FETCH_FAILURES, "host" => host(source)).increment(1);
+    }
+
+    /// `key_id`: a stored key's id, or `unknown` (never the client's text
+    /// for a key the store does not hold: see the module's cardinality note).
+    pub(crate) fn api_key_request(key_id: &str) {
+        metrics::counter!(super::API_KEY_REQUESTS, "key_id" => key_id.to_owned()).increment(1);
+    }
+
+    pub(crate) fn api_key_refusal(key_id: &str, reason: &'static str) {
+        metrics::counter!(super::API_KEY_REFUSALS, "key_id" => key_id.to_owned(), "reason" => reason)
+            .increment(1);
     }
 
     /// The host (and port, when not the scheme's) of a URL: no userinfo,
@@ -105,6 +131,10 @@ mod imp {
     pub(crate) fn key_fetch(_source: &dyn std::fmt::Display) {}
     #[inline(always)]
     pub(crate) fn key_fetch_failure(_source: &dyn std::fmt::Display) {}
+    #[inline(always)]
+    pub(crate) fn api_key_request(_key_id: &str) {}
+    #[inline(always)]
+    pub(crate) fn api_key_refusal(_key_id: &str, _reason: &'static str) {}
 }
 
 #[allow(unused_imports)] // not every feature set reaches every counter

@@ -91,6 +91,77 @@ async fn a_jwt_and_an_api_key_at_once_are_refused_400() {
     assert_eq!(p.authenticator(), "jwt");
 }
 
+/// Attack: two API key authenticators reading two headers (a partner's
+/// `X-Partner-Key` beside `X-Api-Key`) are two credentials per location: a
+/// request carrying a key in each is 400, whichever would pass, so an
+/// application behind the chain never acts on the key nobody judged. One
+/// key in one place, or in a place both read, is judged as before.
+#[tokio::test]
+async fn two_api_key_headers_at_once_are_two_kinds_and_refused_400() {
+    let store = Arc::new(MemoryStore::new());
+    let partners = Arc::new(MemoryStore::new());
+    let ours = add_key(&store, "script", &["orders:read"]);
+    let theirs = add_key(&partners, "partner", &["orders:read"]);
+    let clock = ManualClock::new(NOW);
+    let partner_keys = tokenwarden::authn::api_key::ApiKeyAuthenticator::memory(partners.clone())
+        .header("X-Partner-Key")
+        .unwrap()
+        .clock(clock.clone());
+    let chain = Chain::new()
+        .api_key(api_keys(&store, &clock))
+        .api_key(partner_keys);
+    let h = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+
+    for both in [
+        h(&[
+            ("x-api-key", ours.expose_key()),
+            ("x-partner-key", theirs.expose_key()),
+        ]),
+        h(&[
+            ("x-partner-key", theirs.expose_key()),
+            ("x-api-key", ours.expose_key()),
+        ]),
+        // A wrong key in the first place does not hide the second.
+        h(&[
+            ("x-api-key", "tw_live_0123456789abcdef_nope"),
+            ("x-partner-key", theirs.expose_key()),
+        ]),
+    ] {
+        let r = run(&chain, &both).await.unwrap_err();
+        assert_eq!((r.status(), r.error()), (400, Some("invalid_request")));
+        assert_eq!(r.description(), "more than one kind of credential");
+    }
+
+    // One key, in either place: judged by the authenticator reading it.
+    let p = run(&chain, &h(&[("x-api-key", ours.expose_key())]))
+        .await
+        .unwrap();
+    assert_eq!(p.subject(), "script");
+    let p = run(&chain, &h(&[("x-partner-key", theirs.expose_key())]))
+        .await
+        .unwrap();
+    assert_eq!(p.subject(), "partner");
+    // `Authorization: ApiKey`, which both read: one credential, not 400.
+    let p = run(&chain, &api_key_header(&ours)).await.unwrap();
+    assert_eq!(p.subject(), "script");
+    // Allowed, the first in chain order decides.
+    let p = run(
+        &chain.clone().allow_multiple(),
+        &h(&[
+            ("x-partner-key", theirs.expose_key()),
+            ("x-api-key", ours.expose_key()),
+        ]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(p.subject(), "script");
+}
+
 #[tokio::test]
 async fn no_credential_is_401_with_every_schemes_challenge() {
     let store = Arc::new(MemoryStore::new());

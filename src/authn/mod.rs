@@ -122,7 +122,8 @@ pub trait Authenticator: Send + Sync {
     /// vouches for with it, whatever name they carry. Two of your
     /// authenticators of one name count as one kind of credential; the
     /// built-in kinds' names ([`RESERVED_NAMES`]) are theirs alone (see
-    /// [`Chain::check`]).
+    /// [`Chain::check`]). API key authenticators reading different headers
+    /// are two kinds: a key in each is two credentials.
     fn name(&self) -> &'static str;
 
     /// The `WWW-Authenticate` scheme this kind answers with.
@@ -195,6 +196,21 @@ impl Member {
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => Authenticator::recognises(a, req),
             Member::Custom(a) => a.recognises(req),
+        }
+    }
+
+    /// Whether every credential `other` (of this member's name) finds in
+    /// `req` is one this member reads too. Two API key authenticators
+    /// reading different headers are two kinds per location; other
+    /// members of one name read one credential.
+    fn reads_all_of(&self, other: &Member, req: &RequestView<'_>) -> bool {
+        match (self, other) {
+            #[cfg(feature = "api-keys")]
+            (Member::ApiKey(a), Member::ApiKey(b)) => a.reads_all_of(b, req),
+            _ => {
+                let _ = req;
+                true
+            }
         }
     }
 
@@ -402,11 +418,12 @@ impl Chain {
         };
         if !self.inner.allow_multiple {
             // By kind, not by name: a name is the authenticator's to choose.
+            // One kind reading two places (API keys in two headers) counts
+            // as two credentials when both are present.
             let kind = members[first].kind();
-            let other = members
-                .iter()
-                .skip(first.saturating_add(1))
-                .any(|m| m.kind() != kind && m.recognises(req));
+            let other = members.iter().skip(first.saturating_add(1)).any(|m| {
+                m.recognises(req) && (m.kind() != kind || !members[first].reads_all_of(m, req))
+            });
             if other {
                 return Err(Refusal::invalid_request(
                     members[first].scheme(),

@@ -198,7 +198,7 @@ where
 
     forward_ready!(service);
 
-    fn call(&self, req: ServiceRequest) -> Self::Future {
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
         let grpc = self
             .auth
             .answers_grpc(req.version() == Version::HTTP_2, req.headers());
@@ -219,6 +219,10 @@ where
         let verdict = self.auth.outer_verdict(req.extensions().get::<Checked>());
         if let Some(verdict) = verdict {
             // (Inside the outer middleware's span: no span of its own.)
+            // The internal token for the principal the outer middleware
+            // recorded (a client's header of that name goes either way).
+            let verdict =
+                verdict.and_then(|()| self.auth.internal_slot().apply_actix(&mut req, false));
             return match verdict {
                 Ok(()) => pass(req, &self.service, tracing::Span::none()),
                 Err(r) => Box::pin(ready(Ok(refuse(req, &r, &self.auth)))),
@@ -233,12 +237,18 @@ where
                 Outcome::Principal(p) => {
                     observe::principal(&span, &p);
                     attach_principal(&self.auth, &req, p);
+                    if let Err(r) = self.auth.internal_slot().apply_actix(&mut req, false) {
+                        return Box::pin(ready(Ok(refuse(req, &r, &self.auth))));
+                    }
                     drop(entered);
                     return pass(req, &self.service, span);
                 }
                 Outcome::Anonymous => {
                     anonymous(&self.auth, &req, grpc);
                     observe::anonymous(&span);
+                    if let Err(r) = self.auth.internal_slot().apply_actix(&mut req, true) {
+                        return Box::pin(ready(Ok(refuse(req, &r, &self.auth))));
+                    }
                     drop(entered);
                     return pass(req, &self.service, span);
                 }
@@ -251,16 +261,23 @@ where
                     return Box::pin(
                         async move {
                             let verdict = auth.check_chain(&view(&req)).await;
-                            match verdict {
+                            let anonymously = match verdict {
                                 Ok(Some(p)) => {
                                     observe::principal(&span_inside, &p);
                                     attach_principal(&auth, &req, p);
+                                    false
                                 }
                                 Ok(None) => {
                                     anonymous(&auth, &req, grpc);
                                     observe::anonymous(&span_inside);
+                                    true
                                 }
                                 Err(r) => return Ok(refuse(req, &r, &auth)),
+                            };
+                            let mut req = req;
+                            if let Err(r) = auth.internal_slot().apply_actix(&mut req, anonymously)
+                            {
+                                return Ok(refuse(req, &r, &auth));
                             }
                             service
                                 .call(req)
@@ -276,6 +293,9 @@ where
             Outcome::Allowed(v) => {
                 observe::allowed(&span, &v);
                 attach(&self.auth, &req, v);
+                if let Err(r) = self.auth.internal_slot().apply_actix(&mut req, false) {
+                    return Box::pin(ready(Ok(refuse(req, &r, &self.auth))));
+                }
                 drop(entered);
                 pass(req, &self.service, span)
             }
@@ -290,6 +310,9 @@ where
                     extensions.insert(self.auth.anonymous(grpc));
                 }
                 observe::anonymous(&span);
+                if let Err(r) = self.auth.internal_slot().apply_actix(&mut req, true) {
+                    return Box::pin(ready(Ok(refuse(req, &r, &self.auth))));
+                }
                 drop(entered);
                 pass(req, &self.service, span)
             }
@@ -313,6 +336,10 @@ where
                                 attach(&auth, &req, v);
                             }
                             Err(r) => return Ok(refuse(req, &r, &auth)),
+                        }
+                        let mut req = req;
+                        if let Err(r) = auth.internal_slot().apply_actix(&mut req, false) {
+                            return Ok(refuse(req, &r, &auth));
                         }
                         service
                             .call(req)

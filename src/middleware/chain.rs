@@ -81,6 +81,8 @@ impl BearerAuth {
                 predicates: Vec::new(),
                 shape: super::refusal::Shape::default(),
                 chain: Some(chain),
+                internal: super::internal::Slot::default(),
+                log_limit: super::log_limit::LogLimiter::shared(),
             }),
         }
     }

@@ -15,6 +15,8 @@ pub mod axum;
 #[cfg(feature = "tower")]
 mod body;
 mod chain;
+mod internal;
+mod log_limit;
 mod observe;
 mod refusal;
 mod requirements;
@@ -22,6 +24,7 @@ mod requirements;
 mod tower;
 mod typed;
 
+pub use self::log_limit::REFUSAL_LOGS_PER_SECOND;
 pub use self::requirements::Roles;
 
 use std::fmt;
@@ -280,6 +283,11 @@ struct Config<C> {
     /// The chain that judges requests ([`BearerAuth::from_chain`]), in
     /// place of the validator.
     chain: Option<crate::authn::Chain>,
+    /// The internal token handed to the inner service (feature `mint`).
+    internal: internal::Slot,
+    /// Refusal lines per second per kind, shared by the configurations
+    /// derived from one `BearerAuth`.
+    log_limit: Arc<log_limit::LogLimiter>,
 }
 
 impl<C> Clone for BearerAuth<C> {
@@ -327,6 +335,8 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 predicates: Vec::new(),
                 shape: Shape::default(),
                 chain: None,
+                internal: internal::Slot::default(),
+                log_limit: log_limit::LogLimiter::shared(),
             }),
         }
     }
@@ -345,6 +355,8 @@ impl<C: ScopedClaims> BearerAuth<C> {
             predicates: c.predicates.clone(),
             shape: c.shape.clone(),
             chain: c.chain.clone(),
+            internal: c.internal.clone(),
+            log_limit: c.log_limit.clone(),
         };
         f(&mut config);
         BearerAuth {
@@ -637,7 +649,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// How to answer a refusal: status and headers (logged once, here).
     /// `grpc`: the request is a gRPC call ([`is_grpc`]).
     pub(crate) fn refusal(&self, r: &AuthRejection, grpc: bool) -> Answer {
-        log_refusal(r);
+        log_refusal(r, &self.config.log_limit);
         self.config.shape.answer(r, &self.config.realm, grpc)
     }
 }
@@ -734,7 +746,7 @@ impl ClaimsRejection {
         match anonymous {
             Some(a) => {
                 let rejection = AuthRejection::Missing;
-                log_refusal(&rejection);
+                log_refusal(&rejection, log_limit::refusals());
                 ClaimsRejection {
                     rejection,
                     realm: Some(a.realm.clone()),
@@ -809,8 +821,14 @@ impl std::error::Error for ClaimsRejection {
     }
 }
 
-fn log_refusal(r: &AuthRejection) {
+fn log_refusal(r: &AuthRejection, limit: &log_limit::LogLimiter) {
+    // Every refusal is counted; its line is rate-limited per kind, so a
+    // flood of bad tokens cannot flood the log (`suppressed`: the lines of
+    // this kind not written since the last one that was).
     observe::refused(r);
+    let Some(suppressed) = limit.admit(r.reason()) else {
+        return;
+    };
     // Never the token: the reason, and the error's own text, which is
     // built to be safe to log (names and kinds, token strings escaped and
     // shortened, never a claim value but `aud`/`iss`).
@@ -819,11 +837,13 @@ fn log_refusal(r: &AuthRejection) {
             reason = r.reason(),
             status = r.status(),
             %error,
+            suppressed,
             "bearer token refused"
         ),
         None => tracing::info!(
             reason = r.reason(),
             status = r.status(),
+            suppressed,
             "bearer token refused"
         ),
     }
@@ -1003,6 +1023,14 @@ pub enum AuthRejection {
     /// challenge per scheme it names (`Bearer`, `ApiKey`, …), in the
     /// layer's realm.
     Chain(Box<crate::authn::Refusal>),
+    /// The internal token ([`BearerAuth::internal_token`], feature `mint`)
+    /// could not be minted for a request that passed: 500
+    /// `internal_token_failed`, never a pass without it.
+    InternalTokenFailed {
+        /// Why, as a stable kind ([`MintError::kind`](crate::mint::MintError::kind)
+        /// or `no_principal`).
+        kind: &'static str,
+    },
 }
 
 impl AuthRejection {
@@ -1028,7 +1056,7 @@ impl AuthRejection {
             AuthRejection::InvalidRequest(_) => 400,
             AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => 403,
             AuthRejection::KeysUnavailable(_) => 503,
-            AuthRejection::NotConfigured => 500,
+            AuthRejection::NotConfigured | AuthRejection::InternalTokenFailed { .. } => 500,
             AuthRejection::Chain(r) => r.status(),
         }
     }
@@ -1044,6 +1072,7 @@ impl AuthRejection {
             }
             AuthRejection::KeysUnavailable(_) => "keys_unavailable",
             AuthRejection::NotConfigured => "not_configured",
+            AuthRejection::InternalTokenFailed { .. } => "internal_token_failed",
             AuthRejection::Chain(r) => r.kind(),
         }
     }
@@ -1083,6 +1112,7 @@ impl AuthRejection {
             )),
             AuthRejection::KeysUnavailable(_)
             | AuthRejection::NotConfigured
+            | AuthRejection::InternalTokenFailed { .. }
             | AuthRejection::Chain(_) => None,
         }
     }
@@ -1094,7 +1124,7 @@ impl AuthRejection {
             AuthRejection::InsufficientScope { .. } | AuthRejection::Forbidden { .. } => "7", // PERMISSION_DENIED
             AuthRejection::InvalidRequest(_) => "3", // INVALID_ARGUMENT
             AuthRejection::KeysUnavailable(_) => "14", // UNAVAILABLE
-            AuthRejection::NotConfigured => "13",    // INTERNAL
+            AuthRejection::NotConfigured | AuthRejection::InternalTokenFailed { .. } => "13", // INTERNAL
             AuthRejection::Chain(r) => match r.status() {
                 400 => "3",
                 401 => "16",

@@ -56,14 +56,16 @@ impl<'a> Refusal<'a> {
             }
             AuthRejection::Missing
             | AuthRejection::KeysUnavailable(_)
-            | AuthRejection::NotConfigured => None,
+            | AuthRejection::NotConfigured
+            | AuthRejection::InternalTokenFailed { .. } => None,
             AuthRejection::Chain(r) => r.error(),
         }
     }
 
     /// The stable reason: an [`ErrorKind`](crate::ErrorKind) name for a
     /// refused token, else `missing_token`, `invalid_request`,
-    /// `insufficient_scope`, `keys_unavailable` or `not_configured`.
+    /// `insufficient_scope`, `keys_unavailable`, `not_configured` or
+    /// `internal_token_failed`.
     pub fn reason(&self) -> &'static str {
         self.rejection.reason()
     }
@@ -86,6 +88,9 @@ impl<'a> Refusal<'a> {
                 "The keys that verify tokens are not available yet; retry later.".into()
             }
             AuthRejection::NotConfigured => "Authentication is misconfigured on the server.".into(),
+            AuthRejection::InternalTokenFailed { .. } => {
+                "The server could not issue the internal token.".into()
+            }
             AuthRejection::Chain(r) => match (r.status(), r.scope()) {
                 (401, _) if r.error().is_none() => "A credential is required.".into(),
                 (_, Some(scope)) => format!("The credential lacks the scope {scope}.").into(),

@@ -149,6 +149,10 @@ where
         // here, so this layer validates its own token.
         // (Inside the outer layer's span: no span of its own.)
         if let Some(verdict) = self.auth.outer_verdict(req.extensions().get::<Checked>()) {
+            // The internal token for the principal the outer layer recorded
+            // (a client's header of that name goes either way).
+            let verdict =
+                verdict.and_then(|()| self.auth.internal_slot().apply_http(&mut req, false));
             return match verdict {
                 Ok(()) => ResponseFuture::inner(self.inner.call(req), Span::none()),
                 Err(r) => ResponseFuture::refused(refused(self.auth.refusal(&r, grpc))),
@@ -164,6 +168,9 @@ where
             Outcome::Allowed(v) => {
                 observe::allowed(&span, &v);
                 attach(&self.auth, req.extensions_mut(), v);
+                if let Err(r) = self.auth.internal_slot().apply_http(&mut req, false) {
+                    return ResponseFuture::refused(refused(self.auth.refusal(&r, grpc)));
+                }
                 let fut = self.inner.call(req);
                 drop(entered);
                 ResponseFuture::inner(fut, span)
@@ -177,6 +184,9 @@ where
                 extensions.remove::<Arc<Validated<C>>>();
                 extensions.insert(self.auth.anonymous(grpc));
                 observe::anonymous(&span);
+                if let Err(r) = self.auth.internal_slot().apply_http(&mut req, true) {
+                    return ResponseFuture::refused(refused(self.auth.refusal(&r, grpc)));
+                }
                 let fut = self.inner.call(req);
                 drop(entered);
                 ResponseFuture::inner(fut, span)
@@ -201,6 +211,9 @@ where
                             Ok(v) => {
                                 observe::allowed(&span_inside, &v);
                                 attach(&auth, req.extensions_mut(), v);
+                                if let Err(r) = auth.internal_slot().apply_http(&mut req, false) {
+                                    return Ok(refused(auth.refusal(&r, grpc)));
+                                }
                                 inner.call(req).await.map(|r| r.map(ResponseBody::inner))
                             }
                             Err(r) => Ok(refused(auth.refusal(&r, grpc))),
@@ -235,6 +248,9 @@ where
             Outcome::Principal(p) => {
                 observe::principal(&span, &p);
                 attach_principal(&this.auth, req.extensions_mut(), p);
+                if let Err(r) = this.auth.internal_slot().apply_http(&mut req, false) {
+                    return ResponseFuture::refused(refused(this.auth.refusal(&r, grpc)));
+                }
                 let fut = this.inner.call(req);
                 drop(entered);
                 ResponseFuture::inner(fut, span)
@@ -242,6 +258,9 @@ where
             Outcome::Anonymous => {
                 anonymous(&this.auth, req.extensions_mut(), grpc);
                 observe::anonymous(&span);
+                if let Err(r) = this.auth.internal_slot().apply_http(&mut req, true) {
+                    return ResponseFuture::refused(refused(this.auth.refusal(&r, grpc)));
+                }
                 let fut = this.inner.call(req);
                 drop(entered);
                 ResponseFuture::inner(fut, span)
@@ -256,16 +275,21 @@ where
                 ResponseFuture::refreshing(
                     Box::pin(async move {
                         let verdict = auth.check_chain(&view(&req)).await;
-                        match verdict {
+                        let anonymously = match verdict {
                             Ok(Some(p)) => {
                                 observe::principal(&span_inside, &p);
                                 attach_principal(&auth, req.extensions_mut(), p);
+                                false
                             }
                             Ok(None) => {
                                 anonymous(&auth, req.extensions_mut(), grpc);
                                 observe::anonymous(&span_inside);
+                                true
                             }
                             Err(r) => return Ok(refused(auth.refusal(&r, grpc))),
+                        };
+                        if let Err(r) = auth.internal_slot().apply_http(&mut req, anonymously) {
+                            return Ok(refused(auth.refusal(&r, grpc)));
                         }
                         inner.call(req).await.map(|r| r.map(ResponseBody::inner))
                     }),

@@ -83,6 +83,9 @@ pub const MAX_CACHE_TTL: Duration = Duration::from_secs(3600);
 /// so that it learns nothing about which ids exist.
 const INVALID: &str = "invalid API key";
 
+/// The metrics label of a key the store does not hold.
+const UNKNOWN_ID: &str = "unknown";
+
 /// A key just generated: the key (shown once) and the record to store.
 /// `Debug` and `Display` never show the secret.
 pub struct NewApiKey {
@@ -305,6 +308,41 @@ impl ApiKeyAuthenticator {
         Ok(key)
     }
 
+    /// Whether every API key `other` finds in `req` is in a place this
+    /// authenticator reads too: then the two judge one credential (one
+    /// kind). A key in a header only `other` reads is a second credential,
+    /// which the chain refuses with this one's (400): an application
+    /// behind it could act on the key nobody judged.
+    pub(crate) fn reads_all_of(&self, other: &ApiKeyAuthenticator, req: &RequestView<'_>) -> bool {
+        let in_authorization = other.authorization && authorization_names(req, Scheme::ApiKey);
+        let in_header = other.header.as_deref().filter(|h| req.header(h).is_some());
+        (!in_authorization || self.authorization)
+            && in_header.is_none_or(|h| self.header.as_deref() == Some(h))
+    }
+
+    /// The id of the one well-formed API key `req` carries (never its
+    /// secret), for audit lines about refusals; `None` without one. Until
+    /// the store has vouched for it, the id is only the client's text:
+    /// safe to log (8 to 32 of `[0-9A-Za-z]`), not proof of anything.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tokenwarden::authn::RequestView;
+    /// use tokenwarden::authn::api_key::{ApiKeyAuthenticator, MemoryStore, NewApiKey};
+    ///
+    /// let auth = ApiKeyAuthenticator::memory(Arc::new(MemoryStore::new()));
+    /// let new = NewApiKey::generate("live", "script")?;
+    /// let value = format!("ApiKey {}", new.expose_key());
+    /// let headers = [("authorization", value.as_str())];
+    /// let id = auth.key_id(&RequestView::new("GET", "/", &headers));
+    /// assert_eq!(id, Some(new.record.id.as_str()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn key_id<'r>(&self, req: &RequestView<'r>) -> Option<&'r str> {
+        let raw = self.credential(req).ok()??;
+        ParsedKey::parse(raw).map(|k| k.id)
+    }
+
     async fn lookup(&self, id: &str, now: i64) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
         match &self.source {
             Source::Memory(m) => Ok(m.get(id)),
@@ -324,11 +362,19 @@ impl ApiKeyAuthenticator {
             tracing::debug!(reason = kind, "API key refused");
             Verdict::Refused(Refusal::invalid_token(Scheme::ApiKey, kind, description))
         };
+        // Before the store vouches for an id, the client's text never
+        // becomes a metrics label (a flood of made-up ids would make as
+        // many series): such refusals count under `unknown`.
+        let unknown = |kind: &'static str, description: &'static str| {
+            crate::metrics::api_key_request(UNKNOWN_ID);
+            crate::metrics::api_key_refusal(UNKNOWN_ID, kind);
+            refused(kind, description)
+        };
         let Some(key) = ParsedKey::parse(raw) else {
-            return refused("malformed_key", "malformed API key");
+            return unknown("malformed_key", "malformed API key");
         };
         if self.env.as_deref().is_some_and(|env| env != key.env) {
-            return refused("wrong_environment", INVALID);
+            return unknown("wrong_environment", INVALID);
         }
         let now = self.clock.now();
         let record = match self.lookup(key.id, now).await {
@@ -347,7 +393,7 @@ impl ApiKeyAuthenticator {
             // The same work as for a known id, so timing tells no more
             // than the answer.
             let _ = digest.matches(&SecretDigest::of("", "", ""));
-            return refused("unknown_key", INVALID);
+            return unknown("unknown_key", INVALID);
         };
         if !digest.matches(&record.digest) {
             self.failed(key.id, now);
@@ -355,31 +401,38 @@ impl ApiKeyAuthenticator {
         }
         // The holder proved the secret: it may learn why the key fails.
         if record.disabled {
-            self.count(key.id, now, false);
+            self.count(key.id, now, Some("disabled"));
             return refused("disabled", "the API key is disabled");
         }
         if record.expires_at.is_some_and(|at| now >= at) {
-            self.count(key.id, now, false);
+            self.count(key.id, now, Some("expired"));
             return refused("expired", "the API key has expired");
         }
-        self.count(key.id, now, true);
+        self.count(key.id, now, None);
         Verdict::Authenticated(principal(&record))
     }
 
-    fn count(&self, id: &str, now: i64, ok: bool) {
+    /// One request for a stored key's `id`: a pass, or refused for
+    /// `refusal`; in the usage counts and the metrics (label: the id).
+    fn count(&self, id: &str, now: i64, refusal: Option<&'static str>) {
+        crate::metrics::api_key_request(id);
+        if let Some(reason) = refusal {
+            crate::metrics::api_key_refusal(id, reason);
+        }
         let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
         let s = usage.entry(id.into()).or_default();
         s.usage.requests = s.usage.requests.saturating_add(1);
-        if ok {
-            s.usage.last_used = Some(now);
-        } else {
-            s.usage.refusals = s.usage.refusals.saturating_add(1);
+        match refusal {
+            None => s.usage.last_used = Some(now),
+            Some(_) => s.usage.refusals = s.usage.refusals.saturating_add(1),
         }
     }
 
     /// A wrong secret for an id that exists: counted, and the
     /// [`SUSPICIOUS_FAILURES`]th within [`FAILURE_WINDOW`] logged at warn.
     fn failed(&self, id: &str, now: i64) {
+        crate::metrics::api_key_request(id);
+        crate::metrics::api_key_refusal(id, "wrong_secret");
         let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
         let s = usage.entry(id.into()).or_default();
         s.usage.requests = s.usage.requests.saturating_add(1);

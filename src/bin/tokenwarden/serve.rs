@@ -186,6 +186,8 @@ struct State {
     routes: Vec<Route>,
     /// Judged by a chain (`[api_keys]`): verdicts are principals.
     chain: bool,
+    /// The chain's API key authenticator, for the key id in audit lines.
+    api_keys: Option<tokenwarden::authn::api_key::ApiKeyAuthenticator>,
     default: BearerAuth,
     remotes: Vec<(String, RemoteKeySet)>,
     metrics: Metrics,
@@ -265,10 +267,15 @@ async fn serve(config: Config) -> Result<(), String> {
     // With API keys, a chain: a bearer JWT or an API key, one principal;
     // a request carrying both is refused (400).
     let chain = config.api_keys.is_some() || config.legacy.is_some();
+    let api_keys = match &config.api_keys {
+        Some(keys) => Some(keys.authenticator()?),
+        None => None,
+    };
     let base = if chain {
         let mut c = Chain::new().jwt(JwtAuthenticator::new(validator));
-        if let Some(keys) = &config.api_keys {
-            c = c.api_key(keys.authenticator()?);
+        if let Some(keys) = &api_keys {
+            // A clone shares the store and the usage counts.
+            c = c.api_key(keys.clone());
         }
         if let Some(l) = &config.legacy {
             c = c.legacy(l.authenticator().map_err(|e| format!("legacy: {e}"))?);
@@ -320,6 +327,7 @@ async fn serve(config: Config) -> Result<(), String> {
         config,
         routes,
         chain,
+        api_keys,
         default: base,
         remotes,
         metrics,
@@ -626,7 +634,12 @@ async fn auth(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         return match decision {
             Ok(Some(p)) => principal_pass(state, &p, &method, &path, started),
             Ok(None) => anonymous_pass(state, &method, &path, started),
-            Err(rejection) => refused(state, &rejection, &method, &path, started),
+            Err(rejection) => {
+                // The key's id (never its secret), so repeated refusals of
+                // one key can be found in the audit log.
+                let key_id = state.api_keys.as_ref().and_then(|k| k.key_id(&view));
+                refused_key(state, &rejection, key_id, &method, &path, started)
+            }
         };
     }
     let decision = checker.authorize(req.headers()).await;
@@ -690,6 +703,25 @@ fn refused(
     refusal(state, rejection)
 }
 
+/// [`refused`], naming the API key's id when the request carried one.
+fn refused_key(
+    state: &State,
+    rejection: &AuthRejection,
+    key_id: Option<&str>,
+    method: &str,
+    path: &str,
+    started: Instant,
+) -> Response<Full<Bytes>> {
+    let Some(key_id) = key_id else {
+        return refused(state, rejection, method, path, started);
+    };
+    state
+        .metrics
+        .decided(rejection.reason(), started.elapsed().as_secs_f64());
+    tracing::info!(target: "tokenwarden::audit", decision = "deny", result = rejection.reason(), status = rejection.status(), key_id = key_id, method = %method, path = %path);
+    refusal(state, rejection)
+}
+
 /// A pass for a chain's principal (a JWT or an API key): its identity
 /// headers, and its internal token when configured.
 fn principal_pass(
@@ -716,12 +748,20 @@ fn principal_pass(
         }
     }
     state.metrics.decided("ok", elapsed);
+    // An API key's id (a stored key's, never its secret); empty otherwise.
+    let key_id = p
+        .claims()
+        .get("api_key_id")
+        .and_then(Value::as_str)
+        .filter(|_| p.authenticator() == "api_key")
+        .unwrap_or("");
     tracing::info!(
         target: "tokenwarden::audit",
         decision = "allow",
         result = "ok",
         sub = p.subject(),
         authn = p.authenticator(),
+        key_id = key_id,
         method = %method,
         path = %path,
     );
