@@ -239,6 +239,38 @@ impl<'a> MintInput<'a> {
         }
     }
 
+    /// Everything a chain's [`Principal`](crate::authn::Principal) says that
+    /// an internal token carries: its subject, the authenticator that
+    /// vouched (`authn`), for a JWT its issuer
+    /// ([`source_issuer`](Self::source_issuer)), its scopes and roles, and
+    /// its expiry ([`expires_at`](Self::expires_at)). Only a JWT's `iss` is
+    /// carried: the claims of other kinds come from elsewhere (an API key
+    /// store, a legacy endpoint's JSON) and cannot name an issuer. What the
+    /// layers' [`internal_token`](crate::middleware::BearerAuth::internal_token)
+    /// and the sidecar mint.
+    ///
+    /// ```
+    /// use tokenwarden::authn::Principal;
+    /// use tokenwarden::mint::MintInput;
+    ///
+    /// let p = Principal::new("svc-billing", "api_key").with_scopes(["orders:read"]);
+    /// let input = MintInput::from_principal(&p);
+    /// # let _ = input;
+    /// ```
+    #[must_use]
+    pub fn from_principal(p: &'a crate::authn::Principal) -> Self {
+        let mut input = MintInput::new(p.subject(), p.authenticator())
+            .scopes(p.scopes())
+            .roles(p.roles())
+            .expires_at(p.expires_at());
+        if p.authenticator() == "jwt" {
+            if let Some(iss) = p.claims().get("iss").and_then(Value::as_str) {
+                input = input.source_issuer(iss);
+            }
+        }
+        input
+    }
+
     /// The issuer that vouched for the principal (a JWT's `iss`), written
     /// in the `src_iss` claim. Subjects are unique per issuer only (OIDC
     /// Core §2: `sub` is "locally unique ... within the Issuer"), so the

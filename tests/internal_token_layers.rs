@@ -94,6 +94,7 @@ fn judge(values: &[&[u8]]) -> Value {
                     "sub": v.claims["sub"],
                     "authn": v.claims["authn"],
                     "scope": v.claims["scope"],
+                    "src_iss": v.claims.get("src_iss"),
                 }),
                 Err(e) => json!({"token": "invalid", "kind": e.kind().as_str(), "raw": raw}),
             }
@@ -161,6 +162,8 @@ async fn cases(base: &str, key: &NewApiKey) {
             (&json!("alice"), &json!("jwt"), &json!("orders:read")),
             "{path}"
         );
+        // The JWT's issuer goes with its subject: `sub` is unique per issuer.
+        assert_eq!(seen["src_iss"], json!(common::ISS), "{path}");
     }
 
     // Attack: a forged header (once, or twice) never reaches the handler,

@@ -172,9 +172,9 @@ impl Slot {
                     kind: "no_principal",
                 });
             };
-            let input = crate::mint::MintInput::new(p.subject(), p.authenticator())
-                .scopes(p.scopes())
-                .roles(p.roles());
+            // The issuer and expiry too: one `sub` at two issuers is two
+            // users, and the token never outlives the credential.
+            let input = crate::mint::MintInput::from_principal(&p);
             return match it.minter.mint(&input) {
                 Ok(token) => Ok(Forward::Set(token)),
                 Err(e) => {

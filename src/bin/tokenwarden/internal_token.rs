@@ -143,14 +143,5 @@ pub fn for_jwt(
 /// # Errors
 /// As [`for_jwt`].
 pub fn for_principal(minter: &Minter, p: &Principal) -> Result<std::sync::Arc<str>, MintError> {
-    let mut input = MintInput::new(p.subject(), p.authenticator())
-        .scopes(p.scopes())
-        .roles(p.roles())
-        .expires_at(p.expires_at());
-    if p.authenticator() == "jwt" {
-        if let Some(iss) = p.claims().get("iss").and_then(Value::as_str) {
-            input = input.source_issuer(iss);
-        }
-    }
-    minter.mint(&input)
+    minter.mint(&MintInput::from_principal(p))
 }
