@@ -641,3 +641,23 @@ async fn a_flood_of_bogus_cookies_cannot_break_the_single_flight_of_a_good_one()
     assert!(run(&chain, &cookie(&good)).await.is_ok());
     assert_eq!(server.calls(), 401, "the good cookie's yes is kept");
 }
+
+/// Attack: a session cookie and `Basic` credentials judged by two legacy
+/// authenticators of one name are two credentials: a request carrying the
+/// attacker's own valid cookie and a victim's unchecked `Basic` is refused,
+/// never decided by the cookie while an application behind reads `Basic`.
+#[tokio::test]
+async fn a_cookie_and_basic_under_one_name_are_two_kinds_and_refused_400() {
+    let good = sid("own");
+    let server = server_with(&[&good]).await;
+    let chain = Chain::new().legacy(cookie_auth(&server)).legacy(
+        LegacyAuthenticator::basic(http_check(&server).checker()).clock(ManualClock::new(NOW)),
+    );
+    let mut both = cookie(&good);
+    both.push(("authorization".into(), "Basic dmljdGltOmd1ZXNz".into()));
+    let r = run(&chain, &both).await.unwrap_err();
+    assert_eq!((r.status(), r.kind()), (400, "invalid_request"));
+    assert_eq!(server.calls(), 0, "nothing judged");
+    // Each alone still works as before.
+    assert!(run(&chain, &cookie(&good)).await.is_ok());
+}

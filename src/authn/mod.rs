@@ -134,6 +134,16 @@ pub trait Authenticator: Send + Sync {
 
     /// Judges the request's credential.
     fn authenticate<'a>(&'a self, req: &'a RequestView<'a>) -> BoxFuture<'a, Verdict>;
+
+    /// Where this authenticator reads its credential (`"cookie:SID"`,
+    /// `"basic"`, `"header:x-session"`), when it can say. Two authenticators
+    /// of one name reading different places are two kinds: a request with a
+    /// credential in each is refused (400) like any two kinds, so that no
+    /// credential reaches the service unchecked beside the one that
+    /// decided. `None` (the default): one credential, wherever it is.
+    fn location(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Names only the built-in kinds carry: an authenticator of yours named so
@@ -201,12 +211,18 @@ impl Member {
 
     /// Whether every credential `other` (of this member's name) finds in
     /// `req` is one this member reads too. Two API key authenticators
-    /// reading different headers are two kinds per location; other
-    /// members of one name read one credential.
+    /// reading different headers are two kinds per location, as are two
+    /// of yours that say they read different places
+    /// ([`Authenticator::location`]); other members of one name read one
+    /// credential.
     fn reads_all_of(&self, other: &Member, req: &RequestView<'_>) -> bool {
         match (self, other) {
             #[cfg(feature = "api-keys")]
             (Member::ApiKey(a), Member::ApiKey(b)) => a.reads_all_of(b, req),
+            (Member::Custom(a), Member::Custom(b)) => match (a.location(), b.location()) {
+                (Some(x), Some(y)) => x == y,
+                _ => true,
+            },
             _ => {
                 let _ = req;
                 true

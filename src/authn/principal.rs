@@ -312,7 +312,7 @@ impl Principal {
     pub fn expires_at(&self) -> Option<i64> {
         match self.extra().and_then(|e| e.expires_at) {
             Some(e) => e,
-            None => self.claims().get("exp").and_then(Value::as_i64),
+            None => self.claims().get("exp").and_then(unix_seconds),
         }
     }
 
@@ -367,4 +367,16 @@ impl Principal {
     pub fn may_act(&self) -> Option<&Value> {
         self.claims().get("may_act")
     }
+}
+
+/// A NumericDate (RFC 7519 §2: "can represent ... fractional seconds") as
+/// whole Unix seconds, rounded down: a fractional `exp` is a time like any
+/// other, never "no expiry". Non-finite or non-numbers are `None`.
+#[allow(clippy::cast_possible_truncation)] // `as` saturates; floor() is exact here
+pub(crate) fn unix_seconds(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite())
+            .map(|f| f.floor() as i64)
+    })
 }

@@ -395,6 +395,13 @@ impl ApiKeyAuthenticator {
             let _ = digest.matches(&SecretDigest::of("", "", ""));
             return unknown("unknown_key", INVALID);
         };
+        if record.id != key.id {
+            // A store that matched loosely (a case-insensitive collation):
+            // only the exact id is this key, and only a stored id may name
+            // a counter, a usage entry or a metrics label.
+            let _ = digest.matches(&record.digest);
+            return unknown("unknown_key", INVALID);
+        }
         if !digest.matches(&record.digest) {
             self.failed(key.id, now);
             return refused("wrong_secret", INVALID);

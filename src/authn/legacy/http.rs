@@ -256,7 +256,11 @@ fn principal(
     let p = Principal::new(sub, "legacy")
         .with_scopes(strings(object.get(scopes)))
         .with_roles(strings(object.get(roles)))
-        .with_expiry(object.get("exp").and_then(Value::as_i64));
+        .with_expiry(
+            object
+                .get("exp")
+                .and_then(crate::authn::principal::unix_seconds),
+        );
     for name in NOT_CLAIMS {
         object.remove(name);
     }

@@ -405,6 +405,16 @@ impl Authenticator for LegacyAuthenticator {
     fn authenticate<'a>(&'a self, req: &'a RequestView<'a>) -> BoxFuture<'a, Verdict> {
         Box::pin(self.verdict(req))
     }
+
+    fn location(&self) -> Option<String> {
+        // A session cookie and `Basic` credentials are two credentials,
+        // even under one name: a request carrying both is refused.
+        Some(match &self.source {
+            Source::Cookie(name) => format!("cookie:{name}"),
+            Source::Basic => "basic".to_owned(),
+            Source::Header(name) => format!("header:{}", name.to_ascii_lowercase()),
+        })
+    }
 }
 
 impl Chain {

@@ -124,9 +124,19 @@ pub fn for_jwt(
             _ => {}
         }
     }
-    let mut input = MintInput::new(subject, "jwt")
-        .scopes(scopes)
-        .expires_at(claims.get("exp").and_then(Value::as_i64));
+    let mut input =
+        MintInput::new(subject, "jwt")
+            .scopes(scopes)
+            .expires_at(claims.get("exp").and_then(|v| {
+                // A fractional NumericDate (RFC 7519 §2) is a time too, never
+                // "no expiry": rounded down.
+                #[allow(clippy::cast_possible_truncation)]
+                v.as_i64().or_else(|| {
+                    v.as_f64()
+                        .filter(|f| f.is_finite())
+                        .map(|f| f.floor() as i64)
+                })
+            }));
     if let Some(iss) = claims.get("iss").and_then(Value::as_str) {
         input = input.source_issuer(iss);
     }
