@@ -21,7 +21,9 @@
 use std::fmt;
 
 mod issuer;
-pub use issuer::{IssuerStats, TestIssuer, TestIssuerBuilder, TokenMint};
+pub use issuer::{
+    IntrospectionOutage, IssuerStats, OpaqueMint, TestIssuer, TestIssuerBuilder, TokenMint,
+};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaEncoding, RsaKeyPair};

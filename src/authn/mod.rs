@@ -41,6 +41,9 @@
 #[cfg(feature = "api-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "api-keys")))]
 pub mod api_key;
+#[cfg(feature = "introspection")]
+#[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
+pub mod introspection;
 pub mod jwt;
 #[cfg(feature = "legacy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "legacy")))]
@@ -136,6 +139,8 @@ enum Member {
     Jwt(jwt::JwtAuthenticator),
     #[cfg(feature = "api-keys")]
     ApiKey(api_key::ApiKeyAuthenticator),
+    #[cfg(feature = "introspection")]
+    Introspection(introspection::IntrospectionAuthenticator),
     Custom(Arc<dyn Authenticator>),
 }
 
@@ -145,6 +150,8 @@ impl Member {
             Member::Jwt(a) => Authenticator::name(a),
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => Authenticator::name(a),
+            #[cfg(feature = "introspection")]
+            Member::Introspection(a) => Authenticator::name(a),
             Member::Custom(a) => a.name(),
         }
     }
@@ -154,6 +161,8 @@ impl Member {
             Member::Jwt(a) => Authenticator::scheme(a),
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => Authenticator::scheme(a),
+            #[cfg(feature = "introspection")]
+            Member::Introspection(a) => Authenticator::scheme(a),
             Member::Custom(a) => a.scheme(),
         }
     }
@@ -163,6 +172,8 @@ impl Member {
             Member::Jwt(a) => Authenticator::recognises(a, req),
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => Authenticator::recognises(a, req),
+            #[cfg(feature = "introspection")]
+            Member::Introspection(a) => Authenticator::recognises(a, req),
             Member::Custom(a) => a.recognises(req),
         }
     }
@@ -172,6 +183,8 @@ impl Member {
             Member::Jwt(a) => a.verdict(req).await,
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => a.verdict(req).await,
+            #[cfg(feature = "introspection")]
+            Member::Introspection(a) => a.verdict(req).await,
             Member::Custom(a) => a.authenticate(req).await,
         }
     }
@@ -191,6 +204,10 @@ struct Inner {
     members: Vec<Member>,
     allow_multiple: bool,
     requirements: Requirements,
+    /// An introspection authenticator is in the chain: bearer JWTs (by
+    /// shape) go to the JWT authenticators, other bearer tokens to it.
+    #[cfg(feature = "introspection")]
+    opaque_bearer: bool,
 }
 
 impl std::fmt::Debug for Chain {
@@ -293,10 +310,13 @@ impl Chain {
             Err(r) => return Some(Err(r)),
         };
         for m in self.judges(req, first) {
-            let Member::Jwt(a) = m else {
-                return None;
+            let verdict = match m {
+                Member::Jwt(a) => a.verdict_now(req)?,
+                #[cfg(feature = "introspection")]
+                Member::Introspection(a) => a.verdict_now(req)?,
+                _ => return None,
             };
-            match a.verdict_now(req)? {
+            match verdict {
                 Verdict::Authenticated(p) => return Some(self.accept(p, m.scheme())),
                 Verdict::Refused(r) => return Some(Err(r)),
                 Verdict::NotMine => {}
@@ -309,7 +329,7 @@ impl Chain {
     /// refusal for none, or for two kinds at once (unless allowed).
     fn select(&self, req: &RequestView<'_>) -> Result<usize, Refusal> {
         let members = &self.inner.members;
-        let Some(first) = members.iter().position(|m| m.recognises(req)) else {
+        let Some(first) = members.iter().position(|m| self.recognises(m, req)) else {
             return Err(self.missing());
         };
         if !self.inner.allow_multiple {
@@ -317,7 +337,7 @@ impl Chain {
             let other = members
                 .iter()
                 .skip(first.saturating_add(1))
-                .any(|m| m.name() != kind && m.recognises(req));
+                .any(|m| m.name() != kind && self.recognises(m, req));
             if other {
                 return Err(Refusal::invalid_request(
                     members[first].scheme(),
@@ -343,8 +363,18 @@ impl Chain {
         let rest = members
             .iter()
             .skip(first.saturating_add(1))
-            .filter(move |m| (allow_multiple || Some(m.name()) == kind) && m.recognises(req));
+            .filter(move |m| (allow_multiple || Some(m.name()) == kind) && self.recognises(m, req));
         members.get(first).into_iter().chain(rest)
+    }
+
+    /// Whether `m` recognises the request's credential, in this chain: with
+    /// an introspection authenticator, a JWT one takes only bearer JWTs.
+    fn recognises(&self, m: &Member, req: &RequestView<'_>) -> bool {
+        #[cfg(feature = "introspection")]
+        if self.inner.opaque_bearer && matches!(m, Member::Jwt(_)) {
+            return m.recognises(req) && introspection::bearer_is_jws(req);
+        }
+        m.recognises(req)
     }
 
     /// The scheme of the authenticator named `name` (the first of that
