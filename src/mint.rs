@@ -915,11 +915,11 @@ fn generate(alg: SigningAlg) -> Result<SigningKey, MintBuildError> {
     SigningKey::generate(alg).map_err(problem)
 }
 
-fn key_from_der(der: &[u8]) -> Result<SigningKey, MintBuildError> {
+pub(crate) fn key_from_der(der: &[u8]) -> Result<SigningKey, MintBuildError> {
     SigningKey::from_pkcs8(der).map_err(problem)
 }
 
-fn key_from_pem(pem: &[u8]) -> Result<SigningKey, MintBuildError> {
+pub(crate) fn key_from_pem(pem: &[u8]) -> Result<SigningKey, MintBuildError> {
     let refused = |reason| Err(MintBuildError::UnsupportedKey { reason });
     const BEGIN: &[u8] = b"-----BEGIN PRIVATE KEY-----";
     const END: &[u8] = b"-----END PRIVATE KEY-----";
@@ -956,7 +956,7 @@ fn key_from_pem(pem: &[u8]) -> Result<SigningKey, MintBuildError> {
 
 /// The key's public JWK members (RFC 7518 §6.2 for P-256, RFC 8037 §2 for
 /// Ed25519), without `kid`/`alg`/`use`.
-fn public_jwk(key: &SigningKey) -> (Algorithm, Map<String, Value>) {
+pub(crate) fn public_jwk(key: &SigningKey) -> (Algorithm, Map<String, Value>) {
     let public = key.public_key();
     let mut jwk = Map::new();
     match key.alg() {
@@ -983,7 +983,7 @@ fn public_jwk(key: &SigningKey) -> (Algorithm, Map<String, Value>) {
 /// no whitespace, base64url. `jwk` holds exactly those members here, and a
 /// `serde_json::Map` without `preserve_order` is sorted; the members are
 /// written out by name all the same, so the order never depends on that.
-fn thumbprint(jwk: &Map<String, Value>) -> String {
+pub(crate) fn thumbprint(jwk: &Map<String, Value>) -> String {
     let mut canonical = Vec::with_capacity(128);
     canonical.push(b'{');
     let names: &[&str] = if jwk.contains_key("y") {

@@ -22,7 +22,8 @@ use std::fmt;
 
 mod issuer;
 pub use issuer::{
-    GRANT_TYPE_TOKEN_EXCHANGE, IssuerStats, TestIssuer, TestIssuerBuilder, TokenMint,
+    GRANT_TYPE_TOKEN_EXCHANGE, IntrospectionOutage, IssuerStats, OpaqueMint, TestIssuer,
+    TestIssuerBuilder, TokenMint,
 };
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};

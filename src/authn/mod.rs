@@ -43,6 +43,9 @@ pub(crate) mod actor;
 #[cfg(feature = "api-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "api-keys")))]
 pub mod api_key;
+#[cfg(feature = "introspection")]
+#[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
+pub mod introspection;
 pub mod jwt;
 #[cfg(feature = "legacy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "legacy")))]
@@ -149,7 +152,7 @@ pub trait Authenticator: Send + Sync {
 /// Names only the built-in kinds carry: an authenticator of yours named so
 /// would pass its principals off as a JWT's or an API key's (to the
 /// service behind, which reads [`Principal::authenticator`]).
-pub const RESERVED_NAMES: [&str; 2] = ["jwt", "api_key"];
+pub const RESERVED_NAMES: [&str; 3] = ["jwt", "api_key", "introspection"];
 
 /// Which kind of credential a member judges: the built-in kinds by type,
 /// yours by name. A legacy authenticator named `"jwt"` is still not the
@@ -159,6 +162,8 @@ enum Kind {
     Jwt,
     #[cfg(feature = "api-keys")]
     ApiKey,
+    #[cfg(feature = "introspection")]
+    Introspection,
     Custom(&'static str),
 }
 
@@ -169,6 +174,8 @@ enum Member {
     Jwt(jwt::JwtAuthenticator),
     #[cfg(feature = "api-keys")]
     ApiKey(api_key::ApiKeyAuthenticator),
+    #[cfg(feature = "introspection")]
+    Introspection(introspection::IntrospectionAuthenticator),
     Custom(Arc<dyn Authenticator>),
 }
 
@@ -178,6 +185,8 @@ impl Member {
             Member::Jwt(_) => Kind::Jwt,
             #[cfg(feature = "api-keys")]
             Member::ApiKey(_) => Kind::ApiKey,
+            #[cfg(feature = "introspection")]
+            Member::Introspection(_) => Kind::Introspection,
             Member::Custom(a) => Kind::Custom(a.name()),
         }
     }
@@ -187,6 +196,8 @@ impl Member {
             Member::Jwt(a) => Authenticator::name(a),
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => Authenticator::name(a),
+            #[cfg(feature = "introspection")]
+            Member::Introspection(a) => Authenticator::name(a),
             Member::Custom(a) => a.name(),
         }
     }
@@ -196,6 +207,8 @@ impl Member {
             Member::Jwt(a) => Authenticator::scheme(a),
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => Authenticator::scheme(a),
+            #[cfg(feature = "introspection")]
+            Member::Introspection(a) => Authenticator::scheme(a),
             Member::Custom(a) => a.scheme(),
         }
     }
@@ -205,6 +218,8 @@ impl Member {
             Member::Jwt(a) => Authenticator::recognises(a, req),
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => Authenticator::recognises(a, req),
+            #[cfg(feature = "introspection")]
+            Member::Introspection(a) => Authenticator::recognises(a, req),
             Member::Custom(a) => a.recognises(req),
         }
     }
@@ -235,6 +250,8 @@ impl Member {
             Member::Jwt(a) => a.verdict(req).await,
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => a.verdict(req).await,
+            #[cfg(feature = "introspection")]
+            Member::Introspection(a) => a.verdict(req).await,
             Member::Custom(a) => match a.authenticate(req).await {
                 // Labelled by the member that vouched, never by its own say.
                 Verdict::Authenticated(p) if p.authenticator() != a.name() => {
@@ -263,6 +280,10 @@ struct Inner {
     /// The first mistake in building the chain: every request is then
     /// refused (see [`Chain::check`]).
     misconfigured: Option<&'static str>,
+    /// An introspection authenticator is in the chain: bearer JWTs (by
+    /// shape) go to the JWT authenticators, other bearer tokens to it.
+    #[cfg(feature = "introspection")]
+    opaque_bearer: bool,
 }
 
 impl std::fmt::Debug for Chain {
@@ -410,10 +431,13 @@ impl Chain {
             Err(r) => return Some(Err(r)),
         };
         for m in self.judges(req, first) {
-            let Member::Jwt(a) = m else {
-                return None;
+            let verdict = match m {
+                Member::Jwt(a) => a.verdict_now(req)?,
+                #[cfg(feature = "introspection")]
+                Member::Introspection(a) => a.verdict_now(req)?,
+                _ => return None,
             };
-            match a.verdict_now(req)? {
+            match verdict {
                 Verdict::Authenticated(p) => return Some(self.accept(p, m.scheme())),
                 Verdict::Refused(r) => return Some(Err(r)),
                 Verdict::NotMine => {}
@@ -429,7 +453,7 @@ impl Chain {
             return Err(r);
         }
         let members = &self.inner.members;
-        let Some(first) = members.iter().position(|m| m.recognises(req)) else {
+        let Some(first) = members.iter().position(|m| self.recognises(m, req)) else {
             return Err(self.missing());
         };
         if !self.inner.allow_multiple {
@@ -438,7 +462,8 @@ impl Chain {
             // as two credentials when both are present.
             let kind = members[first].kind();
             let other = members.iter().skip(first.saturating_add(1)).any(|m| {
-                m.recognises(req) && (m.kind() != kind || !members[first].reads_all_of(m, req))
+                self.recognises(m, req)
+                    && (m.kind() != kind || !members[first].reads_all_of(m, req))
             });
             if other {
                 return Err(Refusal::invalid_request(
@@ -465,8 +490,18 @@ impl Chain {
         let rest = members
             .iter()
             .skip(first.saturating_add(1))
-            .filter(move |m| (allow_multiple || Some(m.kind()) == kind) && m.recognises(req));
+            .filter(move |m| (allow_multiple || Some(m.kind()) == kind) && self.recognises(m, req));
         members.get(first).into_iter().chain(rest)
+    }
+
+    /// Whether `m` recognises the request's credential, in this chain: with
+    /// an introspection authenticator, a JWT one takes only bearer JWTs.
+    fn recognises(&self, m: &Member, req: &RequestView<'_>) -> bool {
+        #[cfg(feature = "introspection")]
+        if self.inner.opaque_bearer && matches!(m, Member::Jwt(_)) {
+            return m.recognises(req) && introspection::bearer_is_jws(req);
+        }
+        m.recognises(req)
     }
 
     /// The scheme of the authenticator named `name` (the first of that

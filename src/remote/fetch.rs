@@ -232,7 +232,7 @@ pub(crate) enum Fetched<T> {
 }
 
 /// Fetches `url` and reads at most `max_bytes` of a JSON body.
-async fn get_json(
+pub(crate) async fn get_json(
     client: &reqwest::Client,
     url: &str,
     limits: Limits,

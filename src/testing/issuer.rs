@@ -1,7 +1,6 @@
 //! [`TestIssuer`]: a real identity provider on a loopback port for tests.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -15,9 +14,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::TestKey;
+
+mod introspect;
 use crate::alg::Algorithm;
 use crate::clock::{Clock, SystemClock};
 use crate::error::BuildError;
+pub use introspect::{IntrospectionOutage, OpaqueMint};
 
 mod exchange;
 pub use exchange::GRANT_TYPE as GRANT_TYPE_TOKEN_EXCHANGE;
@@ -32,6 +34,7 @@ pub use exchange::GRANT_TYPE as GRANT_TYPE_TOKEN_EXCHANGE;
 /// | `/.well-known/openid-configuration` | discovery: `issuer`, `jwks_uri`, `token_endpoint` |
 /// | `/jwks` | the published keys |
 /// | `POST /token` | `grant_type=client_credentials` for a registered client (form or HTTP Basic); RFC 8693 token exchange ([`GRANT_TYPE_TOKEN_EXCHANGE`](super::GRANT_TYPE_TOKEN_EXCHANGE)) of a token it issued, `may_act` honoured, scopes only narrowed, `act` recording the client |
+/// | `POST /introspect` | RFC 7662 for [`opaque_token`](TestIssuer::opaque_token)s, clients by secret (Basic or form) or `private_key_jwt`; RFC 9701 signed answers and outages on demand |
 ///
 /// ```
 /// # #[cfg(feature = "remote")] {
@@ -119,6 +122,7 @@ struct Shared {
     jwks: AtomicU64,
     token: AtomicU64,
     issuer: String,
+    introspection: introspect::State,
 }
 
 struct Keys {
@@ -195,6 +199,7 @@ impl TestIssuerBuilder {
             jwks: AtomicU64::new(0),
             token: AtomicU64::new(0),
             issuer: issuer.clone(),
+            introspection: introspect::State::default(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -447,6 +452,7 @@ impl Shared {
                     "issuer": issuer,
                     "jwks_uri": format!("{issuer}/jwks"),
                     "token_endpoint": format!("{issuer}/token"),
+                    "introspection_endpoint": format!("{issuer}/introspect"),
                     "grant_types_supported": ["client_credentials", exchange::GRANT_TYPE],
                     "id_token_signing_alg_values_supported": [self.alg.as_str()],
                     "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
@@ -578,12 +584,15 @@ async fn serve(
 async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Full<Bytes>>, introspect::Dropped> {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, 64 * 1024).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     };
+    if parts.uri.path() == "/introspect" {
+        return introspect::handle(&shared, &parts, &body).await;
+    }
     let basic = parts
         .headers
         .get(hyper::header::AUTHORIZATION)
