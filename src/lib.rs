@@ -19,6 +19,7 @@ mod clock;
 mod crypto;
 mod error;
 mod keys;
+pub mod logout;
 mod requirements;
 pub mod state;
 mod token;

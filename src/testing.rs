@@ -22,6 +22,8 @@ use std::fmt;
 
 mod issuer;
 pub use issuer::{IssuerStats, TestIssuer, TestIssuerBuilder, TokenMint};
+mod logout;
+pub use logout::{LogoutDelivery, LogoutTarget};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaEncoding, RsaKeyPair};
