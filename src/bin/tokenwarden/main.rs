@@ -12,6 +12,7 @@ mod internal_token;
 mod legacy;
 mod metrics;
 mod revocation;
+mod revocation_http;
 mod serve;
 mod verify;
 

@@ -452,8 +452,8 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 }
 
 async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    if crate::revocation::PATHS.contains(&req.uri().path()) {
-        return crate::revocation::route(state.revocation.as_ref(), req).await;
+    if crate::revocation_http::PATHS.contains(&req.uri().path()) {
+        return crate::revocation_http::route(state.revocation.as_ref(), req).await;
     }
     let path = req.uri().path();
     match path {
