@@ -29,8 +29,8 @@ fn full_denylist() -> Denylist {
         d.revoke_jti(&format!("5f0c6a7e-{i:08}-4d2b-9b4e-revoked"), 4_000_000_000);
     }
     for i in 0..1_000 {
-        d.revoke_subject_before(&format!("user-{i}"), 1_700_000_000);
-        d.revoke_session(&format!("session-{i}"), 1_700_000_000);
+        d.revoke_subject_before(&format!("user-{i}"), 4_000_000_000);
+        d.revoke_session(&format!("session-{i}"), 4_000_000_000);
     }
     d.prune();
     d
