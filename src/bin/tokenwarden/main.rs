@@ -11,6 +11,8 @@ mod idle;
 mod internal_token;
 mod legacy;
 mod metrics;
+mod revocation;
+mod revocation_http;
 mod serve;
 mod verify;
 
