@@ -1,5 +1,6 @@
 //! One chain of authenticators for every kind of credential: bearer JWTs,
-//! API keys (feature `api-keys`), and your own.
+//! API keys (feature `api-keys`), legacy sessions and `Basic` credentials
+//! (feature `legacy`), and your own.
 //!
 //! **request -> credential found -> authenticator -> [`Principal`] ->
 //! [`Requirements`] -> verdict.** Each

@@ -58,7 +58,7 @@ impl BearerAuth {
     /// # let validator = Validator::builder().issuer("i").audience("a")
     /// #     .keys(KeySet::from_hmac_secret(Some("k"), Algorithm::HS256, &[7; 32])?).build()?;
     /// let chain = Chain::new().jwt(JwtAuthenticator::new(validator).roles_from("roles"));
-    /// // With the `api-keys` feature: `.api_key(ApiKeyAuthenticator::new(store))`.
+    /// // With the `api-keys` feature: `.api_key(ApiKeyAuthenticator::memory(store))`.
     /// let auth = BearerAuth::from_chain(chain)
     ///     .realm("orders")
     ///     .require_scopes(Scopes::all(["orders:read"]))

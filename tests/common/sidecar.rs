@@ -270,3 +270,176 @@ pub fn internal_token_section(key_file: &Path) -> String {
         key_file.display().to_string()
     )
 }
+
+pub const RULES: &str = r#"
+[[rule]]
+path = "/admin/*"
+scopes = ["admin"]
+
+[[rule]]
+path = "/public/*"
+anonymous = true
+"#;
+
+pub async fn get(url: &str, token: Option<&str>, original: &str) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .get(url)
+        .header("x-original-uri", original)
+        .header("x-original-method", "GET");
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+pub fn serve_with(config_text: &str) -> (Option<i32>, String) {
+    let dir = Scratch::new("badcfg");
+    let cfg = dir.write("bad.toml", config_text);
+    serve_flags(&["--config".as_ref(), cfg.as_os_str()])
+}
+
+/// `serve --check` with these arguments: the exit code and stderr.
+pub fn serve_flags<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String) {
+    let out = Command::new(binary())
+        .args(["serve", "--check"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A request to the sidecar's `/auth` with exactly these headers.
+pub async fn ask(
+    base: &str,
+    path: &str,
+    method: reqwest::Method,
+    token: Option<&str>,
+    headers: &[(&str, &[u8])],
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new().request(method, format!("{base}{path}"));
+    for (name, value) in headers {
+        req = req.header(
+            *name,
+            reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+        );
+    }
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap()
+}
+
+pub async fn metric(base: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    sample(&text, series).unwrap_or(0.0)
+}
+
+pub const ADMIN_AND_PUBLIC: &str = r#"
+[[rule]]
+path = "/public/*"
+anonymous = true
+
+[[rule]]
+path = "/admin/*"
+scopes = ["admin"]
+"#;
+
+/// Reads until the peer closes (EOF or reset), at most `within`; the time
+/// it took, or `None` if the connection was still open at the deadline.
+pub async fn closed_within(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> Option<std::time::Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[cfg(feature = "testing")]
+pub fn with_server(idp: &tokenwarden::testing::TestIssuer, server: &str) -> String {
+    format!(
+        "{}\n[server]\n{server}\n",
+        config(idp.issuer(), ADMIN_AND_PUBLIC)
+    )
+}
+
+/// A connection on which one request has been answered (retried until one
+/// is, for at most 20 s).
+pub async fn served_connection(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 12];
+        let answered = async {
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await?;
+            c.read_exact(&mut buf).await
+        };
+        if let Ok(Ok(_)) = tokio::time::timeout(std::time::Duration::from_secs(3), answered).await {
+            if &buf == b"HTTP/1.1 200" {
+                // The rest of the answer is small and stays in the buffer.
+                return c;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no connection was served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts a sidecar behind nginx with these rules (and top-level settings
+/// before them); its base URL, once ready.
+#[cfg(feature = "testing")]
+pub async fn sidecar_with(
+    idp: &tokenwarden::testing::TestIssuer,
+    dir: &Scratch,
+    top: &str,
+    rules: &str,
+) -> (Running, String) {
+    let cfg = dir.write(
+        "tw.toml",
+        &config(idp.issuer(), rules).replacen("gateway", &format!("{top}\ngateway"), 1),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+    let base = format!("http://{}", side.addr);
+    wait_status(&format!("{base}/readyz"), 200).await;
+    (side, base)
+}
+
+/// `/auth` behind nginx for this original method and URI, with extra headers.
+pub async fn judged(
+    base: &str,
+    method: &[u8],
+    uri: &str,
+    token: Option<&str>,
+    extra: &[(&str, &[u8])],
+) -> u16 {
+    let mut headers: Vec<(&str, &[u8])> = vec![
+        ("x-original-method", method),
+        ("x-original-uri", uri.as_bytes()),
+    ];
+    headers.extend_from_slice(extra);
+    ask(base, "/auth", reqwest::Method::GET, token, &headers)
+        .await
+        .status()
+        .as_u16()
+}

@@ -788,9 +788,11 @@ fn audit_allow(v: &Validated<Map<String, Value>>, method: &str, path: &str) {
 fn refusal(state: &State, rejection: &AuthRejection) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::UNAUTHORIZED);
     let mut r = text(status, "");
-    if let Some(challenge) = rejection.challenge(&state.config.realm) {
+    // One challenge per scheme the chain accepts (RFC 9110 §11.6.1): a
+    // request with no credential learns of API keys and `Basic` too.
+    for challenge in rejection.challenges(&state.config.realm) {
         if let Ok(v) = HeaderValue::from_str(&challenge) {
-            r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+            r.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
         }
     }
     r
