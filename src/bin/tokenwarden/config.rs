@@ -59,6 +59,7 @@ struct File {
     internal_token: Option<crate::internal_token::InternalTokenFile>,
     api_keys: Option<crate::api_keys::ApiKeysFile>,
     legacy: Option<crate::legacy::LegacyFile>,
+    introspection: Option<crate::introspection::IntrospectionFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -90,6 +91,7 @@ struct HeadersFile {
     subject: Option<String>,
     issuer: Option<String>,
     scopes: Option<String>,
+    authenticator: Option<String>,
     #[serde(default)]
     claims: std::collections::BTreeMap<String, String>,
 }
@@ -165,6 +167,8 @@ pub struct Config {
     pub api_keys: Option<crate::api_keys::ApiKeys>,
     /// `[legacy]`: a legacy HTTP endpoint judging a cookie or `Basic`.
     pub legacy: Option<crate::legacy::Legacy>,
+    /// `[introspection]`: opaque tokens judged by the IdP (RFC 7662).
+    pub introspection: Option<crate::introspection::Introspection>,
 }
 
 /// The one convention the gateway in front uses to describe the original
@@ -270,6 +274,9 @@ pub struct Headers {
     pub subject: String,
     pub issuer: String,
     pub scopes: String,
+    /// Which authenticator vouched (`jwt`, `api_key`, `legacy`,
+    /// `introspection`); empty on an anonymous pass.
+    pub authenticator: String,
     /// Claim name → header name.
     pub claims: Vec<(String, String)>,
 }
@@ -280,6 +287,7 @@ impl Default for Headers {
             subject: "X-Auth-Subject".into(),
             issuer: "X-Auth-Issuer".into(),
             scopes: "X-Auth-Scopes".into(),
+            authenticator: "X-Auth-Authenticator".into(),
             claims: Vec::new(),
         }
     }
@@ -642,6 +650,7 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         (&mut headers.subject, &h.subject),
         (&mut headers.issuer, &h.issuer),
         (&mut headers.scopes, &h.scopes),
+        (&mut headers.authenticator, &h.authenticator),
     ] {
         if let Some(g) = given {
             *slot = g.clone();
@@ -652,9 +661,14 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         .iter()
         .map(|(c, n)| (c.clone(), n.clone()))
         .collect();
-    for name in [&headers.subject, &headers.issuer, &headers.scopes]
-        .into_iter()
-        .chain(headers.claims.iter().map(|(_, n)| n))
+    for name in [
+        &headers.subject,
+        &headers.issuer,
+        &headers.scopes,
+        &headers.authenticator,
+    ]
+    .into_iter()
+    .chain(headers.claims.iter().map(|(_, n)| n))
     {
         if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(ConfigError(format!(
@@ -668,10 +682,15 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         None => None,
     };
     if let Some(t) = &internal_token {
-        let taken = [&headers.subject, &headers.issuer, &headers.scopes]
-            .into_iter()
-            .chain(headers.claims.iter().map(|(_, n)| n))
-            .any(|n| n.eq_ignore_ascii_case(t.header.as_str()));
+        let taken = [
+            &headers.subject,
+            &headers.issuer,
+            &headers.scopes,
+            &headers.authenticator,
+        ]
+        .into_iter()
+        .chain(headers.claims.iter().map(|(_, n)| n))
+        .any(|n| n.eq_ignore_ascii_case(t.header.as_str()));
         if taken {
             return Err(ConfigError(format!(
                 "{name_of_file}: internal_token.header: {:?} is already an identity header",
@@ -732,6 +751,19 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
                 l,
                 file.allow_http,
                 file.allow_private_addresses,
+                &at,
+            )?),
+            None => None,
+        },
+        introspection: match &file.introspection {
+            Some(i) => Some(crate::introspection::check(
+                i,
+                &crate::introspection::Context {
+                    allow_http: file.allow_http,
+                    allow_private_addresses: file.allow_private_addresses,
+                    leeway_seconds: file.leeway_seconds.unwrap_or(60),
+                    audiences: &file.audiences,
+                },
                 &at,
             )?),
             None => None,

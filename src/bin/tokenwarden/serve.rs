@@ -11,7 +11,11 @@
 //! issuer), `/metrics` is Prometheus text, `/.well-known/jwks.json` the
 //! internal token's public keys (with `[internal_token]`). With
 //! `[api_keys]` or `[legacy]`, rules judge a chain (a JWT, an API key or a
-//! legacy credential) and the identity comes from its principal.
+//! legacy credential) and the identity comes from its principal. With
+//! `[introspection]`, opaque bearer tokens are judged by the IdP's RFC 7662
+//! endpoint in the same chain; with `[internal_token]` too, a pass for one
+//! carries a minted JWT, so the opaque token stops at the gateway (the
+//! phantom-token pattern). A 503 carries `Retry-After`.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -31,6 +35,8 @@ use tokenwarden::{Clock, KeySet, RemoteKeySet, SystemClock, Validated, Validator
 use crate::config::{self, Config, Keys};
 use crate::metrics::Metrics;
 
+/// `Retry-After` (seconds) of a 503 whose source gave none.
+const DEFAULT_RETRY_AFTER: u32 = 5;
 /// Exit status for a configuration or start-up problem.
 const TROUBLE: u8 = 2;
 /// First and longest wait after `accept` fails.
@@ -197,6 +203,7 @@ struct IdentityHeaders {
     subject: HeaderName,
     issuer: HeaderName,
     scopes: HeaderName,
+    authenticator: HeaderName,
     claims: Vec<(String, HeaderName)>,
 }
 
@@ -263,7 +270,8 @@ async fn serve(config: Config) -> Result<(), String> {
     let validator = builder.build().map_err(|e| e.to_string())?;
     // With API keys, a chain: a bearer JWT or an API key, one principal;
     // a request carrying both is refused (400).
-    let chain = config.api_keys.is_some() || config.legacy.is_some();
+    let chain =
+        config.api_keys.is_some() || config.legacy.is_some() || config.introspection.is_some();
     let base = if chain {
         let mut c = Chain::new().jwt(JwtAuthenticator::new(validator));
         if let Some(keys) = &config.api_keys {
@@ -271,6 +279,15 @@ async fn serve(config: Config) -> Result<(), String> {
         }
         if let Some(l) = &config.legacy {
             c = c.legacy(l.authenticator().map_err(|e| format!("legacy: {e}"))?);
+        }
+        if let Some(i) = &config.introspection {
+            // Opaque bearer tokens to the endpoint, JWS-shaped ones to the
+            // validator; with discovery, the metadata is read now.
+            c = c.introspection(
+                i.authenticator()
+                    .await
+                    .map_err(|e| format!("introspection: {e}"))?,
+            );
         }
         BearerAuth::from_chain(c)
     } else {
@@ -302,6 +319,7 @@ async fn serve(config: Config) -> Result<(), String> {
         subject: name(&config.headers.subject)?,
         issuer: name(&config.headers.issuer)?,
         scopes: name(&config.headers.scopes)?,
+        authenticator: name(&config.headers.authenticator)?,
         claims: config
             .headers
             .claims
@@ -734,6 +752,11 @@ fn principal_pass(
         .filter(|s| !s.is_empty())
         .collect();
     put(out, &names.scopes, Some(scopes.join(" ")));
+    put(
+        out,
+        &names.authenticator,
+        Some(p.authenticator().to_owned()),
+    );
     for (claim, name) in &names.claims {
         put(out, name, claim_text(p.claims().get(claim)));
     }
@@ -795,6 +818,17 @@ fn refusal(state: &State, rejection: &AuthRejection) -> Response<Full<Bytes>> {
             r.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
         }
     }
+    // RFC 9110 §10.2.3: a 503 says when to come back (the IdP's endpoint
+    // down, its circuit open, no usable keys); the client did nothing wrong.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        let secs = match rejection {
+            AuthRejection::Chain(c) => c.retry_after(),
+            _ => None,
+        }
+        .unwrap_or(DEFAULT_RETRY_AFTER);
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
     r
 }
 
@@ -825,9 +859,14 @@ fn encode(value: &str, element: bool) -> String {
 /// replaces whatever copy the client sent.
 fn anonymous_identity(state: &State, out: &mut HeaderMap) {
     let names = &state.header_names;
-    for name in [&names.subject, &names.issuer, &names.scopes]
-        .into_iter()
-        .chain(names.claims.iter().map(|(_, n)| n))
+    for name in [
+        &names.subject,
+        &names.issuer,
+        &names.scopes,
+        &names.authenticator,
+    ]
+    .into_iter()
+    .chain(names.claims.iter().map(|(_, n)| n))
     {
         out.insert(name.clone(), HeaderValue::from_static(""));
     }
@@ -849,6 +888,7 @@ fn identity_headers(state: &State, v: &Validated<Map<String, Value>>, out: &mut 
         .filter(|s| !s.is_empty())
         .collect();
     put(out, &names.scopes, Some(scopes.join(" ")));
+    put(out, &names.authenticator, Some("jwt".to_owned()));
     for (claim, name) in &names.claims {
         put(out, name, as_text(v.claims.get(claim)));
     }
