@@ -9,23 +9,11 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::sidecar::*;
 use tokenwarden::testing::{IntrospectionOutage, TestIssuer};
 
-const CLIENT: &str = "gateway";
-const SECRET: &str = "s3cret-Hk2Lw9Xq4Pv7Rt1Ym8Nb3Jc6";
-
-/// An `[introspection]` section for the issuer's endpoint, the secret in a
-/// file, and `extra` lines.
-fn introspection_section(idp: &TestIssuer, secret_file: &Path, extra: &str) -> String {
-    format!(
-        "\n[introspection]\nendpoint = \"{}\"\nclient_id = \"{CLIENT}\"\nclient_secret_file = {:?}\n{extra}",
-        idp.introspection_url(),
-        secret_file.display().to_string()
-    )
-}
+const CLIENT: &str = INTROSPECTION_CLIENT;
+const SECRET: &str = INTROSPECTION_SECRET;
 
 /// A sidecar behind nginx with `[introspection]` (and `[internal_token]`
 /// when `mint` is true); its base URL, once ready.
