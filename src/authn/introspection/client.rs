@@ -31,7 +31,7 @@ pub(super) enum ClientAuth {
     Post { secret: String },
     /// `private_key_jwt`: a short-lived JWT signed with our key.
     PrivateKeyJwt {
-        key: SigningKey,
+        key: Box<SigningKey>,
         kid: String,
         alg: &'static str,
         /// The assertion's `aud`: the issuer, or the endpoint's URL.

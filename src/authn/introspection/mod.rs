@@ -555,7 +555,7 @@ pub struct IntrospectionAuthenticatorBuilder {
 enum PendingAuth {
     Basic(String),
     Post(String),
-    Key(crate::crypto::signing::SigningKey),
+    Key(Box<crate::crypto::signing::SigningKey>),
 }
 
 impl fmt::Debug for IntrospectionAuthenticatorBuilder {
@@ -629,7 +629,7 @@ impl IntrospectionAuthenticatorBuilder {
         self.client_id = Some(client_id.into());
         self.auth = Some(
             crate::mint::key_from_pem(pem.as_ref())
-                .map(PendingAuth::Key)
+                .map(|k| PendingAuth::Key(Box::new(k)))
                 .map_err(|e| BuildError::new(format!("private_key_jwt: {e}"))),
         );
         self
@@ -651,7 +651,7 @@ impl IntrospectionAuthenticatorBuilder {
                     crate::mint::key_from_der(&bytes)
                 };
                 bytes.fill(0);
-                key.map(PendingAuth::Key)
+                key.map(|k| PendingAuth::Key(Box::new(k)))
                     .map_err(|e| BuildError::new(format!("private_key_jwt: {e}")))
             }
             Err(e) => Err(BuildError::new(format!(
@@ -679,7 +679,7 @@ impl IntrospectionAuthenticatorBuilder {
         };
         self.auth = Some(alg.and_then(|a| {
             SigningKey::generate(a)
-                .map(PendingAuth::Key)
+                .map(|k| PendingAuth::Key(Box::new(k)))
                 .map_err(|_| BuildError::new("private_key_jwt: key generation failed"))
         }));
         self
