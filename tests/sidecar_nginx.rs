@@ -535,3 +535,100 @@ async fn nginx_forwards_the_internal_token_and_the_upstream_validates_it() {
     let _ = nginx.kill();
     let _ = nginx.wait();
 }
+
+/// Issue 17, the phantom-token pattern behind a real nginx: an opaque token
+/// is introspected by the sidecar, and the upstream receives only the
+/// internal JWT it validates against the sidecar's JWKS (`authn:
+/// introspection`), never the opaque token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_phantom_token_the_upstream_gets_only_the_internal_token() {
+    let Some(nginx) = nginx_binary() else {
+        assert!(
+            std::env::var_os("TOKENWARDEN_REQUIRE_NGINX").is_none(),
+            "nginx is required (TOKENWARDEN_REQUIRE_NGINX) but not installed"
+        );
+        common::skipped(
+            "sidecar_nginx::nginx_phantom_token_the_upstream_gets_only_the_internal_token",
+            "nginx is not installed (bash scripts/test.sh installs it)",
+        );
+        return;
+    };
+    let idp = TestIssuer::start().unwrap();
+    idp.introspection_client_secret(INTROSPECTION_CLIENT, INTROSPECTION_SECRET);
+    let dir = Scratch::new("nginx-phantom");
+    let key = dir.write("mint.pem", &mint_key_pem());
+    let secret = dir.write("secret", INTROSPECTION_SECRET);
+    let cfg = dir.write(
+        "tw.toml",
+        &format!(
+            "{}{}{}",
+            config(idp.issuer(), RULES),
+            introspection_section(&idp, &secret, ""),
+            internal_token_section(&key)
+        ),
+    );
+    let side = start_sidecar(&cfg, &[]).await;
+    wait_status(&format!("http://{}/readyz", side.addr), 200).await;
+    let jwks = reqwest::get(format!("http://{}/.well-known/jwks.json", side.addr))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let up = validating_upstream(&jwks).await;
+    let port = free_port();
+    let conf = nginx_conf(&dir.0, port, side.addr.port(), up).replacen(
+        "proxy_set_header Authorization \"\";",
+        "auth_request_set $tw_internal $upstream_http_x_internal_token;\n            proxy_set_header Authorization \"Bearer $tw_internal\";",
+        1,
+    );
+    let conf = dir.write("nginx.conf", &conf);
+    let mut nginx = Command::new(nginx)
+        .args(["-p", &dir.0.display().to_string(), "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let front = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{front}/")).await;
+
+    let opaque = idp
+        .opaque_token()
+        .subject("alice")
+        .audience("api")
+        .scope("orders:read")
+        .issue();
+    let r = reqwest::Client::new()
+        .get(format!("{front}/orders/1"))
+        .bearer_auth(&opaque)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.starts_with("sub=alice;authn=introspection;scope=orders:read;token="),
+        "{body}"
+    );
+    assert!(!body.contains(&opaque), "the opaque token went upstream");
+    // Revoked (unseen): refused before the upstream.
+    let revoked = idp.opaque_token().subject("bob").audience("api").issue();
+    idp.revoke(&revoked);
+    let r = reqwest::Client::new()
+        .get(format!("{front}/orders/1"))
+        .bearer_auth(&revoked)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(!r.text().await.unwrap().contains("sub="));
+
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    let (_, err) = side.terminate();
+    assert!(
+        !err.contains(&opaque),
+        "the opaque token in the sidecar's log"
+    );
+}

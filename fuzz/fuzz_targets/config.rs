@@ -23,6 +23,8 @@ mod legacy;
 #[allow(dead_code)]
 #[path = "../../src/bin/tokenwarden/revocation.rs"]
 mod revocation;
+#[path = "../../src/bin/tokenwarden/introspection.rs"]
+mod introspection;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

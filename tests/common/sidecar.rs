@@ -443,3 +443,24 @@ pub async fn judged(
         .status()
         .as_u16()
 }
+
+/// The sidecar's client at the test issuer's `/introspect`.
+pub const INTROSPECTION_CLIENT: &str = "gateway";
+/// Its client secret.
+pub const INTROSPECTION_SECRET: &str = "s3cret-Hk2Lw9Xq4Pv7Rt1Ym8Nb3Jc6";
+
+/// An `[introspection]` section for the issuer's endpoint, the client
+/// [`INTROSPECTION_CLIENT`] with its secret in `secret_file`, and `extra`
+/// lines.
+#[cfg(feature = "testing")]
+pub fn introspection_section(
+    idp: &tokenwarden::testing::TestIssuer,
+    secret_file: &Path,
+    extra: &str,
+) -> String {
+    format!(
+        "\n[introspection]\nendpoint = \"{}\"\nclient_id = \"{INTROSPECTION_CLIENT}\"\nclient_secret_file = {:?}\n{extra}",
+        idp.introspection_url(),
+        secret_file.display().to_string()
+    )
+}

@@ -60,6 +60,7 @@ struct File {
     api_keys: Option<crate::api_keys::ApiKeysFile>,
     legacy: Option<crate::legacy::LegacyFile>,
     revocation: Option<crate::revocation::RevocationFile>,
+    introspection: Option<crate::introspection::IntrospectionFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -169,6 +170,8 @@ pub struct Config {
     pub legacy: Option<crate::legacy::Legacy>,
     /// `[revocation]`: the denylist and its admin and logout endpoints.
     pub revocation: Option<crate::revocation::RevocationConfig>,
+    /// `[introspection]`: opaque tokens judged by the IdP (RFC 7662).
+    pub introspection: Option<crate::introspection::Introspection>,
 }
 
 /// The one convention the gateway in front uses to describe the original
@@ -274,7 +277,8 @@ pub struct Headers {
     pub subject: String,
     pub issuer: String,
     pub scopes: String,
-    /// Which kind of credential vouched: `jwt`, `api_key`, `legacy`.
+    /// Which authenticator vouched (`jwt`, `api_key`, `legacy`,
+    /// `introspection`); empty on an anonymous pass.
     pub authenticator: String,
     /// Claim name → header name.
     pub claims: Vec<(String, String)>,
@@ -762,6 +766,19 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             None => None,
         },
         revocation,
+        introspection: match &file.introspection {
+            Some(i) => Some(crate::introspection::check(
+                i,
+                &crate::introspection::Context {
+                    allow_http: file.allow_http,
+                    allow_private_addresses: file.allow_private_addresses,
+                    leeway_seconds: file.leeway_seconds.unwrap_or(60),
+                    audiences: &file.audiences,
+                },
+                &at,
+            )?),
+            None => None,
+        },
     })
 }
 

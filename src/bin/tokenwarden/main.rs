@@ -9,6 +9,7 @@ mod apikey;
 mod config;
 mod idle;
 mod internal_token;
+mod introspection;
 mod legacy;
 mod metrics;
 mod revocation;

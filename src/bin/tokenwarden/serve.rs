@@ -11,7 +11,11 @@
 //! issuer), `/metrics` is Prometheus text, `/.well-known/jwks.json` the
 //! internal token's public keys (with `[internal_token]`). With
 //! `[api_keys]` or `[legacy]`, rules judge a chain (a JWT, an API key or a
-//! legacy credential) and the identity comes from its principal.
+//! legacy credential) and the identity comes from its principal. With
+//! `[introspection]`, opaque bearer tokens are judged by the IdP's RFC 7662
+//! endpoint in the same chain; with `[internal_token]` too, a pass for one
+//! carries a minted JWT, so the opaque token stops at the gateway (the
+//! phantom-token pattern). A 503 carries `Retry-After`.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -31,6 +35,8 @@ use tokenwarden::{Clock, KeySet, RemoteKeySet, SystemClock, Validated, Validator
 use crate::config::{self, Config, Keys};
 use crate::metrics::Metrics;
 
+/// `Retry-After` (seconds) of a 503 whose source gave none.
+const DEFAULT_RETRY_AFTER: u32 = 5;
 /// Exit status for a configuration or start-up problem.
 const TROUBLE: u8 = 2;
 /// First and longest wait after `accept` fails.
@@ -278,7 +284,8 @@ async fn serve(config: Config) -> Result<(), String> {
     let revocation = revocation.map(|r| r.with_validator(&validator));
     // With API keys, a chain: a bearer JWT or an API key, one principal;
     // a request carrying both is refused (400).
-    let chain = config.api_keys.is_some() || config.legacy.is_some();
+    let chain =
+        config.api_keys.is_some() || config.legacy.is_some() || config.introspection.is_some();
     let api_keys = match &config.api_keys {
         Some(keys) => Some(keys.authenticator()?),
         None => None,
@@ -291,6 +298,15 @@ async fn serve(config: Config) -> Result<(), String> {
         }
         if let Some(l) = &config.legacy {
             c = c.legacy(l.authenticator().map_err(|e| format!("legacy: {e}"))?);
+        }
+        if let Some(i) = &config.introspection {
+            // Opaque bearer tokens to the endpoint, JWS-shaped ones to the
+            // validator; with discovery, the metadata is read now.
+            c = c.introspection(
+                i.authenticator()
+                    .await
+                    .map_err(|e| format!("introspection: {e}"))?,
+            );
         }
         BearerAuth::from_chain(c)
     } else {
@@ -861,6 +877,17 @@ fn refusal(state: &State, rejection: &AuthRejection) -> Response<Full<Bytes>> {
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             r.headers_mut().append(http::header::WWW_AUTHENTICATE, v);
         }
+    }
+    // RFC 9110 §10.2.3: a 503 says when to come back (the IdP's endpoint
+    // down, its circuit open, no usable keys); the client did nothing wrong.
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        let secs = match rejection {
+            AuthRejection::Chain(c) => c.retry_after(),
+            _ => None,
+        }
+        .unwrap_or(DEFAULT_RETRY_AFTER);
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }
     r
 }
