@@ -41,6 +41,7 @@ use super::{
     Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Outcome,
     ScopedClaims, observe,
 };
+use crate::authn::mtls::PeerCertificate;
 use crate::authn::{HeaderSource, Principal, RequestView};
 use crate::validator::Validated;
 
@@ -66,12 +67,26 @@ impl HeaderSource for actix_web::http::header::HeaderMap {
     }
 }
 
-/// What a chain's authenticators see of a request.
-fn view(req: &ServiceRequest) -> RequestView<'_> {
-    let view = RequestView::new(req.method().as_str(), req.path(), req.headers());
-    match req.query_string() {
-        "" => view,
-        q => view.query(q),
+/// What a chain's authenticators see of a request, with the client
+/// certificate `cert` ([`peer_certificate`]).
+fn view<'r>(req: &'r ServiceRequest, cert: Option<&'r PeerCertificate>) -> RequestView<'r> {
+    let mut view = RequestView::new(req.method().as_str(), req.path(), req.headers());
+    if !req.query_string().is_empty() {
+        view = view.query(req.query_string());
+    }
+    match cert {
+        Some(cert) => view.peer_certificate(cert.der()),
+        None => view,
+    }
+}
+
+/// The client certificate the TLS server recorded: the connection's data
+/// (set in `HttpServer::on_connect`), else the request's extensions. Never
+/// one from a header.
+fn peer_certificate(req: &ServiceRequest) -> Option<PeerCertificate> {
+    match req.conn_data::<PeerCertificate>() {
+        Some(cert) => Some(cert.clone()),
+        None => req.extensions().get::<PeerCertificate>().cloned(),
     }
 }
 
@@ -229,7 +244,8 @@ where
         if self.auth.chain().is_some() {
             // A chain's configuration: the chain decides; a bearer JWT with
             // known keys at once, any other credential in the future.
-            match self.auth.check_chain_now(&view(&req)) {
+            let cert = peer_certificate(&req);
+            match self.auth.check_chain_now(&view(&req, cert.as_ref())) {
                 Outcome::Principal(p) => {
                     observe::principal(&span, &p);
                     attach_principal(&self.auth, &req, p);
@@ -250,7 +266,7 @@ where
                     let span_inside = span.clone();
                     return Box::pin(
                         async move {
-                            let verdict = auth.check_chain(&view(&req)).await;
+                            let verdict = auth.check_chain(&view(&req, cert.as_ref())).await;
                             match verdict {
                                 Ok(Some(p)) => {
                                     observe::principal(&span_inside, &p);

@@ -18,6 +18,7 @@ use tracing::Span;
 use serde_json::{Map, Value};
 
 use super::{Anonymous, Answer, BearerAuth, Checked, Outcome, ResponseBody, ScopedClaims, observe};
+use crate::authn::mtls::PeerCertificate;
 use crate::authn::{Principal, RequestView};
 use crate::validator::Validated;
 
@@ -276,11 +277,16 @@ where
     }
 }
 
-/// What a chain's authenticators see of a request.
+/// What a chain's authenticators see of a request: with the client
+/// certificate the TLS server put in its extensions (never one from a
+/// header).
 fn view<B>(req: &Request<B>) -> RequestView<'_> {
-    let view = RequestView::new(req.method().as_str(), req.uri().path(), req.headers());
-    match req.uri().query() {
-        Some(q) => view.query(q),
+    let mut view = RequestView::new(req.method().as_str(), req.uri().path(), req.headers());
+    if let Some(q) = req.uri().query() {
+        view = view.query(q);
+    }
+    match req.extensions().get::<PeerCertificate>() {
+        Some(cert) => view.peer_certificate(cert.der()),
         None => view,
     }
 }
