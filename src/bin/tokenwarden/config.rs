@@ -59,6 +59,7 @@ struct File {
     internal_token: Option<crate::internal_token::InternalTokenFile>,
     api_keys: Option<crate::api_keys::ApiKeysFile>,
     legacy: Option<crate::legacy::LegacyFile>,
+    mtls: Option<crate::mtls::MtlsFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -165,6 +166,8 @@ pub struct Config {
     pub api_keys: Option<crate::api_keys::ApiKeys>,
     /// `[legacy]`: a legacy HTTP endpoint judging a cookie or `Basic`.
     pub legacy: Option<crate::legacy::Legacy>,
+    /// `[mtls]`: client certificates from the gateway's header.
+    pub mtls: Option<crate::mtls::Mtls>,
 }
 
 /// The one convention the gateway in front uses to describe the original
@@ -734,6 +737,10 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
                 file.allow_private_addresses,
                 &at,
             )?),
+            None => None,
+        },
+        mtls: match &file.mtls {
+            Some(m) => Some(crate::mtls::check(m, &at)?),
             None => None,
         },
     })
