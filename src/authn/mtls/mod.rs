@@ -280,6 +280,15 @@ mod tests {
     }
 
     #[test]
+    fn the_thumbprint_is_compared_in_constant_time() {
+        let src = include_str!("mod.rs");
+        let body = &src[src.find("pub fn check_binding").unwrap_or(0)..];
+        let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
+        assert!(body.contains("crate::crypto::digests_equal(&presented, &expected)"));
+        assert!(!body.contains("presented == expected"));
+    }
+
+    #[test]
     fn peer_certificates_print_their_thumbprint_not_their_bytes() {
         let c = PeerCertificate::new(b"secretish".to_vec());
         let shown = format!("{c:?}");
