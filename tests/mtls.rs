@@ -349,3 +349,84 @@ mod identity {
         );
     }
 }
+
+/// actix-web: the certificate the server recorded for the connection (or
+/// put in the request's extensions) binds; a header never does.
+#[cfg(feature = "actix")]
+#[test]
+fn actix_holds_bound_tokens_to_the_recorded_certificate() {
+    use tokenwarden::authn::mtls::PeerCertificate;
+    use actix_web::HttpMessage as _;
+    use tokenwarden::middleware::actix::BearerAuthMiddleware;
+    actix_web::rt::System::new().block_on(async {
+        let idp = TestIssuer::start().unwrap();
+        let pki = Pki::new();
+        let alice = pki.client("alice", &[], &["alice.shop.test"]);
+        let mallory = pki.client("mallory", &[], &["mallory.shop.test"]);
+        let auth = BearerAuth::from_chain(Chain::new().jwt(JwtAuthenticator::new(validator(&idp))));
+        let app = actix_web::App::new()
+            .wrap(BearerAuthMiddleware::new(auth))
+            .route(
+                "/me",
+                actix_web::web::get().to(|p: Principal| async move { p.subject().to_owned() }),
+            );
+        let service = actix_web::test::init_service(app).await;
+        let bound = idp
+            .token()
+            .audience("api")
+            .subject("alice")
+            .bind_certificate(&alice.der)
+            .sign();
+        let send = |cert: Option<&ClientCert>, header: bool| {
+            let mut req = actix_web::test::TestRequest::get()
+                .uri("/me")
+                .insert_header(("authorization", format!("Bearer {bound}")));
+            if header {
+                req = req.insert_header(("x-client-cert", alice.pem.replace('\n', "")));
+            }
+            let req = req.to_request();
+            if let Some(c) = cert {
+                req.extensions_mut()
+                    .insert(PeerCertificate::new(c.der.clone()));
+            }
+            let service = &service;
+            async move {
+                actix_web::test::call_service(service, req)
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(send(Some(&alice), false).await, 200);
+        assert_eq!(send(Some(&mallory), false).await, 401);
+        assert_eq!(send(None, false).await, 401);
+        assert_eq!(send(None, true).await, 401);
+    });
+}
+
+mod properties {
+    use proptest::prelude::*;
+    use tokenwarden::authn::mtls::forwarded::{Format, certificate};
+
+    proptest! {
+        /// Any header value: a typed answer, never a panic, and any
+        /// certificate found is a DER SEQUENCE.
+        #[test]
+        fn forwarded_certificate_headers_never_panic(
+            value in proptest::collection::vec(any::<u8>(), 0..512),
+            prefix in prop_oneof![
+                Just(&b""[..]),
+                Just(&b"-----BEGIN%20CERTIFICATE-----%0A"[..]),
+                Just(&b"Cert=\"-----BEGIN%20CERTIFICATE-----%0A"[..]),
+            ],
+        ) {
+            let mut v = prefix.to_vec();
+            v.extend(value);
+            for format in [Format::Nginx, Format::Envoy] {
+                if let Ok(Some(c)) = certificate(format, &v) {
+                    prop_assert_eq!(c.der().first(), Some(&0x30));
+                }
+            }
+        }
+    }
+}
