@@ -355,8 +355,8 @@ mod identity {
 #[cfg(feature = "actix")]
 #[test]
 fn actix_holds_bound_tokens_to_the_recorded_certificate() {
-    use tokenwarden::authn::mtls::PeerCertificate;
     use actix_web::HttpMessage as _;
+    use tokenwarden::authn::mtls::PeerCertificate;
     use tokenwarden::middleware::actix::BearerAuthMiddleware;
     actix_web::rt::System::new().block_on(async {
         let idp = TestIssuer::start().unwrap();
@@ -429,4 +429,33 @@ mod properties {
             }
         }
     }
+}
+
+/// `BearerAuth::new` (no chain) with JSON claims: bound tokens are held to
+/// the connection's certificate as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_auth_new_holds_bound_tokens_to_the_certificate() {
+    let idp = TestIssuer::start().unwrap();
+    let pki = Pki::new();
+    let alice = pki.client("alice", &[], &["alice.shop.test"]);
+    let mallory = pki.client("mallory", &[], &["mallory.shop.test"]);
+    let auth = BearerAuth::new(validator(&idp));
+    let app = axum::Router::new().route("/me", get(|| async { "ok" }).route_layer(auth.layer()));
+    let addr = serve_mtls(app, pki.server_config(ClientAuth::Optional)).await;
+    let url = format!("https://localhost:{}/me", addr.port());
+    let bound = idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .bind_certificate(&alice.der)
+        .sign();
+    let plain = idp.token().audience("api").subject("alice").sign();
+    let status = |cert: Option<&ClientCert>, token: &str| {
+        let req = pki.https_client(cert).get(&url).bearer_auth(token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(Some(&alice), &bound).await, 200);
+    assert_eq!(status(Some(&mallory), &bound).await, 401);
+    assert_eq!(status(None, &bound).await, 401);
+    assert_eq!(status(None, &plain).await, 200);
 }

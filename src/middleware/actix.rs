@@ -41,7 +41,7 @@ use super::{
     Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Outcome,
     ScopedClaims, observe,
 };
-use crate::authn::mtls::PeerCertificate;
+use crate::authn::mtls::{PeerCertificate, check_claims_binding};
 use crate::authn::{HeaderSource, Principal, RequestView};
 use crate::validator::Validated;
 
@@ -78,6 +78,14 @@ fn view<'r>(req: &'r ServiceRequest, cert: Option<&'r PeerCertificate>) -> Reque
         Some(cert) => view.peer_certificate(cert.der()),
         None => view,
     }
+}
+
+/// A certificate-bound token's binding, for a middleware without a chain
+/// (RFC 8705 §3): JSON claims are held to the request's certificate.
+fn bound<C: 'static>(claims: &C, req: &ServiceRequest) -> Result<(), AuthRejection> {
+    let cert = peer_certificate(req);
+    check_claims_binding(claims, cert.as_ref().map(PeerCertificate::der))
+        .map_err(|r| AuthRejection::Chain(Box::new(r)))
 }
 
 /// The client certificate the TLS server recorded: the connection's data
@@ -290,6 +298,9 @@ where
         }
         match self.auth.check_now(req.headers()) {
             Outcome::Allowed(v) => {
+                if let Err(r) = bound(&v.claims, &req) {
+                    return Box::pin(ready(Ok(refuse(req, &r, &self.auth))));
+                }
                 observe::allowed(&span, &v);
                 attach(&self.auth, &req, v);
                 drop(entered);
@@ -325,6 +336,9 @@ where
                     async move {
                         match auth.check_refreshing(&token).await {
                             Ok(v) => {
+                                if let Err(r) = bound(&v.claims, &req) {
+                                    return Ok(refuse(req, &r, &auth));
+                                }
                                 observe::allowed(&span_inside, &v);
                                 attach(&auth, &req, v);
                             }

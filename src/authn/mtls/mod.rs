@@ -196,6 +196,27 @@ pub fn check_binding(
     }
 }
 
+/// For the layers that judge with a validator alone (`BearerAuth::new`):
+/// JSON claims (the default claims type) have their binding checked against
+/// the request's certificate, as [`check_binding`] does; another claims type
+/// is not read here (its layer takes a bound token as a bearer token: use a
+/// chain's `JwtAuthenticator` for those).
+#[cfg_attr(not(any(feature = "tower", feature = "actix")), allow(dead_code))]
+pub(crate) fn check_claims_binding<C: 'static>(
+    claims: &C,
+    cert: Option<&[u8]>,
+) -> Result<(), Refusal> {
+    let any = claims as &dyn std::any::Any;
+    let map = match (
+        any.downcast_ref::<Map<String, Value>>(),
+        any.downcast_ref::<Value>(),
+    ) {
+        (Some(m), _) | (None, Some(Value::Object(m))) => m,
+        _ => return Ok(()),
+    };
+    check_binding(map, cert, CertificateBinding::WhenBound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
