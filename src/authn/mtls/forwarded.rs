@@ -12,7 +12,7 @@
 //!
 //! Parsing is strict and bounded: one certificate, one PEM block, every
 //! escape valid, at most [`MAX_HEADER_SIZE`] bytes in and
-//! [`MAX_CERTIFICATE_SIZE`](super::MAX_CERTIFICATE_SIZE) out.
+//! [`MAX_CERTIFICATE_SIZE`] out.
 //!
 //! ```
 //! use tokenwarden::authn::mtls::forwarded::{Format, certificate};
@@ -31,7 +31,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::{MAX_CERTIFICATE_SIZE, PeerCertificate};
 
 /// Largest header value read: a certificate of
-/// [`MAX_CERTIFICATE_SIZE`](super::MAX_CERTIFICATE_SIZE) as escaped PEM,
+/// [`MAX_CERTIFICATE_SIZE`] as escaped PEM,
 /// with room for Envoy's other fields.
 pub const MAX_HEADER_SIZE: usize = 32 * 1024;
 
@@ -54,7 +54,7 @@ pub enum Format {
 #[non_exhaustive]
 pub enum ForwardedError {
     /// Longer than [`MAX_HEADER_SIZE`], or a certificate longer than
-    /// [`MAX_CERTIFICATE_SIZE`](super::MAX_CERTIFICATE_SIZE).
+    /// [`MAX_CERTIFICATE_SIZE`].
     TooLarge,
     /// A `%` not followed by two hex digits, or a byte that has no place in
     /// an escaped value.

@@ -34,7 +34,7 @@ pub enum SubjectSource {
 #[non_exhaustive]
 pub enum CertificateError {
     /// Not one DER X.509 certificate (or larger than
-    /// [`MAX_CERTIFICATE_SIZE`](super::MAX_CERTIFICATE_SIZE)).
+    /// [`MAX_CERTIFICATE_SIZE`]).
     NotACertificate,
     /// Its subject alternative names do not parse, or there are two SAN
     /// extensions.
