@@ -20,6 +20,9 @@ mod internal_token;
 #[allow(dead_code)]
 #[path = "../../src/bin/tokenwarden/legacy.rs"]
 mod legacy;
+#[allow(dead_code)]
+#[path = "../../src/bin/tokenwarden/mtls.rs"]
+mod mtls;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -61,7 +61,7 @@ impl Mtls {
     /// none (an absent or empty header).
     pub fn certificate(
         &self,
-        headers: &hyper::HeaderMap,
+        headers: &http::HeaderMap,
     ) -> Result<Option<PeerCertificate>, ForwardedError> {
         let mut values = headers.get_all(self.header.as_str()).iter();
         let Some(first) = values.next() else {
@@ -114,7 +114,7 @@ pub fn check(
     let header = match (&f.header, format) {
         (Some(h), _) => {
             let name = h.get_ref();
-            if hyper::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 return Err(at(h.span(), "mtls.header", "is not a header name"));
             }
             name.to_ascii_lowercase()
