@@ -25,6 +25,8 @@ mod legacy;
 mod revocation;
 #[path = "../../src/bin/tokenwarden/introspection.rs"]
 mod introspection;
+#[path = "../../src/bin/tokenwarden/mtls.rs"]
+mod mtls;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

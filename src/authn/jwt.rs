@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::mtls::{CertificateBinding, check_binding};
 use super::request::{authorization, authorization_names};
 use super::{Authenticator, BoxFuture, Principal, Refusal, RequestView, Scheme, Verdict};
 use crate::error::Error;
@@ -33,6 +34,7 @@ use crate::validator::{Validated, Validator};
 pub struct JwtAuthenticator {
     validator: Validator,
     roles: Option<Arc<str>>,
+    binding: CertificateBinding,
 }
 
 impl JwtAuthenticator {
@@ -41,7 +43,31 @@ impl JwtAuthenticator {
         JwtAuthenticator {
             validator,
             roles: None,
+            binding: CertificateBinding::WhenBound,
         }
+    }
+
+    /// Whether plain bearer tokens pass beside certificate-bound ones
+    /// (RFC 8705 §3). A bound token (`cnf["x5t#S256"]`) is always held to
+    /// the connection's client certificate
+    /// ([`RequestView::peer_certificate`]); with
+    /// [`CertificateBinding::Required`] an unbound one is refused too
+    /// (`invalid_token`, kind `token_not_bound`). See
+    /// [`mtls::check_binding`](super::mtls::check_binding) for the kinds.
+    ///
+    /// ```
+    /// use tokenwarden::authn::{jwt::JwtAuthenticator, mtls::CertificateBinding};
+    /// # use tokenwarden::{Algorithm, KeySet, Validator};
+    /// # let validator = Validator::builder().issuer("i").audience("a")
+    /// #     .keys(KeySet::from_hmac_secret(Some("k"), Algorithm::HS256, &[7; 32])?).build()?;
+    /// let jwt = JwtAuthenticator::new(validator).certificate_binding(CertificateBinding::Required);
+    /// # let _ = jwt;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn certificate_binding(mut self, binding: CertificateBinding) -> Self {
+        self.binding = binding;
+        self
     }
 
     /// Reads roles from the claim at the dotted `path` (`"roles"`,
@@ -63,7 +89,7 @@ impl JwtAuthenticator {
             Err(r) => return Some(Verdict::Refused(r)),
         };
         match self.validator.validate_shared::<Map<String, Value>>(token) {
-            Ok(v) => Some(Verdict::Authenticated(self.principal(v))),
+            Ok(v) => Some(self.bound(v, req)),
             Err(Error::UnknownKey { kid: Some(_) }) => None,
             Err(e) => Some(Verdict::Refused(Refusal::from_error(Scheme::Bearer, &e))),
         }
@@ -79,8 +105,17 @@ impl JwtAuthenticator {
             return Verdict::NotMine;
         };
         match self.validator.validate_async(token).await {
-            Ok(v) => Verdict::Authenticated(self.principal(Arc::new(v))),
+            Ok(v) => self.bound(Arc::new(v), req),
             Err(e) => Verdict::Refused(Refusal::from_error(Scheme::Bearer, &e)),
+        }
+    }
+
+    /// A validated token's verdict once its certificate binding is
+    /// checked against the connection's certificate (RFC 8705 §3).
+    fn bound(&self, v: Arc<Validated<Map<String, Value>>>, req: &RequestView<'_>) -> Verdict {
+        match check_binding(&v.claims, req.peer_certificate_der(), self.binding) {
+            Ok(()) => Verdict::Authenticated(self.principal(v)),
+            Err(r) => Verdict::Refused(r),
         }
     }
 

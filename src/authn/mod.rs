@@ -50,6 +50,7 @@ pub mod jwt;
 #[cfg(feature = "legacy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "legacy")))]
 pub mod legacy;
+pub mod mtls;
 pub(crate) mod principal;
 mod refusal;
 mod request;

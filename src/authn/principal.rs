@@ -317,9 +317,26 @@ impl Principal {
     }
 
     /// The confirmation (`cnf`, RFC 7800) binding the credential to a key:
-    /// not yet filled by any built-in authenticator.
+    /// one set with [`with_confirmation`](Self::with_confirmation) (an mTLS
+    /// principal's `{"x5t#S256": …}`), else a JWT's `cnf` claim, whose
+    /// `x5t#S256` the JWT authenticator held to the connection's
+    /// certificate (RFC 8705 §3).
     pub fn confirmation(&self) -> Option<&Value> {
-        self.extra().and_then(|e| e.confirmation.as_ref())
+        match self.extra().and_then(|e| e.confirmation.as_ref()) {
+            Some(c) => Some(c),
+            None => match &self.claims {
+                Claims::Jwt { validated, .. } => validated.claims.get("cnf"),
+                Claims::Map(_) => None,
+            },
+        }
+    }
+
+    /// With this confirmation (`cnf`, RFC 7800): the key or certificate
+    /// the credential is bound to.
+    #[must_use]
+    pub fn with_confirmation(mut self, cnf: Value) -> Self {
+        self.extra_mut().confirmation = Some(cnf);
+        self
     }
 
     /// The delegation chain as JSON (`act`, RFC 8693 §4.1): the one set

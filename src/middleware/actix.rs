@@ -41,6 +41,7 @@ use super::{
     Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Outcome,
     ScopedClaims, observe,
 };
+use crate::authn::mtls::{PeerCertificate, check_claims_binding};
 use crate::authn::{HeaderSource, Principal, RequestView};
 use crate::validator::Validated;
 
@@ -66,12 +67,34 @@ impl HeaderSource for actix_web::http::header::HeaderMap {
     }
 }
 
-/// What a chain's authenticators see of a request.
-fn view(req: &ServiceRequest) -> RequestView<'_> {
-    let view = RequestView::new(req.method().as_str(), req.path(), req.headers());
-    match req.query_string() {
-        "" => view,
-        q => view.query(q),
+/// What a chain's authenticators see of a request, with the client
+/// certificate `cert` ([`peer_certificate`]).
+fn view<'r>(req: &'r ServiceRequest, cert: Option<&'r PeerCertificate>) -> RequestView<'r> {
+    let mut view = RequestView::new(req.method().as_str(), req.path(), req.headers());
+    if !req.query_string().is_empty() {
+        view = view.query(req.query_string());
+    }
+    match cert {
+        Some(cert) => view.peer_certificate(cert.der()),
+        None => view,
+    }
+}
+
+/// A certificate-bound token's binding, for a middleware without a chain
+/// (RFC 8705 §3): JSON claims are held to the request's certificate.
+fn bound<C: 'static>(claims: &C, req: &ServiceRequest) -> Result<(), AuthRejection> {
+    let cert = peer_certificate(req);
+    check_claims_binding(claims, cert.as_ref().map(PeerCertificate::der))
+        .map_err(|r| AuthRejection::Chain(Box::new(r)))
+}
+
+/// The client certificate the TLS server recorded: the connection's data
+/// (set in `HttpServer::on_connect`), else the request's extensions. Never
+/// one from a header.
+fn peer_certificate(req: &ServiceRequest) -> Option<PeerCertificate> {
+    match req.conn_data::<PeerCertificate>() {
+        Some(cert) => Some(cert.clone()),
+        None => req.extensions().get::<PeerCertificate>().cloned(),
     }
 }
 
@@ -233,7 +256,8 @@ where
         if self.auth.chain().is_some() {
             // A chain's configuration: the chain decides; a bearer JWT with
             // known keys at once, any other credential in the future.
-            match self.auth.check_chain_now(&view(&req)) {
+            let cert = peer_certificate(&req);
+            match self.auth.check_chain_now(&view(&req, cert.as_ref())) {
                 Outcome::Principal(p) => {
                     observe::principal(&span, &p);
                     attach_principal(&self.auth, &req, p);
@@ -260,7 +284,7 @@ where
                     let span_inside = span.clone();
                     return Box::pin(
                         async move {
-                            let verdict = auth.check_chain(&view(&req)).await;
+                            let verdict = auth.check_chain(&view(&req, cert.as_ref())).await;
                             let anonymously = match verdict {
                                 Ok(Some(p)) => {
                                     observe::principal(&span_inside, &p);
@@ -291,6 +315,9 @@ where
         }
         match self.auth.check_now(req.headers()) {
             Outcome::Allowed(v) => {
+                if let Err(r) = bound(&v.claims, &req) {
+                    return Box::pin(ready(Ok(refuse(req, &r, &self.auth))));
+                }
                 observe::allowed(&span, &v);
                 attach(&self.auth, &req, v);
                 if let Err(r) = self.auth.internal_slot().apply_actix(&mut req, false) {
@@ -332,6 +359,9 @@ where
                     async move {
                         match auth.check_refreshing(&token).await {
                             Ok(v) => {
+                                if let Err(r) = bound(&v.claims, &req) {
+                                    return Ok(refuse(req, &r, &auth));
+                                }
                                 observe::allowed(&span_inside, &v);
                                 attach(&auth, &req, v);
                             }

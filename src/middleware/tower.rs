@@ -18,6 +18,7 @@ use tracing::Span;
 use serde_json::{Map, Value};
 
 use super::{Anonymous, Answer, BearerAuth, Checked, Outcome, ResponseBody, ScopedClaims, observe};
+use crate::authn::mtls::{PeerCertificate, check_claims_binding};
 use crate::authn::{Principal, RequestView};
 use crate::validator::Validated;
 
@@ -166,6 +167,9 @@ where
         // The usual case decides here, with no allocation beyond validation.
         match self.auth.check_now(req.headers()) {
             Outcome::Allowed(v) => {
+                if let Err(r) = bound(&v.claims, &req) {
+                    return ResponseFuture::refused(refused(self.auth.refusal(&r, grpc)));
+                }
                 observe::allowed(&span, &v);
                 attach(&self.auth, req.extensions_mut(), v);
                 if let Err(r) = self.auth.internal_slot().apply_http(&mut req, false) {
@@ -209,6 +213,9 @@ where
                     Box::pin(async move {
                         match auth.check_refreshing(&token).await {
                             Ok(v) => {
+                                if let Err(r) = bound(&v.claims, &req) {
+                                    return Ok(refused(auth.refusal(&r, grpc)));
+                                }
                                 observe::allowed(&span_inside, &v);
                                 attach(&auth, req.extensions_mut(), v);
                                 if let Err(r) = auth.internal_slot().apply_http(&mut req, false) {
@@ -300,11 +307,26 @@ where
     }
 }
 
-/// What a chain's authenticators see of a request.
+/// A certificate-bound token's binding, for a layer without a chain
+/// (RFC 8705 §3): JSON claims are held to the request's certificate.
+fn bound<C: 'static, B>(claims: &C, req: &Request<B>) -> Result<(), super::AuthRejection> {
+    let cert = req
+        .extensions()
+        .get::<PeerCertificate>()
+        .map(PeerCertificate::der);
+    check_claims_binding(claims, cert).map_err(|r| super::AuthRejection::Chain(Box::new(r)))
+}
+
+/// What a chain's authenticators see of a request: with the client
+/// certificate the TLS server put in its extensions (never one from a
+/// header).
 fn view<B>(req: &Request<B>) -> RequestView<'_> {
-    let view = RequestView::new(req.method().as_str(), req.uri().path(), req.headers());
-    match req.uri().query() {
-        Some(q) => view.query(q),
+    let mut view = RequestView::new(req.method().as_str(), req.uri().path(), req.headers());
+    if let Some(q) = req.uri().query() {
+        view = view.query(q);
+    }
+    match req.extensions().get::<PeerCertificate>() {
+        Some(cert) => view.peer_certificate(cert.der()),
         None => view,
     }
 }

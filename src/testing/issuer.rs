@@ -405,6 +405,24 @@ impl TokenMint<'_> {
         self
     }
 
+    /// Binds the token to a client certificate (RFC 8705 §3.1): adds
+    /// `x5t#S256`, the base64url SHA-256 of `der`, to the `cnf` claim
+    /// (kept beside any other confirmation member already set).
+    pub fn bind_certificate(mut self, der: &[u8]) -> Self {
+        let thumbprint = crate::authn::mtls::thumbprint(der);
+        let cnf = self
+            .claims
+            .entry("cnf")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !cnf.is_object() {
+            *cnf = Value::Object(Map::new());
+        }
+        if let Value::Object(cnf) = cnf {
+            cnf.insert(crate::authn::mtls::X5T_S256.to_owned(), json!(thumbprint));
+        }
+        self
+    }
+
     /// Uses this protected header instead of `{"alg", "kid", "typ": "JWT"}`.
     pub fn header(mut self, header: Value) -> Self {
         self.header = Some(header);

@@ -129,6 +129,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
     }
 }
 pub mod sidecar;
+pub mod tls;
 
 /// Says that a test could not run, and why, where `cargo test` shows it.
 ///

@@ -61,6 +61,7 @@ struct File {
     legacy: Option<crate::legacy::LegacyFile>,
     revocation: Option<crate::revocation::RevocationFile>,
     introspection: Option<crate::introspection::IntrospectionFile>,
+    mtls: Option<crate::mtls::MtlsFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -172,6 +173,8 @@ pub struct Config {
     pub revocation: Option<crate::revocation::RevocationConfig>,
     /// `[introspection]`: opaque tokens judged by the IdP (RFC 7662).
     pub introspection: Option<crate::introspection::Introspection>,
+    /// `[mtls]`: client certificates from the gateway's header.
+    pub mtls: Option<crate::mtls::Mtls>,
 }
 
 /// The one convention the gateway in front uses to describe the original
@@ -777,6 +780,10 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
                 },
                 &at,
             )?),
+            None => None,
+        },
+        mtls: match &file.mtls {
+            Some(m) => Some(crate::mtls::check(m, &at)?),
             None => None,
         },
     })

@@ -14,6 +14,7 @@ mod legacy;
 mod metrics;
 mod revocation;
 mod revocation_http;
+mod mtls;
 mod serve;
 mod verify;
 

@@ -28,6 +28,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use serde_json::{Map, Value};
 use tokenwarden::authn::jwt::JwtAuthenticator;
+use tokenwarden::authn::mtls::{CertificateBinding, check_binding};
 use tokenwarden::authn::{Chain, Principal, RequestView};
 use tokenwarden::middleware::{AuthRejection, BearerAuth, Scopes};
 use tokenwarden::{Clock, KeySet, RemoteKeySet, SystemClock, Validated, Validator};
@@ -284,14 +285,24 @@ async fn serve(config: Config) -> Result<(), String> {
     let revocation = revocation.map(|r| r.with_validator(&validator));
     // With API keys, a chain: a bearer JWT or an API key, one principal;
     // a request carrying both is refused (400).
-    let chain =
-        config.api_keys.is_some() || config.legacy.is_some() || config.introspection.is_some();
+    let chain = config.api_keys.is_some()
+        || config.legacy.is_some()
+        || config.introspection.is_some()
+        || config.mtls.is_some();
     let api_keys = match &config.api_keys {
         Some(keys) => Some(keys.authenticator()?),
         None => None,
     };
     let base = if chain {
-        let mut c = Chain::new().jwt(JwtAuthenticator::new(validator));
+        let jwt = JwtAuthenticator::new(validator);
+        let jwt = match &config.mtls {
+            Some(m) => m.jwt(jwt),
+            None => jwt,
+        };
+        let mut c = Chain::new().jwt(jwt);
+        if let Some(identity) = config.mtls.as_ref().and_then(|m| m.identity.clone()) {
+            c = c.with_authenticator(identity);
+        }
         if let Some(keys) = &api_keys {
             // A clone shares the store and the usage counts.
             c = c.api_key(keys.clone());
@@ -661,7 +672,28 @@ async fn auth(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         None => &state.default,
     };
     if state.chain {
-        let view = RequestView::new(&method, &path, req.headers());
+        // The client certificate, only from the header of a gateway that
+        // `[mtls] from_gateway = true` says verified it.
+        let cert = match state
+            .config
+            .mtls
+            .as_ref()
+            .map(|m| m.certificate(req.headers()))
+        {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(cert))) => Some(cert),
+            Some(Err(bad)) => {
+                state
+                    .metrics
+                    .decided("bad_request", started.elapsed().as_secs_f64());
+                tracing::info!(target: "tokenwarden::audit", decision = "deny", result = "bad_request", status = 400, reason = bad.kind(), method = %method, path = %path);
+                return text(StatusCode::BAD_REQUEST, "");
+            }
+        };
+        let view = crate::mtls::view(
+            RequestView::new(&method, &path, req.headers()),
+            cert.as_ref(),
+        );
         let decision = checker.authorize_request(&view).await;
         return match decision {
             Ok(Some(p)) => principal_pass(state, &p, &method, &path, started),
@@ -675,6 +707,15 @@ async fn auth(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         };
     }
     let decision = checker.authorize(req.headers()).await;
+    // Without `[mtls]` no client certificate is ever seen: a token bound
+    // to one (RFC 8705 §3) cannot be proven, and is never taken as bearer.
+    let decision = decision.and_then(|v| {
+        if let Some(v) = &v {
+            check_binding(&v.claims, None, CertificateBinding::WhenBound)
+                .map_err(|r| AuthRejection::Chain(Box::new(r)))?;
+        }
+        Ok(v)
+    });
     let elapsed = started.elapsed().as_secs_f64();
     match decision {
         Ok(Some(v)) => {

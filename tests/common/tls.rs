@@ -1,0 +1,177 @@
+//! Mutual TLS fixtures: a CA, server and client certificates made at test
+//! time with rcgen (no private key is ever committed), an axum app served
+//! over tokio-rustls with client-certificate verification on 127.0.0.1,
+//! and reqwest clients presenting a certificate or none.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokenwarden::authn::mtls::PeerCertificate;
+
+/// A test CA, with the server's certificate for `localhost` and 127.0.0.1.
+pub struct Pki {
+    pub ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+    pub server_pem: String,
+    pub server_key_pem: String,
+    server_der: CertificateDer<'static>,
+    server_key_der: Vec<u8>,
+}
+
+/// A client certificate and its key.
+pub struct ClientCert {
+    pub der: Vec<u8>,
+    pub pem: String,
+    pub key_pem: String,
+}
+
+/// Whether the server asks for a client certificate or requires one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Required,
+    Optional,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        Pki::named("tokenwarden test CA")
+    }
+
+    pub fn named(cn: &str) -> Pki {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut sp = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        sp.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        sp.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server = sp.signed_by(&key, &issuer).unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            ca_der: ca.der().clone(),
+            issuer,
+            server_pem: server.pem(),
+            server_key_pem: key.serialize_pem(),
+            server_der: server.der().clone(),
+            server_key_der: key.serialize_der(),
+        }
+    }
+
+    /// A client certificate with these SANs (URIs such as SPIFFE IDs, DNS
+    /// names) and common name.
+    pub fn client(&self, cn: &str, uris: &[&str], dns: &[&str]) -> ClientCert {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        for u in uris {
+            p.subject_alt_names
+                .push(SanType::URI((*u).try_into().unwrap()));
+        }
+        for d in dns {
+            p.subject_alt_names
+                .push(SanType::DnsName((*d).try_into().unwrap()));
+        }
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        ClientCert {
+            der: cert.der().to_vec(),
+            pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    /// A rustls server configuration verifying client certificates against
+    /// this CA (required, or optional: `allow_unauthenticated`).
+    pub fn server_config(&self, auth: ClientAuth) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            provider.clone(),
+        );
+        let verifier = match auth {
+            ClientAuth::Required => verifier.build().unwrap(),
+            ClientAuth::Optional => verifier.allow_unauthenticated().build().unwrap(),
+        };
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key_der.clone()));
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![self.server_der.clone()], key)
+            .unwrap();
+        Arc::new(config)
+    }
+
+    /// An HTTPS client trusting this CA, presenting `cert` if given.
+    pub fn https_client(&self, cert: Option<&ClientCert>) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).unwrap()]);
+        if let Some(c) = cert {
+            let pem = format!("{}{}", c.pem, c.key_pem);
+            b = b.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+        }
+        b.build().unwrap()
+    }
+}
+
+/// Serves `app` over TLS on 127.0.0.1 with `config`: each connection's
+/// verified client certificate goes into every request's extensions as a
+/// [`PeerCertificate`] (as examples/mtls.rs does), and nothing from the
+/// request's headers ever does.
+pub async fn serve_mtls(app: axum::Router, config: Arc<rustls::ServerConfig>) -> SocketAddr {
+    use tower::ServiceExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A refused handshake (no or an unknown certificate) ends here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let cert = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .map(|c| PeerCertificate::new(c.as_ref().to_vec()));
+                let service = hyper::service::service_fn(
+                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                        if let Some(c) = &cert {
+                            req.extensions_mut().insert(c.clone());
+                        }
+                        app.clone().oneshot(req)
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(tls);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    addr
+}

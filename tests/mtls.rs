@@ -1,0 +1,461 @@
+//! Mutual TLS (RFC 8705) through a real TLS server: axum over tokio-rustls
+//! on 127.0.0.1, client certificates verified by rustls's
+//! `WebPkiClientVerifier`, certificates made at test time with rcgen.
+#![cfg(all(feature = "axum", feature = "testing"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use axum::routing::get;
+use common::tls::{ClientAuth, ClientCert, Pki, serve_mtls};
+use tokenwarden::authn::jwt::JwtAuthenticator;
+use tokenwarden::authn::mtls::CertificateBinding;
+use tokenwarden::authn::{Chain, Principal};
+use tokenwarden::middleware::BearerAuth;
+use tokenwarden::testing::TestIssuer;
+use tokenwarden::{KeySet, Requirements, Validator};
+
+fn validator(idp: &TestIssuer) -> Validator {
+    Validator::builder()
+        .issuer(idp.issuer())
+        .audience("api")
+        .keys(KeySet::from_jwks(idp.jwks_json().as_bytes()).unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn who(p: Principal) -> String {
+    let cnf = p
+        .confirmation()
+        .and_then(|c| c.get("x5t#S256"))
+        .and_then(|c| c.as_str())
+        .unwrap_or("-")
+        .to_owned();
+    format!("{} by {} cnf={cnf}", p.subject(), p.authenticator())
+}
+
+/// `/bound`: certificate-bound tokens only; `/any`: bound tokens held to
+/// their certificate, plain bearer tokens too.
+fn jwt_app(idp: &TestIssuer) -> axum::Router {
+    let jwt = JwtAuthenticator::new(validator(idp));
+    let required = BearerAuth::from_chain(
+        Chain::new().jwt(
+            jwt.clone()
+                .certificate_binding(CertificateBinding::Required),
+        ),
+    );
+    let when_bound = BearerAuth::from_chain(Chain::new().jwt(jwt));
+    axum::Router::new()
+        .route("/bound", get(who).route_layer(required.layer()))
+        .route("/any", get(who).route_layer(when_bound.layer()))
+}
+
+struct Setup {
+    idp: TestIssuer,
+    pki: Pki,
+    alice: ClientCert,
+    mallory: ClientCert,
+    base: String,
+}
+
+async fn setup(auth: ClientAuth) -> Setup {
+    let idp = TestIssuer::start().unwrap();
+    let pki = Pki::new();
+    let alice = pki.client("alice", &["spiffe://shop.test/ns/prod/sa/orders"], &[]);
+    let mallory = pki.client("mallory", &["spiffe://shop.test/ns/prod/sa/mallory"], &[]);
+    let addr = serve_mtls(jwt_app(&idp), pki.server_config(auth)).await;
+    Setup {
+        idp,
+        pki,
+        alice,
+        mallory,
+        base: format!("https://localhost:{}", addr.port()),
+    }
+}
+
+async fn get_with(
+    client: &reqwest::Client,
+    url: String,
+    token: &str,
+    extra: &[(&str, String)],
+) -> (u16, String, String) {
+    let mut req = client.get(url).bearer_auth(token);
+    for (k, v) in extra {
+        req = req.header(*k, v);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, challenge, r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_token_with_its_certificate_passes() {
+    let s = setup(ClientAuth::Required).await;
+    let token = s
+        .idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .bind_certificate(&s.alice.der)
+        .sign();
+    let client = s.pki.https_client(Some(&s.alice));
+    let thumb = tokenwarden::authn::mtls::thumbprint(&s.alice.der);
+    for path in ["/bound", "/any"] {
+        let (status, _, body) = get_with(&client, format!("{}{path}", s.base), &token, &[]).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(body, format!("alice by jwt cnf={thumb}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_token_presented_with_another_certificate_is_refused() {
+    let s = setup(ClientAuth::Required).await;
+    // Mallory stole Alice's token, and has a certificate of her own from
+    // the same CA: the TLS handshake passes, the binding does not.
+    let stolen = s
+        .idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .bind_certificate(&s.alice.der)
+        .sign();
+    let client = s.pki.https_client(Some(&s.mallory));
+    for path in ["/bound", "/any"] {
+        let (status, challenge, _) =
+            get_with(&client, format!("{}{path}", s.base), &stolen, &[]).await;
+        assert_eq!(status, 401, "{path}");
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        assert!(
+            challenge.contains("another client certificate"),
+            "{challenge}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_token_presented_without_a_certificate_is_refused() {
+    let s = setup(ClientAuth::Optional).await;
+    let stolen = s
+        .idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .bind_certificate(&s.alice.der)
+        .sign();
+    let client = s.pki.https_client(None);
+    for path in ["/bound", "/any"] {
+        let (status, challenge, _) =
+            get_with(&client, format!("{}{path}", s.base), &stolen, &[]).await;
+        assert_eq!(status, 401, "{path}");
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        assert!(challenge.contains("none was presented"), "{challenge}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_bearer_token_is_refused_where_binding_is_required() {
+    let s = setup(ClientAuth::Required).await;
+    let plain = s.idp.token().audience("api").subject("alice").sign();
+    let client = s.pki.https_client(Some(&s.alice));
+    let (status, challenge, _) = get_with(&client, format!("{}/bound", s.base), &plain, &[]).await;
+    assert_eq!(status, 401);
+    assert!(
+        challenge.contains("only certificate-bound tokens"),
+        "{challenge}"
+    );
+    // Where binding is not required, a plain token is a bearer token.
+    let (status, _, body) = get_with(&client, format!("{}/any", s.base), &plain, &[]).await;
+    assert_eq!((status, body.as_str()), (200, "alice by jwt cnf=-"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_sent_in_a_header_never_binds() {
+    // The attack: the certificate is public, so a thief with Alice's token
+    // sends her certificate in every header a gateway might use, over a
+    // connection that presented none (or Mallory's own).
+    let s = setup(ClientAuth::Optional).await;
+    let stolen = s
+        .idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .bind_certificate(&s.alice.der)
+        .sign();
+    let escaped: String = s
+        .alice
+        .pem
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let headers = [
+        ("x-ssl-client-cert", escaped.clone()),
+        ("ssl-client-cert", escaped.clone()),
+        ("x-client-cert", escaped.clone()),
+        ("x-forwarded-client-cert", format!("Cert=\"{escaped}\"")),
+    ];
+    for cert in [None, Some(&s.mallory)] {
+        let client = s.pki.https_client(cert);
+        for path in ["/bound", "/any"] {
+            let (status, _, _) =
+                get_with(&client, format!("{}{path}", s.base), &stolen, &headers).await;
+            assert_eq!(status, 401, "{path}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_a_ca_signed_certificate_never_reaches_the_layer() {
+    let s = setup(ClientAuth::Required).await;
+    let other_ca = Pki::named("another CA");
+    let outsider = other_ca.client("eve", &["spiffe://shop.test/ns/prod/sa/orders"], &[]);
+    let token = s
+        .idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .bind_certificate(&outsider.der)
+        .sign();
+    let client = s.pki.https_client(Some(&outsider));
+    let r = client
+        .get(format!("{}/bound", s.base))
+        .bearer_auth(token)
+        .send()
+        .await;
+    assert!(r.is_err(), "the handshake must fail: {r:?}");
+    let r = s
+        .pki
+        .https_client(None)
+        .get(format!("{}/any", s.base))
+        .send()
+        .await;
+    assert!(r.is_err(), "required: no certificate, no connection");
+}
+
+#[cfg(feature = "mtls")]
+mod identity {
+    use super::*;
+    use tokenwarden::authn::mtls::{MtlsAuthenticator, SubjectSource};
+
+    /// `/svc`: any workload of the `shop.test` trust domain, or the DNS
+    /// name `billing.shop.test`; `/orders`: only the orders workload (a
+    /// per-route requirement).
+    async fn app(pki: &Pki) -> String {
+        let mtls = MtlsAuthenticator::new()
+            .allow_trust_domain("spiffe://shop.test")
+            .allow("billing.shop.test");
+        let chain = Chain::new().with_authenticator(mtls);
+        let orders_only = MtlsAuthenticator::new().allow("spiffe://shop.test/ns/prod/sa/orders");
+        let orders = chain.clone().require(
+            Requirements::new().predicate("the orders workload", move |p| {
+                p.authenticator() == "mtls" && orders_only.permits(p.subject())
+            }),
+        );
+        let app = axum::Router::new()
+            .route(
+                "/svc",
+                get(who).route_layer(BearerAuth::from_chain(chain).layer()),
+            )
+            .route(
+                "/orders",
+                get(who).route_layer(BearerAuth::from_chain(orders).layer()),
+            );
+        let addr = serve_mtls(app, pki.server_config(ClientAuth::Optional)).await;
+        format!("https://localhost:{}", addr.port())
+    }
+
+    async fn call(pki: &Pki, base: &str, path: &str, cert: Option<&ClientCert>) -> (u16, String) {
+        let r = pki
+            .https_client(cert)
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_spiffe_id_of_an_allowed_trust_domain_is_the_principal() {
+        let pki = Pki::new();
+        let base = app(&pki).await;
+        let orders = pki.client("orders", &["spiffe://shop.test/ns/prod/sa/orders"], &[]);
+        let thumb = tokenwarden::authn::mtls::thumbprint(&orders.der);
+        let (status, body) = call(&pki, &base, "/svc", Some(&orders)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body,
+            format!("spiffe://shop.test/ns/prod/sa/orders by mtls cnf={thumb}")
+        );
+        let (status, _) = call(&pki, &base, "/orders", Some(&orders)).await;
+        assert_eq!(status, 200);
+        // A DNS name on the allow-list, when there is no URI SAN.
+        let billing = pki.client("billing", &[], &["other.shop.test", "billing.shop.test"]);
+        let (status, body) = call(&pki, &base, "/svc", Some(&billing)).await;
+        let want = format!(
+            "billing.shop.test by mtls cnf={}",
+            tokenwarden::authn::mtls::thumbprint(&billing.der)
+        );
+        assert_eq!((status, body), (200, want));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn identities_off_the_allow_list_are_refused() {
+        let pki = Pki::new();
+        let base = app(&pki).await;
+        for (uris, dns) in [
+            (&["spiffe://shop.test.evil/ns/prod/sa/orders"][..], &[][..]),
+            (&["spiffe://other.test/ns/prod/sa/orders"][..], &[][..]),
+            (&[][..], &["evil.test"][..]),
+            (
+                &["spiffe://shop.test/ns/a", "spiffe://shop.test/ns/b"][..],
+                &[][..],
+            ),
+        ] {
+            let c = pki.client("x", uris, dns);
+            let (status, _) = call(&pki, &base, "/svc", Some(&c)).await;
+            assert_eq!(status, 401, "{uris:?} {dns:?}");
+        }
+        // Allowed in the trust domain, but not on the route's own list.
+        let mallory = pki.client("mallory", &["spiffe://shop.test/ns/prod/sa/mallory"], &[]);
+        assert_eq!(call(&pki, &base, "/svc", Some(&mallory)).await.0, 200);
+        assert_eq!(call(&pki, &base, "/orders", Some(&mallory)).await.0, 403);
+        // No certificate: no credential.
+        assert_eq!(call(&pki, &base, "/svc", None).await.0, 401);
+    }
+
+    #[test]
+    fn the_subject_dn_is_read_only_when_configured() {
+        let pki = Pki::new();
+        let c = pki.client("orders", &[], &[]);
+        let dn = MtlsAuthenticator::new()
+            .allow("CN=orders")
+            .subject_from([SubjectSource::SubjectDn]);
+        assert_eq!(dn.principal(&c.der).unwrap().subject(), "CN=orders");
+        let uri_only = MtlsAuthenticator::new()
+            .allow("CN=orders")
+            .subject_from([SubjectSource::Uri]);
+        assert_eq!(
+            uri_only.principal(&c.der).unwrap_err().kind(),
+            "certificate_not_allowed"
+        );
+    }
+}
+
+/// actix-web: the certificate the server recorded for the connection (or
+/// put in the request's extensions) binds; a header never does.
+#[cfg(feature = "actix")]
+#[test]
+fn actix_holds_bound_tokens_to_the_recorded_certificate() {
+    use actix_web::HttpMessage as _;
+    use tokenwarden::authn::mtls::PeerCertificate;
+    use tokenwarden::middleware::actix::BearerAuthMiddleware;
+    actix_web::rt::System::new().block_on(async {
+        let idp = TestIssuer::start().unwrap();
+        let pki = Pki::new();
+        let alice = pki.client("alice", &[], &["alice.shop.test"]);
+        let mallory = pki.client("mallory", &[], &["mallory.shop.test"]);
+        let auth = BearerAuth::from_chain(Chain::new().jwt(JwtAuthenticator::new(validator(&idp))));
+        let app = actix_web::App::new()
+            .wrap(BearerAuthMiddleware::new(auth))
+            .route(
+                "/me",
+                actix_web::web::get().to(|p: Principal| async move { p.subject().to_owned() }),
+            );
+        let service = actix_web::test::init_service(app).await;
+        let bound = idp
+            .token()
+            .audience("api")
+            .subject("alice")
+            .bind_certificate(&alice.der)
+            .sign();
+        let send = |cert: Option<&ClientCert>, header: bool| {
+            let mut req = actix_web::test::TestRequest::get()
+                .uri("/me")
+                .insert_header(("authorization", format!("Bearer {bound}")));
+            if header {
+                req = req.insert_header(("x-client-cert", alice.pem.replace('\n', "")));
+            }
+            let req = req.to_request();
+            if let Some(c) = cert {
+                req.extensions_mut()
+                    .insert(PeerCertificate::new(c.der.clone()));
+            }
+            let service = &service;
+            async move {
+                actix_web::test::call_service(service, req)
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        };
+        assert_eq!(send(Some(&alice), false).await, 200);
+        assert_eq!(send(Some(&mallory), false).await, 401);
+        assert_eq!(send(None, false).await, 401);
+        assert_eq!(send(None, true).await, 401);
+    });
+}
+
+mod properties {
+    use proptest::prelude::*;
+    use tokenwarden::authn::mtls::forwarded::{Format, certificate};
+
+    proptest! {
+        /// Any header value: a typed answer, never a panic, and any
+        /// certificate found is a DER SEQUENCE.
+        #[test]
+        fn forwarded_certificate_headers_never_panic(
+            value in proptest::collection::vec(any::<u8>(), 0..512),
+            prefix in prop_oneof![
+                Just(&b""[..]),
+                Just(&b"-----BEGIN%20CERTIFICATE-----%0A"[..]),
+                Just(&b"Cert=\"-----BEGIN%20CERTIFICATE-----%0A"[..]),
+            ],
+        ) {
+            let mut v = prefix.to_vec();
+            v.extend(value);
+            for format in [Format::Nginx, Format::Envoy] {
+                if let Ok(Some(c)) = certificate(format, &v) {
+                    prop_assert_eq!(c.der().first(), Some(&0x30));
+                }
+            }
+        }
+    }
+}
+
+/// `BearerAuth::new` (no chain) with JSON claims: bound tokens are held to
+/// the connection's certificate as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_auth_new_holds_bound_tokens_to_the_certificate() {
+    let idp = TestIssuer::start().unwrap();
+    let pki = Pki::new();
+    let alice = pki.client("alice", &[], &["alice.shop.test"]);
+    let mallory = pki.client("mallory", &[], &["mallory.shop.test"]);
+    let auth = BearerAuth::new(validator(&idp));
+    let app = axum::Router::new().route("/me", get(|| async { "ok" }).route_layer(auth.layer()));
+    let addr = serve_mtls(app, pki.server_config(ClientAuth::Optional)).await;
+    let url = format!("https://localhost:{}/me", addr.port());
+    let bound = idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .bind_certificate(&alice.der)
+        .sign();
+    let plain = idp.token().audience("api").subject("alice").sign();
+    let status = |cert: Option<&ClientCert>, token: &str| {
+        let req = pki.https_client(cert).get(&url).bearer_auth(token);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(Some(&alice), &bound).await, 200);
+    assert_eq!(status(Some(&mallory), &bound).await, 401);
+    assert_eq!(status(None, &bound).await, 401);
+    assert_eq!(status(None, &plain).await, 200);
+}
