@@ -102,6 +102,8 @@ pub(crate) struct Entry {
     /// When the entry stops answering, by the validator's clock (`exp` or
     /// the configured maximum lifetime, whichever comes first).
     pub(crate) expires_at: i64,
+    /// The ids the validator's denylist checks on every hit (with one).
+    pub(crate) ids: Option<crate::state::denylist::OwnedIds>,
     ttl: Duration,
     weight: u32,
 }
@@ -154,6 +156,7 @@ impl Entry {
             nbf: times.1,
             iat: times.2,
             expires_at: now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
+            ids: None,
             ttl,
             weight,
         })

@@ -181,6 +181,14 @@ pub enum Error {
         /// Why, for operators.
         reason: Cow<'static, str>,
     },
+    /// The token passed every check but was revoked: its `jti`, or its
+    /// subject's or session's tokens issued before a cutoff, are on the
+    /// validator's [`Denylist`](crate::state::denylist::Denylist).
+    #[error("token revoked (by {by})")]
+    Revoked {
+        /// Which kind of entry refused it (never its value).
+        by: crate::state::denylist::RevokedBy,
+    },
 }
 
 impl Error {
@@ -209,6 +217,7 @@ impl Error {
             Error::MissingClaim { .. } => ErrorKind::MissingClaim,
             Error::InvalidClaim { .. } => ErrorKind::InvalidClaim,
             Error::KeysUnavailable { .. } => ErrorKind::KeysUnavailable,
+            Error::Revoked { .. } => ErrorKind::Revoked,
         }
     }
 
@@ -288,11 +297,13 @@ pub enum ErrorKind {
     InvalidClaim,
     /// `keys_unavailable`
     KeysUnavailable,
+    /// `revoked`
+    Revoked,
 }
 
 impl ErrorKind {
     /// Every kind, in documentation order.
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::Malformed,
         ErrorKind::TokenTooLarge,
         ErrorKind::UnsupportedAlgorithm,
@@ -310,6 +321,7 @@ impl ErrorKind {
         ErrorKind::MissingClaim,
         ErrorKind::InvalidClaim,
         ErrorKind::KeysUnavailable,
+        ErrorKind::Revoked,
     ];
 
     /// The kind's stable snake_case name, e.g. `"invalid_signature"`.
@@ -332,6 +344,7 @@ impl ErrorKind {
             ErrorKind::MissingClaim => "missing_claim",
             ErrorKind::InvalidClaim => "invalid_claim",
             ErrorKind::KeysUnavailable => "keys_unavailable",
+            ErrorKind::Revoked => "revoked",
         }
     }
 }

@@ -19,7 +19,9 @@ mod clock;
 mod crypto;
 mod error;
 mod keys;
+pub mod logout;
 mod requirements;
+pub mod state;
 mod token;
 mod validator;
 

@@ -24,6 +24,8 @@ mod issuer;
 pub use issuer::{
     GRANT_TYPE_TOKEN_EXCHANGE, IssuerStats, TestIssuer, TestIssuerBuilder, TokenMint,
 };
+mod logout;
+pub use logout::{LogoutDelivery, LogoutTarget};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaEncoding, RsaKeyPair};

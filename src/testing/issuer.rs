@@ -261,6 +261,11 @@ impl TestIssuer {
         format!("{}/token", self.issuer)
     }
 
+    /// The signing algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.shared.alg
+    }
+
     /// The kid of the key that signs now.
     pub fn current_kid(&self) -> String {
         self.signing_key().kid().to_owned()

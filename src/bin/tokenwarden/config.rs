@@ -59,6 +59,7 @@ struct File {
     internal_token: Option<crate::internal_token::InternalTokenFile>,
     api_keys: Option<crate::api_keys::ApiKeysFile>,
     legacy: Option<crate::legacy::LegacyFile>,
+    revocation: Option<crate::revocation::RevocationFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -165,6 +166,8 @@ pub struct Config {
     pub api_keys: Option<crate::api_keys::ApiKeys>,
     /// `[legacy]`: a legacy HTTP endpoint judging a cookie or `Basic`.
     pub legacy: Option<crate::legacy::Legacy>,
+    /// `[revocation]`: the denylist and its admin and logout endpoints.
+    pub revocation: Option<crate::revocation::RevocationConfig>,
 }
 
 /// The one convention the gateway in front uses to describe the original
@@ -679,6 +682,13 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             )));
         }
     }
+    let revocation = match &file.revocation {
+        Some(r) => {
+            let names: Vec<String> = issuers.iter().map(|i: &Issuer| i.issuer.clone()).collect();
+            Some(crate::revocation::check(r, &names, name, &at)?)
+        }
+        None => None,
+    };
     Ok(Config {
         listen,
         realm: file.realm.clone().unwrap_or_else(|| "api".into()),
@@ -736,6 +746,7 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             )?),
             None => None,
         },
+        revocation,
     })
 }
 

@@ -11,6 +11,7 @@ mod idle;
 mod internal_token;
 mod legacy;
 mod metrics;
+mod revocation;
 mod serve;
 mod verify;
 

@@ -191,6 +191,8 @@ struct State {
     metrics: Metrics,
     clock: SystemClock,
     header_names: IdentityHeaders,
+    /// `[revocation]`: the denylist's endpoints.
+    revocation: Option<crate::revocation::Revoker>,
 }
 
 struct IdentityHeaders {
@@ -215,6 +217,7 @@ async fn serve(config: Config) -> Result<(), String> {
     if let Some(typ) = &config.required_type {
         builder = builder.required_type(typ.clone());
     }
+    let mut sources = Vec::new();
     for issuer in &config.issuers {
         let source: tokenwarden::KeySource = match &issuer.keys {
             Keys::File(path) => {
@@ -249,6 +252,7 @@ async fn serve(config: Config) -> Result<(), String> {
                 set.into()
             }
         };
+        sources.push((issuer.issuer.clone(), source.clone()));
         builder = if config.issuers.len() == 1 {
             builder.issuer(issuer.issuer.clone()).keys(source)
         } else {
@@ -260,7 +264,15 @@ async fn serve(config: Config) -> Result<(), String> {
     } else {
         builder.no_cache()
     };
+    let revocation = match &config.revocation {
+        Some(r) => Some(r.start(&sources, Duration::from_secs(config.leeway))?),
+        None => None,
+    };
+    if let Some(r) = &revocation {
+        builder = builder.denylist(r.denylist.clone());
+    }
     let validator = builder.build().map_err(|e| e.to_string())?;
+    let revocation = revocation.map(|r| r.with_validator(&validator));
     // With API keys, a chain: a bearer JWT or an API key, one principal;
     // a request carrying both is refused (400).
     let chain = config.api_keys.is_some() || config.legacy.is_some();
@@ -323,6 +335,7 @@ async fn serve(config: Config) -> Result<(), String> {
         metrics,
         clock: SystemClock,
         header_names,
+        revocation,
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -439,6 +452,9 @@ fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
 }
 
 async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if crate::revocation::PATHS.contains(&req.uri().path()) {
+        return crate::revocation::route(state.revocation.as_ref(), req).await;
+    }
     let path = req.uri().path();
     match path {
         "/healthz" => text(StatusCode::OK, "ok\n"),
