@@ -20,6 +20,7 @@ mod crypto;
 mod error;
 mod keys;
 mod requirements;
+pub mod state;
 mod token;
 mod validator;
 
