@@ -63,7 +63,7 @@ impl JwtAuthenticator {
             Err(r) => return Some(Verdict::Refused(r)),
         };
         match self.validator.validate_shared::<Map<String, Value>>(token) {
-            Ok(v) => Some(Verdict::Authenticated(self.principal(v))),
+            Ok(v) => Some(self.bearer(v)),
             Err(Error::UnknownKey { kid: Some(_) }) => None,
             Err(e) => Some(Verdict::Refused(Refusal::from_error(Scheme::Bearer, &e))),
         }
@@ -79,9 +79,25 @@ impl JwtAuthenticator {
             return Verdict::NotMine;
         };
         match self.validator.validate_async(token).await {
-            Ok(v) => Verdict::Authenticated(self.principal(Arc::new(v))),
+            Ok(v) => self.bearer(Arc::new(v)),
             Err(e) => Verdict::Refused(Refusal::from_error(Scheme::Bearer, &e)),
         }
+    }
+
+    /// A valid token's verdict as a bearer token: a DPoP-bound one (with
+    /// `cnf.jkt`) is refused, since whoever holds it without the key must
+    /// not use it (RFC 9449 §7.1: it is only good with a proof, under the
+    /// `DPoP` scheme).
+    fn bearer(&self, v: Arc<Validated<Map<String, Value>>>) -> Verdict {
+        let bound = v.claims.get("cnf").and_then(|c| c.get("jkt")).is_some();
+        if bound {
+            return Verdict::Refused(Refusal::invalid_token(
+                Scheme::Bearer,
+                "dpop_bound_token_as_bearer",
+                "a DPoP-bound token must be sent with the DPoP scheme",
+            ));
+        }
+        Verdict::Authenticated(self.principal(v))
     }
 
     /// The principal: a view over the shared claims, nothing copied.

@@ -43,6 +43,7 @@ pub(crate) mod actor;
 #[cfg(feature = "api-keys")]
 #[cfg_attr(docsrs, doc(cfg(feature = "api-keys")))]
 pub mod api_key;
+pub mod dpop;
 pub mod jwt;
 #[cfg(feature = "legacy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "legacy")))]
@@ -139,6 +140,7 @@ enum Member {
     Jwt(jwt::JwtAuthenticator),
     #[cfg(feature = "api-keys")]
     ApiKey(api_key::ApiKeyAuthenticator),
+    Dpop(dpop::DpopAuthenticator),
     Custom(Arc<dyn Authenticator>),
 }
 
@@ -148,6 +150,7 @@ impl Member {
             Member::Jwt(a) => Authenticator::name(a),
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => Authenticator::name(a),
+            Member::Dpop(a) => Authenticator::name(a),
             Member::Custom(a) => a.name(),
         }
     }
@@ -157,6 +160,7 @@ impl Member {
             Member::Jwt(a) => Authenticator::scheme(a),
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => Authenticator::scheme(a),
+            Member::Dpop(a) => Authenticator::scheme(a),
             Member::Custom(a) => a.scheme(),
         }
     }
@@ -166,6 +170,7 @@ impl Member {
             Member::Jwt(a) => Authenticator::recognises(a, req),
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => Authenticator::recognises(a, req),
+            Member::Dpop(a) => Authenticator::recognises(a, req),
             Member::Custom(a) => a.recognises(req),
         }
     }
@@ -175,6 +180,7 @@ impl Member {
             Member::Jwt(a) => a.verdict(req).await,
             #[cfg(feature = "api-keys")]
             Member::ApiKey(a) => a.verdict(req).await,
+            Member::Dpop(a) => a.verdict(req).await,
             Member::Custom(a) => a.authenticate(req).await,
         }
     }
@@ -230,6 +236,13 @@ impl Chain {
     #[must_use]
     pub fn api_key(self, authenticator: api_key::ApiKeyAuthenticator) -> Chain {
         self.with(|c| c.members.push(Member::ApiKey(authenticator)))
+    }
+
+    /// Adds a DPoP authenticator (RFC 9449): `Authorization: DPoP` with a
+    /// proof. Its challenge names the proof algorithms it accepts.
+    #[must_use]
+    pub fn dpop(self, authenticator: dpop::DpopAuthenticator) -> Chain {
+        self.with(|c| c.members.push(Member::Dpop(authenticator)))
     }
 
     /// Adds your own authenticator.
@@ -296,10 +309,12 @@ impl Chain {
             Err(r) => return Some(Err(r)),
         };
         for m in self.judges(req, first) {
-            let Member::Jwt(a) = m else {
-                return None;
+            let verdict = match m {
+                Member::Jwt(a) => a.verdict_now(req)?,
+                Member::Dpop(a) => a.verdict_now(req)?,
+                _ => return None,
             };
-            match a.verdict_now(req)? {
+            match verdict {
                 Verdict::Authenticated(p) => return Some(self.accept(p, m.scheme())),
                 Verdict::Refused(r) => return Some(Err(r)),
                 Verdict::NotMine => {}
@@ -387,6 +402,14 @@ impl Chain {
                 schemes.push(s);
             }
         }
-        Refusal::missing(schemes)
+        let refusal = Refusal::missing(schemes);
+        // RFC 9449 §7.1: the DPoP challenge names the proof algorithms.
+        match self.inner.members.iter().find_map(|m| match m {
+            Member::Dpop(a) => Some(a.algs_param()),
+            _ => None,
+        }) {
+            Some(algs) => refusal.with_dpop_algs(algs),
+            None => refusal,
+        }
     }
 }

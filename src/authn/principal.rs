@@ -169,8 +169,18 @@ impl Principal {
         validated: Arc<Validated<Map<String, Value>>>,
         roles: Option<Arc<str>>,
     ) -> Principal {
+        Principal::jwt_by(validated, roles, "jwt")
+    }
+
+    /// A JWT's principal vouched for by the authenticator named
+    /// `authenticator` (`"dpop"` for a DPoP-bound token).
+    pub(crate) fn jwt_by(
+        validated: Arc<Validated<Map<String, Value>>>,
+        roles: Option<Arc<str>>,
+        authenticator: &'static str,
+    ) -> Principal {
         Principal {
-            authenticator: "jwt",
+            authenticator,
             claims: Claims::Jwt { validated, roles },
             extra: None,
         }
@@ -310,9 +320,17 @@ impl Principal {
     }
 
     /// The confirmation (`cnf`, RFC 7800) binding the credential to a key:
-    /// not yet filled by any built-in authenticator.
+    /// for a JWT its `cnf` claim (for a DPoP-bound token `{"jkt": …}`, the
+    /// key the request's proof was checked against; the JWT authenticator
+    /// refuses such a token sent as `Bearer`).
     pub fn confirmation(&self) -> Option<&Value> {
-        self.extra().and_then(|e| e.confirmation.as_ref())
+        match self.extra().and_then(|e| e.confirmation.as_ref()) {
+            Some(c) => Some(c),
+            None => match &self.claims {
+                Claims::Jwt { validated, .. } => validated.claims.get("cnf"),
+                Claims::Map(_) => None,
+            },
+        }
     }
 
     /// The delegation chain as JSON (`act`, RFC 8693 §4.1): the one set

@@ -72,6 +72,7 @@ pub fn unb64(s: &str) -> Vec<u8> {
 }
 
 pub mod authn;
+pub mod dpop;
 pub mod http_cases;
 pub mod idp;
 pub mod legacy;
