@@ -10,6 +10,7 @@
 //! | `tokenwarden_cache_misses_total` | — | validations of a token the cache did not hold |
 //! | `tokenwarden_key_fetches_total` | `host`: the key source's host (and port) | key set fetches attempted by a [`RemoteKeySet`](crate::RemoteKeySet) (feature `remote`) |
 //! | `tokenwarden_key_fetch_failures_total` | `host` | fetches (or discoveries) that failed |
+//! | `tokenwarden_redis_errors_total` | `op`: `revocation_write`, `revocation_follow`, `replay`, `cache_get`, `cache_put`, `queue_full`, `bad_message` | Redis commands that failed or timed out (feature `redis`) |
 //!
 //! Labels never carry a token, a URL path or query, or userinfo: only the
 //! host of the key source, and fixed names.
@@ -27,6 +28,8 @@ pub const CACHE_MISSES: &str = "tokenwarden_cache_misses_total";
 pub const KEY_FETCHES: &str = "tokenwarden_key_fetches_total";
 /// Key set fetches that failed, by `host`.
 pub const KEY_FETCH_FAILURES: &str = "tokenwarden_key_fetch_failures_total";
+/// Redis commands that failed or timed out, by `op` (feature `redis`).
+pub const REDIS_ERRORS: &str = "tokenwarden_redis_errors_total";
 
 #[cfg(feature = "metrics")]
 #[allow(dead_code)] // not every feature set reaches every counter
@@ -48,6 +51,10 @@ mod imp {
     /// `source`: the key source's URL as logs show it (see [`host`]).
     pub(crate) fn key_fetch(source: &dyn Display) {
         metrics::counter!(super::KEY_FETCHES, "host" => host(source)).increment(1);
+    }
+
+    pub(crate) fn redis_error(op: &'static str) {
+        metrics::counter!(super::REDIS_ERRORS, "op" => op).increment(1);
     }
 
     pub(crate) fn key_fetch_failure(source: &dyn Display) {
@@ -105,6 +112,8 @@ mod imp {
     pub(crate) fn key_fetch(_source: &dyn std::fmt::Display) {}
     #[inline(always)]
     pub(crate) fn key_fetch_failure(_source: &dyn std::fmt::Display) {}
+    #[inline(always)]
+    pub(crate) fn redis_error(_op: &'static str) {}
 }
 
 #[allow(unused_imports)] // not every feature set reaches every counter

@@ -5,4 +5,6 @@
 //! instances (Redis) can implement them.
 
 pub mod denylist;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod replay;
