@@ -1,7 +1,7 @@
 //! Shared state on Redis (feature `redis`): what a fleet of instances
 //! must agree on, with reads kept in memory and every command bounded.
 //!
-//! One [`RedisState`] (a [`ConnectionManager`](redis::aio::ConnectionManager)
+//! One [`RedisState`] (a [`redis::aio::ConnectionManager`]
 //! and a key prefix) gives:
 //! - [`RedisRevocationSource`]: a [`RevocationSource`] for the
 //!   [`Denylist`](super::denylist::Denylist). Revocations are written to a
