@@ -363,7 +363,6 @@ pub(crate) fn keyed_digest(parts: &[&[u8]]) -> Option<[u8; 32]> {
 /// (ring's `hmac::verify`, itself constant-time): the tags compared are
 /// unpredictable to the caller, so even their comparison's timing says
 /// nothing about the inputs. Never `==`. Lengths are not secret.
-#[cfg_attr(not(feature = "api-keys"), allow(dead_code))]
 pub(crate) fn digests_equal(a: &[u8], b: &[u8]) -> bool {
     #[cfg(feature = "aws-lc-rs")]
     {
@@ -394,7 +393,7 @@ pub(crate) fn digests_equal(a: &[u8], b: &[u8]) -> bool {
 /// # Errors
 /// When the generator fails, or no backend is compiled in.
 #[cfg_attr(
-    not(any(feature = "api-keys", feature = "mint", feature = "legacy")),
+    not(any(feature = "api-keys", feature = "mint", feature = "legacy", feature = "testing")),
     allow(dead_code)
 )]
 pub(crate) fn random_bytes(out: &mut [u8]) -> Result<(), &'static str> {
@@ -408,6 +407,31 @@ pub(crate) fn random_bytes(out: &mut [u8]) -> Result<(), &'static str> {
         ring::rand::SystemRandom::new()
             .fill(out)
             .map_err(|_| "the system random generator failed")
+    }
+    #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+    {
+        Err("no crypto backend compiled in (enable feature aws-lc-rs or ring)")
+    }
+}
+
+/// HMAC-SHA-256 of `message` under `key` (DPoP server nonces, RFC 9449 §8).
+///
+/// # Errors
+/// When no backend is compiled in.
+pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> Result<[u8; 32], &'static str> {
+    #[cfg(feature = "aws-lc-rs")]
+    {
+        let key = aws::hmac::Key::new(aws::hmac::HMAC_SHA256, key);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(aws::hmac::sign(&key, message).as_ref());
+        Ok(out)
+    }
+    #[cfg(all(feature = "ring", not(feature = "aws-lc-rs")))]
+    {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ring::hmac::sign(&key, message).as_ref());
+        Ok(out)
     }
     #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
     {

@@ -12,6 +12,7 @@
 //! | `tokenwarden_key_fetch_failures_total` | `host` | fetches (or discoveries) that failed |
 //! | `tokenwarden_api_key_requests_total` | `key_id`: the key's id, or `unknown` | requests carrying an API key (feature `api-keys`) |
 //! | `tokenwarden_api_key_refusals_total` | `key_id`, `reason`: `wrong_secret`, `disabled`, `expired`, `unknown_key`, `malformed_key`, `wrong_environment` | those refused |
+//! | `tokenwarden_redis_errors_total` | `op`: `revocation_write`, `revocation_follow`, `replay`, `cache_get`, `cache_put`, `queue_full`, `bad_message` | Redis commands that failed or timed out (feature `redis`) |
 //!
 //! Labels never carry a token, an API key's secret, a URL path or query, or
 //! userinfo: only the host of the key source, an API key's id, and fixed
@@ -42,6 +43,8 @@ pub const KEY_FETCH_FAILURES: &str = "tokenwarden_key_fetch_failures_total";
 pub const API_KEY_REQUESTS: &str = "tokenwarden_api_key_requests_total";
 /// Requests refused for their API key, by `key_id` and `reason`.
 pub const API_KEY_REFUSALS: &str = "tokenwarden_api_key_refusals_total";
+/// Redis commands that failed or timed out, by `op` (feature `redis`).
+pub const REDIS_ERRORS: &str = "tokenwarden_redis_errors_total";
 
 #[cfg(feature = "metrics")]
 #[allow(dead_code)] // not every feature set reaches every counter
@@ -63,6 +66,10 @@ mod imp {
     /// `source`: the key source's URL as logs show it (see [`host`]).
     pub(crate) fn key_fetch(source: &dyn Display) {
         metrics::counter!(super::KEY_FETCHES, "host" => host(source)).increment(1);
+    }
+
+    pub(crate) fn redis_error(op: &'static str) {
+        metrics::counter!(super::REDIS_ERRORS, "op" => op).increment(1);
     }
 
     pub(crate) fn key_fetch_failure(source: &dyn Display) {
@@ -135,6 +142,7 @@ mod imp {
     pub(crate) fn api_key_request(_key_id: &str) {}
     #[inline(always)]
     pub(crate) fn api_key_refusal(_key_id: &str, _reason: &'static str) {}
+    pub(crate) fn redis_error(_op: &'static str) {}
 }
 
 #[allow(unused_imports)] // not every feature set reaches every counter

@@ -20,7 +20,9 @@
 
 use std::fmt;
 
+mod dpop;
 mod issuer;
+pub use dpop::DpopProof;
 pub use issuer::{
     GRANT_TYPE_TOKEN_EXCHANGE, IntrospectionOutage, IssuerStats, OpaqueMint, TestIssuer,
     TestIssuerBuilder, TokenMint,
@@ -149,6 +151,24 @@ impl TestKey {
         jwk["alg"] = json!(self.alg.as_str());
         jwk["use"] = json!("sig");
         jwk
+    }
+
+    /// The key's public JWK members only (no `kid`, `alg` or `use`): what
+    /// a DPoP proof carries in its header. For HMAC keys, the secret.
+    pub fn public_jwk(&self) -> Value {
+        let mut jwk = self.jwk();
+        if let Some(m) = jwk.as_object_mut() {
+            for name in ["kid", "alg", "use"] {
+                m.remove(name);
+            }
+        }
+        jwk
+    }
+
+    /// The RFC 7638 SHA-256 thumbprint of the public key, base64url: the
+    /// `cnf.jkt` of a token bound to this key. `None` for HMAC keys.
+    pub fn jwk_thumbprint(&self) -> Option<String> {
+        crate::authn::dpop::jwk_thumbprint(&self.jwk()).filter(|_| !self.is_symmetric())
     }
 
     /// A JWK Set document holding this key alone.

@@ -110,9 +110,19 @@ impl JwtAuthenticator {
         }
     }
 
-    /// A validated token's verdict once its certificate binding is
-    /// checked against the connection's certificate (RFC 8705 §3).
+    /// A validated bearer token's verdict: a DPoP-bound one (with
+    /// `cnf.jkt`) is refused, since whoever holds it without the key must
+    /// not use it (RFC 9449 §7.1: it is only good with a proof, under the
+    /// `DPoP` scheme); a certificate-bound one is held to the connection's
+    /// certificate (RFC 8705 §3).
     fn bound(&self, v: Arc<Validated<Map<String, Value>>>, req: &RequestView<'_>) -> Verdict {
+        if v.claims.get("cnf").and_then(|c| c.get("jkt")).is_some() {
+            return Verdict::Refused(Refusal::invalid_token(
+                Scheme::Bearer,
+                "dpop_bound_token_as_bearer",
+                "a DPoP-bound token must be sent with the DPoP scheme",
+            ));
+        }
         match check_binding(&v.claims, req.peer_certificate_der(), self.binding) {
             Ok(()) => Verdict::Authenticated(self.principal(v)),
             Err(r) => Verdict::Refused(r),

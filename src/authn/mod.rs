@@ -46,6 +46,7 @@ pub mod api_key;
 #[cfg(feature = "introspection")]
 #[cfg_attr(docsrs, doc(cfg(feature = "introspection")))]
 pub mod introspection;
+pub mod dpop;
 pub mod jwt;
 #[cfg(feature = "legacy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "legacy")))]
@@ -153,7 +154,7 @@ pub trait Authenticator: Send + Sync {
 /// Names only the built-in kinds carry: an authenticator of yours named so
 /// would pass its principals off as a JWT's or an API key's (to the
 /// service behind, which reads [`Principal::authenticator`]).
-pub const RESERVED_NAMES: [&str; 3] = ["jwt", "api_key", "introspection"];
+pub const RESERVED_NAMES: [&str; 4] = ["jwt", "api_key", "introspection", "dpop"];
 
 /// Which kind of credential a member judges: the built-in kinds by type,
 /// yours by name. A legacy authenticator named `"jwt"` is still not the
@@ -165,6 +166,7 @@ enum Kind {
     ApiKey,
     #[cfg(feature = "introspection")]
     Introspection,
+    Dpop,
     Custom(&'static str),
 }
 
@@ -177,6 +179,7 @@ enum Member {
     ApiKey(api_key::ApiKeyAuthenticator),
     #[cfg(feature = "introspection")]
     Introspection(introspection::IntrospectionAuthenticator),
+    Dpop(dpop::DpopAuthenticator),
     Custom(Arc<dyn Authenticator>),
 }
 
@@ -188,6 +191,7 @@ impl Member {
             Member::ApiKey(_) => Kind::ApiKey,
             #[cfg(feature = "introspection")]
             Member::Introspection(_) => Kind::Introspection,
+            Member::Dpop(_) => Kind::Dpop,
             Member::Custom(a) => Kind::Custom(a.name()),
         }
     }
@@ -199,6 +203,7 @@ impl Member {
             Member::ApiKey(a) => Authenticator::name(a),
             #[cfg(feature = "introspection")]
             Member::Introspection(a) => Authenticator::name(a),
+            Member::Dpop(a) => Authenticator::name(a),
             Member::Custom(a) => a.name(),
         }
     }
@@ -210,6 +215,7 @@ impl Member {
             Member::ApiKey(a) => Authenticator::scheme(a),
             #[cfg(feature = "introspection")]
             Member::Introspection(a) => Authenticator::scheme(a),
+            Member::Dpop(a) => Authenticator::scheme(a),
             Member::Custom(a) => a.scheme(),
         }
     }
@@ -221,6 +227,7 @@ impl Member {
             Member::ApiKey(a) => Authenticator::recognises(a, req),
             #[cfg(feature = "introspection")]
             Member::Introspection(a) => Authenticator::recognises(a, req),
+            Member::Dpop(a) => Authenticator::recognises(a, req),
             Member::Custom(a) => a.recognises(req),
         }
     }
@@ -253,6 +260,7 @@ impl Member {
             Member::ApiKey(a) => a.verdict(req).await,
             #[cfg(feature = "introspection")]
             Member::Introspection(a) => a.verdict(req).await,
+            Member::Dpop(a) => a.verdict(req).await,
             Member::Custom(a) => match a.authenticate(req).await {
                 // Labelled by the member that vouched, never by its own say.
                 Verdict::Authenticated(p) if p.authenticator() != a.name() => {
@@ -321,6 +329,13 @@ impl Chain {
     #[must_use]
     pub fn api_key(self, authenticator: api_key::ApiKeyAuthenticator) -> Chain {
         self.with(|c| c.members.push(Member::ApiKey(authenticator)))
+    }
+
+    /// Adds a DPoP authenticator (RFC 9449): `Authorization: DPoP` with a
+    /// proof. Its challenge names the proof algorithms it accepts.
+    #[must_use]
+    pub fn dpop(self, authenticator: dpop::DpopAuthenticator) -> Chain {
+        self.with(|c| c.members.push(Member::Dpop(authenticator)))
     }
 
     /// Adds your own authenticator. One named as a built-in kind
@@ -436,6 +451,7 @@ impl Chain {
                 Member::Jwt(a) => a.verdict_now(req)?,
                 #[cfg(feature = "introspection")]
                 Member::Introspection(a) => a.verdict_now(req)?,
+                Member::Dpop(a) => a.verdict_now(req)?,
                 _ => return None,
             };
             match verdict {
@@ -542,6 +558,14 @@ impl Chain {
                 schemes.push(s);
             }
         }
-        Refusal::missing(schemes)
+        let refusal = Refusal::missing(schemes);
+        // RFC 9449 §7.1: the DPoP challenge names the proof algorithms.
+        match self.inner.members.iter().find_map(|m| match m {
+            Member::Dpop(a) => Some(a.algs_param()),
+            _ => None,
+        }) {
+            Some(algs) => refusal.with_dpop_algs(algs),
+            None => refusal,
+        }
     }
 }

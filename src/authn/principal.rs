@@ -169,8 +169,18 @@ impl Principal {
         validated: Arc<Validated<Map<String, Value>>>,
         roles: Option<Arc<str>>,
     ) -> Principal {
+        Principal::jwt_by(validated, roles, "jwt")
+    }
+
+    /// A JWT's principal vouched for by the authenticator named
+    /// `authenticator` (`"dpop"` for a DPoP-bound token).
+    pub(crate) fn jwt_by(
+        validated: Arc<Validated<Map<String, Value>>>,
+        roles: Option<Arc<str>>,
+        authenticator: &'static str,
+    ) -> Principal {
         Principal {
-            authenticator: "jwt",
+            authenticator,
             claims: Claims::Jwt { validated, roles },
             extra: None,
         }
@@ -318,9 +328,11 @@ impl Principal {
 
     /// The confirmation (`cnf`, RFC 7800) binding the credential to a key:
     /// one set with [`with_confirmation`](Self::with_confirmation) (an mTLS
-    /// principal's `{"x5t#S256": …}`), else a JWT's `cnf` claim, whose
-    /// `x5t#S256` the JWT authenticator held to the connection's
-    /// certificate (RFC 8705 §3).
+    /// principal's `{"x5t#S256": …}`), else a JWT's `cnf` claim: its
+    /// `x5t#S256` held by the JWT authenticator to the connection's
+    /// certificate (RFC 8705 §3), its `jkt` (a DPoP-bound token) the key the
+    /// request's proof was checked against (the JWT authenticator refuses
+    /// such a token sent as `Bearer`).
     pub fn confirmation(&self) -> Option<&Value> {
         match self.extra().and_then(|e| e.confirmation.as_ref()) {
             Some(c) => Some(c),

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind};
 
@@ -18,6 +19,8 @@ pub enum Scheme {
     ApiKey,
     /// `Basic` (RFC 7617).
     Basic,
+    /// `DPoP` (RFC 9449 §7.1): a sender-constrained token with its proof.
+    DPoP,
     /// Another scheme, by its name (a token, RFC 9110 §11.1).
     Other(&'static str),
 }
@@ -29,6 +32,7 @@ impl Scheme {
             Scheme::Bearer => "Bearer",
             Scheme::ApiKey => "ApiKey",
             Scheme::Basic => "Basic",
+            Scheme::DPoP => "DPoP",
             Scheme::Other(name) => name,
         }
     }
@@ -44,6 +48,8 @@ impl Scheme {
 /// | no credential | 401 | — | `missing_token` |
 /// | malformed or several credentials | 400 | `invalid_request` | `invalid_request` |
 /// | credential refused | 401 | `invalid_token` | the reason (`expired`, `invalid_signature`, `wrong_secret`, …) |
+/// | DPoP proof refused (RFC 9449 §7.1) | 401 | `invalid_dpop_proof` | the check that failed (`dpop_htu_mismatch`, `dpop_replayed`, …) |
+/// | DPoP proof without the server's current nonce (RFC 9449 §8) | 401 | `use_dpop_nonce` | `use_dpop_nonce`, with a `DPoP-Nonce` header |
 /// | scopes, roles or a requirement unmet | 403 | `insufficient_scope` | `insufficient_scope` |
 /// | delegation depth or actor not allowed | 403 | `insufficient_scope` | `delegation_refused` |
 /// | keys or key store unavailable | 503 | — | `keys_unavailable`, … |
@@ -76,6 +82,11 @@ struct Fields {
     /// For `insufficient_scope`: the scopes lacking, space-separated.
     scope: Option<String>,
     retry_after: Option<u32>,
+    /// For a `DPoP` challenge: the proof algorithms accepted (RFC 9449
+    /// §7.1 `algs`), space-separated.
+    dpop_algs: Option<Arc<str>>,
+    /// For `use_dpop_nonce`: the nonce to send as `DPoP-Nonce` (RFC 9449 §8).
+    dpop_nonce: Option<String>,
 }
 
 impl Refusal {
@@ -94,6 +105,8 @@ impl Refusal {
             schemes: vec![scheme],
             scope: None,
             retry_after: None,
+            dpop_algs: None,
+            dpop_nonce: None,
         }))
     }
 
@@ -108,6 +121,8 @@ impl Refusal {
             schemes,
             scope: None,
             retry_after: None,
+            dpop_algs: None,
+            dpop_nonce: None,
         }))
     }
 
@@ -133,6 +148,46 @@ impl Refusal {
             scheme,
             Cow::Borrowed(description),
         )
+    }
+
+    /// A refused DPoP proof (RFC 9449 §7.1): 401 `invalid_dpop_proof`
+    /// with the `DPoP` challenge; `kind` names the check that failed.
+    pub fn invalid_dpop_proof(kind: &'static str, description: &'static str) -> Refusal {
+        Refusal::new(
+            401,
+            Some("invalid_dpop_proof"),
+            kind,
+            Scheme::DPoP,
+            Cow::Borrowed(description),
+        )
+    }
+
+    /// A DPoP proof without the server's current nonce (RFC 9449 §8): 401
+    /// `use_dpop_nonce`, and `nonce` for the `DPoP-Nonce` header.
+    pub fn use_dpop_nonce(nonce: String) -> Refusal {
+        let mut r = Refusal::new(
+            401,
+            Some("use_dpop_nonce"),
+            "use_dpop_nonce",
+            Scheme::DPoP,
+            Cow::Borrowed("the resource server requires a nonce in the DPoP proof"),
+        );
+        r.0.dpop_nonce = Some(nonce);
+        r
+    }
+
+    /// The same refusal with the `algs` its `DPoP` challenge names (RFC
+    /// 9449 §7.1), space-separated.
+    #[must_use]
+    pub fn with_dpop_algs(mut self, algs: Arc<str>) -> Refusal {
+        self.0.dpop_algs = Some(algs);
+        self
+    }
+
+    /// For `use_dpop_nonce`: the nonce the response's `DPoP-Nonce` header
+    /// carries.
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        self.0.dpop_nonce.as_deref()
     }
 
     /// Scopes lacking: 403 `insufficient_scope` naming them (RFC 6750 §3.1).
@@ -260,6 +315,9 @@ impl Refusal {
                             header_safe(&self.0.description)
                         )),
                     }
+                }
+                if let (Scheme::DPoP, Some(algs)) = (s, &self.0.dpop_algs) {
+                    c.push_str(&format!(", algs=\"{}\"", header_safe(algs)));
                 }
                 c
             })

@@ -220,6 +220,63 @@ fn to_key(jwk: Jwk) -> Result<Key, String> {
     }
 }
 
+/// JWK members that hold private (or symmetric) key material (RFC 7518
+/// §6.2.2, §6.3.2, §6.4; RFC 8037 §2): a public key never has them.
+pub(crate) const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// The public key a DPoP proof carries in its `jwk` header (RFC 9449
+/// §4.2), made ready to verify `alg` alone: one verifier, parsed once per
+/// proof. A JWK with private key material, a symmetric key, or an `alg`
+/// member other than `alg` is refused.
+pub(crate) fn proof_key(jwk: &serde_json::Value, alg: Algorithm) -> Result<Key, String> {
+    let Some(members) = jwk.as_object() else {
+        return Err("\"jwk\" is not a JSON object".into());
+    };
+    // RFC 9449 §4.3 check 7: the key must not be a private key.
+    if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| members.contains_key(**m)) {
+        return Err(format!("\"jwk\" holds private key material (\"{m}\")"));
+    }
+    let mut parsed = Jwk::deserialize(jwk).map_err(|e| format!("not a valid JWK: {e}"))?;
+    if parsed.kty == "oct" {
+        return Err("\"jwk\" is a symmetric key".into());
+    }
+    match parsed.alg.as_deref() {
+        Some(a) if a != alg.as_str() => {
+            return Err(format!("\"jwk\" is declared for {a:?}, not {alg}"));
+        }
+        _ => parsed.alg = Some(alg.as_str().to_owned()),
+    }
+    to_key(parsed)
+}
+
+/// The RFC 7638 JWK thumbprint input: the required members of the key's
+/// type, in lexicographic order, as JSON with no whitespace (§3.2; RFC
+/// 8037 §2 for OKP). `None` for a key type without a thumbprint here.
+pub(crate) fn thumbprint_input(jwk: &serde_json::Value) -> Option<String> {
+    let m = jwk.as_object()?;
+    let kty = m.get("kty")?.as_str()?;
+    let names: &[&str] = match kty {
+        "EC" => &["crv", "kty", "x", "y"],
+        "OKP" => &["crv", "kty", "x"],
+        "RSA" => &["e", "kty", "n"],
+        _ => return None,
+    };
+    let mut out = String::from("{");
+    for (i, name) in names.iter().enumerate() {
+        let value = m.get(*name)?.as_str()?;
+        if i > 0 {
+            out.push(',');
+        }
+        // Names and values as JSON strings (RFC 7638 §3.3: the values as
+        // they are in the JWK, escaped as JSON requires).
+        out.push_str(&serde_json::to_string(name).ok()?);
+        out.push(':');
+        out.push_str(&serde_json::to_string(value).ok()?);
+    }
+    out.push('}');
+    Some(out)
+}
+
 /// p = 2^255 - 19, little-endian (RFC 8032 §5.1).
 const ED25519_P: [u8; 32] = {
     let mut p = [0xff; 32];
@@ -416,6 +473,46 @@ mod tests {
         let e = parse(&doc).unwrap_err();
         assert!(e.to_string().contains("UTF-8"), "{e}");
         assert!(parse(br#"{"keys":[],"note":"x"}"#).is_ok());
+    }
+
+    /// RFC 7638 §3.1's example key and thumbprint.
+    #[test]
+    fn thumbprint_input_is_rfc_7638() {
+        let jwk: serde_json::Value = serde_json::from_str(
+            r#"{"kty":"RSA","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw","e":"AQAB","alg":"RS256","kid":"2011-04-29"}"#,
+        )
+        .unwrap();
+        let input = thumbprint_input(&jwk).unwrap();
+        assert!(
+            input.starts_with(r#"{"e":"AQAB","kty":"RSA","n":"0vx7"#),
+            "{input}"
+        );
+        use base64::Engine as _;
+        let digest = crate::crypto::sha256_of(input.as_bytes());
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(digest),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    #[test]
+    fn proof_keys_are_public_and_asymmetric() {
+        let ed = serde_json::json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        assert!(proof_key(&ed, Algorithm::EdDSA).is_ok());
+        let mut private = ed.clone();
+        private["d"] = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A".into();
+        assert!(
+            proof_key(&private, Algorithm::EdDSA)
+                .unwrap_err()
+                .contains("private")
+        );
+        let oct =
+            serde_json::json!({"kty":"oct","k":"c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"});
+        assert!(proof_key(&oct, Algorithm::HS256).is_err());
+        let mut declared = ed.clone();
+        declared["alg"] = "ES256".into();
+        assert!(proof_key(&declared, Algorithm::EdDSA).is_err());
+        assert!(proof_key(&ed, Algorithm::ES256).is_err());
     }
 
     #[test]

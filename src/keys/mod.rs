@@ -2,6 +2,7 @@
 //! parsed once into a ready verifier per algorithm it may verify.
 
 mod jwks;
+pub(crate) use jwks::{PRIVATE_MEMBERS, proof_key, thumbprint_input};
 
 use std::fmt;
 use std::sync::Arc;

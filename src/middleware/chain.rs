@@ -218,6 +218,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
                 claims_type: std::any::type_name::<Map<String, Value>>(),
                 validated: v.clone(),
                 roles: roles.cloned(),
+                authenticator: p.authenticator(),
             },
             v.clone(),
         ))
@@ -259,5 +260,9 @@ pub(crate) fn principal_of(p: Option<&Principal>, checked: Option<&Checked>) -> 
         .clone()
         .downcast::<Validated<Map<String, Value>>>()
         .ok()?;
-    Some(Principal::jwt(v, checked.roles.clone()))
+    Some(Principal::jwt_by(
+        v,
+        checked.roles.clone(),
+        checked.authenticator,
+    ))
 }

@@ -504,6 +504,7 @@ impl<C: ScopedClaims> BearerAuth<C> {
             claims_type: std::any::type_name::<C>(),
             validated,
             roles: None,
+            authenticator: "jwt",
         }
     }
 
@@ -683,6 +684,9 @@ pub(crate) struct Checked {
     /// Where a chain's JWT authenticator reads roles, so the principal can
     /// be rebuilt from these claims.
     pub(crate) roles: Option<Arc<str>>,
+    /// The authenticator that vouched (`"jwt"`, `"dpop"`), for the rebuilt
+    /// principal.
+    pub(crate) authenticator: &'static str,
 }
 
 /// A new validator identity: unique for the process's life (a `u64`
@@ -1142,6 +1146,12 @@ impl AuthRejection {
         let mut headers = Vec::with_capacity(3);
         for challenge in self.challenges(realm) {
             headers.push(("www-authenticate", challenge));
+        }
+        // RFC 9449 §8: `use_dpop_nonce` comes with the nonce to use.
+        if let AuthRejection::Chain(r) = self {
+            if let Some(nonce) = r.dpop_nonce() {
+                headers.push(("dpop-nonce", nonce.to_owned()));
+            }
         }
         let status = if grpc {
             headers.push(("content-type", "application/grpc".into()));

@@ -273,8 +273,9 @@ impl Default for Shape {
 }
 
 /// Headers a hook may not set: the layer's own, and framing.
-const PROTECTED: [&str; 6] = [
+const PROTECTED: [&str; 7] = [
     "www-authenticate",
+    "dpop-nonce",
     "retry-after",
     "content-type",
     "content-length",

@@ -423,6 +423,14 @@ impl TokenMint<'_> {
         self
     }
 
+    /// Binds the token to `key` for DPoP (RFC 9449 §6.1): `cnf.jkt` is the
+    /// key's thumbprint, so the token is good only with proofs `key` signs
+    /// ([`DpopProof`](crate::testing::DpopProof)).
+    pub fn dpop_bound(self, key: &TestKey) -> Self {
+        let jkt = key.jwk_thumbprint().unwrap_or_default();
+        self.claim("cnf", json!({"jkt": jkt}))
+    }
+
     /// Uses this protected header instead of `{"alg", "kid", "typ": "JWT"}`.
     pub fn header(mut self, header: Value) -> Self {
         self.header = Some(header);

@@ -72,9 +72,11 @@ pub fn unb64(s: &str) -> Vec<u8> {
 }
 
 pub mod authn;
+pub mod dpop;
 pub mod http_cases;
 pub mod idp;
 pub mod legacy;
+pub mod redis;
 
 /// Captures every `tracing` event on this thread (and so on a current-thread
 /// runtime's tasks) until the guard drops.

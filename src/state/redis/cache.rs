@@ -1,0 +1,131 @@
+//! A shared cache of small verdicts, keyed by the token's digest.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{RedisState, bounded, hex, lock};
+
+/// Digest -> (verdict, valid until).
+type LocalCache = HashMap<[u8; 32], (Vec<u8>, Instant)>;
+
+/// A shared cache of small serialised verdicts (introspection results),
+/// keyed by `SHA-256("tokenwarden cache v1", namespace, token)`: the token
+/// itself never reaches Redis. A local cache answers first; a Redis that
+/// cannot answer is a miss, never an error.
+pub struct RedisCache {
+    state: RedisState,
+    namespace: String,
+    local: Mutex<LocalCache>,
+    capacity: usize,
+}
+
+impl fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCache")
+            .field("namespace", &self.namespace)
+            .field("local", &lock(&self.local).len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisCache {
+    pub(super) fn new(state: RedisState, namespace: &str, local_capacity: usize) -> RedisCache {
+        RedisCache {
+            state,
+            namespace: namespace.to_owned(),
+            local: Mutex::new(HashMap::new()),
+            capacity: local_capacity.max(1),
+        }
+    }
+
+    fn digest(&self, token: &[u8]) -> [u8; 32] {
+        crate::crypto::sha256_parts(&[
+            b"tokenwarden cache v1\0",
+            self.namespace.as_bytes(),
+            b"\0",
+            token,
+        ])
+    }
+
+    /// The Redis key a token's entry lives under (a digest).
+    pub fn key_for(&self, token: &[u8]) -> String {
+        self.state
+            .key(&format!("{}:{}", self.namespace, hex(&self.digest(token))))
+    }
+
+    fn put_local(&self, digest: [u8; 32], value: Vec<u8>, until: Instant) {
+        let mut local = lock(&self.local);
+        if local.len() >= self.capacity {
+            let now = Instant::now();
+            local.retain(|_, (_, u)| *u > now);
+            if local.len() >= self.capacity {
+                return;
+            }
+        }
+        local.insert(digest, (value, until));
+    }
+
+    /// The cached verdict for `token`: local first, then Redis.
+    pub async fn get(&self, token: &[u8]) -> Option<Vec<u8>> {
+        let digest = self.digest(token);
+        {
+            let mut local = lock(&self.local);
+            match local.get(&digest) {
+                Some((v, until)) if *until > Instant::now() => return Some(v.clone()),
+                Some(_) => {
+                    local.remove(&digest);
+                }
+                None => {}
+            }
+        }
+        let inner = &self.state.inner;
+        let mut conn = inner.conn.clone();
+        let key = self.key_for(token);
+        let got: Result<(Option<Vec<u8>>, i64), _> = bounded(
+            inner.timeout,
+            redis::pipe().get(&key).pttl(&key).query_async(&mut conn),
+        )
+        .await;
+        match got {
+            Ok((Some(v), ttl)) if ttl > 0 => {
+                let until = Instant::now() + Duration::from_millis(ttl.unsigned_abs());
+                self.put_local(digest, v.clone(), until);
+                Some(v)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                crate::metrics::redis_error("cache_get");
+                tracing::debug!(error = %e, "shared cache unreachable: a miss");
+                None
+            }
+        }
+    }
+
+    /// Caches `verdict` for `token` for `ttl`, here and in Redis (an
+    /// unreachable Redis is logged; the local entry stays).
+    pub async fn put(&self, token: &[u8], verdict: &[u8], ttl: Duration) {
+        if ttl.is_zero() {
+            return;
+        }
+        self.put_local(self.digest(token), verdict.to_vec(), Instant::now() + ttl);
+        let inner = &self.state.inner;
+        let mut conn = inner.conn.clone();
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let r: Result<(), _> = bounded(
+            inner.timeout,
+            redis::cmd("SET")
+                .arg(self.key_for(token))
+                .arg(verdict)
+                .arg("PX")
+                .arg(ms)
+                .query_async(&mut conn),
+        )
+        .await;
+        if let Err(e) = r {
+            crate::metrics::redis_error("cache_put");
+            tracing::debug!(error = %e, "shared cache unreachable: kept locally");
+        }
+    }
+}

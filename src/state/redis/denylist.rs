@@ -1,0 +1,381 @@
+//! The denylist's source on Redis: a sorted set, a channel, a local mirror.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use tokio::sync::{Notify, watch};
+
+use super::{MAX_MESSAGE, RedisError, RedisState, bounded, lock};
+use crate::state::denylist::{Feed, GRACE, Revocation, RevocationSource};
+
+#[derive(Default)]
+struct Counters {
+    delivered: AtomicU64,
+    failures: AtomicU64,
+    dropped: AtomicU64,
+    reloads: AtomicU64,
+    received: AtomicU64,
+}
+
+/// What a [`RedisRevocationSource`] has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SourceStats {
+    /// Revocations waiting for Redis.
+    pub pending: usize,
+    /// Revocations Redis has taken.
+    pub delivered: u64,
+    /// Writes or reloads that failed (each retried).
+    pub failures: u64,
+    /// Revocations not queued because the queue was full.
+    pub dropped: u64,
+    /// Full loads of the list (start, reconnects, resyncs).
+    pub reloads: u64,
+    /// Revocations received by pub/sub.
+    pub received: u64,
+    /// Whether the pub/sub link is up now.
+    pub connected: bool,
+}
+
+/// The denylist's [`RevocationSource`] on Redis; see the [module](super).
+///
+/// Build it with [`RedisState::revocation_source`], give it to one
+/// [`DenylistBuilder::source`](crate::state::denylist::DenylistBuilder::source)
+/// (inside a tokio runtime: its tasks start then), and await
+/// [`ready`](Self::ready) before serving.
+pub struct RedisRevocationSource {
+    shared: Arc<SourceShared>,
+}
+
+struct SourceShared {
+    state: RedisState,
+    /// Revocations made here not yet written to Redis (JSON, keep-until).
+    queue: Mutex<VecDeque<(String, i64)>>,
+    /// Every revocation seen and still needed: written back when Redis lost it.
+    known: Mutex<HashMap<String, i64>>,
+    wake: Arc<Notify>,
+    ready: watch::Sender<bool>,
+    connected: AtomicBool,
+    stats: Counters,
+}
+
+impl fmt::Debug for RedisRevocationSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisRevocationSource")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl RedisRevocationSource {
+    pub(super) fn new(state: RedisState) -> RedisRevocationSource {
+        let (ready_tx, _) = watch::channel(false);
+        RedisRevocationSource {
+            shared: Arc::new(SourceShared {
+                state,
+                queue: Mutex::new(VecDeque::new()),
+                known: Mutex::new(HashMap::new()),
+                wake: Arc::new(Notify::new()),
+                ready: ready_tx,
+                connected: AtomicBool::new(false),
+                stats: Counters::default(),
+            }),
+        }
+    }
+
+    /// Returns once the list in Redis has been loaded into the mirror (at
+    /// once if it already was). Report ready only after it.
+    pub async fn ready(&self) {
+        let mut rx = self.shared.ready.subscribe();
+        // Err: the sender is gone, which cannot happen while `self` lives.
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// Whether the list has been loaded.
+    pub fn is_ready(&self) -> bool {
+        *self.shared.ready.borrow()
+    }
+
+    /// Counters and the queue's length.
+    pub fn stats(&self) -> SourceStats {
+        let c = &self.shared.stats;
+        SourceStats {
+            pending: lock(&self.shared.queue).len(),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            reloads: c.reloads.load(Ordering::Relaxed),
+            received: c.received.load(Ordering::Relaxed),
+            connected: self.shared.connected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl SourceShared {
+    fn keep_until(&self, r: &Revocation) -> i64 {
+        let until = match r {
+            Revocation::Jti { expires_at, .. } => *expires_at,
+            Revocation::Subject { before, .. } | Revocation::Session { before, .. } => {
+                before.saturating_add(self.state.inner.max_token_lifetime)
+            }
+            #[allow(unreachable_patterns)]
+            _ => i64::MAX / 2,
+        };
+        until.saturating_add(GRACE)
+    }
+
+    fn now(&self) -> i64 {
+        self.state.inner.clock.now()
+    }
+
+    fn remember(&self, json: &str, until: i64) {
+        let now = self.now();
+        let mut known = lock(&self.known);
+        if known.len() >= self.state.inner.queue_capacity {
+            known.retain(|_, u| *u > now);
+        }
+        known.insert(json.to_owned(), until);
+    }
+
+    fn enqueue(&self, json: String, until: i64) {
+        let mut q = lock(&self.queue);
+        if q.len() >= self.state.inner.queue_capacity {
+            let now = self.now();
+            q.retain(|(_, u)| *u > now);
+        }
+        if q.len() >= self.state.inner.queue_capacity {
+            drop(q);
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::redis_error("queue_full");
+            tracing::error!(
+                "redis revocation queue full: a revocation applies on this instance only"
+            );
+            return;
+        }
+        q.push_back((json, until));
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    /// `ZADD` + `PUBLISH` in one transaction, and pruning of the past.
+    async fn write(&self, json: &str, until: i64) -> Result<(), RedisError> {
+        let inner = &self.state.inner;
+        let mut conn = inner.conn.clone();
+        let () = bounded(
+            inner.timeout,
+            redis::pipe()
+                .atomic()
+                .zadd(self.state.key("denylist"), json, until)
+                .ignore()
+                .publish(self.state.key("denylist:events"), json)
+                .ignore()
+                .zrembyscore(
+                    self.state.key("denylist"),
+                    "-inf",
+                    format!("({}", self.now()),
+                )
+                .ignore()
+                .query_async(&mut conn),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Loads the whole list into the mirror; queues back what Redis lost.
+    async fn reload(&self, feed: &Feed) -> Result<(), RedisError> {
+        let inner = &self.state.inner;
+        let mut conn = inner.conn.clone();
+        let now = self.now();
+        let members: Vec<String> = bounded(
+            inner.timeout.saturating_mul(5),
+            conn.zrangebyscore(self.state.key("denylist"), format!("({now}"), "+inf"),
+        )
+        .await?;
+        let mut present = HashSet::with_capacity(members.len());
+        for m in members {
+            self.apply(feed, &m);
+            present.insert(m);
+        }
+        // Written here or seen before, still needed, but not in Redis (it
+        // restarted without persistence, or was flushed): write it back.
+        let missing: Vec<(String, i64)> = {
+            let mut known = lock(&self.known);
+            known.retain(|_, u| *u > now);
+            let queued: HashSet<String> =
+                lock(&self.queue).iter().map(|(j, _)| j.clone()).collect();
+            known
+                .iter()
+                .filter(|(j, _)| !present.contains(*j) && !queued.contains(*j))
+                .map(|(j, u)| (j.clone(), *u))
+                .collect()
+        };
+        if !missing.is_empty() {
+            tracing::warn!(
+                count = missing.len(),
+                "redis lost revocations this instance knows: writing them back"
+            );
+            for (j, u) in missing {
+                self.enqueue(j, u);
+            }
+        }
+        self.stats.reloads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn apply(&self, feed: &Feed, json: &str) {
+        if json.len() > MAX_MESSAGE {
+            tracing::warn!(len = json.len(), "oversized revocation from redis ignored");
+            return;
+        }
+        match serde_json::from_str::<Revocation>(json) {
+            Ok(r) => {
+                let until = self.keep_until(&r);
+                if until > self.now() {
+                    self.remember(json, until);
+                    feed.apply(&r);
+                }
+            }
+            Err(e) => {
+                crate::metrics::redis_error("bad_message");
+                tracing::warn!(error = %e, "unreadable revocation from redis ignored");
+            }
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = Duration::from_millis(50).saturating_mul(1 << attempt.min(10));
+        base.min(self.state.inner.retry_max)
+    }
+}
+
+/// Writes queued revocations until the source is gone.
+async fn writer(weak: Weak<SourceShared>) {
+    let mut attempt = 0u32;
+    loop {
+        let Some(s) = weak.upgrade() else { return };
+        let next = lock(&s.queue).front().cloned();
+        let Some((json, until)) = next else {
+            let wake = Arc::clone(&s.wake);
+            drop(s);
+            // A periodic look too, so a dropped source ends this task.
+            let _ = tokio::time::timeout(Duration::from_secs(1), wake.notified()).await;
+            continue;
+        };
+        if until <= s.now() {
+            lock(&s.queue).pop_front();
+            continue;
+        }
+        match s.write(&json, until).await {
+            Ok(()) => {
+                attempt = 0;
+                let mut q = lock(&s.queue);
+                if q.front().is_some_and(|(j, _)| *j == json) {
+                    q.pop_front();
+                }
+                drop(q);
+                s.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                s.stats.failures.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::redis_error("revocation_write");
+                let pending = lock(&s.queue).len();
+                tracing::warn!(error = %e, pending, "revocation not yet shared through redis: retrying");
+                let wait = s.backoff(attempt);
+                attempt = attempt.saturating_add(1);
+                drop(s);
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Keeps the mirror current: subscribe, load, follow; again on each loss.
+async fn follower(weak: Weak<SourceShared>, feed: Feed) {
+    let mut attempt = 0u32;
+    loop {
+        let Some(s) = weak.upgrade() else { return };
+        if !feed.is_alive() {
+            return;
+        }
+        match follow_once(&s, &feed).await {
+            Ok(()) => attempt = 0,
+            Err(e) => {
+                s.stats.failures.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::redis_error("revocation_follow");
+                tracing::warn!(error = %e, "redis revocation feed lost: the local list keeps serving; reconnecting");
+            }
+        }
+        s.connected.store(false, Ordering::Relaxed);
+        let wait = s.backoff(attempt);
+        attempt = attempt.saturating_add(1);
+        drop(s);
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn follow_once(s: &SourceShared, feed: &Feed) -> Result<(), RedisError> {
+    let inner = &s.state.inner;
+    let mut pubsub = bounded(inner.timeout, inner.client.get_async_pubsub()).await?;
+    // Subscribe first, then load: nothing published in between is missed.
+    bounded(
+        inner.timeout,
+        pubsub.subscribe(s.state.key("denylist:events")),
+    )
+    .await?;
+    s.reload(feed).await?;
+    s.connected.store(true, Ordering::Relaxed);
+    s.ready.send_replace(true);
+    let mut messages = pubsub.into_on_message();
+    let mut resync = tokio::time::interval(inner.resync);
+    resync.tick().await;
+    loop {
+        tokio::select! {
+            msg = messages.next() => match msg {
+                Some(msg) => {
+                    s.stats.received.fetch_add(1, Ordering::Relaxed);
+                    match msg.get_payload::<String>() {
+                        Ok(json) => s.apply(feed, &json),
+                        Err(_) => crate::metrics::redis_error("bad_message"),
+                    }
+                }
+                None => return Err(RedisError { timeout: false, source: None }),
+            },
+            _ = resync.tick() => {
+                if !feed.is_alive() {
+                    return Ok(());
+                }
+                s.reload(feed).await?;
+            }
+        }
+    }
+}
+
+impl RevocationSource for RedisRevocationSource {
+    fn attach(&self, feed: Feed) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("RedisRevocationSource attached outside a tokio runtime: not shared");
+            return;
+        };
+        rt.spawn(follower(Arc::downgrade(&self.shared), feed));
+        rt.spawn(writer(Arc::downgrade(&self.shared)));
+    }
+
+    fn publish(&self, revocation: &Revocation) {
+        let until = self.shared.keep_until(revocation);
+        if until <= self.shared.now() {
+            return;
+        }
+        match serde_json::to_string(revocation) {
+            Ok(json) => {
+                self.shared.remember(&json, until);
+                self.shared.enqueue(json, until);
+            }
+            Err(e) => tracing::error!(error = %e, "revocation not serialisable"),
+        }
+    }
+}

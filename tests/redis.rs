@@ -1,0 +1,451 @@
+//! Shared state on a real `redis-server` (started here, on 127.0.0.1):
+//! revocations and DPoP replays shared by validators in separate
+//! processes, and what happens while Redis is down and after it comes back.
+//!
+//! The second process is this test binary run again with
+//! `TOKENWARDEN_REDIS_ROLE` set: [`child_process_role`] then plays one
+//! instance and reports on its standard output.
+#![cfg(all(feature = "redis", feature = "testing"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::dpop::{ORIGIN, bound_token, client, issuer_key, proof};
+use common::redis::RedisServer;
+use common::{AUD, ISS, NOW, claims, key};
+use serde_json::json;
+use tokenwarden::authn::dpop::{DpopAuthenticator, DpopConfig};
+use tokenwarden::authn::{Chain, RequestView};
+use tokenwarden::state::denylist::{Denylist, TokenIds};
+use tokenwarden::state::redis::{RedisRevocationSource, RedisState, ReplayPolicy};
+use tokenwarden::state::replay::{ReplayKey, ReplayStore};
+use tokenwarden::{Algorithm, FixedClock, KeySet, Validator};
+
+const TIMEOUT: Duration = Duration::from_millis(200);
+const ROLE: &str = "TOKENWARDEN_REDIS_ROLE";
+const PATH: &str = "/orders/7";
+const HTU: &str = "https://api.test/orders/7";
+
+async fn connect(url: &str, policy: ReplayPolicy) -> RedisState {
+    RedisState::builder(url)
+        .prefix("test")
+        .timeout(TIMEOUT)
+        .retry_max(Duration::from_millis(200))
+        .replay_policy(policy)
+        .clock(FixedClock(NOW))
+        .connect()
+        .await
+        .expect("redis answers")
+}
+
+/// One instance: a denylist mirrored from Redis, loaded before it returns.
+async fn instance(url: &str) -> (RedisState, Arc<RedisRevocationSource>, Denylist) {
+    let state = connect(url, ReplayPolicy::FailClosed).await;
+    let source = state.revocation_source();
+    let denylist = Denylist::builder()
+        .clock(FixedClock(NOW))
+        .source(source.clone())
+        .build()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), source.ready())
+        .await
+        .expect("the list loads");
+    (state, source, denylist)
+}
+
+fn validator(jwks: &str, denylist: &Denylist) -> Validator {
+    Validator::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .clock(FixedClock(NOW))
+        .keys(KeySet::from_jwks(jwks.as_bytes()).unwrap())
+        .denylist(denylist.clone())
+        .build()
+        .unwrap()
+}
+
+fn outcome(v: &Validator, token: &str) -> &'static str {
+    match v.validate::<serde_json::Value>(token) {
+        Ok(_) => "ok",
+        Err(e) => e.kind().as_str(),
+    }
+}
+
+fn jti_ids(jti: &str) -> TokenIds<'_> {
+    let mut ids = TokenIds::default();
+    ids.jti = Some(jti);
+    ids
+}
+
+/// Polls `cond` every few milliseconds until it holds or `within` passes.
+async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond().then(|| start.elapsed())
+}
+
+/// This test binary again, as one instance playing `role`; its standard
+/// output lines come on the receiver.
+fn spawn_child(role: &str, env: &[(&str, &str)]) -> (Child, mpsc::Receiver<String>) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "child_process_role",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE, role)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for a line starting with `prefix` from the child.
+fn expect_line(rx: &mpsc::Receiver<String>, prefix: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            // The harness may print `test child_process_role ... ` first.
+            Ok(line) if line.contains(prefix) => {
+                return line[line.find(prefix).unwrap_or(0)..].to_owned();
+            }
+            Ok(_) => {}
+            Err(e) => panic!("no `{prefix}` line from the child: {e}"),
+        }
+    }
+}
+
+/// The other process's side of the two-process tests; does nothing when
+/// the test binary runs normally.
+#[test]
+fn child_process_role() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    let var = |k: &str| std::env::var(k).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = var("TW_REDIS_URL");
+        match role.as_str() {
+            "validator" => {
+                let (_state, _source, denylist) = instance(&url).await;
+                let v = validator(&var("TW_JWKS"), &denylist);
+                let token = var("TW_TOKEN");
+                assert_eq!(outcome(&v, &token), "ok");
+                println!("READY");
+                // Polled, within a bound: the revocation is made by the
+                // other process once it has read READY.
+                let took = eventually(Duration::from_secs(10), || outcome(&v, &token) == "revoked")
+                    .await
+                    .expect("the revocation reaches this process");
+                println!("REFUSED after {} ms", took.as_millis());
+            }
+            "dpop" => {
+                let state = connect(&url, ReplayPolicy::FailClosed).await;
+                let chain = dpop_chain(&var("TW_JWKS"), &state);
+                let headers = dpop_request(&var("TW_TOKEN"), &var("TW_PROOF"));
+                println!("DPOP {}", judge(&chain, &headers).await);
+            }
+            other => panic!("unknown role {other}"),
+        }
+    });
+}
+
+fn dpop_chain(jwks: &str, state: &RedisState) -> Chain {
+    let v = Validator::builder()
+        .issuer(ISS)
+        .audience(AUD)
+        .clock(FixedClock(NOW))
+        .keys(KeySet::from_jwks(jwks.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let config = DpopConfig::new(ORIGIN)
+        .clock(FixedClock(NOW))
+        .shared_replay_store(Arc::new(state.replay_store(1024)));
+    Chain::new().dpop(DpopAuthenticator::new(v, config).unwrap())
+}
+
+fn dpop_request(token: &str, proof: &str) -> Vec<(String, String)> {
+    vec![
+        ("authorization".to_owned(), format!("DPoP {token}")),
+        ("dpop".to_owned(), proof.to_owned()),
+    ]
+}
+
+async fn judge(chain: &Chain, headers: &[(String, String)]) -> &'static str {
+    match chain
+        .authenticate(&RequestView::new("GET", PATH, &headers.to_vec()))
+        .await
+    {
+        Ok(_) => "ok",
+        Err(r) => r.kind(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_process_is_refused_by_a_validator_in_another() {
+    let Some(server) = RedisServer::start("redis::two_process_revocation") else {
+        return;
+    };
+    let signer = key(Algorithm::ES256);
+    let jwks = tokenwarden::testing::jwks_json(&[signer]);
+    let mut c = claims();
+    c["jti"] = json!("shared-1");
+    let token = signer.token(&c);
+    let (mut child, rx) = spawn_child(
+        "validator",
+        &[
+            ("TW_REDIS_URL", &server.url()),
+            ("TW_JWKS", &jwks),
+            ("TW_TOKEN", &token),
+        ],
+    );
+    expect_line(&rx, "READY", Duration::from_secs(30));
+
+    let (_state, source, denylist) = instance(&server.url()).await;
+    let here = validator(&jwks, &denylist);
+    assert_eq!(outcome(&here, &token), "ok");
+    let revoked_at = Instant::now();
+    denylist.revoke_jti("shared-1", NOW + 600);
+    assert_eq!(
+        outcome(&here, &token),
+        "revoked",
+        "at once on this instance"
+    );
+
+    let line = expect_line(&rx, "REFUSED", Duration::from_secs(10));
+    assert!(revoked_at.elapsed() < Duration::from_secs(10), "{line}");
+    assert!(child.wait().unwrap().success());
+    assert!(source.stats().delivered >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_proof_used_in_one_process_is_refused_in_another() {
+    let Some(server) = RedisServer::start("redis::two_process_dpop_replay") else {
+        return;
+    };
+    let jwks = tokenwarden::testing::jwks_json(&[issuer_key()]);
+    let token = bound_token(client(0));
+    let p = proof(client(0), "GET", HTU, &token).sign();
+    let (mut child, rx) = spawn_child(
+        "dpop",
+        &[
+            ("TW_REDIS_URL", &server.url()),
+            ("TW_JWKS", &jwks),
+            ("TW_TOKEN", &token),
+            ("TW_PROOF", &p),
+        ],
+    );
+    assert_eq!(expect_line(&rx, "DPOP", Duration::from_secs(30)), "DPOP ok");
+    assert!(child.wait().unwrap().success());
+
+    let state = connect(&server.url(), ReplayPolicy::FailClosed).await;
+    let chain = dpop_chain(&jwks, &state);
+    assert_eq!(
+        judge(&chain, &dpop_request(&token, &p)).await,
+        "dpop_replayed"
+    );
+    // A fresh proof from the same client still passes here.
+    let fresh = proof(client(0), "GET", HTU, &token).sign();
+    assert_eq!(judge(&chain, &dpop_request(&token, &fresh)).await, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_then_back_the_mirror_serves_nothing_is_lost_and_no_request_waits_past_the_timeout()
+ {
+    let Some(mut server) = RedisServer::start("redis::outage") else {
+        return;
+    };
+    let url = server.url();
+    let (state_a, source_a, a) = instance(&url).await;
+    let (_state_b, source_b, b) = instance(&url).await;
+    let replay = state_a.replay_store(1024);
+    let cache = state_a.cache("introspection", 16);
+
+    a.revoke_jti("before-outage", NOW + 600);
+    eventually(Duration::from_secs(10), || {
+        b.is_revoked(&jti_ids("before-outage")).is_some()
+    })
+    .await
+    .expect("b learns the revocation");
+
+    server.stop();
+    // Revoked on `a` while Redis is down: applies on `a` at once, queued.
+    a.revoke_jti("during-outage", NOW + 600);
+    assert!(a.is_revoked(&jti_ids("during-outage")).is_some());
+
+    let mut worst = Duration::ZERO;
+    let mut replay_refusals = 0;
+    for i in 0..20u32 {
+        // The mirror keeps serving from memory.
+        let start = Instant::now();
+        assert!(b.is_revoked(&jti_ids("before-outage")).is_some());
+        worst = worst.max(start.elapsed());
+        // Replay: fail closed, within the timeout.
+        let k = ReplayKey::new(&[b"jkt", &i.to_be_bytes()]);
+        let start = Instant::now();
+        let answer = replay.insert_once(&k, NOW + 60, NOW).await;
+        worst = worst.max(start.elapsed());
+        if answer.is_err() {
+            replay_refusals += 1;
+        }
+        // The shared cache: a miss, within the timeout.
+        let start = Instant::now();
+        assert_eq!(cache.get(b"opaque-token").await, None);
+        worst = worst.max(start.elapsed());
+    }
+    assert_eq!(replay_refusals, 20);
+    let margin = Duration::from_millis(150);
+    assert!(
+        worst < TIMEOUT + margin,
+        "a request waited {worst:?} (timeout {TIMEOUT:?})"
+    );
+    eventually(Duration::from_secs(5), || source_a.stats().failures >= 1)
+        .await
+        .expect("the failed write is counted");
+    assert_eq!(source_a.stats().pending, 1, "queued, not lost");
+    assert!(
+        b.is_revoked(&jti_ids("during-outage")).is_none(),
+        "not yet shared"
+    );
+
+    server.start_again();
+    // The queued revocation is delivered, and b (reconnected) receives it.
+    eventually(Duration::from_secs(15), || {
+        b.is_revoked(&jti_ids("during-outage")).is_some()
+    })
+    .await
+    .expect("the revocation queued during the outage reaches b");
+    eventually(Duration::from_secs(5), || source_a.stats().pending == 0)
+        .await
+        .expect("the queue drains");
+    assert!(
+        source_b.stats().reloads >= 2,
+        "b reloaded after reconnecting"
+    );
+
+    // Redis restarted empty (no persistence): the instances write back what
+    // it lost, so a new instance still starts with both revocations.
+    let (_state_c, _source_c, c) = instance(&url).await;
+    eventually(Duration::from_secs(15), || {
+        c.is_revoked(&jti_ids("before-outage")).is_some()
+            && c.is_revoked(&jti_ids("during-outage")).is_some()
+    })
+    .await
+    .expect("nothing lost across the restart");
+
+    // Replay works again.
+    let k = ReplayKey::new(&[b"jkt", b"after"]);
+    assert_eq!(replay.insert_once(&k, NOW + 60, NOW).await, Ok(true));
+    assert_eq!(replay.insert_once(&k, NOW + 60, NOW).await, Ok(false));
+}
+
+/// With [`ReplayPolicy::FallbackLocal`] and Redis down, values are
+/// recorded in this process: first accepted, a replay refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_local_answers_from_this_process_while_redis_is_down() {
+    let Some(mut server) = RedisServer::start("redis::fallback_local") else {
+        return;
+    };
+    let state = connect(&server.url(), ReplayPolicy::FallbackLocal).await;
+    let replay = state.replay_store(1024);
+    server.stop();
+    let k = ReplayKey::new(&[b"jkt", b"jti"]);
+    let start = Instant::now();
+    assert_eq!(replay.insert_once(&k, NOW + 60, NOW).await, Ok(true));
+    assert_eq!(replay.insert_once(&k, NOW + 60, NOW).await, Ok(false));
+    assert!(start.elapsed() < 2 * TIMEOUT + Duration::from_millis(300));
+    assert_eq!(replay.unavailable(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_reaches_redis_only_its_digest() {
+    let Some(server) = RedisServer::start("redis::no_token_in_keys") else {
+        return;
+    };
+    let a = connect(&server.url(), ReplayPolicy::FailClosed).await;
+    let b = connect(&server.url(), ReplayPolicy::FailClosed).await;
+    let token = "opaque-SECRET-token-value-1234567890";
+    let cache_a = a.cache("introspection", 16);
+    let cache_b = b.cache("introspection", 16);
+    cache_a
+        .put(
+            token.as_bytes(),
+            br#"{"active":true}"#,
+            Duration::from_secs(60),
+        )
+        .await;
+    // Shared: another instance reads it from Redis.
+    assert_eq!(
+        cache_b.get(token.as_bytes()).await.as_deref(),
+        Some(&br#"{"active":true}"#[..])
+    );
+    assert_eq!(cache_b.get(b"another token").await, None);
+    let keys = server.keys();
+    assert!(
+        keys.contains(&cache_a.key_for(token.as_bytes())),
+        "{keys:?}"
+    );
+    for k in &keys {
+        assert!(!k.contains("SECRET"), "a token in a redis key: {k}");
+        assert!(!k.contains(token), "a token in a redis key: {k}");
+    }
+    let digest_part = cache_a.key_for(token.as_bytes());
+    let hex = digest_part.rsplit(':').next().unwrap();
+    assert_eq!(hex.len(), 64, "a SHA-256 digest: {digest_part}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_once_answers_first_then_seen() {
+    let Some(server) = RedisServer::start("redis::record_once") else {
+        return;
+    };
+    let a = connect(&server.url(), ReplayPolicy::FailClosed).await;
+    let b = connect(&server.url(), ReplayPolicy::FailClosed).await;
+    let k = [7u8; 32];
+    assert!(
+        a.record_once("nonce", &k, Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.record_once("nonce", &k, Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.record_once("other", &k, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        "namespaces apart"
+    );
+}
