@@ -393,7 +393,12 @@ pub(crate) fn digests_equal(a: &[u8], b: &[u8]) -> bool {
 /// # Errors
 /// When the generator fails, or no backend is compiled in.
 #[cfg_attr(
-    not(any(feature = "api-keys", feature = "mint", feature = "legacy", feature = "testing")),
+    not(any(
+        feature = "api-keys",
+        feature = "mint",
+        feature = "legacy",
+        feature = "testing"
+    )),
     allow(dead_code)
 )]
 pub(crate) fn random_bytes(out: &mut [u8]) -> Result<(), &'static str> {

@@ -12,9 +12,9 @@ mod internal_token;
 mod introspection;
 mod legacy;
 mod metrics;
+mod mtls;
 mod revocation;
 mod revocation_http;
-mod mtls;
 mod serve;
 mod verify;
 
