@@ -597,3 +597,68 @@ async fn axum_behind_the_layer_takes_dpop_with_nonces_and_refuses_replays() {
     .await;
     assert_eq!(resp.status(), 401);
 }
+
+#[cfg(feature = "actix")]
+mod actix {
+    use super::*;
+    use actix_web::{App, HttpServer, web};
+    use tokenwarden::middleware::actix::BearerAuthMiddleware;
+
+    async fn who(p: Principal) -> String {
+        format!("{} by {}", p.subject(), p.authenticator())
+    }
+
+    fn serve(chain: Chain) -> String {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let auth = BearerAuth::from_chain(chain);
+                let server = HttpServer::new(move || {
+                    App::new().service(
+                        web::resource(PATH)
+                            .wrap(BearerAuthMiddleware::new(auth.clone()))
+                            .route(web::get().to(who)),
+                    )
+                })
+                .workers(1)
+                .bind(("127.0.0.1", 0))
+                .unwrap();
+                tx.send(server.addrs()[0]).unwrap();
+                server.run().await.unwrap();
+            });
+        });
+        format!("http://{}", rx.recv().unwrap())
+    }
+
+    #[tokio::test]
+    async fn actix_behind_the_middleware_takes_dpop_and_sends_dpop_nonce() {
+        let clock = ManualClock::new(NOW);
+        let base = serve(chain(
+            config()
+                .clock(clock)
+                .nonces(vec![6; 32], Duration::from_secs(300)),
+        ));
+        let token = bound_token(client(1));
+        let resp = send(
+            &base,
+            &with_proof(&token, &proof(client(1), "GET", HTU, &token)),
+        )
+        .await;
+        assert_eq!(resp.status(), 401);
+        let nonce = header_values(&resp, "dpop-nonce")
+            .pop()
+            .expect("a DPoP-Nonce header");
+        let good = with_proof(&token, &proof(client(1), "GET", HTU, &token).nonce(&nonce));
+        let resp = send(&base, &good).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), "alice by dpop");
+        // A proof for another path.
+        let other = with_proof(
+            &token,
+            &proof(client(1), "GET", "https://api.test/orders/8", &token).nonce(&nonce),
+        );
+        let resp = send(&base, &other).await;
+        assert_eq!(resp.status(), 401);
+        assert!(header_values(&resp, "www-authenticate")[0].contains("invalid_dpop_proof"));
+    }
+}

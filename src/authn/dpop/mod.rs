@@ -18,6 +18,13 @@
 //! a proxy you run sets `Host` itself, [`DpopConfig::trust_host_header`]
 //! takes the origin from it instead.
 //!
+//! DPoP lives in the authenticator chain: serve it with
+//! [`BearerAuth::from_chain`](crate::middleware::BearerAuth::from_chain)
+//! (tower, axum, actix), whose layers pass the method and path and send
+//! `DPoP-Nonce` with a `use_dpop_nonce` refusal. `BearerAuth::new` (a
+//! validator alone, typed claims) knows only `Bearer` and does not read
+//! `cnf`: where tokens may be DPoP-bound, use a chain.
+//!
 //! ```
 //! use tokenwarden::authn::dpop::{DpopAuthenticator, DpopConfig};
 //! use tokenwarden::authn::{Chain, RequestView, jwt::JwtAuthenticator};
