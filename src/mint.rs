@@ -205,6 +205,7 @@ pub struct MintInput<'a> {
     source_issuer: Option<&'a str>,
     expires_at: Option<i64>,
     client_id: Option<&'a str>,
+    actor: Option<&'a Value>,
     scopes: Vec<&'a str>,
     roles: Vec<&'a str>,
     claims: Vec<(&'a str, &'a Value)>,
@@ -220,6 +221,7 @@ impl fmt::Debug for MintInput<'_> {
             .field("source_issuer", &self.source_issuer)
             .field("expires_at", &self.expires_at)
             .field("client_id", &self.client_id)
+            .field("actor", &self.actor.is_some())
             .field("scopes", &self.scopes)
             .field("roles", &self.roles)
             .field("claims", &names)
@@ -243,7 +245,9 @@ impl<'a> MintInput<'a> {
     /// an internal token carries: its subject, the authenticator that
     /// vouched (`authn`), for a JWT its issuer
     /// ([`source_issuer`](Self::source_issuer)), its scopes and roles, and
-    /// its expiry ([`expires_at`](Self::expires_at)). Only a JWT's `iss` is
+    /// its expiry ([`expires_at`](Self::expires_at)), its delegation chain
+    /// ([`actor`](Self::actor)) and, for a JWT, its client (`client_id` or
+    /// `azp`). Only a JWT's `iss` is
     /// carried: the claims of other kinds come from elsewhere (an API key
     /// store, a legacy endpoint's JSON) and cannot name an issuer. What the
     /// layers' [`internal_token`](crate::middleware::BearerAuth::internal_token)
@@ -267,6 +271,20 @@ impl<'a> MintInput<'a> {
             if let Some(iss) = p.claims().get("iss").and_then(Value::as_str) {
                 input = input.source_issuer(iss);
             }
+            // The client the user came through (RFC 9068 §2.2 `client_id`,
+            // else OIDC's `azp`): an upstream may allow some clients only.
+            let claims = p.claims();
+            if let Some(c) = claims
+                .get("client_id")
+                .or_else(|| claims.get("azp"))
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty())
+            {
+                input = input.client_id(c);
+            }
+        }
+        if let Some(act) = p.actor() {
+            input = input.actor(act);
         }
         input
     }
@@ -316,6 +334,17 @@ impl<'a> MintInput<'a> {
     #[must_use]
     pub fn client_id(mut self, client_id: &'a str) -> Self {
         self.client_id = Some(client_id);
+        self
+    }
+
+    /// The delegation chain (`act`, RFC 8693 §4.1) the principal came
+    /// with, as the chain checked it ([`Principal::actor`](crate::authn::Principal::actor)):
+    /// an upstream must see that someone acts for the subject, and its own
+    /// delegation limits hold only if the internal token says so. Part of
+    /// the cache key: a delegated call never gets the direct call's token.
+    #[must_use]
+    pub fn actor(mut self, act: &'a Value) -> Self {
+        self.actor = Some(act);
         self
     }
 
@@ -663,6 +692,9 @@ fn principal_members(input: &MintInput<'_>) -> Result<Vec<u8>, MintError> {
     }
     if let Some(client_id) = input.client_id {
         member(&mut out, "client_id", &client_id);
+    }
+    if let Some(act) = input.actor {
+        member(&mut out, "act", act);
     }
     if !input.scopes.is_empty() {
         member(&mut out, "scope", &input.scopes.join(" ").as_str());

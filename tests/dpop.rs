@@ -662,3 +662,31 @@ mod actix {
         assert!(header_values(&resp, "www-authenticate")[0].contains("invalid_dpop_proof"));
     }
 }
+
+/// Attack (review finding): a stolen DPoP-bound token sent as `Bearer` to
+/// a `BearerAuth::new` layer (no chain, JSON claims) is refused too, not
+/// only through a chain's JWT authenticator.
+#[tokio::test]
+async fn bearer_auth_new_refuses_a_dpop_bound_token_sent_as_bearer() {
+    use tower::{Layer, ServiceExt, service_fn};
+    let layer = BearerAuth::new(validator(&[key(Algorithm::ES256)])).layer();
+    let svc = layer.layer(service_fn(|_req: http::Request<String>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(String::from("reached")))
+    }));
+    let call = |token: String| {
+        let svc = svc.clone();
+        async move {
+            let req = http::Request::get("/orders")
+                .header("authorization", format!("Bearer {token}"))
+                .body(String::new())
+                .unwrap();
+            svc.oneshot(req).await.unwrap().status()
+        }
+    };
+    assert_eq!(
+        call(bound_token(client(0))).await,
+        401,
+        "stolen bound token"
+    );
+    assert_eq!(call(key(Algorithm::ES256).token(&claims())).await, 200);
+}

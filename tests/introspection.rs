@@ -505,3 +505,50 @@ async fn no_token_or_secret_in_any_log_line() {
         assert!(!text.contains(secret), "{text}");
     }
 }
+
+/// Attack (review finding): an opaque token the IdP says is bound to a
+/// client certificate (RFC 8705 §3.2, `cnf["x5t#S256"]`) or to a DPoP key
+/// is no bearer token: replayed without its certificate it is refused,
+/// and the cached verdict is held to the binding on every request.
+#[tokio::test]
+async fn a_bound_opaque_token_is_held_to_its_binding() {
+    let clock = ManualClock::new(NOW);
+    let idp = idp(&clock);
+    let chain = chain_for(&idp, &clock).await;
+    let cert = b"the DER of a client certificate".to_vec();
+    let bound = idp
+        .opaque_token()
+        .subject("alice")
+        .audience("api")
+        .claim(
+            "cnf",
+            serde_json::json!({"x5t#S256": tokenwarden::authn::mtls::thumbprint(&cert)}),
+        )
+        .issue();
+    let stolen = run(&chain, &bound).await;
+    assert_eq!(kind(stolen).0, 401, "replayed without the certificate");
+    let header = format!("Bearer {bound}");
+    let headers = [("authorization", header.as_str())];
+    let with_cert = RequestView::new("GET", "/", &headers).peer_certificate(&cert);
+    assert!(chain.authenticate(&with_cert).await.is_ok());
+    let other = b"another certificate".to_vec();
+    let with_other = RequestView::new("GET", "/", &headers).peer_certificate(&other);
+    assert_eq!(
+        chain.authenticate(&with_other).await.unwrap_err().status(),
+        401
+    );
+    let dpop = idp
+        .opaque_token()
+        .subject("alice")
+        .audience("api")
+        .claim(
+            "cnf",
+            serde_json::json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
+        )
+        .issue();
+    assert_eq!(
+        kind(run(&chain, &dpop).await).0,
+        401,
+        "DPoP-bound sent as Bearer"
+    );
+}

@@ -819,3 +819,26 @@ fn the_token_expires_no_later_than_the_principal() {
     let open = m.mint(&MintInput::new("bob", "api_key")).unwrap();
     assert_eq!(claims_of(&open)["exp"], NOW + 60);
 }
+
+/// Attack (review finding): a delegated call (`act`) and a direct one of
+/// the same user must not get the same internal token, and the upstream
+/// must see the actor and the client to apply its own limits.
+#[test]
+fn a_delegated_principal_mints_a_token_naming_its_actor_and_client() {
+    let clock = ManualClock::new(NOW);
+    let m = minter(Algorithm::EdDSA, &clock);
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!("https://idp.test"));
+    claims.insert("azp".into(), json!("web-app"));
+    let direct = tokenwarden::authn::Principal::new("alice", "jwt").with_claims(claims.clone());
+    let mut with_act = claims;
+    with_act.insert("act".into(), json!({"sub": "svc-a"}));
+    let delegated = tokenwarden::authn::Principal::new("alice", "jwt").with_claims(with_act);
+    let d = m.mint(&MintInput::from_principal(&direct)).unwrap();
+    let x = m.mint(&MintInput::from_principal(&delegated)).unwrap();
+    assert_ne!(d, x, "a delegated call got the direct call's cached token");
+    assert_eq!(claims_of(&x)["act"], json!({"sub": "svc-a"}));
+    assert!(claims_of(&d).get("act").is_none());
+    assert_eq!(claims_of(&d)["client_id"], "web-app");
+    assert_eq!(claims_of(&d)["src_iss"], "https://idp.test");
+}

@@ -267,3 +267,31 @@ fn upstream_exp(jwt: &str) -> i64 {
     let v: Value = serde_json::from_slice(&bytes).unwrap();
     v["exp"].as_i64().unwrap()
 }
+
+/// Attack (review finding): the sidecar without a chain takes `Bearer`
+/// alone, so a stolen DPoP-bound token (`cnf.jkt`) is refused there, never
+/// passed as a bearer token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_bound_token_sent_as_bearer_is_refused() {
+    let idp = TestIssuer::start().unwrap();
+    let dir = Scratch::new("dpop-as-bearer");
+    let rules = "[[rule]]\npath = \"/*\"\n";
+    let (_side, base) = sidecar_with(&idp, &dir, "", rules).await;
+    let holder =
+        tokenwarden::testing::TestKey::generate(tokenwarden::Algorithm::ES256, "holder").unwrap();
+    let bound = idp
+        .token()
+        .audience("api")
+        .subject("eve")
+        .dpop_bound(&holder)
+        .sign();
+    let r = get(&format!("{base}/auth"), Some(&bound), "/orders").await;
+    assert_eq!(
+        r.status(),
+        401,
+        "a stolen DPoP-bound token passed as bearer"
+    );
+    let plain = idp.token().audience("api").subject("eve").sign();
+    let r = get(&format!("{base}/auth"), Some(&plain), "/orders").await;
+    assert_eq!(r.status(), 200);
+}

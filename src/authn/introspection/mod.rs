@@ -163,6 +163,33 @@ impl Outcome {
     }
 }
 
+/// A verdict held to the token's binding, for every request, cached or
+/// not (the cache is keyed by the token, the certificate is the
+/// connection's): RFC 8705 §3.2 lets an introspection answer carry
+/// `cnf["x5t#S256"]`, which must match the presented certificate; a
+/// DPoP-bound token (`cnf.jkt`, RFC 9449 §6.2) is never a bearer token.
+fn bound(v: Verdict, req: &RequestView<'_>) -> Verdict {
+    let Verdict::Authenticated(p) = &v else {
+        return v;
+    };
+    let claims = p.claims();
+    if claims.get("cnf").and_then(|c| c.get("jkt")).is_some() {
+        return Verdict::Refused(Refusal::invalid_token(
+            Scheme::Bearer,
+            "dpop_bound_token_as_bearer",
+            "a DPoP-bound token must be sent with the DPoP scheme",
+        ));
+    }
+    match crate::authn::mtls::check_binding(
+        claims,
+        req.peer_certificate_der(),
+        crate::authn::mtls::CertificateBinding::WhenBound,
+    ) {
+        Ok(()) => v,
+        Err(r) => Verdict::Refused(r),
+    }
+}
+
 fn kept(k: &Kept) -> Verdict {
     match k {
         Kept::Active(p) => Verdict::Authenticated(p.clone()),
@@ -335,7 +362,7 @@ impl IntrospectionAuthenticator {
         }
         let key = crate::crypto::sha256_of(token.as_bytes());
         let hit = self.inner.cache.hit(&key, self.inner.clock.now())?;
-        Some(kept(&hit))
+        Some(bound(kept(&hit), req))
     }
 
     /// The verdict: a kept one, the flight in progress for this token, or
@@ -363,7 +390,7 @@ impl IntrospectionAuthenticator {
             Err(_) => Outcome::Unavailable("introspection_timeout", i.retry_after),
         };
         drop(flight);
-        outcome.verdict()
+        bound(outcome.verdict(), req)
     }
 
     /// One call, under the breaker, the cap and the deadline; its verdict

@@ -214,6 +214,15 @@ pub(crate) fn check_claims_binding<C: 'static>(
         (Some(m), _) | (None, Some(Value::Object(m))) => m,
         _ => return Ok(()),
     };
+    // A DPoP-bound token (`cnf.jkt`) is only good with a proof under the
+    // `DPoP` scheme (RFC 9449 §7.1); these layers take `Bearer` alone.
+    if map.get("cnf").and_then(|c| c.get("jkt")).is_some() {
+        return Err(Refusal::invalid_token(
+            Scheme::Bearer,
+            "dpop_bound_token_as_bearer",
+            "a DPoP-bound token must be sent with the DPoP scheme",
+        ));
+    }
     check_binding(map, cert, CertificateBinding::WhenBound)
 }
 
