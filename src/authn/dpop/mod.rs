@@ -22,8 +22,10 @@
 //! [`BearerAuth::from_chain`](crate::middleware::BearerAuth::from_chain)
 //! (tower, axum, actix), whose layers pass the method and path and send
 //! `DPoP-Nonce` with a `use_dpop_nonce` refusal. `BearerAuth::new` (a
-//! validator alone, typed claims) knows only `Bearer` and does not read
-//! `cnf`: where tokens may be DPoP-bound, use a chain.
+//! validator alone) knows only `Bearer`: with JSON claims (the default) it
+//! refuses a DPoP-bound token sent so, as the sidecar does; with your own
+//! claims type it does not read `cnf`. Where tokens may be DPoP-bound, use
+//! a chain.
 //!
 //! ```
 //! use tokenwarden::authn::dpop::{DpopAuthenticator, DpopConfig};
