@@ -459,3 +459,97 @@ async fn bearer_auth_new_holds_bound_tokens_to_the_certificate() {
     assert_eq!(status(None, &bound).await, 401);
     assert_eq!(status(None, &plain).await, 200);
 }
+
+/// A claims type of the user's own: no `cnf` field, so the binding must be
+/// read by the validator, not from these claims.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Typed {
+    sub: String,
+}
+
+impl tokenwarden::middleware::ScopedClaims for Typed {
+    fn has_scope(&self, _scope: &str) -> bool {
+        false
+    }
+}
+
+/// `BearerAuth::<Typed>::with_claims` (no chain), over real mTLS: the
+/// claims type has no `cnf`, yet a bound token is held to the connection's
+/// certificate and a DPoP-bound one is never a bearer token.
+async fn typed_app(idp: &TestIssuer, pki: &Pki) -> String {
+    let auth = BearerAuth::<Typed>::with_claims(validator(idp));
+    let app = axum::Router::new().route(
+        "/me",
+        get(
+            |tokenwarden::middleware::axum::Claims(c): tokenwarden::middleware::axum::Claims<
+                Typed,
+            >| async move { c.sub },
+        )
+        .route_layer(auth.layer()),
+    );
+    let addr = serve_mtls(app, pki.server_config(ClientAuth::Optional)).await;
+    format!("https://localhost:{}/me", addr.port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_claims_hold_a_bound_token_to_the_certificate() {
+    let idp = TestIssuer::start().unwrap();
+    let pki = Pki::new();
+    let alice = pki.client("alice", &[], &["alice.shop.test"]);
+    let mallory = pki.client("mallory", &[], &["mallory.shop.test"]);
+    let url = typed_app(&idp, &pki).await;
+    let bound = idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .bind_certificate(&alice.der)
+        .sign();
+    let client = pki.https_client(Some(&alice));
+    let (status, _, body) = get_with(&client, url.clone(), &bound, &[]).await;
+    assert_eq!((status, body.as_str()), (200, "alice"));
+    // Stolen: presented with Mallory's certificate, or with none.
+    for (cert, why) in [
+        (Some(&mallory), "another client certificate"),
+        (None, "none was presented"),
+    ] {
+        let client = pki.https_client(cert);
+        let (status, challenge, _) = get_with(&client, url.clone(), &bound, &[]).await;
+        assert_eq!(status, 401, "{why}");
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        assert!(challenge.contains(why), "{challenge}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_claims_refuse_a_dpop_bound_token_sent_as_bearer() {
+    let idp = TestIssuer::start().unwrap();
+    let pki = Pki::new();
+    let alice = pki.client("alice", &[], &["alice.shop.test"]);
+    let url = typed_app(&idp, &pki).await;
+    let key =
+        tokenwarden::testing::TestKey::generate(tokenwarden::Algorithm::ES256, "dpop").unwrap();
+    let dpop_bound = idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .dpop_bound(&key)
+        .sign();
+    for cert in [None, Some(&alice)] {
+        let client = pki.https_client(cert);
+        let (status, challenge, _) = get_with(&client, url.clone(), &dpop_bound, &[]).await;
+        assert_eq!(status, 401);
+        assert!(
+            challenge.contains("must be sent with the DPoP scheme"),
+            "{challenge}"
+        );
+    }
+    // `authorize` (a gateway's subrequest, no connection) refuses it too.
+    let auth = BearerAuth::<Typed>::with_claims(validator(&idp));
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer {dpop_bound}").parse().unwrap(),
+    );
+    let refusal = auth.authorize(&headers).await.unwrap_err();
+    assert_eq!(refusal.status(), 401);
+}

@@ -21,11 +21,11 @@
 //! DPoP lives in the authenticator chain: serve it with
 //! [`BearerAuth::from_chain`](crate::middleware::BearerAuth::from_chain)
 //! (tower, axum, actix), whose layers pass the method and path and send
-//! `DPoP-Nonce` with a `use_dpop_nonce` refusal. `BearerAuth::new` (a
-//! validator alone) knows only `Bearer`: with JSON claims (the default) it
-//! refuses a DPoP-bound token sent so, as the sidecar does; with your own
-//! claims type it does not read `cnf`. Where tokens may be DPoP-bound, use
-//! a chain.
+//! `DPoP-Nonce` with a `use_dpop_nonce` refusal. `BearerAuth::new` and
+//! `BearerAuth::with_claims` (a validator alone) know only `Bearer`: they
+//! refuse a DPoP-bound token sent so, whatever the claims type (the
+//! validator reads `cnf` itself, [`Validated::confirmation`]), as the
+//! sidecar does. Where tokens may be DPoP-bound, use a chain.
 //!
 //! ```
 //! use tokenwarden::authn::dpop::{DpopAuthenticator, DpopConfig};
