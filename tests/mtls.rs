@@ -553,3 +553,58 @@ async fn typed_claims_refuse_a_dpop_bound_token_sent_as_bearer() {
     let refusal = auth.authorize(&headers).await.unwrap_err();
     assert_eq!(refusal.status(), 401);
 }
+
+/// tonic over tokio-rustls (HTTP/2) with client-certificate verification:
+/// tonic-health's service behind the layer (a chain taking
+/// certificate-bound tokens only), called by a tonic client whose TLS
+/// session presents a certificate or none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_over_rustls_holds_a_bound_token_to_the_client_certificate() {
+    use common::tls::serve_mtls_grpc;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+    let idp = TestIssuer::start().unwrap();
+    let pki = Pki::new();
+    let alice = pki.client("alice", &["spiffe://shop.test/ns/prod/sa/orders"], &[]);
+    let mallory = pki.client("mallory", &["spiffe://shop.test/ns/prod/sa/mallory"], &[]);
+    let jwt =
+        JwtAuthenticator::new(validator(&idp)).certificate_binding(CertificateBinding::Required);
+    let auth = BearerAuth::from_chain(Chain::new().jwt(jwt));
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let app = tonic::service::Routes::new(health)
+        .into_axum_router()
+        .layer(auth.layer());
+    let addr = serve_mtls_grpc(app, pki.server_config(ClientAuth::Optional)).await;
+    let bound = idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .bind_certificate(&alice.der)
+        .sign();
+    let plain = idp.token().audience("api").subject("alice").sign();
+    async fn call(
+        pki: &Pki,
+        port: u16,
+        cert: Option<&ClientCert>,
+        token: String,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        let channel = pki.grpc_channel(port, cert).await.unwrap();
+        let mut req = tonic::Request::new(HealthCheckRequest::default());
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        HealthClient::new(channel).check(req).await
+    }
+    let check = |cert, token| call(&pki, addr.port(), cert, token);
+    let ok = check(Some(&alice), bound.clone()).await.unwrap();
+    assert_eq!(ok.get_ref().status, ServingStatus::Serving as i32);
+    for (cert, token, kind) in [
+        (Some(&mallory), bound.clone(), "certificate_mismatch"),
+        (None, bound.clone(), "certificate_missing"),
+        (Some(&alice), plain, "token_not_bound"),
+    ] {
+        let status = check(cert, token).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{kind}");
+        assert_eq!(status.message(), kind);
+    }
+}

@@ -13,7 +13,8 @@
 //!   connection data set in `on_connect`, or the request's extensions). The
 //!   TLS server puts it there once per connection, after rustls verified it
 //!   (`examples/mtls.rs` serves axum over tokio-rustls with
-//!   `WebPkiClientVerifier`). The layers never read a certificate from a
+//!   `WebPkiClientVerifier`, `examples/tonic_mtls.rs` a tonic service over
+//!   HTTP/2 the same way). The layers never read a certificate from a
 //!   header: behind a gateway that terminates TLS, [`forwarded`] parses
 //!   the gateway's header, and only code configured for that gateway may
 //!   call it (the sidecar's `[mtls] from_gateway = true`).
