@@ -319,11 +319,29 @@ fn bound<C, B>(v: &Validated<C>, req: &Request<B>) -> Result<(), super::AuthReje
         .map_err(|r| super::AuthRejection::Chain(Box::new(r)))
 }
 
+/// The path the client sent (RFC 9449 §4.3: a DPoP proof names it): axum's
+/// `Router::nest` hands the nested router, and a layer on it, the URI
+/// without the prefix, and keeps the client's as `OriginalUri`, which only
+/// the router sets (no header can).
+#[cfg(feature = "axum")]
+fn client_path<B>(req: &Request<B>) -> &str {
+    match req.extensions().get::<::axum::extract::OriginalUri>() {
+        Some(original) => original.0.path(),
+        None => req.uri().path(),
+    }
+}
+
+/// The path the client sent: without axum, the request's own.
+#[cfg(not(feature = "axum"))]
+fn client_path<B>(req: &Request<B>) -> &str {
+    req.uri().path()
+}
+
 /// What a chain's authenticators see of a request: with the client
 /// certificate the TLS server put in its extensions (never one from a
 /// header).
 fn view<B>(req: &Request<B>) -> RequestView<'_> {
-    let mut view = RequestView::new(req.method().as_str(), req.uri().path(), req.headers());
+    let mut view = RequestView::new(req.method().as_str(), client_path(req), req.headers());
     if let Some(q) = req.uri().query() {
         view = view.query(q);
     }
