@@ -332,6 +332,73 @@ mod identity {
         assert_eq!(call(&pki, &base, "/svc", None).await.0, 401);
     }
 
+    /// RFC 4514 §2.4: a CN holding `,` and `=` is one escaped value, never
+    /// an RDN of its own: a certificate whose CN is `orders,O=Admin` is not
+    /// the `CN=orders,O=Admin` of a certificate issued to O=Admin.
+    #[test]
+    fn a_common_name_cannot_forge_another_rdn() {
+        use rcgen::DnType;
+        let pki = Pki::new();
+        let allowed = MtlsAuthenticator::new()
+            .allow_dn("CN=orders,O=Admin")
+            .subject_from([SubjectSource::SubjectDn]);
+        let real = pki.client_dn(
+            &[
+                (DnType::OrganizationName, "Admin"),
+                (DnType::CommonName, "orders"),
+            ],
+            &[],
+            &[],
+        );
+        assert_eq!(
+            allowed.principal(&real.der).unwrap().subject(),
+            "CN=orders,O=Admin"
+        );
+        for cn in ["orders,O=Admin", "orders, O=Admin", "orders+O=Admin"] {
+            let forged = pki.client(cn, &[], &[]);
+            let r = allowed
+                .principal(&forged.der)
+                .map(|p| p.subject().to_owned());
+            assert_eq!(r.unwrap_err().kind(), "certificate_not_allowed", "{cn}");
+        }
+        let shown = MtlsAuthenticator::new()
+            .allow_dn("CN=orders\\,O\\=Admin")
+            .subject_from([SubjectSource::SubjectDn]);
+        let forged = pki.client("orders,O=Admin", &[], &[]);
+        assert_eq!(
+            shown.principal(&forged.der).unwrap().subject(),
+            "CN=orders\\,O\\=Admin"
+        );
+    }
+
+    /// An allow-list entry matches one kind of name: a DNS SAN spelt like a
+    /// SPIFFE ID matches neither a URI entry nor a trust domain.
+    #[test]
+    fn a_dns_name_spelt_like_a_spiffe_id_does_not_match_a_uri_rule() {
+        let pki = Pki::new();
+        let id = "spiffe://shop.test/ns/prod/sa/orders";
+        let forged = pki.client("x", &[], &[id]);
+        for mtls in [
+            MtlsAuthenticator::new().allow(id),
+            MtlsAuthenticator::new().allow_uri(id),
+            MtlsAuthenticator::new().allow_trust_domain("shop.test"),
+        ] {
+            let r = mtls.principal(&forged.der).map(|p| p.subject().to_owned());
+            assert_eq!(r.unwrap_err().kind(), "certificate_not_allowed");
+        }
+        // The real URI SAN passes; a DNS entry matches the DNS SAN only.
+        let real = pki.client("x", &[id], &[]);
+        assert!(
+            MtlsAuthenticator::new()
+                .allow(id)
+                .principal(&real.der)
+                .is_ok()
+        );
+        let dns = MtlsAuthenticator::new().allow_dns(id);
+        assert!(dns.principal(&forged.der).is_ok());
+        assert!(dns.principal(&real.der).is_err());
+    }
+
     #[test]
     fn the_subject_dn_is_read_only_when_configured() {
         let pki = Pki::new();

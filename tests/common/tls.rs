@@ -77,9 +77,19 @@ impl Pki {
     /// A client certificate with these SANs (URIs such as SPIFFE IDs, DNS
     /// names) and common name.
     pub fn client(&self, cn: &str, uris: &[&str], dns: &[&str]) -> ClientCert {
+        self.client_dn(&[(DnType::CommonName, cn)], uris, dns)
+    }
+
+    /// A client certificate whose subject is these attributes, one RDN
+    /// each, in this order, with these SANs.
+    pub fn client_dn(&self, dn: &[(DnType, &str)], uris: &[&str], dns: &[&str]) -> ClientCert {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
+        // Not rcgen's default CN first: exactly these RDNs.
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        for (t, v) in dn {
+            p.distinguished_name.push(t.clone(), *v);
+        }
         for u in uris {
             p.subject_alt_names
                 .push(SanType::URI((*u).try_into().unwrap()));

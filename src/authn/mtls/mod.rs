@@ -32,6 +32,8 @@
 //! ```
 
 mod confirmation;
+#[cfg(feature = "mtls")]
+mod dn;
 pub mod forwarded;
 #[cfg(feature = "mtls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
