@@ -5,7 +5,8 @@
 //! holds certificate-bound tokens to it.
 //!
 //! tonic: `tonic::service::Routes::into_axum_router()` gives a router that
-//! the same accept loop serves (with hyper's HTTP/2 builder).
+//! the same accept loop serves with hyper's HTTP/2 builder
+//! (`examples/tonic_mtls.rs`, client included).
 //!
 //! Certificates are made at start with rcgen (a real deployment loads its
 //! CA and server key from files). Run: `cargo run --example mtls --features axum`.

@@ -38,6 +38,10 @@ pub struct Validated<C> {
     pub header: Header,
     /// The claims, in the caller's type.
     pub claims: C,
+    /// The token's `cnf` (`x5t#S256` and `jkt`), read from the payload
+    /// whatever `C` is: the sender checks (RFC 8705 §3, RFC 9449 §7.1) hold
+    /// for every claims type.
+    pub confirmation: crate::authn::mtls::Confirmation,
 }
 
 /// Verifies compact JWS/JWT bearer tokens: signature, algorithm, time claims,
@@ -301,6 +305,7 @@ impl Validator {
             }
         }
         let (claims, _times) = self.claims_checked::<C>(payload, header.typ.as_deref())?;
+        let confirmation = confirmation_in(payload)?;
         // After the signature and every rule: a revoked token is refused,
         // and never cached.
         let _ids = match &inner.denylist {
@@ -332,7 +337,11 @@ impl Validator {
                 cache.insert(token, entry);
             }
         }
-        Ok(Validated { header, claims })
+        Ok(Validated {
+            header,
+            claims,
+            confirmation,
+        })
     }
 
     /// A cache hit: the same token verified before, its key still in the
@@ -782,6 +791,16 @@ fn from_entry<C: DeserializeOwned>(entry: &crate::cache::Entry) -> Result<Valida
         header: entry.header.clone(),
         claims: serde_json::from_str::<C>(&entry.payload)
             .map_err(|e| claims_type_error_in::<C>(&entry.payload, &e))?,
+        confirmation: confirmation_in(&entry.payload)?,
+    })
+}
+
+/// The payload's `cnf`, independent of the claims type; a `cnf` naming a
+/// member twice is refused.
+fn confirmation_in(payload: &str) -> Result<crate::authn::mtls::Confirmation, Error> {
+    crate::authn::mtls::Confirmation::from_payload(payload).map_err(|_| Error::InvalidClaim {
+        claim: "cnf".to_owned(),
+        reason: "names a member twice".into(),
     })
 }
 

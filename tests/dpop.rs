@@ -125,6 +125,48 @@ async fn wrong_htu_is_refused() {
     }
 }
 
+/// RFC 9449 §4.3 + RFC 3986 §6.2.2.3: a request path with dot segments
+/// (plain or `%2e`) takes no proof, whichever URI the proof names: the
+/// resource it reaches depends on the router's normalising, which the
+/// `htu` comparison must not guess at.
+#[tokio::test]
+async fn a_request_path_with_dot_segments_takes_no_proof() {
+    let token = bound_token(client(0));
+    let chain = chain(config());
+    for (path, htus) in [
+        (
+            "/admin/../orders/7",
+            &[
+                "https://api.test/orders/7",
+                "https://api.test/admin/../orders/7",
+            ][..],
+        ),
+        (
+            "/orders/%2e%2e/admin",
+            &[
+                "https://api.test/admin",
+                "https://api.test/orders/%2e%2e/admin",
+            ][..],
+        ),
+        ("/orders/./7", &["https://api.test/orders/7"][..]),
+        ("/orders/%2E/7", &["https://api.test/orders/7"][..]),
+    ] {
+        for htu in htus {
+            let h = with_proof(&token, &proof(client(0), "GET", htu, &token));
+            let r = chain
+                .authenticate(&RequestView::new("GET", path, &h))
+                .await
+                .map(|_| ())
+                .unwrap_err();
+            assert_eq!(
+                (r.status(), r.error(), r.kind()),
+                (401, Some("invalid_dpop_proof"), "dpop_htu_mismatch"),
+                "{path} {htu}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_spoofed_host_header_does_not_help_a_proof_made_for_another_origin() {
     let token = bound_token(client(0));
@@ -596,6 +638,36 @@ async fn axum_behind_the_layer_takes_dpop_with_nonces_and_refuses_replays() {
     )
     .await;
     assert_eq!(resp.status(), 401);
+}
+
+/// Under axum's `Router::nest`, the layer inside the nested router sees the
+/// path without the prefix: the `htu` a proof must name is the URI the
+/// client sent (axum's `OriginalUri`), never the shortened one, which
+/// names another resource of the same origin.
+#[tokio::test]
+async fn under_axum_nest_the_htu_is_the_uri_the_client_sent() {
+    let inner = Router::new().route(
+        "/orders/7",
+        get(whoami).route_layer(BearerAuth::from_chain(chain(config())).layer()),
+    );
+    let app = Router::new().nest("/shop", inner);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let token = bound_token(client(0));
+    let send = |htu: &str| {
+        let req = reqwest::Client::new().get(format!("http://{addr}/shop/orders/7"));
+        let h = with_proof(&token, &proof(client(0), "GET", htu, &token));
+        let req = h.into_iter().fold(req, |r, (k, v)| r.header(k, v));
+        async move { req.send().await.unwrap() }
+    };
+    let resp = send("https://api.test/shop/orders/7").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "alice by dpop");
+    let resp = send("https://api.test/orders/7").await;
+    assert_eq!(resp.status(), 401);
+    let ch = header_values(&resp, "www-authenticate");
+    assert!(ch[0].contains("error=\"invalid_dpop_proof\""), "{ch:?}");
 }
 
 #[cfg(feature = "actix")]

@@ -332,6 +332,73 @@ mod identity {
         assert_eq!(call(&pki, &base, "/svc", None).await.0, 401);
     }
 
+    /// RFC 4514 §2.4: a CN holding `,` and `=` is one escaped value, never
+    /// an RDN of its own: a certificate whose CN is `orders,O=Admin` is not
+    /// the `CN=orders,O=Admin` of a certificate issued to O=Admin.
+    #[test]
+    fn a_common_name_cannot_forge_another_rdn() {
+        use rcgen::DnType;
+        let pki = Pki::new();
+        let allowed = MtlsAuthenticator::new()
+            .allow_dn("CN=orders,O=Admin")
+            .subject_from([SubjectSource::SubjectDn]);
+        let real = pki.client_dn(
+            &[
+                (DnType::OrganizationName, "Admin"),
+                (DnType::CommonName, "orders"),
+            ],
+            &[],
+            &[],
+        );
+        assert_eq!(
+            allowed.principal(&real.der).unwrap().subject(),
+            "CN=orders,O=Admin"
+        );
+        for cn in ["orders,O=Admin", "orders, O=Admin", "orders+O=Admin"] {
+            let forged = pki.client(cn, &[], &[]);
+            let r = allowed
+                .principal(&forged.der)
+                .map(|p| p.subject().to_owned());
+            assert_eq!(r.unwrap_err().kind(), "certificate_not_allowed", "{cn}");
+        }
+        let shown = MtlsAuthenticator::new()
+            .allow_dn("CN=orders\\,O\\=Admin")
+            .subject_from([SubjectSource::SubjectDn]);
+        let forged = pki.client("orders,O=Admin", &[], &[]);
+        assert_eq!(
+            shown.principal(&forged.der).unwrap().subject(),
+            "CN=orders\\,O\\=Admin"
+        );
+    }
+
+    /// An allow-list entry matches one kind of name: a DNS SAN spelt like a
+    /// SPIFFE ID matches neither a URI entry nor a trust domain.
+    #[test]
+    fn a_dns_name_spelt_like_a_spiffe_id_does_not_match_a_uri_rule() {
+        let pki = Pki::new();
+        let id = "spiffe://shop.test/ns/prod/sa/orders";
+        let forged = pki.client("x", &[], &[id]);
+        for mtls in [
+            MtlsAuthenticator::new().allow(id),
+            MtlsAuthenticator::new().allow_uri(id),
+            MtlsAuthenticator::new().allow_trust_domain("shop.test"),
+        ] {
+            let r = mtls.principal(&forged.der).map(|p| p.subject().to_owned());
+            assert_eq!(r.unwrap_err().kind(), "certificate_not_allowed");
+        }
+        // The real URI SAN passes; a DNS entry matches the DNS SAN only.
+        let real = pki.client("x", &[id], &[]);
+        assert!(
+            MtlsAuthenticator::new()
+                .allow(id)
+                .principal(&real.der)
+                .is_ok()
+        );
+        let dns = MtlsAuthenticator::new().allow_dns(id);
+        assert!(dns.principal(&forged.der).is_ok());
+        assert!(dns.principal(&real.der).is_err());
+    }
+
     #[test]
     fn the_subject_dn_is_read_only_when_configured() {
         let pki = Pki::new();
@@ -458,4 +525,153 @@ async fn bearer_auth_new_holds_bound_tokens_to_the_certificate() {
     assert_eq!(status(Some(&mallory), &bound).await, 401);
     assert_eq!(status(None, &bound).await, 401);
     assert_eq!(status(None, &plain).await, 200);
+}
+
+/// A claims type of the user's own: no `cnf` field, so the binding must be
+/// read by the validator, not from these claims.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Typed {
+    sub: String,
+}
+
+impl tokenwarden::middleware::ScopedClaims for Typed {
+    fn has_scope(&self, _scope: &str) -> bool {
+        false
+    }
+}
+
+/// `BearerAuth::<Typed>::with_claims` (no chain), over real mTLS: the
+/// claims type has no `cnf`, yet a bound token is held to the connection's
+/// certificate and a DPoP-bound one is never a bearer token.
+async fn typed_app(idp: &TestIssuer, pki: &Pki) -> String {
+    let auth = BearerAuth::<Typed>::with_claims(validator(idp));
+    let app = axum::Router::new().route(
+        "/me",
+        get(
+            |tokenwarden::middleware::axum::Claims(c): tokenwarden::middleware::axum::Claims<
+                Typed,
+            >| async move { c.sub },
+        )
+        .route_layer(auth.layer()),
+    );
+    let addr = serve_mtls(app, pki.server_config(ClientAuth::Optional)).await;
+    format!("https://localhost:{}/me", addr.port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_claims_hold_a_bound_token_to_the_certificate() {
+    let idp = TestIssuer::start().unwrap();
+    let pki = Pki::new();
+    let alice = pki.client("alice", &[], &["alice.shop.test"]);
+    let mallory = pki.client("mallory", &[], &["mallory.shop.test"]);
+    let url = typed_app(&idp, &pki).await;
+    let bound = idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .bind_certificate(&alice.der)
+        .sign();
+    let client = pki.https_client(Some(&alice));
+    let (status, _, body) = get_with(&client, url.clone(), &bound, &[]).await;
+    assert_eq!((status, body.as_str()), (200, "alice"));
+    // Stolen: presented with Mallory's certificate, or with none.
+    for (cert, why) in [
+        (Some(&mallory), "another client certificate"),
+        (None, "none was presented"),
+    ] {
+        let client = pki.https_client(cert);
+        let (status, challenge, _) = get_with(&client, url.clone(), &bound, &[]).await;
+        assert_eq!(status, 401, "{why}");
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+        assert!(challenge.contains(why), "{challenge}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_claims_refuse_a_dpop_bound_token_sent_as_bearer() {
+    let idp = TestIssuer::start().unwrap();
+    let pki = Pki::new();
+    let alice = pki.client("alice", &[], &["alice.shop.test"]);
+    let url = typed_app(&idp, &pki).await;
+    let key =
+        tokenwarden::testing::TestKey::generate(tokenwarden::Algorithm::ES256, "dpop").unwrap();
+    let dpop_bound = idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .dpop_bound(&key)
+        .sign();
+    for cert in [None, Some(&alice)] {
+        let client = pki.https_client(cert);
+        let (status, challenge, _) = get_with(&client, url.clone(), &dpop_bound, &[]).await;
+        assert_eq!(status, 401);
+        assert!(
+            challenge.contains("must be sent with the DPoP scheme"),
+            "{challenge}"
+        );
+    }
+    // `authorize` (a gateway's subrequest, no connection) refuses it too.
+    let auth = BearerAuth::<Typed>::with_claims(validator(&idp));
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "authorization",
+        format!("Bearer {dpop_bound}").parse().unwrap(),
+    );
+    let refusal = auth.authorize(&headers).await.unwrap_err();
+    assert_eq!(refusal.status(), 401);
+}
+
+/// tonic over tokio-rustls (HTTP/2) with client-certificate verification:
+/// tonic-health's service behind the layer (a chain taking
+/// certificate-bound tokens only), called by a tonic client whose TLS
+/// session presents a certificate or none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_over_rustls_holds_a_bound_token_to_the_client_certificate() {
+    use common::tls::serve_mtls_grpc;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+
+    let idp = TestIssuer::start().unwrap();
+    let pki = Pki::new();
+    let alice = pki.client("alice", &["spiffe://shop.test/ns/prod/sa/orders"], &[]);
+    let mallory = pki.client("mallory", &["spiffe://shop.test/ns/prod/sa/mallory"], &[]);
+    let jwt =
+        JwtAuthenticator::new(validator(&idp)).certificate_binding(CertificateBinding::Required);
+    let auth = BearerAuth::from_chain(Chain::new().jwt(jwt));
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let app = tonic::service::Routes::new(health)
+        .into_axum_router()
+        .layer(auth.layer());
+    let addr = serve_mtls_grpc(app, pki.server_config(ClientAuth::Optional)).await;
+    let bound = idp
+        .token()
+        .audience("api")
+        .subject("alice")
+        .bind_certificate(&alice.der)
+        .sign();
+    let plain = idp.token().audience("api").subject("alice").sign();
+    async fn call(
+        pki: &Pki,
+        port: u16,
+        cert: Option<&ClientCert>,
+        token: String,
+    ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status> {
+        let channel = pki.grpc_channel(port, cert).await.unwrap();
+        let mut req = tonic::Request::new(HealthCheckRequest::default());
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        HealthClient::new(channel).check(req).await
+    }
+    let check = |cert, token| call(&pki, addr.port(), cert, token);
+    let ok = check(Some(&alice), bound.clone()).await.unwrap();
+    assert_eq!(ok.get_ref().status, ServingStatus::Serving as i32);
+    for (cert, token, kind) in [
+        (Some(&mallory), bound.clone(), "certificate_mismatch"),
+        (None, bound.clone(), "certificate_missing"),
+        (Some(&alice), plain, "token_not_bound"),
+    ] {
+        let status = check(cert, token).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{kind}");
+        assert_eq!(status.message(), kind);
+    }
 }

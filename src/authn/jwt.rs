@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::mtls::{CertificateBinding, check_binding};
+use super::mtls::{CertificateBinding, check_bearer};
 use super::request::{authorization, authorization_names};
 use super::{Authenticator, BoxFuture, Principal, Refusal, RequestView, Scheme, Verdict};
 use crate::error::Error;
@@ -111,19 +111,11 @@ impl JwtAuthenticator {
     }
 
     /// A validated bearer token's verdict: a DPoP-bound one (with
-    /// `cnf.jkt`) is refused, since whoever holds it without the key must
-    /// not use it (RFC 9449 §7.1: it is only good with a proof, under the
-    /// `DPoP` scheme); a certificate-bound one is held to the connection's
-    /// certificate (RFC 8705 §3).
+    /// `cnf.jkt`) is refused (RFC 9449 §7.1); a certificate-bound one is
+    /// held to the connection's certificate (RFC 8705 §3). Both read the
+    /// validator's [`Confirmation`](super::mtls::Confirmation).
     fn bound(&self, v: Arc<Validated<Map<String, Value>>>, req: &RequestView<'_>) -> Verdict {
-        if v.claims.get("cnf").and_then(|c| c.get("jkt")).is_some() {
-            return Verdict::Refused(Refusal::invalid_token(
-                Scheme::Bearer,
-                "dpop_bound_token_as_bearer",
-                "a DPoP-bound token must be sent with the DPoP scheme",
-            ));
-        }
-        match check_binding(&v.claims, req.peer_certificate_der(), self.binding) {
+        match check_bearer(&v.confirmation, req.peer_certificate_der(), self.binding) {
             Ok(()) => Verdict::Authenticated(self.principal(v)),
             Err(r) => Verdict::Refused(r),
         }

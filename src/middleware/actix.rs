@@ -41,7 +41,7 @@ use super::{
     Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Outcome,
     ScopedClaims, observe,
 };
-use crate::authn::mtls::{PeerCertificate, check_claims_binding};
+use crate::authn::mtls::{CertificateBinding, PeerCertificate, check_confirmation};
 use crate::authn::{HeaderSource, Principal, RequestView};
 use crate::validator::Validated;
 
@@ -81,11 +81,16 @@ fn view<'r>(req: &'r ServiceRequest, cert: Option<&'r PeerCertificate>) -> Reque
 }
 
 /// A certificate-bound token's binding, for a middleware without a chain
-/// (RFC 8705 §3): JSON claims are held to the request's certificate.
-fn bound<C: 'static>(claims: &C, req: &ServiceRequest) -> Result<(), AuthRejection> {
+/// (RFC 8705 §3): the token's `cnf`, whatever the claims type, is held to
+/// the request's certificate.
+fn bound<C>(v: &Validated<C>, req: &ServiceRequest) -> Result<(), AuthRejection> {
     let cert = peer_certificate(req);
-    check_claims_binding(claims, cert.as_ref().map(PeerCertificate::der))
-        .map_err(|r| AuthRejection::Chain(Box::new(r)))
+    check_confirmation(
+        &v.confirmation,
+        cert.as_ref().map(PeerCertificate::der),
+        CertificateBinding::WhenBound,
+    )
+    .map_err(|r| AuthRejection::Chain(Box::new(r)))
 }
 
 /// The client certificate the TLS server recorded: the connection's data
@@ -315,7 +320,7 @@ where
         }
         match self.auth.check_now(req.headers()) {
             Outcome::Allowed(v) => {
-                if let Err(r) = bound(&v.claims, &req) {
+                if let Err(r) = bound(&v, &req) {
                     return Box::pin(ready(Ok(refuse(req, &r, &self.auth))));
                 }
                 observe::allowed(&span, &v);
@@ -359,7 +364,7 @@ where
                     async move {
                         match auth.check_refreshing(&token).await {
                             Ok(v) => {
-                                if let Err(r) = bound(&v.claims, &req) {
+                                if let Err(r) = bound(&v, &req) {
                                     return Ok(refuse(req, &r, &auth));
                                 }
                                 observe::allowed(&span_inside, &v);

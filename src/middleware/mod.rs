@@ -620,11 +620,15 @@ impl<C: ScopedClaims> BearerAuth<C> {
             .validate_async::<C>(token)
             .await
             .map_err(AuthRejection::from_error)?;
+        sender(&v)?;
         self.requirements(&v.claims)?;
         Ok(Arc::new(v))
     }
 
     fn scopes(&self, v: Arc<Validated<C>>) -> Outcome<C> {
+        if let Err(r) = sender(&v) {
+            return Outcome::Refused(r);
+        }
         match self.requirements(&v.claims) {
             Ok(()) => Outcome::Allowed(v),
             Err(r) => Outcome::Refused(r),
@@ -1181,6 +1185,15 @@ impl std::error::Error for AuthRejection {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.error().map(|e| e as _)
     }
+}
+
+/// A token taken as `Bearer` by a validator alone: never a DPoP-bound one
+/// (RFC 9449 §7.1), whatever the claims type (the validator reads `cnf`
+/// itself). The certificate binding is the adapters' (they hold the
+/// connection's certificate).
+fn sender<C>(v: &Validated<C>) -> Result<(), AuthRejection> {
+    crate::authn::mtls::refuse_dpop_bound_as_bearer(&v.confirmation)
+        .map_err(|r| AuthRejection::Chain(Box::new(r)))
 }
 
 #[cfg(test)]

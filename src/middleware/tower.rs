@@ -18,7 +18,7 @@ use tracing::Span;
 use serde_json::{Map, Value};
 
 use super::{Anonymous, Answer, BearerAuth, Checked, Outcome, ResponseBody, ScopedClaims, observe};
-use crate::authn::mtls::{PeerCertificate, check_claims_binding};
+use crate::authn::mtls::{CertificateBinding, PeerCertificate, check_confirmation};
 use crate::authn::{Principal, RequestView};
 use crate::validator::Validated;
 
@@ -167,7 +167,7 @@ where
         // The usual case decides here, with no allocation beyond validation.
         match self.auth.check_now(req.headers()) {
             Outcome::Allowed(v) => {
-                if let Err(r) = bound(&v.claims, &req) {
+                if let Err(r) = bound(&v, &req) {
                     return ResponseFuture::refused(refused(self.auth.refusal(&r, grpc)));
                 }
                 observe::allowed(&span, &v);
@@ -213,7 +213,7 @@ where
                     Box::pin(async move {
                         match auth.check_refreshing(&token).await {
                             Ok(v) => {
-                                if let Err(r) = bound(&v.claims, &req) {
+                                if let Err(r) = bound(&v, &req) {
                                     return Ok(refused(auth.refusal(&r, grpc)));
                                 }
                                 observe::allowed(&span_inside, &v);
@@ -308,20 +308,40 @@ where
 }
 
 /// A certificate-bound token's binding, for a layer without a chain
-/// (RFC 8705 §3): JSON claims are held to the request's certificate.
-fn bound<C: 'static, B>(claims: &C, req: &Request<B>) -> Result<(), super::AuthRejection> {
+/// (RFC 8705 §3): the token's `cnf`, whatever the claims type, is held to
+/// the request's certificate.
+fn bound<C, B>(v: &Validated<C>, req: &Request<B>) -> Result<(), super::AuthRejection> {
     let cert = req
         .extensions()
         .get::<PeerCertificate>()
         .map(PeerCertificate::der);
-    check_claims_binding(claims, cert).map_err(|r| super::AuthRejection::Chain(Box::new(r)))
+    check_confirmation(&v.confirmation, cert, CertificateBinding::WhenBound)
+        .map_err(|r| super::AuthRejection::Chain(Box::new(r)))
+}
+
+/// The path the client sent (RFC 9449 §4.3: a DPoP proof names it): axum's
+/// `Router::nest` hands the nested router, and a layer on it, the URI
+/// without the prefix, and keeps the client's as `OriginalUri`, which only
+/// the router sets (no header can).
+#[cfg(feature = "axum")]
+fn client_path<B>(req: &Request<B>) -> &str {
+    match req.extensions().get::<::axum::extract::OriginalUri>() {
+        Some(original) => original.0.path(),
+        None => req.uri().path(),
+    }
+}
+
+/// The path the client sent: without axum, the request's own.
+#[cfg(not(feature = "axum"))]
+fn client_path<B>(req: &Request<B>) -> &str {
+    req.uri().path()
 }
 
 /// What a chain's authenticators see of a request: with the client
 /// certificate the TLS server put in its extensions (never one from a
 /// header).
 fn view<B>(req: &Request<B>) -> RequestView<'_> {
-    let mut view = RequestView::new(req.method().as_str(), req.uri().path(), req.headers());
+    let mut view = RequestView::new(req.method().as_str(), client_path(req), req.headers());
     if let Some(q) = req.uri().query() {
         view = view.query(q);
     }

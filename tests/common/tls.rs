@@ -30,6 +30,7 @@ pub struct ClientCert {
     pub der: Vec<u8>,
     pub pem: String,
     pub key_pem: String,
+    pub key_der: Vec<u8>,
 }
 
 /// Whether the server asks for a client certificate or requires one.
@@ -76,9 +77,19 @@ impl Pki {
     /// A client certificate with these SANs (URIs such as SPIFFE IDs, DNS
     /// names) and common name.
     pub fn client(&self, cn: &str, uris: &[&str], dns: &[&str]) -> ClientCert {
+        self.client_dn(&[(DnType::CommonName, cn)], uris, dns)
+    }
+
+    /// A client certificate whose subject is these attributes, one RDN
+    /// each, in this order, with these SANs.
+    pub fn client_dn(&self, dn: &[(DnType, &str)], uris: &[&str], dns: &[&str]) -> ClientCert {
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
+        // Not rcgen's default CN first: exactly these RDNs.
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        for (t, v) in dn {
+            p.distinguished_name.push(t.clone(), *v);
+        }
         for u in uris {
             p.subject_alt_names
                 .push(SanType::URI((*u).try_into().unwrap()));
@@ -93,6 +104,7 @@ impl Pki {
             der: cert.der().to_vec(),
             pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            key_der: key.serialize_der(),
         }
     }
 
@@ -130,6 +142,60 @@ impl Pki {
         }
         b.build().unwrap()
     }
+
+    /// A rustls client (for tonic's HTTP/2) trusting this CA, presenting
+    /// `cert` if given.
+    pub fn tls_connector(&self, cert: Option<&ClientCert>) -> tokio_rustls::TlsConnector {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let mut config = match cert {
+            Some(c) => builder
+                .with_client_auth_cert(
+                    vec![CertificateDer::from(c.der.clone())],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(c.key_der.clone())),
+                )
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    }
+
+    /// A tonic channel to `localhost:port` over TLS (tokio-rustls),
+    /// presenting `cert` if given. `Err` when the handshake fails.
+    pub async fn grpc_channel(
+        &self,
+        port: u16,
+        cert: Option<&ClientCert>,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        let tls = self.tls_connector(cert);
+        let connector = tower::service_fn(move |uri: http::Uri| {
+            let tls = tls.clone();
+            async move {
+                let port = uri.port_u16().unwrap_or(443);
+                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let stream = tls.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        });
+        tonic::transport::Endpoint::from_shared(format!("https://localhost:{port}"))
+            .unwrap()
+            .connect_with_connector(connector)
+            .await
+    }
+}
+
+/// The server's protocol: HTTP/1.1 (axum) or HTTP/2 (tonic).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Http {
+    One,
+    Two,
 }
 
 /// Serves `app` over TLS on 127.0.0.1 with `config`: each connection's
@@ -137,6 +203,18 @@ impl Pki {
 /// [`PeerCertificate`] (as examples/mtls.rs does), and nothing from the
 /// request's headers ever does.
 pub async fn serve_mtls(app: axum::Router, config: Arc<rustls::ServerConfig>) -> SocketAddr {
+    serve_tls(app, config, Http::One).await
+}
+
+/// [`serve_mtls`] over HTTP/2, for a tonic service
+/// (`Routes::into_axum_router`), as examples/tonic_mtls.rs does.
+pub async fn serve_mtls_grpc(app: axum::Router, config: Arc<rustls::ServerConfig>) -> SocketAddr {
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    serve_tls(app, Arc::new(config), Http::Two).await
+}
+
+async fn serve_tls(app: axum::Router, config: Arc<rustls::ServerConfig>, http: Http) -> SocketAddr {
     use tower::ServiceExt as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -167,9 +245,20 @@ pub async fn serve_mtls(app: axum::Router, config: Arc<rustls::ServerConfig>) ->
                     },
                 );
                 let io = hyper_util::rt::TokioIo::new(tls);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
+                let _ = match http {
+                    Http::One => {
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await
+                    }
+                    Http::Two => {
+                        hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(io, service)
+                        .await
+                    }
+                };
             });
         }
     });

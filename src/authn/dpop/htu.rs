@@ -29,8 +29,16 @@ impl Origin {
         })
     }
 
-    /// The normalised URI a proof for a request to `path` must name.
+    /// The normalised URI a proof for a request to `path` must name. A
+    /// request path with a dot segment (`.` or `..`, percent-encoded or
+    /// not) has none: which resource it reaches depends on how the router
+    /// normalises it, which may not be how RFC 3986 §6.2.2.3 does, so no
+    /// proof is taken for it rather than one guessed at (RFC 9449 §4.3
+    /// check 9 compares URIs the server and client agree on).
     pub(crate) fn expected(&self, path: &str) -> Result<String, &'static str> {
+        if has_dot_segment(path) {
+            return Err("the request path has a dot segment");
+        }
         let mut path_norm = String::with_capacity(path.len() + 1);
         normalise_path(path, &mut path_norm)?;
         let mut out =
@@ -160,6 +168,26 @@ fn normalise_path(path: &str, out: &mut String) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Whether the path (query and fragment aside) has a segment that is `.` or
+/// `..`, spelt plainly or with `%2e`/`%2E` (RFC 3986 §2.3, §6.2.2.2: the
+/// same characters). Linear in the path.
+fn has_dot_segment(path: &str) -> bool {
+    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    path.split('/').any(|seg| {
+        let mut rest = seg.as_bytes();
+        let mut dots = 0;
+        while !rest.is_empty() {
+            match rest {
+                [b'.', tail @ ..] => rest = tail,
+                [b'%', b'2', b'e' | b'E', tail @ ..] => rest = tail,
+                _ => return false,
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
+    })
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -268,6 +296,35 @@ mod tests {
             "https://gw.example.com/v1/orders"
         );
         assert!(Origin::parse("https://h/?q").is_err());
+    }
+
+    #[test]
+    fn a_request_path_with_dot_segments_expects_no_uri() {
+        let o = Origin::parse("https://api.example.com").unwrap();
+        for path in [
+            "/a/../b",
+            "/a/./b",
+            "/..",
+            "/a/..",
+            "/a/%2e%2e/b",
+            "/a/%2E%2e/b",
+            "/a/.%2e/b",
+            "/a/%2e/b",
+            "/a/%2E",
+            "/./orders?x=1",
+        ] {
+            assert!(o.expected(path).is_err(), "{path}");
+        }
+        // Dots inside a segment are a name, not a dot segment.
+        for path in [
+            "/a/.../b",
+            "/a/..b",
+            "/a/b..",
+            "/.well-known/x",
+            "/a/%2e%2e%2e",
+        ] {
+            assert!(o.expected(path).is_ok(), "{path}");
+        }
         assert!(Origin::parse("h.example.com").is_err());
     }
 }

@@ -18,14 +18,27 @@
 //! a proxy you run sets `Host` itself, [`DpopConfig::trust_host_header`]
 //! takes the origin from it instead.
 //!
+//! The request's path is **the one the client sent** (RFC 9449 §4.3 check
+//! 9): the tower/axum layer reads axum's `OriginalUri` when a router put it
+//! there, so a layer inside `Router::nest("/shop", …)` compares with
+//! `/shop/orders`, not the `/orders` the nested router sees; actix-web's
+//! `ServiceRequest::path` is already the full path under `scope`. With
+//! another framework that rewrites the path before the layer, put the
+//! layer before the rewrite, or name the stripped prefix in the origin
+//! (`DpopConfig::new("https://api.example.com/shop")`). A path with a dot
+//! segment (`/a/../b`, `/a/%2e%2e/b`, `/./b`) takes no proof at all
+//! (`invalid_dpop_proof`, kind `dpop_htu_mismatch`): which resource it
+//! reaches depends on the router's normalising (RFC 3986 §6.2.2.3), which
+//! the comparison will not guess at.
+//!
 //! DPoP lives in the authenticator chain: serve it with
 //! [`BearerAuth::from_chain`](crate::middleware::BearerAuth::from_chain)
 //! (tower, axum, actix), whose layers pass the method and path and send
-//! `DPoP-Nonce` with a `use_dpop_nonce` refusal. `BearerAuth::new` (a
-//! validator alone) knows only `Bearer`: with JSON claims (the default) it
-//! refuses a DPoP-bound token sent so, as the sidecar does; with your own
-//! claims type it does not read `cnf`. Where tokens may be DPoP-bound, use
-//! a chain.
+//! `DPoP-Nonce` with a `use_dpop_nonce` refusal. `BearerAuth::new` and
+//! `BearerAuth::with_claims` (a validator alone) know only `Bearer`: they
+//! refuse a DPoP-bound token sent so, whatever the claims type (the
+//! validator reads `cnf` itself, [`Validated::confirmation`]), as the
+//! sidecar does. Where tokens may be DPoP-bound, use a chain.
 //!
 //! ```
 //! use tokenwarden::authn::dpop::{DpopAuthenticator, DpopConfig};

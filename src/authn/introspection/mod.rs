@@ -172,16 +172,9 @@ fn bound(v: Verdict, req: &RequestView<'_>) -> Verdict {
     let Verdict::Authenticated(p) = &v else {
         return v;
     };
-    let claims = p.claims();
-    if claims.get("cnf").and_then(|c| c.get("jkt")).is_some() {
-        return Verdict::Refused(Refusal::invalid_token(
-            Scheme::Bearer,
-            "dpop_bound_token_as_bearer",
-            "a DPoP-bound token must be sent with the DPoP scheme",
-        ));
-    }
-    match crate::authn::mtls::check_binding(
-        claims,
+    let cnf = crate::authn::mtls::Confirmation::from_claims(p.claims());
+    match crate::authn::mtls::check_bearer(
+        &cnf,
         req.peer_certificate_der(),
         crate::authn::mtls::CertificateBinding::WhenBound,
     ) {

@@ -25,7 +25,9 @@ pub enum SubjectSource {
     Uri,
     /// A DNS SAN: the first one the allow-list permits.
     Dns,
-    /// The subject DN as RFC 4514-style text (`CN=orders, O=Shop`).
+    /// The subject DN as an RFC 4514 string (`CN=orders,O=Shop`: RDNs last
+    /// to first, values escaped as §2.4 says, so a CN of `a,O=Admin` reads
+    /// `CN=a\,O\=Admin` and never as two RDNs).
     SubjectDn,
 }
 
@@ -52,11 +54,43 @@ impl fmt::Display for CertificateError {
 
 impl std::error::Error for CertificateError {}
 
+/// Which kind of name an allow-list entry matches: a URI SAN, a DNS SAN or
+/// the subject DN, never another (a DNS SAN spelt like a SPIFFE ID does
+/// not match a URI entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Uri,
+    Dns,
+    Dn,
+}
+
+impl Kind {
+    /// The kind a name's shape says: a URI has a scheme (RFC 3986 §3.1)
+    /// before any `=`; else a DN has an `=`; else a DNS name.
+    fn of(name: &str) -> Kind {
+        let eq = name.find('=');
+        if let Some(colon) = name.find(':') {
+            let scheme = &name[..colon];
+            let is_scheme = scheme
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphabetic())
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+            if is_scheme && eq.is_none_or(|e| colon < e) {
+                return Kind::Uri;
+            }
+        }
+        if eq.is_some() { Kind::Dn } else { Kind::Dns }
+    }
+}
+
 /// One allow-list entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Allowed {
-    /// This exact subject.
-    Exact(Box<str>),
+    /// This exact name, of this kind.
+    Exact(Kind, Box<str>),
     /// Any SPIFFE ID of this trust domain: `spiffe://<domain>/` then a path.
     TrustDomain(Box<str>),
 }
@@ -141,10 +175,37 @@ impl MtlsAuthenticator {
         self.with(|c| c.sources = sources)
     }
 
-    /// Allows this exact subject (a SPIFFE ID, a DNS name, a subject DN).
+    /// Allows this exact subject, of the kind its shape says: a URI (a
+    /// SPIFFE ID: it has a scheme) matches URI SANs only, a DN (it has an
+    /// `=`, RFC 4514 form) the subject DN only, anything else DNS SANs
+    /// only. [`allow_uri`](Self::allow_uri), [`allow_dns`](Self::allow_dns)
+    /// and [`allow_dn`](Self::allow_dn) say the kind outright.
     #[must_use]
     pub fn allow(self, subject: &str) -> Self {
-        let entry = Allowed::Exact(subject.into());
+        let entry = Allowed::Exact(Kind::of(subject), subject.into());
+        self.with(|c| c.allowed.push(entry))
+    }
+
+    /// Allows this exact URI SAN (a SPIFFE ID), and no DNS name or DN
+    /// spelt the same.
+    #[must_use]
+    pub fn allow_uri(self, uri: &str) -> Self {
+        let entry = Allowed::Exact(Kind::Uri, uri.into());
+        self.with(|c| c.allowed.push(entry))
+    }
+
+    /// Allows this exact DNS SAN, and no URI or DN spelt the same.
+    #[must_use]
+    pub fn allow_dns(self, name: &str) -> Self {
+        let entry = Allowed::Exact(Kind::Dns, name.into());
+        self.with(|c| c.allowed.push(entry))
+    }
+
+    /// Allows this exact subject DN, as its RFC 4514 string
+    /// (`CN=orders,O=Shop`, values escaped), and no SAN spelt the same.
+    #[must_use]
+    pub fn allow_dn(self, dn: &str) -> Self {
+        let entry = Allowed::Exact(Kind::Dn, dn.into());
         self.with(|c| c.allowed.push(entry))
     }
 
@@ -159,14 +220,21 @@ impl MtlsAuthenticator {
         self.with(|c| c.allowed.push(entry))
     }
 
-    /// Whether the allow-list permits `subject`. For a per-route list, make
-    /// another authenticator and use it in a predicate:
+    /// Whether the allow-list permits `subject`, taken as the kind its
+    /// shape says (as [`allow`](Self::allow) reads it). For a per-route
+    /// list, make another authenticator and use it in a predicate:
     /// `Requirements::new().predicate("orders clients", move |p| p.authenticator() == "mtls" && orders.permits(p.subject()))`.
     pub fn permits(&self, subject: &str) -> bool {
+        self.permits_as(Kind::of(subject), subject)
+    }
+
+    /// Whether an entry of `kind` permits `name`: a trust domain is a URI
+    /// rule.
+    fn permits_as(&self, kind: Kind, name: &str) -> bool {
         self.inner.allowed.iter().any(|a| match a {
-            Allowed::Exact(s) => **s == *subject,
+            Allowed::Exact(k, s) => *k == kind && **s == *name,
             Allowed::TrustDomain(prefix) => {
-                subject.strip_prefix(&**prefix).is_some_and(spiffe_path)
+                kind == Kind::Uri && name.strip_prefix(&**prefix).is_some_and(spiffe_path)
             }
         })
     }
@@ -196,9 +264,11 @@ impl MtlsAuthenticator {
                         "the client certificate has several URI names",
                     ));
                 }
-                SubjectSource::Uri => names.uris.first().filter(|u| self.permits(u)),
-                SubjectSource::Dns => names.dns.iter().find(|d| self.permits(d)),
-                SubjectSource::SubjectDn => Some(&names.dn).filter(|d| self.permits(d)),
+                SubjectSource::Uri => names.uris.first().filter(|u| self.permits_as(Kind::Uri, u)),
+                SubjectSource::Dns => names.dns.iter().find(|d| self.permits_as(Kind::Dns, d)),
+                SubjectSource::SubjectDn => {
+                    Some(&names.dn).filter(|d| self.permits_as(Kind::Dn, d))
+                }
             };
             if let Some(s) = found {
                 subject = Some(s.clone());
@@ -253,7 +323,7 @@ impl Names {
         let mut names = Names {
             uris: Vec::new(),
             dns: Vec::new(),
-            dn: cert.subject().to_string(),
+            dn: super::dn::rfc4514(cert.subject()),
             not_after: cert.validity().not_after.timestamp(),
         };
         let san = cert

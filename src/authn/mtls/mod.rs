@@ -13,7 +13,8 @@
 //!   connection data set in `on_connect`, or the request's extensions). The
 //!   TLS server puts it there once per connection, after rustls verified it
 //!   (`examples/mtls.rs` serves axum over tokio-rustls with
-//!   `WebPkiClientVerifier`). The layers never read a certificate from a
+//!   `WebPkiClientVerifier`, `examples/tonic_mtls.rs` a tonic service over
+//!   HTTP/2 the same way). The layers never read a certificate from a
 //!   header: behind a gateway that terminates TLS, [`forwarded`] parses
 //!   the gateway's header, and only code configured for that gateway may
 //!   call it (the sidecar's `[mtls] from_gateway = true`).
@@ -30,6 +31,9 @@
 //! assert_eq!(cert.thumbprint().len(), 43);
 //! ```
 
+mod confirmation;
+#[cfg(feature = "mtls")]
+mod dn;
 pub mod forwarded;
 #[cfg(feature = "mtls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
@@ -38,6 +42,8 @@ mod identity;
 #[cfg(feature = "mtls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
 pub use identity::{CertificateError, MtlsAuthenticator, SubjectSource};
+
+pub use confirmation::Confirmation;
 
 use std::fmt;
 use std::sync::Arc;
@@ -131,6 +137,11 @@ pub enum CertificateBinding {
 /// that is not a base64url SHA-256 digest), `token_not_bound` (a plain
 /// token where [`CertificateBinding::Required`]).
 ///
+/// This reads JSON claims; [`check_confirmation`] does the same over a
+/// [`Confirmation`] (what a [`Validated`](crate::Validated) carries for
+/// every claims type), and [`check_bearer`] adds the DPoP rule for tokens
+/// sent as `Bearer`.
+///
 /// ```
 /// use serde_json::json;
 /// use tokenwarden::authn::mtls::{CertificateBinding, check_binding, thumbprint};
@@ -153,13 +164,34 @@ pub fn check_binding(
     cert: Option<&[u8]>,
     policy: CertificateBinding,
 ) -> Result<(), Refusal> {
+    check_confirmation(&Confirmation::from_claims(claims), cert, policy)
+}
+
+/// [`check_binding`] over a token's [`Confirmation`]: the same rules and
+/// refusal kinds, whatever claims type the token was validated into.
+///
+/// ```
+/// use serde_json::json;
+/// use tokenwarden::authn::mtls::{CertificateBinding, Confirmation, check_confirmation, thumbprint};
+///
+/// let claims = json!({ "cnf": { "x5t#S256": thumbprint(b"cert") } });
+/// let cnf = Confirmation::from_claims(claims.as_object().unwrap());
+/// let r = check_confirmation(&cnf, None, CertificateBinding::WhenBound);
+/// assert_eq!(r.unwrap_err().kind(), "certificate_missing");
+/// ```
+///
+/// # Errors
+/// The 401 [`Refusal`] (scheme `Bearer`).
+pub fn check_confirmation(
+    cnf: &Confirmation,
+    cert: Option<&[u8]>,
+    policy: CertificateBinding,
+) -> Result<(), Refusal> {
     let refuse = |kind, description| Err(Refusal::invalid_token(Scheme::Bearer, kind, description));
-    let bound = match claims.get("cnf") {
-        None => None,
-        Some(Value::Object(cnf)) => cnf.get(X5T_S256),
-        Some(_) => return refuse("invalid_confirmation", "the cnf claim is not an object"),
-    };
-    let Some(bound) = bound else {
+    if cnf.is_malformed() {
+        return refuse("invalid_confirmation", "the cnf claim is not an object");
+    }
+    if !cnf.is_certificate_bound() {
         return match policy {
             CertificateBinding::Required => refuse(
                 "token_not_bound",
@@ -167,10 +199,10 @@ pub fn check_binding(
             ),
             CertificateBinding::WhenBound => Ok(()),
         };
-    };
+    }
     // Strict base64url without padding, canonical trailing bits: exactly
     // one spelling per digest.
-    let expected = match bound.as_str().map(|s| URL_SAFE_NO_PAD.decode(s)) {
+    let expected = match cnf.x5t_s256().map(|s| URL_SAFE_NO_PAD.decode(s)) {
         Some(Ok(d)) if d.len() == 32 => d,
         _ => {
             return refuse(
@@ -196,34 +228,47 @@ pub fn check_binding(
     }
 }
 
-/// For the layers that judge with a validator alone (`BearerAuth::new`):
-/// JSON claims (the default claims type) have their binding checked against
-/// the request's certificate, as [`check_binding`] does; another claims type
-/// is not read here (its layer takes a bound token as a bearer token: use a
-/// chain's `JwtAuthenticator` for those).
-#[cfg_attr(not(any(feature = "tower", feature = "actix")), allow(dead_code))]
-pub(crate) fn check_claims_binding<C: 'static>(
-    claims: &C,
-    cert: Option<&[u8]>,
-) -> Result<(), Refusal> {
-    let any = claims as &dyn std::any::Any;
-    let map = match (
-        any.downcast_ref::<Map<String, Value>>(),
-        any.downcast_ref::<Value>(),
-    ) {
-        (Some(m), _) | (None, Some(Value::Object(m))) => m,
-        _ => return Ok(()),
-    };
-    // A DPoP-bound token (`cnf.jkt`) is only good with a proof under the
-    // `DPoP` scheme (RFC 9449 §7.1); these layers take `Bearer` alone.
-    if map.get("cnf").and_then(|c| c.get("jkt")).is_some() {
+/// The one place that refuses a DPoP-bound token (`cnf.jkt`, RFC 9449
+/// §6.1) presented as a bearer token: it is only good with a proof under
+/// the `DPoP` scheme (RFC 9449 §7.1), and whoever holds it without the key
+/// must not use it. 401 `invalid_token`, kind `dpop_bound_token_as_bearer`.
+///
+/// ```
+/// use serde_json::json;
+/// use tokenwarden::authn::mtls::{Confirmation, refuse_dpop_bound_as_bearer};
+///
+/// let claims = json!({ "cnf": { "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" } });
+/// let cnf = Confirmation::from_claims(claims.as_object().unwrap());
+/// let r = refuse_dpop_bound_as_bearer(&cnf);
+/// assert_eq!(r.unwrap_err().kind(), "dpop_bound_token_as_bearer");
+/// ```
+///
+/// # Errors
+/// The 401 [`Refusal`] (scheme `Bearer`) when the token is DPoP-bound.
+pub fn refuse_dpop_bound_as_bearer(cnf: &Confirmation) -> Result<(), Refusal> {
+    if cnf.is_dpop_bound() {
         return Err(Refusal::invalid_token(
             Scheme::Bearer,
             "dpop_bound_token_as_bearer",
             "a DPoP-bound token must be sent with the DPoP scheme",
         ));
     }
-    check_binding(map, cert, CertificateBinding::WhenBound)
+    Ok(())
+}
+
+/// Every sender check a token presented as `Bearer` gets:
+/// [`refuse_dpop_bound_as_bearer`], then [`check_confirmation`] against the
+/// connection's certificate.
+///
+/// # Errors
+/// The 401 [`Refusal`] (scheme `Bearer`) of the first check that fails.
+pub fn check_bearer(
+    cnf: &Confirmation,
+    cert: Option<&[u8]>,
+    policy: CertificateBinding,
+) -> Result<(), Refusal> {
+    refuse_dpop_bound_as_bearer(cnf)?;
+    check_confirmation(cnf, cert, policy)
 }
 
 #[cfg(test)]
@@ -312,7 +357,7 @@ mod tests {
     #[test]
     fn the_thumbprint_is_compared_in_constant_time() {
         let src = include_str!("mod.rs");
-        let body = &src[src.find("pub fn check_binding").unwrap_or(0)..];
+        let body = &src[src.find("pub fn check_confirmation").unwrap_or(0)..];
         let body = &body[..body.find("\n}\n").unwrap_or(body.len())];
         assert!(body.contains("crate::crypto::digests_equal(&presented, &expected)"));
         assert!(!body.contains("presented == expected"));

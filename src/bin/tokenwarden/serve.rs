@@ -28,8 +28,8 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use serde_json::{Map, Value};
 use tokenwarden::authn::jwt::JwtAuthenticator;
-use tokenwarden::authn::mtls::{CertificateBinding, check_binding};
-use tokenwarden::authn::{Chain, Principal, Refusal, RequestView, Scheme};
+use tokenwarden::authn::mtls::{CertificateBinding, check_bearer};
+use tokenwarden::authn::{Chain, Principal, RequestView};
 use tokenwarden::middleware::{AuthRejection, BearerAuth, Scopes};
 use tokenwarden::{Clock, KeySet, RemoteKeySet, SystemClock, Validated, Validator};
 
@@ -713,14 +713,7 @@ async fn auth(state: &State, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         if let Some(v) = &v {
             // A DPoP-bound token (`cnf.jkt`) needs a proof under the `DPoP`
             // scheme (RFC 9449 §7.1): never a bearer token here.
-            if v.claims.get("cnf").and_then(|c| c.get("jkt")).is_some() {
-                return Err(AuthRejection::Chain(Box::new(Refusal::invalid_token(
-                    Scheme::Bearer,
-                    "dpop_bound_token_as_bearer",
-                    "a DPoP-bound token must be sent with the DPoP scheme",
-                ))));
-            }
-            check_binding(&v.claims, None, CertificateBinding::WhenBound)
+            check_bearer(&v.confirmation, None, CertificateBinding::WhenBound)
                 .map_err(|r| AuthRejection::Chain(Box::new(r)))?;
         }
         Ok(v)
