@@ -12,13 +12,14 @@
 //! longest token lifetime), with an optional `"issuer"`.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokenwarden::authn::Chain;
 use tokenwarden::authn::jwt::JwtAuthenticator;
 use tokenwarden::logout::BackchannelLogout;
-use tokenwarden::state::denylist::Denylist;
+use tokenwarden::state::denylist::{Denylist, RevocationSource};
 use tokenwarden::{KeySource, Requirements, Validator};
 use toml::Spanned;
 
@@ -183,15 +184,18 @@ pub struct Revoker {
 
 impl RevocationConfig {
     /// The denylist, and the logout receiver over the issuer's own keys.
+    /// With `shared` (`[redis]`), the denylist is that source's mirror.
     pub fn start(
         &self,
         sources: &[(String, KeySource)],
         leeway: Duration,
+        shared: Option<Arc<dyn RevocationSource>>,
     ) -> Result<Revoker, String> {
-        let denylist = Denylist::builder()
-            .max_token_lifetime(self.max_token_lifetime)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let mut denylist = Denylist::builder().max_token_lifetime(self.max_token_lifetime);
+        if let Some(source) = shared {
+            denylist = denylist.source(source);
+        }
+        let denylist = denylist.build().map_err(|e| e.to_string())?;
         let logout = match &self.logout {
             Some((iss, client)) => {
                 let keys = sources
