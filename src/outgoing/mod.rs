@@ -114,6 +114,14 @@ impl TokenRequest {
     /// A token exchange request (RFC 8693 §2.1) of `subject_token`, an
     /// access token the service received: the token issued names the same
     /// subject, and this service as its actor.
+    ///
+    /// Revocation reaches the token issued only through what it carries:
+    /// configure the identity provider to copy the subject token's `sid`
+    /// (as the `testing` feature's `TestIssuer` does), so a session's
+    /// back-channel logout refuses it downstream, or revoke by subject
+    /// ([`BackchannelLogoutBuilder::revoke_subject_with_session`](crate::logout::BackchannelLogoutBuilder::revoke_subject_with_session)).
+    /// The token is cached per subject token (by digest), so a new
+    /// session never receives one exchanged for an old one.
     pub fn exchange(subject_token: impl Into<String>) -> Self {
         TokenRequest::new().subject_token(subject_token)
     }

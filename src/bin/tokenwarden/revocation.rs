@@ -38,6 +38,8 @@ pub struct RevocationFile {
     logout_client_id: Option<Spanned<String>>,
     logout_issuer: Option<Spanned<String>>,
     logout_max_age_seconds: Option<Spanned<u64>>,
+    #[serde(default)]
+    logout_revokes_subject: bool,
 }
 
 /// The checked `[revocation]`.
@@ -50,6 +52,8 @@ pub struct RevocationConfig {
     /// `(issuer, client id)` of the back-channel logout receiver.
     pub logout: Option<(String, String)>,
     pub logout_max_age: Duration,
+    /// A logout naming a session and a subject revokes the subject too.
+    pub logout_revokes_subject: bool,
 }
 
 impl std::fmt::Debug for RevocationConfig {
@@ -159,6 +163,11 @@ pub fn check(
             Some((iss, c.get_ref().clone()))
         }
     };
+    if f.logout_revokes_subject && logout.is_none() {
+        return Err(ConfigError(format!(
+            "{name}: revocation.logout_revokes_subject: needs logout_client_id"
+        )));
+    }
     if admin_secret.is_none() && admin_scope.is_none() && logout.is_none() {
         return Err(ConfigError(format!(
             "{name}: revocation: nothing feeds the denylist: set admin_secret_file, admin_scope or logout_client_id"
@@ -170,6 +179,7 @@ pub fn check(
         admin_scope,
         logout,
         logout_max_age,
+        logout_revokes_subject: f.logout_revokes_subject,
     })
 }
 
@@ -211,6 +221,7 @@ impl RevocationConfig {
                         .denylist(denylist.clone())
                         .leeway(leeway)
                         .max_age(self.logout_max_age)
+                        .revoke_subject_with_session(self.logout_revokes_subject)
                         .build()
                         .map_err(|e| format!("revocation: {e}"))?,
                 )
