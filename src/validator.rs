@@ -305,7 +305,7 @@ impl Validator {
         // and never cached.
         let _ids = match &inner.denylist {
             Some(denylist) => {
-                let ids = OwnedIds::parse(payload, time_of(&_times.2));
+                let ids = OwnedIds::parse(payload, time_of(&_times.2), time_of(&_times.0));
                 denylist.check(&ids.as_ids())?;
                 Some(ids)
             }

@@ -449,3 +449,30 @@ async fn record_once_answers_first_then_seen() {
         "namespaces apart"
     );
 }
+
+/// The full load is paged (each page bounded by the timeout): a list longer
+/// than a page, with many members of one score across page boundaries,
+/// loads whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_longer_than_a_page_loads_whole() {
+    let Some(server) = RedisServer::start("redis::paged_load") else {
+        return;
+    };
+    let (_state_a, source_a, a) = instance(&server.url()).await;
+    // 2,500 jtis on 3 expiry times (the sorted set's scores).
+    let n = 2_500;
+    for i in 0..n {
+        a.revoke_jti(&format!("j{i:04}"), NOW + 600 + (i % 3) as i64);
+    }
+    eventually(Duration::from_secs(120), || {
+        source_a.stats().delivered >= n as u64
+    })
+    .await
+    .expect("every revocation written");
+    let (_state_b, _source_b, b) = instance(&server.url()).await;
+    for i in 0..n {
+        let jti = format!("j{i:04}");
+        assert!(b.is_revoked(&jti_ids(&jti)).is_some(), "{jti} not loaded");
+    }
+    assert_eq!(b.len(), n);
+}

@@ -198,6 +198,48 @@ fn entries_expire_with_the_tokens_they_revoke() {
     assert!(d.is_empty());
 }
 
+/// Attack: a token living longer than `max_token_lifetime` would pass again
+/// once its subject's cutoff is pruned (kept only that long); with a
+/// denylist it is refused outright, from the cache too.
+#[test]
+fn a_token_living_longer_than_the_denylists_max_token_lifetime_is_refused() {
+    let clock = ManualClock::new(NOW);
+    let d = Denylist::builder()
+        .clock(clock.clone())
+        .max_token_lifetime(std::time::Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let v = validator_with(&d, &clock);
+    let long = token(json!({"iat": NOW - 10, "exp": NOW - 10 + 3601}));
+    let err = v.validate::<Value>(&long).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidClaim, "{err}");
+    assert!(err.to_string().contains("max_token_lifetime"), "{err}");
+    // Without iat: its exp counts from now.
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("iat");
+    c["exp"] = json!(NOW + 3601);
+    assert_eq!(kind(&v, &key(Algorithm::ES256).token(&c)), "invalid_claim");
+    c["exp"] = json!(NOW + 3600);
+    assert_eq!(kind(&v, &key(Algorithm::ES256).token(&c)), "ok");
+    // Exactly the lifetime passes, and the pruned-cutoff hole is closed:
+    let ok = token(json!({"iat": NOW - 10, "exp": NOW - 10 + 3600}));
+    assert_eq!(kind(&v, &ok), "ok");
+    d.revoke_subject_before("alice", NOW);
+    assert_eq!(kind(&v, &ok), "revoked");
+    // ...and it cannot outlive its cutoff's entry.
+    clock.set(NOW + 3600 + GRACE);
+    d.prune();
+    assert!(d.is_empty());
+    assert_eq!(kind(&v, &ok), "expired");
+    // A validator without a denylist is unaffected.
+    let plain = builder(&[key(Algorithm::ES256)])
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    clock.set(NOW);
+    assert_eq!(kind(&plain, &long), "ok");
+}
+
 #[test]
 fn a_revocation_on_one_denylist_reaches_another_sharing_its_source() {
     let clock = ManualClock::new(NOW);
