@@ -177,6 +177,30 @@ async fn readyz_waits_until_the_shared_list_is_loaded() {
     assert_eq!(auth(&b, &carol).await, 401, "ready, yet not loaded");
 }
 
+/// `readiness = "connected"`: ready only while the link to Redis is up;
+/// the mirror keeps answering `/auth` meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_connected_follows_the_redis_link() {
+    let Some(mut server) = RedisServer::start("sidecar_redis::readiness_connected") else {
+        return;
+    };
+    let idp = TestIssuer::start().unwrap();
+    let scratch = Scratch::new("sidecar-redis-connected");
+    let file = config_text(&idp, &scratch, &server.url());
+    let text = std::fs::read_to_string(&file).unwrap() + "readiness = \"connected\"\n";
+    let file = scratch.write("tw.toml", &text);
+    let s = start_sidecar(&file, &[]).await;
+    let ready = format!("http://{}/readyz", s.addr);
+    wait_status(&ready, 200).await;
+    let dave = token(&idp, "dave", "s-1");
+    assert_eq!(auth(&s, &dave).await, 200);
+    server.stop();
+    wait_status(&ready, 503).await;
+    assert_eq!(auth(&s, &dave).await, 200, "the mirror keeps serving");
+    server.start_again();
+    wait_status(&ready, 200).await;
+}
+
 #[test]
 fn a_redis_section_is_checked() {
     let scratch = Scratch::new("sidecar-redis-config");
