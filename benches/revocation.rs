@@ -63,10 +63,16 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let key = TestKey::generate(Algorithm::HS256, "bench-key").unwrap();
+    // A token of an ordinary lifetime: with a denylist, one living longer
+    // than its max_token_lifetime (24 h) is refused.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let token = key.token(&json!({
         "iss": ISS, "aud": AUD, "sub": "alice", "sid": "session-alice",
         "jti": "5f0c6a7e-00000001-4d2b-9b4e-not-revoked",
-        "scope": "orders:read orders:write", "iat": 1_700_000_100, "exp": 4_000_000_000i64
+        "scope": "orders:read orders:write", "iat": now - 60, "exp": now + 3600
     }));
     let mut g = c.benchmark_group("revocation/validate_shared");
     for (name, list) in [

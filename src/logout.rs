@@ -127,6 +127,10 @@ pub struct Logout {
     /// The revocation put on the denylist: the session when the token
     /// names one (§2.4: then only that session ends), else the subject.
     pub revocation: Revocation,
+    /// The subject's cutoff also put on the denylist, when the token names
+    /// a session and a subject and the receiver
+    /// [revokes the subject too](BackchannelLogoutBuilder::revoke_subject_with_session).
+    pub subject: Option<Revocation>,
 }
 
 /// The answer to the identity provider (§2.8): 200 with an empty body, or
@@ -177,6 +181,7 @@ pub struct BackchannelLogout {
     validator: Validator,
     issuer: Arc<str>,
     denylist: Denylist,
+    subject_with_session: bool,
 }
 
 impl fmt::Debug for BackchannelLogout {
@@ -198,6 +203,7 @@ impl BackchannelLogout {
             clock: Arc::new(SystemClock),
             leeway: DEFAULT_LEEWAY,
             max_age: DEFAULT_MAX_AGE,
+            subject_with_session: false,
         }
     }
 
@@ -275,20 +281,34 @@ impl BackchannelLogout {
         // provider's clock, which stamped both) is refused.
         let before = (iat.floor() as i64).saturating_add(1);
         let issuer = Some(self.issuer.to_string());
-        let revocation = match sid {
-            Some(sid) => Revocation::Session {
-                issuer,
-                sid: sid.to_owned(),
-                before,
-            },
-            None => Revocation::Subject {
-                issuer,
-                sub: sub.unwrap_or_default().to_owned(),
-                before,
-            },
+        let subject_cutoff = |sub: &str| Revocation::Subject {
+            issuer: issuer.clone(),
+            sub: sub.to_owned(),
+            before,
+        };
+        let (revocation, subject) = match (sid, sub) {
+            (Some(sid), sub) => (
+                Revocation::Session {
+                    issuer: issuer.clone(),
+                    sid: sid.to_owned(),
+                    before,
+                },
+                // A token without `sid` (from a client credentials or an
+                // exchange that dropped it) is outside the session's
+                // reach: with the option, the subject's cutoff reaches it.
+                sub.filter(|_| self.subject_with_session)
+                    .map(subject_cutoff),
+            ),
+            (None, sub) => (subject_cutoff(sub.unwrap_or_default()), None),
         };
         self.denylist.revoke(revocation.clone());
-        Ok(Logout { revocation })
+        if let Some(s) = &subject {
+            self.denylist.revoke(s.clone());
+        }
+        Ok(Logout {
+            revocation,
+            subject,
+        })
     }
 }
 
@@ -360,6 +380,7 @@ pub struct BackchannelLogoutBuilder {
     clock: Arc<dyn Clock>,
     leeway: Duration,
     max_age: Duration,
+    subject_with_session: bool,
 }
 
 impl fmt::Debug for BackchannelLogoutBuilder {
@@ -415,6 +436,23 @@ impl BackchannelLogoutBuilder {
         self
     }
 
+    /// Whether a logout token naming a session (`sid`) **and** a subject
+    /// (`sub`) also refuses every token of that subject issued before it
+    /// (default `false`: only the session's, as §2.4 asks).
+    ///
+    /// Tokens without a `sid` claim (many identity providers put none in
+    /// access tokens; tokens from a token exchange that drops it) are not
+    /// reached by a session revocation and keep passing until their `exp`.
+    /// With this on they are refused too; the price is that the user's
+    /// other sessions (other devices, other browsers) lose their current
+    /// tokens as well and must get new ones (a refresh, issued after the
+    /// logout, passes). A logout token naming only a subject already
+    /// revokes the subject.
+    pub fn revoke_subject_with_session(mut self, on: bool) -> Self {
+        self.subject_with_session = on;
+        self
+    }
+
     /// Builds the receiver.
     ///
     /// # Errors
@@ -438,6 +476,7 @@ impl BackchannelLogoutBuilder {
             validator,
             issuer: issuer.into(),
             denylist,
+            subject_with_session: self.subject_with_session,
         })
     }
 }

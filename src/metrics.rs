@@ -12,7 +12,7 @@
 //! | `tokenwarden_key_fetch_failures_total` | `host` | fetches (or discoveries) that failed |
 //! | `tokenwarden_api_key_requests_total` | `key_id`: the key's id, or `unknown` | requests carrying an API key (feature `api-keys`) |
 //! | `tokenwarden_api_key_refusals_total` | `key_id`, `reason`: `wrong_secret`, `disabled`, `expired`, `unknown_key`, `malformed_key`, `wrong_environment` | those refused |
-//! | `tokenwarden_redis_errors_total` | `op`: `revocation_write`, `revocation_follow`, `replay`, `cache_get`, `cache_put`, `queue_full`, `bad_message` | Redis commands that failed or timed out (feature `redis`) |
+//! | `tokenwarden_redis_errors_total` | `op`: `revocation_write`, `revocation_follow`, `revocation_resync`, `replay`, `cache_get`, `cache_put`, `cache_value`, `queue_full`, `bad_message` | Redis commands that failed or timed out (feature `redis`) |
 //!
 //! Labels never carry a token, an API key's secret, a URL path or query, or
 //! userinfo: only the host of the key source, an API key's id, and fixed

@@ -310,7 +310,7 @@ impl Validator {
         // and never cached.
         let _ids = match &inner.denylist {
             Some(denylist) => {
-                let ids = OwnedIds::parse(payload, time_of(&_times.2));
+                let ids = OwnedIds::parse(payload, time_of(&_times.2), time_of(&_times.0));
                 denylist.check(&ids.as_ids())?;
                 Some(ids)
             }
@@ -1095,6 +1095,10 @@ impl ValidatorBuilder {
     /// signature and every other rule, on every validation, verified-token
     /// cache hits included, so a revocation takes effect on the next
     /// request. The check reads a local snapshot: no lock, no network.
+    /// A token whose `exp` is more than the denylist's
+    /// [`max_token_lifetime`](crate::state::denylist::DenylistBuilder::max_token_lifetime)
+    /// after its `iat` is refused (`invalid_claim`): its cutoffs would be
+    /// pruned before it expires.
     ///
     /// ```
     /// use tokenwarden::state::denylist::Denylist;
@@ -1105,10 +1109,13 @@ impl ValidatorBuilder {
     ///     .issuer("https://idp.example.com")
     ///     .audience("https://api.example.com")
     ///     .keys(keys)
-    ///     .clock(FixedClock(1_700_000_000))
+    ///     .clock(FixedClock(1_699_990_100))
     ///     .denylist(denylist.clone())
     ///     .build()?;
-    /// let token = include_str!("../examples/data/valid.jwt").trim();
+    /// // Issued at 1_699_990_000 for an hour: a lifetime the denylist covers
+    /// // (a token living past its `max_token_lifetime`, 24 h by default,
+    /// // is refused with `invalid_claim`).
+    /// let token = include_str!("../examples/data/expired.jwt").trim();
     /// assert!(validator.validate_json(token).is_ok());
     ///
     /// denylist.revoke_subject_before("alice", 1_800_000_000);

@@ -175,6 +175,34 @@ fn child_process_role() {
                 let headers = dpop_request(&var("TW_TOKEN"), &var("TW_PROOF"));
                 println!("DPOP {}", judge(&chain, &headers).await);
             }
+            #[cfg(feature = "introspection")]
+            "introspection" => {
+                let state = connect(&url, ReplayPolicy::FailClosed).await;
+                let token = var("TW_TOKEN");
+                let a = shared_introspection::authenticator(
+                    &var("TW_URL"),
+                    &var("TW_ISS"),
+                    &state,
+                    tokenwarden::SystemClock,
+                    "api",
+                )
+                .await;
+                println!(
+                    "INTROSPECTION {}",
+                    shared_introspection::judge(&a, &token).await
+                );
+                // The write is in the background: stay until it landed.
+                let fresh = state.cache(shared_introspection::NAMESPACE, 1);
+                let took = async {
+                    let start = Instant::now();
+                    while fresh.get(token.as_bytes()).await.is_none() {
+                        assert!(start.elapsed() < Duration::from_secs(10));
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                };
+                took.await;
+                println!("SHARED");
+            }
             other => panic!("unknown role {other}"),
         }
     });
@@ -448,4 +476,237 @@ async fn record_once_answers_first_then_seen() {
             .unwrap(),
         "namespaces apart"
     );
+}
+
+/// The full load is paged (each page bounded by the timeout): a list longer
+/// than a page, with many members of one score across page boundaries,
+/// loads whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_longer_than_a_page_loads_whole() {
+    let Some(server) = RedisServer::start("redis::paged_load") else {
+        return;
+    };
+    let (_state_a, source_a, a) = instance(&server.url()).await;
+    // 2,500 jtis on 3 expiry times (the sorted set's scores).
+    let n = 2_500;
+    for i in 0..n {
+        a.revoke_jti(&format!("j{i:04}"), NOW + 600 + (i % 3) as i64);
+    }
+    eventually(Duration::from_secs(120), || {
+        source_a.stats().delivered >= n as u64
+    })
+    .await
+    .expect("every revocation written");
+    let (_state_b, _source_b, b) = instance(&server.url()).await;
+    for i in 0..n {
+        let jti = format!("j{i:04}");
+        assert!(b.is_revoked(&jti_ids(&jti)).is_some(), "{jti} not loaded");
+    }
+    assert_eq!(b.len(), n);
+}
+
+// --- The introspection cache's shared tier ---------------------------------
+
+#[cfg(feature = "introspection")]
+mod shared_introspection {
+    use super::*;
+    use tokenwarden::Clock;
+    use tokenwarden::authn::introspection::IntrospectionAuthenticator;
+    use tokenwarden::testing::TestIssuer;
+
+    pub const CLIENT: &str = "orders-api";
+    pub const SECRET: &str = "s3cret-Zq8Lw3Xk9Pv2Rt7Ym4Nb6Hc1Jd5Gf0";
+    pub const NAMESPACE: &str = "introspection:orders-api";
+
+    pub async fn authenticator(
+        url: &str,
+        issuer: &str,
+        state: &RedisState,
+        clock: impl Clock,
+        audience: &str,
+    ) -> IntrospectionAuthenticator {
+        IntrospectionAuthenticator::builder()
+            .endpoint(url)
+            .client_secret_basic(CLIENT, SECRET)
+            .issuer(issuer)
+            .audience(audience)
+            .allow_http_loopback(true)
+            .clock(clock)
+            .shared_cache(state.cache(NAMESPACE, 1))
+            .build()
+            .await
+            .unwrap()
+    }
+
+    pub async fn judge(a: &IntrospectionAuthenticator, token: &str) -> &'static str {
+        let chain = Chain::new().introspection(a.clone());
+        let headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
+        match chain
+            .authenticate(&RequestView::new("GET", PATH, &headers))
+            .await
+        {
+            Ok(_) => "ok",
+            Err(r) => r.kind(),
+        }
+    }
+
+    fn idp() -> TestIssuer {
+        let idp = TestIssuer::start().unwrap();
+        idp.introspection_client_secret(CLIENT, SECRET);
+        idp
+    }
+
+    fn opaque(idp: &TestIssuer) -> String {
+        idp.opaque_token()
+            .subject("alice")
+            .audience("api")
+            .scope("orders:read")
+            .issue()
+    }
+
+    /// Polls the shared tier until `token`'s verdict is there.
+    async fn landed(state: &RedisState, token: &str) {
+        let fresh = state.cache(NAMESPACE, 1);
+        let start = Instant::now();
+        while fresh.get(token.as_bytes()).await.is_none() {
+            assert!(start.elapsed() < Duration::from_secs(10), "never written");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Two processes, one answer: the endpoint is called once; with Redis
+    /// stopped, a new token falls back to the endpoint (never a refusal
+    /// because of Redis), within the command timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_introspection_answer_is_shared_by_two_processes_and_redis_down_falls_back_to_the_endpoint()
+     {
+        let Some(mut server) = RedisServer::start("redis::shared_introspection") else {
+            return;
+        };
+        let idp = idp();
+        let token = opaque(&idp);
+        let (mut child, rx) = spawn_child(
+            "introspection",
+            &[
+                ("TW_REDIS_URL", &server.url()),
+                ("TW_URL", &idp.introspection_url()),
+                ("TW_ISS", idp.issuer()),
+                ("TW_TOKEN", &token),
+            ],
+        );
+        assert_eq!(
+            expect_line(&rx, "INTROSPECTION", Duration::from_secs(30)),
+            "INTROSPECTION ok"
+        );
+        expect_line(&rx, "SHARED", Duration::from_secs(15));
+        assert!(child.wait().unwrap().success());
+        assert_eq!(idp.introspection_calls(), 1);
+
+        let state = connect(&server.url(), ReplayPolicy::FailClosed).await;
+        let here = authenticator(
+            &idp.introspection_url(),
+            idp.issuer(),
+            &state,
+            tokenwarden::SystemClock,
+            "api",
+        )
+        .await;
+        assert_eq!(judge(&here, &token).await, "ok");
+        assert_eq!(idp.introspection_calls(), 1, "answered from redis");
+        assert_eq!(here.shared_cache_stats().0, 1);
+
+        server.stop();
+        let other = opaque(&idp);
+        let start = Instant::now();
+        assert_eq!(
+            judge(&here, &other).await,
+            "ok",
+            "redis down: the endpoint decides"
+        );
+        let took = start.elapsed();
+        assert_eq!(idp.introspection_calls(), 2);
+        assert!(
+            took < TIMEOUT + Duration::from_secs(1),
+            "waited {took:?} on a stopped redis (timeout {TIMEOUT:?})"
+        );
+        assert!(here.shared_cache_stats().1 >= 1, "the miss is counted");
+    }
+
+    /// Attack: a shared answer is judged again by the reader's own rules
+    /// (here its audience) on use, never taken as a verdict.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_answer_is_judged_again_by_the_readers_rules() {
+        let Some(server) = RedisServer::start("redis::shared_introspection_rejudged") else {
+            return;
+        };
+        let idp = idp();
+        let token = opaque(&idp);
+        let state = connect(&server.url(), ReplayPolicy::FailClosed).await;
+        let url = idp.introspection_url();
+        let writer =
+            authenticator(&url, idp.issuer(), &state, tokenwarden::SystemClock, "api").await;
+        assert_eq!(judge(&writer, &token).await, "ok");
+        landed(&state, &token).await;
+        let reader = authenticator(
+            &url,
+            idp.issuer(),
+            &state,
+            tokenwarden::SystemClock,
+            "another-api",
+        )
+        .await;
+        assert_eq!(judge(&reader, &token).await, "invalid_audience");
+        assert_eq!(
+            idp.introspection_calls(),
+            1,
+            "judged from the shared answer"
+        );
+        assert_eq!(reader.shared_cache_stats().0, 1);
+    }
+
+    /// Attack: a value planted in Redis that is oversized, unreadable or
+    /// past its time is not a verdict: the endpoint is asked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unusable_shared_value_is_a_miss_and_the_endpoint_decides() {
+        let Some(server) = RedisServer::start("redis::shared_introspection_planted") else {
+            return;
+        };
+        let idp = idp();
+        let state = connect(&server.url(), ReplayPolicy::FailClosed).await;
+        let url = idp.introspection_url();
+        let now = tokenwarden::SystemClock.now();
+        let active = format!(
+            r#"{{"active":true,"sub":"mallory","aud":"api","iss":"{}"}}"#,
+            idp.issuer()
+        );
+        let pad = "x".repeat(70 * 1024);
+        let huge = format!(
+            "{}\n{},\"pad\":\"{pad}\"}}",
+            now + 60,
+            active.trim_end_matches('}')
+        );
+        let planted: [(String, &str); 3] = [
+            (huge, "oversized"),
+            (
+                format!(
+                    "{}\n{{\"active\":true,\"active\":true,\"sub\":\"m\"}}",
+                    now + 60
+                ),
+                "repeated member",
+            ),
+            (format!("{}\n{active}", now - 1), "past its time"),
+        ];
+        for (value, why) in planted {
+            // An unknown token for the endpoint: it answers inactive.
+            let token = format!("opaque-planted-{}", why.replace(' ', "-"));
+            state
+                .cache(NAMESPACE, 1)
+                .put(token.as_bytes(), value.as_bytes(), Duration::from_secs(60))
+                .await;
+            let reader =
+                authenticator(&url, idp.issuer(), &state, tokenwarden::SystemClock, "api").await;
+            assert_eq!(judge(&reader, &token).await, "inactive", "{why}");
+            assert_eq!(reader.shared_cache_stats(), (0, 0, 1), "{why}");
+        }
+    }
 }

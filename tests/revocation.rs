@@ -198,6 +198,48 @@ fn entries_expire_with_the_tokens_they_revoke() {
     assert!(d.is_empty());
 }
 
+/// Attack: a token living longer than `max_token_lifetime` would pass again
+/// once its subject's cutoff is pruned (kept only that long); with a
+/// denylist it is refused outright, from the cache too.
+#[test]
+fn a_token_living_longer_than_the_denylists_max_token_lifetime_is_refused() {
+    let clock = ManualClock::new(NOW);
+    let d = Denylist::builder()
+        .clock(clock.clone())
+        .max_token_lifetime(std::time::Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let v = validator_with(&d, &clock);
+    let long = token(json!({"iat": NOW - 10, "exp": NOW - 10 + 3601}));
+    let err = v.validate::<Value>(&long).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidClaim, "{err}");
+    assert!(err.to_string().contains("max_token_lifetime"), "{err}");
+    // Without iat: its exp counts from now.
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("iat");
+    c["exp"] = json!(NOW + 3601);
+    assert_eq!(kind(&v, &key(Algorithm::ES256).token(&c)), "invalid_claim");
+    c["exp"] = json!(NOW + 3600);
+    assert_eq!(kind(&v, &key(Algorithm::ES256).token(&c)), "ok");
+    // Exactly the lifetime passes, and the pruned-cutoff hole is closed:
+    let ok = token(json!({"iat": NOW - 10, "exp": NOW - 10 + 3600}));
+    assert_eq!(kind(&v, &ok), "ok");
+    d.revoke_subject_before("alice", NOW);
+    assert_eq!(kind(&v, &ok), "revoked");
+    // ...and it cannot outlive its cutoff's entry.
+    clock.set(NOW + 3600 + GRACE);
+    d.prune();
+    assert!(d.is_empty());
+    assert_eq!(kind(&v, &ok), "expired");
+    // A validator without a denylist is unaffected.
+    let plain = builder(&[key(Algorithm::ES256)])
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    clock.set(NOW);
+    assert_eq!(kind(&plain, &long), "ok");
+}
+
 #[test]
 fn a_revocation_on_one_denylist_reaches_another_sharing_its_source() {
     let clock = ManualClock::new(NOW);
@@ -270,6 +312,11 @@ mod logout {
     }
 
     fn world() -> World {
+        world_with(false)
+    }
+
+    /// With [`BackchannelLogoutBuilder::revoke_subject_with_session`] as given.
+    fn world_with(subject_with_session: bool) -> World {
         let clock = ManualClock::new(NOW);
         let idp = TestIssuer::builder().clock(clock.clone()).start().unwrap();
         let keys = || KeySet::from_jwks(idp.jwks_json().as_bytes()).unwrap();
@@ -280,6 +327,7 @@ mod logout {
             .keys(keys())
             .denylist(denylist.clone())
             .clock(clock.clone())
+            .revoke_subject_with_session(subject_with_session)
             .build()
             .unwrap();
         let api = Validator::builder()
@@ -356,6 +404,59 @@ mod logout {
         // A new login after the logout gets tokens that pass.
         w.clock.advance(1);
         assert_eq!(kind(&w.api, &w.access_token("alice", "s-4")), "ok");
+    }
+
+    /// A token without `sid` (many access tokens carry none) is outside a
+    /// session's reach: by default a session logout spares it.
+    #[tokio::test]
+    async fn by_default_a_session_logout_spares_the_subjects_tokens_without_sid() {
+        let w = world();
+        let no_sid = w.idp.token().audience("api").subject("alice").sign();
+        let target = LogoutTarget::SubjectSession {
+            sub: "alice",
+            sid: "s-1",
+        };
+        let logout = w.idp.logout_token(CLIENT, target).sign();
+        let done = w.receiver.receive(&logout).await.unwrap();
+        assert_eq!(done.subject, None);
+        assert_eq!(kind(&w.api, &no_sid), "ok");
+    }
+
+    /// Attack (a stolen access token without `sid` outliving the user's
+    /// logout): with `revoke_subject_with_session`, a logout naming the
+    /// session and the subject refuses every earlier token of the subject.
+    #[tokio::test]
+    async fn revoke_subject_with_session_refuses_the_subjects_tokens_without_sid() {
+        let w = world_with(true);
+        let no_sid = w.idp.token().audience("api").subject("alice").sign();
+        let other_session = w.access_token("alice", "s-2");
+        let bob = w.access_token("bob", "s-3");
+        let target = LogoutTarget::SubjectSession {
+            sub: "alice",
+            sid: "s-1",
+        };
+        let logout = w.idp.logout_token(CLIENT, target).sign();
+        let done = w.receiver.receive(&logout).await.unwrap();
+        assert!(
+            matches!(&done.subject, Some(Revocation::Subject { sub, .. }) if sub == "alice"),
+            "{done:?}"
+        );
+        assert_eq!(kind(&w.api, &no_sid), "revoked");
+        assert_eq!(kind(&w.api, &other_session), "revoked", "the trade-off");
+        assert_eq!(kind(&w.api, &bob), "ok");
+        // A token issued after the logout (a refresh) passes.
+        w.clock.advance(1);
+        let fresh = w.idp.token().audience("api").subject("alice").sign();
+        assert_eq!(kind(&w.api, &fresh), "ok");
+        // A logout naming only the session still revokes only the session.
+        let w = world_with(true);
+        let no_sid = w.idp.token().audience("api").subject("alice").sign();
+        let only_sid = w
+            .idp
+            .logout_token(CLIENT, LogoutTarget::Session("s-1"))
+            .sign();
+        assert_eq!(w.receiver.receive(&only_sid).await.unwrap().subject, None);
+        assert_eq!(kind(&w.api, &no_sid), "ok");
     }
 
     #[tokio::test]

@@ -113,6 +113,32 @@ async fn backchannel_logout_refuses_the_sessions_tokens_and_a_replay() {
     assert_eq!(auth(&sidecar, &other).await.0, 200);
 }
 
+/// `logout_revokes_subject = true`: a logout naming the session and the
+/// subject also refuses the subject's earlier tokens that carry no `sid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_revokes_subject_refuses_the_subjects_tokens_without_sid() {
+    let idp = TestIssuer::start().unwrap();
+    let scratch = Scratch::new("revocation-logout-subject");
+    let sidecar = start(
+        &idp,
+        &scratch,
+        &format!("logout_client_id = \"{CLIENT}\"\nlogout_revokes_subject = true\n"),
+    )
+    .await;
+    let no_sid = idp.token().audience("api").subject("dave").sign();
+    let someone_else = idp.token().audience("api").subject("erin").sign();
+    assert_eq!(auth(&sidecar, &no_sid).await.0, 200);
+    let url = format!("http://{}/backchannel-logout", sidecar.addr);
+    let target = LogoutTarget::SubjectSession {
+        sub: "dave",
+        sid: "s-1",
+    };
+    let sent = idp.backchannel_logout(&url, CLIENT, target).await.unwrap();
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    assert_eq!(auth(&sidecar, &no_sid).await.0, 401);
+    assert_eq!(auth(&sidecar, &someone_else).await.0, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_endpoint_needs_the_secret_and_revokes_at_once() {
     let idp = TestIssuer::start().unwrap();
@@ -222,6 +248,10 @@ fn a_revocation_section_that_nothing_feeds_is_refused() {
         (
             "logout_issuer = \"https://idp.test\"\n",
             "revocation.logout_issuer: needs logout_client_id",
+        ),
+        (
+            "admin_scope = \"x\"\nlogout_revokes_subject = true\n",
+            "revocation.logout_revokes_subject: needs logout_client_id",
         ),
     ] {
         let text = format!(

@@ -219,11 +219,13 @@ mod e2e {
     use serde_json::{Value, json};
     use tokenwarden::authn::jwt::JwtAuthenticator;
     use tokenwarden::authn::{Chain, Principal};
+    use tokenwarden::logout::BackchannelLogout;
     use tokenwarden::middleware::BearerAuth;
     use tokenwarden::outgoing::{
         BearerLayer, ClientAuth, SubjectToken, TokenErrorKind, TokenRequest, TokenSource,
     };
-    use tokenwarden::testing::TestIssuer;
+    use tokenwarden::state::denylist::Denylist;
+    use tokenwarden::testing::{LogoutTarget, TestIssuer};
     use tokenwarden::{KeySet, ManualClock, Requirements, Validator};
     use tower::ServiceExt;
 
@@ -421,6 +423,47 @@ mod e2e {
             json!({"sub": "alice", "actors": ["svc-a"], "scopes": ["orders:read"]})
         );
         assert_eq!(b_hits.load(Ordering::SeqCst), 1);
+    }
+
+    /// Attack: the user's session is logged out; the token A exchanged
+    /// for it carries the session (`sid`), so B refuses it too instead of
+    /// honouring it until its `exp`.
+    #[tokio::test]
+    async fn a_session_logout_reaches_the_token_exchanged_for_it() {
+        let w = world();
+        let denylist = Denylist::builder().clock(w.clock.clone()).build().unwrap();
+        let keys = || KeySet::from_jwks(w.idp.jwks_json().as_bytes()).expect("keys");
+        let b = Validator::builder()
+            .issuer(w.idp.issuer())
+            .audience("svc-b")
+            .keys(keys())
+            .clock(w.clock.clone())
+            .denylist(denylist.clone())
+            .build()
+            .unwrap();
+        let receiver = BackchannelLogout::builder()
+            .issuer(w.idp.issuer())
+            .client_id("svc-a")
+            .keys(keys())
+            .denylist(denylist)
+            .clock(w.clock.clone())
+            .build()
+            .unwrap();
+        let user = w.user_token(json!({"sid": "s-1"}));
+        let exchanged = w
+            .source("svc-a", "secret-a")
+            .token(&TokenRequest::exchange(&user).audience("svc-b"))
+            .await
+            .unwrap();
+        let seen = b.validate::<Value>(exchanged.secret()).expect("passes");
+        assert_eq!(seen.claims["sid"], "s-1");
+        let logout = w
+            .idp
+            .logout_token("svc-a", LogoutTarget::Session("s-1"))
+            .sign();
+        receiver.receive(&logout).await.unwrap();
+        let err = b.validate::<Value>(exchanged.secret()).unwrap_err();
+        assert_eq!(err.kind().as_str(), "revoked");
     }
 
     /// Attack: B's depth limit holds against a token exchanged twice (A for

@@ -27,6 +27,9 @@ mod revocation;
 mod introspection;
 #[path = "../../src/bin/tokenwarden/mtls.rs"]
 mod mtls;
+#[allow(dead_code)]
+#[path = "../../src/bin/tokenwarden/redis_config.rs"]
+mod redis_config;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -66,6 +66,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// Life assumed for a token whose response has no `expires_in`.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+/// Longest timeout for one token request (`Duration::MAX` included).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest `expires_in` believed: one year (an endpoint's larger value,
+/// up to `i64::MAX`, is clamped to it).
+const MAX_LIFETIME: i64 = 365 * 24 * 60 * 60;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -114,6 +119,14 @@ impl TokenRequest {
     /// A token exchange request (RFC 8693 §2.1) of `subject_token`, an
     /// access token the service received: the token issued names the same
     /// subject, and this service as its actor.
+    ///
+    /// Revocation reaches the token issued only through what it carries:
+    /// configure the identity provider to copy the subject token's `sid`
+    /// (as the `testing` feature's `TestIssuer` does), so a session's
+    /// back-channel logout refuses it downstream, or revoke by subject
+    /// ([`BackchannelLogoutBuilder::revoke_subject_with_session`](crate::logout::BackchannelLogoutBuilder::revoke_subject_with_session)).
+    /// The token is cached per subject token (by digest), so a new
+    /// session never receives one exchanged for an old one.
     pub fn exchange(subject_token: impl Into<String>) -> Self {
         TokenRequest::new().subject_token(subject_token)
     }
@@ -527,10 +540,13 @@ impl Inner {
             }
         };
         let now = self.clock.now();
+        // The endpoint's number, bounded: the arithmetic below and in
+        // `finish` never overflows, whatever it sends.
         let life = resp
             .expires_in
             .filter(|s| *s > 0)
-            .unwrap_or(DEFAULT_LIFETIME.as_secs() as i64);
+            .unwrap_or(DEFAULT_LIFETIME.as_secs() as i64)
+            .min(MAX_LIFETIME);
         tracing::debug!(
             exchange = request.is_exchange(),
             audience = request.audience.as_deref(),
@@ -556,7 +572,8 @@ impl Inner {
         slot.inflight = None;
         if let Ok(token) = outcome {
             let life = token.expires_at.saturating_sub(now).max(0);
-            let refresh_at = now.saturating_add(life * i64::from(self.refresh_percent) / 100);
+            let refresh_at =
+                now.saturating_add(life.saturating_mul(i64::from(self.refresh_percent)) / 100);
             // A short-lived token keeps most of its life usable.
             let margin = self.expiry_margin.min(life / 5);
             slot.cached = Some(Cached {
@@ -672,9 +689,10 @@ impl TokenSourceBuilder {
         self
     }
 
-    /// Timeout for one token request (default 5 s).
+    /// Timeout for one token request (default 5 s, at most
+    /// [`MAX_TIMEOUT`]: a longer one is clamped to it).
     pub fn timeout(mut self, d: Duration) -> Self {
-        self.timeout = d;
+        self.timeout = d.min(MAX_TIMEOUT);
         self
     }
 
@@ -742,5 +760,64 @@ impl TokenSourceBuilder {
                 hits: AtomicU64::new(0),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A token endpoint on 127.0.0.1 answering every request with `body`.
+    async fn endpoint(body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/token")
+    }
+
+    /// Attack: a hostile or broken endpoint's `expires_in` of `i64::MAX`
+    /// must not overflow the refresh arithmetic (a panic in the caller).
+    #[tokio::test]
+    async fn an_enormous_expires_in_is_clamped_not_overflowed() {
+        let url = endpoint(
+            r#"{"access_token":"t-1","token_type":"Bearer","expires_in":9223372036854775807}"#,
+        )
+        .await;
+        let clock = crate::clock::ManualClock::new(1_800_000_000);
+        let source = TokenSource::builder(url)
+            .client("svc", "secret")
+            .allow_http_loopback(true)
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        let t = source.token(&TokenRequest::new()).await.unwrap();
+        assert_eq!(t.expires_at(), 1_800_000_000 + MAX_LIFETIME);
+        // Cached, and refreshed ahead without overflow later on.
+        assert_eq!(
+            source.token(&TokenRequest::new()).await.unwrap().secret(),
+            "t-1"
+        );
+    }
+
+    #[test]
+    fn the_request_timeout_is_clamped() {
+        let source = TokenSource::builder("https://idp.example/token")
+            .client("svc", "secret")
+            .timeout(Duration::MAX)
+            .build()
+            .unwrap();
+        assert_eq!(source.inner.limits.timeout, MAX_TIMEOUT);
     }
 }

@@ -140,6 +140,10 @@ pub struct TokenIds<'a> {
     pub sid: Option<&'a str>,
     /// `iat`, when a number.
     pub iat: Option<f64>,
+    /// `exp`, when a number: a token living longer than the denylist's
+    /// `max_token_lifetime` is refused by a validator (see
+    /// [`DenylistBuilder::max_token_lifetime`]).
+    pub exp: Option<f64>,
 }
 
 impl<'a> TokenIds<'a> {
@@ -153,6 +157,7 @@ impl<'a> TokenIds<'a> {
             sub: s("sub"),
             sid: s("sid"),
             iat: claims.get("iat").and_then(Value::as_f64),
+            exp: claims.get("exp").and_then(Value::as_f64),
         }
     }
 }
@@ -166,11 +171,13 @@ pub(crate) struct OwnedIds {
     sub: Option<Box<str>>,
     sid: Option<Box<str>>,
     iat: Option<f64>,
+    exp: Option<f64>,
 }
 
 impl OwnedIds {
-    /// From a verified payload and its `iat` as the claims rules read it.
-    pub(crate) fn parse(payload: &str, iat: Option<f64>) -> OwnedIds {
+    /// From a verified payload and its `iat` and `exp` as the claims rules
+    /// read them.
+    pub(crate) fn parse(payload: &str, iat: Option<f64>, exp: Option<f64>) -> OwnedIds {
         #[derive(Deserialize)]
         struct Raw {
             iss: Option<Value>,
@@ -191,9 +198,11 @@ impl OwnedIds {
                 sub: own(r.sub),
                 sid: own(r.sid),
                 iat,
+                exp,
             },
             Err(_) => OwnedIds {
                 iat,
+                exp,
                 ..OwnedIds::default()
             },
         }
@@ -206,6 +215,7 @@ impl OwnedIds {
             sub: self.sub.as_deref(),
             sid: self.sid.as_deref(),
             iat: self.iat,
+            exp: self.exp,
         }
     }
 }
@@ -621,12 +631,29 @@ impl Denylist {
     }
 
     /// The token's verdict as a validation error.
+    ///
+    /// A token whose `exp` is more than `max_token_lifetime` after its
+    /// `iat` (or, without `iat`, after now) is refused (`invalid_claim`,
+    /// claim `exp`): a subject or session cutoff is kept only that long,
+    /// so such a token would pass again once its cutoff is pruned.
     #[inline]
     pub(crate) fn check(&self, ids: &TokenIds<'_>) -> Result<(), crate::Error> {
-        match self.is_revoked(ids) {
-            None => Ok(()),
-            Some(by) => Err(crate::Error::Revoked { by }),
+        if let Some(by) = self.is_revoked(ids) {
+            return Err(crate::Error::Revoked { by });
         }
+        if let Some(exp) = ids.exp {
+            let start = match ids.iat {
+                Some(iat) => iat,
+                None => self.inner.clock.now() as f64,
+            };
+            if exp - start > self.inner.max_token_lifetime as f64 {
+                return Err(crate::Error::invalid_claim(
+                    "exp",
+                    "the token lives longer than the denylist's max_token_lifetime",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -656,7 +683,9 @@ impl DenylistBuilder {
 
     /// The longest lifetime (`exp - iat`) of the tokens checked (default 24
     /// h, at most a year). A subject or session cutoff `T` is kept until
-    /// `T` plus this: a token living longer would pass again afterwards.
+    /// `T` plus this: a token living longer would pass again afterwards,
+    /// so a validator with this denylist refuses it (`invalid_claim`,
+    /// claim `exp`; without `iat`, `exp` more than this after now).
     pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.max_token_lifetime = lifetime;
         self

@@ -82,6 +82,7 @@ mod breaker;
 mod cache;
 mod client;
 mod rules;
+mod shared;
 
 use std::fmt;
 use std::path::Path;
@@ -267,6 +268,8 @@ struct Inner {
     timeout: Duration,
     retry_after: u32,
     public_jwk: Option<Value>,
+    /// The optional Redis tier (`shared.rs`).
+    shared: shared::SharedTier,
 }
 
 impl fmt::Debug for IntrospectionAuthenticator {
@@ -310,6 +313,7 @@ impl IntrospectionAuthenticator {
             policy: UrlPolicy::default(),
             client: None,
             clock: Arc::new(SystemClock),
+            shared: shared::SharedTier::default(),
         }
     }
 
@@ -398,6 +402,10 @@ impl IntrospectionAuthenticator {
                 Kept::Refused(r) => Outcome::Refused(r.clone()),
             };
         }
+        // The shared tier (Redis), before the breaker and the endpoint.
+        if let Some(o) = i.shared.lookup(self, token, &key, now).await {
+            return o;
+        }
         let probe = match i.breaker.admit(now) {
             Admit::Call => false,
             Admit::Probe => true,
@@ -418,7 +426,7 @@ impl IntrospectionAuthenticator {
             Ok(r) => r,
             Err(_) => Err(CallError::Timeout),
         };
-        match judged {
+        let outcome = match judged {
             Ok((Judged::Active(p, exp), size)) => {
                 i.breaker.success();
                 let mut until = now.saturating_add(i.positive_ttl);
@@ -467,7 +475,9 @@ impl IntrospectionAuthenticator {
                 }
                 Outcome::Unavailable(kind, opened.unwrap_or(i.retry_after))
             }
-        }
+        };
+        i.shared.store(self, token, &outcome, now);
+        outcome
     }
 
     /// Calls the endpoint and judges its answer; with the answer's size.
@@ -569,6 +579,7 @@ pub struct IntrospectionAuthenticatorBuilder {
     policy: UrlPolicy,
     client: Option<reqwest::Client>,
     clock: Arc<dyn Clock>,
+    shared: shared::SharedTier,
 }
 
 /// A client authentication, its key parsed.
@@ -986,6 +997,7 @@ impl IntrospectionAuthenticatorBuilder {
                 timeout,
                 retry_after: self.retry_after,
                 public_jwk,
+                shared: self.shared,
             }),
         })
     }

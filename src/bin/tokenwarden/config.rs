@@ -62,6 +62,7 @@ struct File {
     revocation: Option<crate::revocation::RevocationFile>,
     introspection: Option<crate::introspection::IntrospectionFile>,
     mtls: Option<crate::mtls::MtlsFile>,
+    redis: Option<crate::redis_config::RedisFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -175,6 +176,8 @@ pub struct Config {
     pub introspection: Option<crate::introspection::Introspection>,
     /// `[mtls]`: client certificates from the gateway's header.
     pub mtls: Option<crate::mtls::Mtls>,
+    /// `[redis]`: the denylist shared through Redis.
+    pub redis: Option<crate::redis_config::RedisConfig>,
 }
 
 /// The one convention the gateway in front uses to describe the original
@@ -711,6 +714,15 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
         }
         None => None,
     };
+    let redis = match &file.redis {
+        Some(_) if revocation.is_none() => {
+            return Err(ConfigError(format!(
+                "{name}: redis: nothing to share: [redis] holds the [revocation] denylist, add that section"
+            )));
+        }
+        Some(r) => Some(crate::redis_config::check(r, &at)?),
+        None => None,
+    };
     Ok(Config {
         listen,
         realm: file.realm.clone().unwrap_or_else(|| "api".into()),
@@ -786,6 +798,7 @@ pub fn parse(text: &str, name: &str) -> Result<Config, ConfigError> {
             Some(m) => Some(crate::mtls::check(m, &at)?),
             None => None,
         },
+        redis,
     })
 }
 

@@ -13,9 +13,11 @@ mod introspection;
 mod legacy;
 mod metrics;
 mod mtls;
+mod redis_config;
 mod revocation;
 mod revocation_http;
 mod serve;
+mod shared_state;
 mod verify;
 
 use std::process::ExitCode;

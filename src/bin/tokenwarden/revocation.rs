@@ -12,13 +12,14 @@
 //! longest token lifetime), with an optional `"issuer"`.
 
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use tokenwarden::authn::Chain;
 use tokenwarden::authn::jwt::JwtAuthenticator;
 use tokenwarden::logout::BackchannelLogout;
-use tokenwarden::state::denylist::Denylist;
+use tokenwarden::state::denylist::{Denylist, RevocationSource};
 use tokenwarden::{KeySource, Requirements, Validator};
 use toml::Spanned;
 
@@ -37,6 +38,8 @@ pub struct RevocationFile {
     logout_client_id: Option<Spanned<String>>,
     logout_issuer: Option<Spanned<String>>,
     logout_max_age_seconds: Option<Spanned<u64>>,
+    #[serde(default)]
+    logout_revokes_subject: bool,
 }
 
 /// The checked `[revocation]`.
@@ -49,6 +52,8 @@ pub struct RevocationConfig {
     /// `(issuer, client id)` of the back-channel logout receiver.
     pub logout: Option<(String, String)>,
     pub logout_max_age: Duration,
+    /// A logout naming a session and a subject revokes the subject too.
+    pub logout_revokes_subject: bool,
 }
 
 impl std::fmt::Debug for RevocationConfig {
@@ -158,6 +163,11 @@ pub fn check(
             Some((iss, c.get_ref().clone()))
         }
     };
+    if f.logout_revokes_subject && logout.is_none() {
+        return Err(ConfigError(format!(
+            "{name}: revocation.logout_revokes_subject: needs logout_client_id"
+        )));
+    }
     if admin_secret.is_none() && admin_scope.is_none() && logout.is_none() {
         return Err(ConfigError(format!(
             "{name}: revocation: nothing feeds the denylist: set admin_secret_file, admin_scope or logout_client_id"
@@ -169,6 +179,7 @@ pub fn check(
         admin_scope,
         logout,
         logout_max_age,
+        logout_revokes_subject: f.logout_revokes_subject,
     })
 }
 
@@ -183,15 +194,18 @@ pub struct Revoker {
 
 impl RevocationConfig {
     /// The denylist, and the logout receiver over the issuer's own keys.
+    /// With `shared` (`[redis]`), the denylist is that source's mirror.
     pub fn start(
         &self,
         sources: &[(String, KeySource)],
         leeway: Duration,
+        shared: Option<Arc<dyn RevocationSource>>,
     ) -> Result<Revoker, String> {
-        let denylist = Denylist::builder()
-            .max_token_lifetime(self.max_token_lifetime)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let mut denylist = Denylist::builder().max_token_lifetime(self.max_token_lifetime);
+        if let Some(source) = shared {
+            denylist = denylist.source(source);
+        }
+        let denylist = denylist.build().map_err(|e| e.to_string())?;
         let logout = match &self.logout {
             Some((iss, client)) => {
                 let keys = sources
@@ -207,6 +221,7 @@ impl RevocationConfig {
                         .denylist(denylist.clone())
                         .leeway(leeway)
                         .max_age(self.logout_max_age)
+                        .revoke_subject_with_session(self.logout_revokes_subject)
                         .build()
                         .map_err(|e| format!("revocation: {e}"))?,
                 )

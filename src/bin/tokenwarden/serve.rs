@@ -15,7 +15,9 @@
 //! `[introspection]`, opaque bearer tokens are judged by the IdP's RFC 7662
 //! endpoint in the same chain; with `[internal_token]` too, a pass for one
 //! carries a minted JWT, so the opaque token stops at the gateway (the
-//! phantom-token pattern). A 503 carries `Retry-After`.
+//! phantom-token pattern). With `[revocation]`, a denylist fed by
+//! `/admin/revoke` and `/backchannel-logout`; with `[redis]` too, shared by
+//! every instance, `/readyz` waiting for its load. A 503 carries `Retry-After`.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -202,6 +204,8 @@ struct State {
     header_names: IdentityHeaders,
     /// `[revocation]`: the denylist's endpoints.
     revocation: Option<crate::revocation::Revoker>,
+    /// `[redis]`: the shared denylist's source, for `/readyz`.
+    shared: Option<Arc<crate::shared_state::Shared>>,
 }
 
 struct IdentityHeaders {
@@ -274,8 +278,22 @@ async fn serve(config: Config) -> Result<(), String> {
     } else {
         builder.no_cache()
     };
+    // `[redis]` (only with `[revocation]`): the denylist mirrors Redis,
+    // connected in the background; `/readyz` waits for the load.
+    let shared = match (&config.redis, &config.revocation) {
+        (Some(redis), Some(r)) => Some(crate::shared_state::start(redis, r.max_token_lifetime)),
+        _ => None,
+    };
     let revocation = match &config.revocation {
-        Some(r) => Some(r.start(&sources, Duration::from_secs(config.leeway))?),
+        Some(r) => Some(
+            r.start(
+                &sources,
+                Duration::from_secs(config.leeway),
+                shared
+                    .clone()
+                    .map(|s| s as Arc<dyn tokenwarden::state::denylist::RevocationSource>),
+            )?,
+        ),
         None => None,
     };
     if let Some(r) = &revocation {
@@ -373,6 +391,7 @@ async fn serve(config: Config) -> Result<(), String> {
         clock: SystemClock,
         header_names,
         revocation,
+        shared,
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
@@ -504,7 +523,13 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 .filter(|(_, set)| !set.is_usable())
                 .map(|(iss, _)| iss.as_str())
                 .collect();
-            if missing.is_empty() {
+            let shared = state.shared.as_ref().filter(|s| !s.is_ready());
+            if let Some(s) = shared {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &format!("{}\n", s.why_not()),
+                )
+            } else if missing.is_empty() {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::AsyncCommands;
 use tokio::sync::{Notify, watch};
 
 use super::{MAX_MESSAGE, RedisError, RedisState, bounded, lock};
+
+/// Members read per command when the whole list is loaded.
+const RELOAD_PAGE: usize = 1000;
 use crate::state::denylist::{Feed, GRACE, Revocation, RevocationSource};
 
 #[derive(Default)]
@@ -186,20 +188,53 @@ impl SourceShared {
         Ok(())
     }
 
-    /// Loads the whole list into the mirror; queues back what Redis lost.
+    /// Loads the whole list into the mirror, a page at a time (each page
+    /// bounded by the timeout, so a list of any length loads); queues back
+    /// what Redis lost.
     async fn reload(&self, feed: &Feed) -> Result<(), RedisError> {
         let inner = &self.state.inner;
         let mut conn = inner.conn.clone();
         let now = self.now();
-        let members: Vec<String> = bounded(
-            inner.timeout.saturating_mul(5),
-            conn.zrangebyscore(self.state.key("denylist"), format!("({now}"), "+inf"),
-        )
-        .await?;
-        let mut present = HashSet::with_capacity(members.len());
-        for m in members {
-            self.apply(feed, &m);
-            present.insert(m);
+        let key = self.state.key("denylist");
+        let mut present = HashSet::new();
+        // Paged by score (the keep-until time), not by offset: a prune of
+        // past entries during the load shifts no page. Members of one
+        // score are in a stable (lexical) order; `skip` steps over those
+        // of the last score already read.
+        let mut min = format!("({now}");
+        let mut last: Option<i64> = None;
+        let mut skip = 0usize;
+        loop {
+            let page: Vec<(String, i64)> = bounded(
+                inner.timeout,
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&key)
+                    .arg(&min)
+                    .arg("+inf")
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(skip)
+                    .arg(RELOAD_PAGE)
+                    .query_async(&mut conn),
+            )
+            .await?;
+            let full = page.len() >= RELOAD_PAGE;
+            let top = page.last().map(|(_, score)| *score);
+            let same = page
+                .iter()
+                .rev()
+                .take_while(|(_, score)| Some(*score) == top)
+                .count();
+            for (m, _) in page {
+                self.apply(feed, &m);
+                present.insert(m);
+            }
+            let Some(top) = top.filter(|_| full) else {
+                break;
+            };
+            skip = if last == Some(top) { skip + same } else { same };
+            last = Some(top);
+            min = format!("{top}");
         }
         // Written here or seen before, still needed, but not in Redis (it
         // restarted without persistence, or was flushed): write it back.
@@ -349,7 +384,13 @@ async fn follow_once(s: &SourceShared, feed: &Feed) -> Result<(), RedisError> {
                 if !feed.is_alive() {
                     return Ok(());
                 }
-                s.reload(feed).await?;
+                // A failed resync keeps the subscription: messages still
+                // arrive, and the next tick tries again.
+                if let Err(e) = s.reload(feed).await {
+                    s.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::redis_error("revocation_resync");
+                    tracing::warn!(error = %e, "redis denylist resync failed: still subscribed; retrying at the next resync");
+                }
             }
         }
     }

@@ -43,6 +43,9 @@ pub use replay::RedisReplayStore;
 
 /// Default bound on every Redis command: 200 ms.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
+/// Longest bound accepted ([`RedisBuilder::timeout`] clamps to it; the
+/// shortest is 1 ms).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default most revocations queued while Redis is away.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1_000_000;
 /// Largest message read from the revocation channel: a revocation is small.
@@ -148,9 +151,10 @@ impl RedisBuilder {
     }
 
     /// Bound on each command, connection attempts included (default
-    /// [`DEFAULT_TIMEOUT`]). No request waits on Redis longer than this.
+    /// [`DEFAULT_TIMEOUT`], clamped to 1 ms ..= [`MAX_TIMEOUT`]). No
+    /// request waits on Redis longer than this.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.timeout = timeout.clamp(Duration::from_millis(1), MAX_TIMEOUT);
         self
     }
 
@@ -209,7 +213,7 @@ impl RedisBuilder {
             .set_number_of_retries(1)
             .set_max_delay(self.retry_max.as_millis().try_into().unwrap_or(u64::MAX));
         let conn = bounded(
-            self.timeout * 3,
+            self.timeout.saturating_mul(3),
             ConnectionManager::new_with_config(client.clone(), config),
         )
         .await?;
@@ -360,5 +364,22 @@ impl RedisState {
     /// local cache of `local_capacity` entries in front.
     pub fn cache(&self, namespace: &str, local_capacity: usize) -> RedisCache {
         RedisCache::new(self.clone(), namespace, local_capacity)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attack (a configuration from outside): a timeout of `Duration::MAX`
+    /// must not overflow the connection bound (a panic at start).
+    #[tokio::test]
+    async fn an_enormous_timeout_is_clamped_and_connecting_does_not_panic() {
+        let b = RedisState::builder("redis://127.0.0.1:1").timeout(Duration::MAX);
+        assert_eq!(b.timeout, MAX_TIMEOUT);
+        // Nothing listens on port 1: refused at once, an error.
+        assert!(b.connect().await.is_err());
+        let b = RedisState::builder("redis://127.0.0.1:1").timeout(Duration::ZERO);
+        assert_eq!(b.timeout, Duration::from_millis(1));
     }
 }

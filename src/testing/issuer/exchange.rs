@@ -160,7 +160,7 @@ impl Shared {
         }
         let scope = granted.join(" ");
         let n = self.token.load(std::sync::atomic::Ordering::SeqCst);
-        let claims = json!({
+        let mut claims = json!({
             "iss": issuer,
             "sub": sub,
             "aud": audience,
@@ -171,6 +171,14 @@ impl Shared {
             "exp": exp,
             "jti": format!("{client_id}-x{n}"),
         });
+        // The session carries over, so that the session's back-channel
+        // logout (a `sid` revocation) reaches the exchanged token too.
+        if let (Some(sid), Some(c)) = (
+            subject.get("sid").filter(|v| v.is_string()),
+            claims.as_object_mut(),
+        ) {
+            c.insert("sid".into(), sid.clone());
+        }
         let key = self.signing_key();
         let header = json!({"alg": key.alg().as_str(), "kid": key.kid(), "typ": "at+jwt"});
         let token = key.token_with_header(&header, &claims);

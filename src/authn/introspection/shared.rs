@@ -1,0 +1,249 @@
+//! The shared second tier of the verdict cache (feature `redis`): on a
+//! local miss, Redis is read before the endpoint is called; an endpoint's
+//! verdict is written there for the other instances.
+//!
+//! What is shared is the answer, not the verdict: an active answer's JSON
+//! (the principal's claims, which are the whole answer) or, for a refusal,
+//! `{"active":false}`, after the clock time it may be used until. A value
+//! read back is bounded in size, parsed as strictly as an answer from the
+//! endpoint and judged again by this authenticator's rules at this
+//! request's time (`active`, `exp`, `nbf`, `iat`, `iss`, `aud`,
+//! `token_type`); the `cnf` binding is then held to the request like any
+//! other verdict. It is never used past the time it was written with (the
+//! earlier of the token's `exp` and the writer's TTL), nor kept locally
+//! beyond it. Keys are SHA-256 digests of the token ([`RedisCache`]).
+//!
+//! Redis unreachable, slow (each command bounded by the connection's
+//! timeout), or holding a value too large or unreadable: a miss, counted
+//! (`tokenwarden_redis_errors_total`), and the endpoint decides. A request
+//! is never refused because of Redis.
+//!
+//! Whoever can write to this Redis can make any token active: protect it
+//! as the introspection endpoint's client credentials are protected (ACL,
+//! network), and give each authenticator configuration its own namespace.
+
+#[cfg(feature = "redis")]
+pub(super) use with_redis::SharedTier;
+#[cfg(not(feature = "redis"))]
+pub(super) use without_redis::SharedTier;
+
+#[cfg(not(feature = "redis"))]
+mod without_redis {
+    use super::super::{IntrospectionAuthenticator, Outcome};
+
+    /// No shared tier without the feature.
+    #[derive(Default)]
+    pub(in crate::authn::introspection) struct SharedTier {
+        _none: (),
+    }
+
+    impl SharedTier {
+        pub(in crate::authn::introspection) async fn lookup(
+            &self,
+            _: &IntrospectionAuthenticator,
+            _: &str,
+            _: &[u8; 32],
+            _: i64,
+        ) -> Option<Outcome> {
+            None
+        }
+
+        pub(in crate::authn::introspection) fn store(
+            &self,
+            _: &IntrospectionAuthenticator,
+            _: &str,
+            _: &Outcome,
+            _: i64,
+        ) {
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+mod with_redis {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use super::super::cache::Kept;
+    use super::super::rules::Judged;
+    use super::super::{IntrospectionAuthenticator, IntrospectionAuthenticatorBuilder, Outcome};
+    use crate::state::redis::RedisCache;
+
+    /// The largest value written to or read from Redis: an answer of the
+    /// default body limit plus the header line.
+    const MAX_VALUE: usize = 64 * 1024 + 32;
+    /// What a refusal is shared as: judged again, it is `inactive`.
+    const REFUSED: &[u8] = br#"{"active":false}"#;
+
+    /// The optional Redis tier and its counters.
+    #[derive(Default)]
+    pub(in crate::authn::introspection) struct SharedTier {
+        cache: Option<Arc<RedisCache>>,
+        counts: Arc<Counts>,
+    }
+
+    #[derive(Default)]
+    struct Counts {
+        hits: AtomicU64,
+        misses: AtomicU64,
+        unreadable: AtomicU64,
+    }
+
+    /// `<until>\n<answer>`.
+    fn encode(until: i64, answer: &[u8]) -> Vec<u8> {
+        let mut v = format!("{until}\n").into_bytes();
+        v.extend_from_slice(answer);
+        v
+    }
+
+    fn decode(value: &[u8]) -> Option<(i64, &[u8])> {
+        if value.len() > MAX_VALUE {
+            return None;
+        }
+        let nl = value.iter().position(|&b| b == b'\n')?;
+        let until = std::str::from_utf8(&value[..nl]).ok()?.parse().ok()?;
+        Some((until, &value[nl + 1..]))
+    }
+
+    impl SharedTier {
+        /// A shared verdict for `token`, judged now; `None`: ask the endpoint.
+        pub(in crate::authn::introspection) async fn lookup(
+            &self,
+            auth: &IntrospectionAuthenticator,
+            token: &str,
+            key: &[u8; 32],
+            now: i64,
+        ) -> Option<Outcome> {
+            let cache = self.cache.as_ref()?;
+            let Some(value) = cache.get(token.as_bytes()).await else {
+                self.counts.misses.fetch_add(1, Ordering::Relaxed);
+                return None;
+            };
+            let i = &*auth.inner;
+            let judged = match decode(&value) {
+                Some((until, _)) if now >= until => None,
+                Some((until, answer)) => i
+                    .rules
+                    .judge_json(answer, now)
+                    .ok()
+                    .map(|j| (j, until, answer.len())),
+                None => None,
+            };
+            let Some((judged, until, size)) = judged else {
+                self.counts.unreadable.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::redis_error("cache_value");
+                tracing::debug!("shared introspection verdict unusable: a miss");
+                return None;
+            };
+            self.counts.hits.fetch_add(1, Ordering::Relaxed);
+            // Kept here no longer than the writer allowed, nor than this
+            // authenticator's own TTLs.
+            let (kept, outcome, own) = match judged {
+                Judged::Active(p, exp) => {
+                    let mut u = now.saturating_add(i.positive_ttl).min(until);
+                    if let Some(exp) = exp {
+                        u = u.min(exp);
+                    }
+                    (Kept::Active(p.clone()), Outcome::Active(p), u)
+                }
+                Judged::Refused(r) => (
+                    Kept::Refused(r.clone()),
+                    Outcome::Refused(r),
+                    now.saturating_add(i.negative_ttl).min(until),
+                ),
+            };
+            let ttl = Duration::from_secs(u64::try_from(own.saturating_sub(now)).unwrap_or(0));
+            i.cache.keep(*key, kept, own, ttl, size);
+            Some(outcome)
+        }
+
+        /// Shares an endpoint's verdict, in the background (the request
+        /// does not wait on Redis).
+        pub(in crate::authn::introspection) fn store(
+            &self,
+            auth: &IntrospectionAuthenticator,
+            token: &str,
+            outcome: &Outcome,
+            now: i64,
+        ) {
+            let Some(cache) = &self.cache else { return };
+            let i = &*auth.inner;
+            let (until, answer) = match outcome {
+                Outcome::Active(p) => {
+                    let mut until = now.saturating_add(i.positive_ttl);
+                    if let Some(exp) = p.expires_at() {
+                        until = until.min(exp);
+                    }
+                    let Ok(answer) = serde_json::to_vec(p.claims()) else {
+                        return;
+                    };
+                    (until, answer)
+                }
+                Outcome::Refused(_) => (now.saturating_add(i.negative_ttl), REFUSED.to_vec()),
+                Outcome::Unavailable(..) => return,
+            };
+            let value = encode(until, &answer);
+            let secs = u64::try_from(until.saturating_sub(now)).unwrap_or(0);
+            if secs == 0 || value.len() > MAX_VALUE {
+                return;
+            }
+            let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                return;
+            };
+            let cache = Arc::clone(cache);
+            let token = token.to_owned();
+            rt.spawn(async move {
+                cache
+                    .put(token.as_bytes(), &value, Duration::from_secs(secs))
+                    .await;
+            });
+        }
+    }
+
+    impl IntrospectionAuthenticatorBuilder {
+        /// A second cache tier shared by every instance (feature `redis`):
+        /// on a local miss, `cache` (e.g. `redis.cache("introspection",
+        /// 1)`) is read before the endpoint is called, and each new
+        /// verdict is written to it. A shared answer is judged again on
+        /// every use as one from the endpoint (time claims, `iss`, `aud`,
+        /// `token_type`, `cnf`); a Redis that cannot answer in its timeout
+        /// is a miss, never a refusal. Use one namespace per configuration
+        /// (issuer, audiences), and keep write access to Redis as private
+        /// as the client secret: a value written there is a verdict.
+        ///
+        /// ```no_run
+        /// use tokenwarden::authn::introspection::IntrospectionAuthenticator;
+        /// use tokenwarden::state::redis::RedisState;
+        /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+        /// let redis = RedisState::builder("redis://10.0.0.5:6379").connect().await?;
+        /// let opaque = IntrospectionAuthenticator::builder()
+        ///     .endpoint("https://idp.example.com/oauth2/introspect")
+        ///     .client_secret_basic("orders-api", std::env::var("INTROSPECTION_SECRET")?)
+        ///     .shared_cache(redis.cache("introspection:orders-api", 1))
+        ///     .build()
+        ///     .await?;
+        /// # let _ = opaque; Ok(()) }
+        /// ```
+        #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+        pub fn shared_cache(mut self, cache: RedisCache) -> Self {
+            self.shared.cache = Some(Arc::new(cache));
+            self
+        }
+    }
+
+    impl IntrospectionAuthenticator {
+        /// Shared-tier reads so far: `(hits, misses, unusable)` (feature
+        /// `redis`). A miss includes Redis not answering in time; unusable
+        /// values (too large, unreadable, past their time) count apart.
+        #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+        pub fn shared_cache_stats(&self) -> (u64, u64, u64) {
+            let c = &self.inner.shared.counts;
+            (
+                c.hits.load(Ordering::Relaxed),
+                c.misses.load(Ordering::Relaxed),
+                c.unreadable.load(Ordering::Relaxed),
+            )
+        }
+    }
+}
