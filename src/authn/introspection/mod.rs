@@ -173,7 +173,12 @@ fn bound(v: Verdict, req: &RequestView<'_>) -> Verdict {
         return v;
     };
     let claims = p.claims();
-    if claims.get("cnf").and_then(|c| c.get("jkt")).is_some() {
+    let cnf = claims.get("cnf");
+    // The common case, decided with one lookup: an unbound answer.
+    if cnf.is_none() {
+        return v;
+    }
+    if cnf.and_then(|c| c.get("jkt")).is_some() {
         return Verdict::Refused(Refusal::invalid_token(
             Scheme::Bearer,
             "dpop_bound_token_as_bearer",
@@ -352,17 +357,25 @@ impl IntrospectionAuthenticator {
             Ok(None) => return Some(Verdict::NotMine),
             Err(r) => return Some(Verdict::Refused(r)),
         };
-        // Checked before hashing, and so before any call: nothing hostile
-        // in shape or size reaches the endpoint.
-        if token.len() > MAX_TOKEN_LEN || !b64token(token) {
-            return Some(Verdict::Refused(rules::refused(
+        let malformed = || {
+            Some(Verdict::Refused(rules::refused(
                 "malformed",
                 "the token is not a bearer token",
-            )));
+            )))
+        };
+        // The size before hashing (a bounded digest), the shape before any
+        // call: nothing hostile in shape or size reaches the endpoint.
+        if token.len() > MAX_TOKEN_LEN {
+            return malformed();
         }
         let key = crate::crypto::sha256_of(token.as_bytes());
-        let hit = self.inner.cache.hit(&key, self.inner.clock.now())?;
-        Some(bound(kept(&hit), req))
+        // Only a token of good shape is ever kept, so a hit needs no
+        // second look at its characters.
+        match self.inner.cache.hit(&key, self.inner.clock.now()) {
+            Some(hit) => Some(bound(kept(&hit), req)),
+            None if !b64token(token) => malformed(),
+            None => None,
+        }
     }
 
     /// The verdict: a kept one, the flight in progress for this token, or
