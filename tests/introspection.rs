@@ -552,3 +552,77 @@ async fn a_bound_opaque_token_is_held_to_its_binding() {
         "DPoP-bound sent as Bearer"
     );
 }
+
+/// Attack (review finding): tokens are the client's to choose, and an
+/// endpoint that answers 400 (or 413) for a junk token is judging that
+/// token, not failing: a flood of them must not open the circuit and lock
+/// every user out. Each junk verdict is kept like any refusal.
+#[tokio::test]
+async fn junk_tokens_the_endpoint_answers_400_do_not_open_the_circuit() {
+    let clock = ManualClock::new(NOW);
+    let idp = idp(&clock);
+    let auth = builder(&idp, &clock).max_failures(2).build().await.unwrap();
+    let chain = Chain::new().introspection(auth.clone());
+    for status in [400, 413] {
+        idp.set_introspection_unknown_token_status(Some(status));
+        for n in 0..20 {
+            let junk = format!("junk-{status}-{n:03}-Zq8Lw3Xk9Pv2");
+            assert_eq!(kind(run(&chain, &junk).await), (401, "malformed"), "{junk}");
+        }
+    }
+    assert!(!auth.circuit_open(), "junk tokens opened the circuit");
+    let calls = idp.introspection_calls();
+    assert_eq!(calls, 40);
+    // Kept as a refusal: asked again, no call.
+    assert_eq!(
+        kind(run(&chain, "junk-413-000-Zq8Lw3Xk9Pv2").await),
+        (401, "malformed")
+    );
+    assert_eq!(idp.introspection_calls(), calls);
+    // A good token is introspected as ever.
+    assert_eq!(run(&chain, &opaque(&idp)).await.unwrap().subject(), "alice");
+}
+
+/// Attack (review finding): a flood of tokens the endpoint is slow to
+/// judge fills the call slots; callers queued behind them get 503
+/// `introspection_busy`, but their wait is not the endpoint's failure:
+/// the circuit stays closed and the next good token is introspected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_queued_for_a_call_slot_do_not_open_the_circuit() {
+    let clock = ManualClock::new(NOW);
+    let idp = idp(&clock);
+    let auth = builder(&idp, &clock)
+        .max_concurrent(1)
+        .max_failures(1)
+        .timeout(Duration::from_secs(4))
+        .build()
+        .await
+        .unwrap();
+    let chain = Chain::new().introspection(auth.clone());
+    // Each call takes 2.5 s: within the 4 s timeout, longer than the 2 s a
+    // caller may wait for the one slot.
+    idp.set_introspection_outage(Some(IntrospectionOutage::Slow(Duration::from_millis(2500))));
+    let tasks: Vec<_> = (0..4)
+        .map(|n| {
+            let chain = chain.clone();
+            tokio::spawn(async move { kind(run(&chain, &format!("slow-{n}-Zq8Lw3Xk9Pv2")).await) })
+        })
+        .collect();
+    let mut verdicts = Vec::new();
+    for t in tasks {
+        verdicts.push(t.await.unwrap());
+    }
+    verdicts.sort_unstable();
+    assert_eq!(
+        verdicts,
+        [
+            (401, "inactive"),
+            (503, "introspection_busy"),
+            (503, "introspection_busy"),
+            (503, "introspection_busy")
+        ]
+    );
+    assert!(!auth.circuit_open(), "a queue opened the circuit");
+    idp.set_introspection_outage(None);
+    assert_eq!(run(&chain, &opaque(&idp)).await.unwrap().subject(), "alice");
+}

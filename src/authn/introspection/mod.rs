@@ -53,9 +53,13 @@
 //! |---|---|
 //! | a token with a kept verdict | that verdict, until its TTL ends |
 //! | times out, refuses connections, 5xx, HTML or garbage, too large | 503 with `Retry-After`, kind `introspection_timeout` / `introspection_unavailable` |
-//! | 401/403: our client credentials refused | 503, kind `introspection_client_rejected`, logged at error (never 401: the caller did nothing wrong) |
-//! | `max_failures` failures in a row | the circuit opens: 503 `introspection_circuit_open` without a call, `Retry-After` the time left; then one probe (half-open), the open time doubling on each failed probe up to `max_backoff` |
-//! | all call slots busy past the timeout | 503 `introspection_busy` |
+//! | 400, 413, 414, 422 or 431 about the token (too long, not its format) | 401 `invalid_token`, kind `malformed`, kept for the negative TTL: a verdict on that token, never a failure |
+//! | 401/403 (or 400 `invalid_client`): our client credentials refused | 503, kind `introspection_client_rejected`, logged at error (never 401: the caller did nothing wrong) |
+//! | `max_failures` failures in a row (every row above but the first two, and refused credentials) | the circuit opens: 503 `introspection_circuit_open` without a call, `Retry-After` the time left; then one probe (half-open), the open time doubling on each failed probe up to `max_backoff` |
+//! | all call slots busy for half the timeout | 503 `introspection_busy`, not a failure (a flood of tokens makes a queue, not an outage) |
+//!
+//! Nothing a token alone makes the endpoint answer counts towards the
+//! circuit: junk tokens cannot open it for everyone.
 //!
 //! Logs name the endpoint's host and the error's kind; a token only by the
 //! first 8 hex digits of its SHA-256.
@@ -426,11 +430,23 @@ impl IntrospectionAuthenticator {
                 return Outcome::Unavailable("introspection_circuit_open", retry);
             }
         };
-        let Ok(Ok(_permit)) = timeout_at(deadline, i.cache.permits.acquire()).await else {
+        // Waiting for a slot takes at most half the timeout, so the call
+        // itself always has at least the other half: a call that times out
+        // is then the endpoint's slowness, an outage, while a long queue
+        // (which a flood of tokens, each the client's to choose, can make)
+        // is only this caller's 503, never counted by the breaker.
+        let slot_deadline = Instant::now()
+            .checked_add(i.timeout / 2)
+            .map_or(deadline, |d| d.min(deadline));
+        let Ok(Ok(_permit)) = timeout_at(slot_deadline, i.cache.permits.acquire()).await else {
+            if probe {
+                // The probe never went out: let another caller probe.
+                i.breaker.probe_lost();
+            }
             tracing::warn!(
                 endpoint = %i.endpoint.host,
                 max_concurrent = i.cache.max_concurrent,
-                "introspection: every call slot stayed busy until the timeout"
+                "introspection: every call slot stayed busy for half the timeout"
             );
             return Outcome::Unavailable("introspection_busy", i.retry_after);
         };
@@ -460,6 +476,13 @@ impl IntrospectionAuthenticator {
                 Outcome::Refused(r)
             }
             Err(e) => {
+                // Every error here is one no token can cause (see
+                // `client::classify`): transport, a timeout of the call
+                // itself, 5xx, 429, a garbage 200. Refused client
+                // credentials count too: they fail every call alike until
+                // an operator fixes the configuration, and the open circuit
+                // spares the IdP (and its lockout rules) a rejected login
+                // per request meanwhile.
                 let opened = i.breaker.failure(i.clock.now(), probe);
                 let kind = e.kind();
                 if let CallError::ClientRejected(_) = e {
@@ -494,6 +517,16 @@ impl IntrospectionAuthenticator {
     async fn call(&self, token: &str, now: i64) -> Result<(Judged, usize), CallError> {
         let i = &*self.inner;
         match i.endpoint.call(token, now).await? {
+            Answer::TokenRejected(status) => {
+                tracing::debug!(status, "introspection: the endpoint refused the token");
+                Ok((
+                    Judged::Refused(rules::refused(
+                        "malformed",
+                        "the introspection endpoint refused the token",
+                    )),
+                    0,
+                ))
+            }
             Answer::Json(body) => i
                 .rules
                 .judge_json(&body, now)
@@ -807,7 +840,8 @@ impl IntrospectionAuthenticatorBuilder {
 
     /// The longest one judgement takes, waiting for a call slot included
     /// (default [`DEFAULT_TIMEOUT`], at least 1 ms, at most
-    /// [`MAX_TIMEOUT`]); past it, 503.
+    /// [`MAX_TIMEOUT`]); past it, 503. At most half of it is spent waiting
+    /// for a call slot, so the call has at least the other half.
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d.clamp(Duration::from_millis(1), MAX_TIMEOUT);
         self
