@@ -24,9 +24,12 @@
 //! [`token_types`](IntrospectionAuthenticatorBuilder::token_types)), which
 //! refuses refresh tokens and DPoP-bound tokens sent as bearer tokens. The
 //! answer is read as strictly as a JWT payload: one JSON object, no member
-//! twice. The principal's subject is `sub`, else `username`, else
-//! `client_id`; its scopes are `scope`; its claims the whole answer; its
-//! expiry `exp`. The chain's requirements then apply as to any principal.
+//! twice. The principal's subject is `sub` (an answer without one is
+//! refused, kind `missing_claim`, unless
+//! [`subject_fallback`](IntrospectionAuthenticatorBuilder::subject_fallback)
+//! lets `username:<username>` or `client_id:<client_id>` stand in: named by
+//! their claim, so a client's id never passes for a user's `sub`); its
+//! scopes are `scope`; its claims the whole answer; its expiry `exp`. The chain's requirements then apply as to any principal.
 //! With [`jwt_responses`](IntrospectionAuthenticatorBuilder::jwt_responses),
 //! answers are RFC 9701 signed JWTs, verified with the IdP's keys.
 //!
@@ -40,7 +43,8 @@
 //! - **nothing** for a failed call.
 //!
 //! The cache holds at most [`max_bytes`](IntrospectionAuthenticatorBuilder::max_bytes)
-//! (an estimate: the answer's length plus a fixed overhead per entry) and
+//! (an estimate: what the parsed answer holds, never less than its length,
+//! plus a fixed overhead per entry) and
 //! at most [`max_entries`](IntrospectionAuthenticatorBuilder::max_entries)
 //! entries (each entry weighs at least `max_bytes / max_entries`), evicting
 //! the least useful first. Concurrent requests with one new token share
@@ -206,9 +210,15 @@ fn kept(k: &Kept) -> Verdict {
     }
 }
 
+/// The longest JWS header segment decoded to tell a JWT by shape; a longer
+/// one is taken as a JWS unread.
+const MAX_SHAPE_HEADER: usize = 4096;
+
 /// Whether `token` is a compact JWS (RFC 7515 §7.1): exactly two dots, and
-/// a first segment that decodes to a JSON object. Those are the JWT
-/// authenticator's; everything else is opaque.
+/// a first segment that decodes to a JSON object, or is longer than
+/// [`MAX_SHAPE_HEADER`] (not decoded here: the JWT authenticator reads and
+/// judges it, and no token of that shape is sent to the endpoint). Those
+/// are the JWT authenticator's; everything else is opaque.
 pub(crate) fn jws_shaped(token: &str) -> bool {
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
@@ -216,9 +226,11 @@ pub(crate) fn jws_shaped(token: &str) -> bool {
     else {
         return false;
     };
-    // A header is small; a longer first segment is not worth decoding.
-    if header.len() > 4096 {
-        return false;
+    // Too long to be worth decoding for its shape, and too long for any
+    // opaque token to look like: the JWT authenticator's (an `x5c` chain
+    // makes a long header), refused there when it is junk.
+    if header.len() > MAX_SHAPE_HEADER {
+        return true;
     }
     match URL_SAFE_NO_PAD.decode(header) {
         Ok(h) => {
@@ -311,6 +323,7 @@ impl IntrospectionAuthenticator {
             issuer: None,
             audiences: Vec::new(),
             token_types: vec!["Bearer".into()],
+            subject_fallback: false,
             leeway: DEFAULT_LEEWAY,
             jwt_keys: None,
             positive_ttl: DEFAULT_POSITIVE_TTL,
@@ -457,6 +470,9 @@ impl IntrospectionAuthenticator {
         match judged {
             Ok((Judged::Active(p, exp), size)) => {
                 i.breaker.success();
+                // The parsed answer, not its text: many small members take
+                // several times their length once parsed.
+                let size = size.max(cache::weigh(&p));
                 let mut until = now.saturating_add(i.positive_ttl);
                 if let Some(exp) = exp {
                     until = until.min(exp);
@@ -607,6 +623,7 @@ pub struct IntrospectionAuthenticatorBuilder {
     issuer: Option<String>,
     audiences: Vec<String>,
     token_types: Vec<String>,
+    subject_fallback: bool,
     leeway: Duration,
     jwt_keys: Option<KeySource>,
     positive_ttl: Duration,
@@ -782,6 +799,17 @@ impl IntrospectionAuthenticatorBuilder {
     /// `Bearer`; ASCII case ignored).
     pub fn token_types<I: IntoIterator<Item = S>, S: Into<String>>(mut self, types: I) -> Self {
         self.token_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// For answers without `sub` (RFC 7662 §2.2 makes it optional; a
+    /// client credentials token may carry only `client_id`): the subject
+    /// is then `username:<username>`, else `client_id:<client_id>`, named
+    /// by its claim so that a client's id never passes for a user's `sub`
+    /// (a client registered as `alice` is not the user `alice`). Off by
+    /// default: such an answer is refused (401, kind `missing_claim`).
+    pub fn subject_fallback(mut self, on: bool) -> Self {
+        self.subject_fallback = on;
         self
     }
 
@@ -1025,6 +1053,7 @@ impl IntrospectionAuthenticatorBuilder {
                     },
                     token_types: self.token_types.into_iter().map(Into::into).collect(),
                     name: "introspection",
+                    subject_fallback: self.subject_fallback,
                 },
                 jwt,
                 cache: Cache::new(self.max_entries, self.max_bytes, self.max_concurrent),
