@@ -105,6 +105,7 @@ use self::breaker::{Admit, Breaker};
 use self::cache::{Cache, Kept};
 use self::client::{Answer, CallError, ClientAuth, Endpoint};
 use self::rules::{Judged, Rules};
+use super::mtls::CertificateBinding;
 use super::request::{authorization, authorization_names};
 use super::{
     Authenticator, BoxFuture, Chain, Member, Principal, Refusal, RequestView, Scheme, Verdict,
@@ -176,14 +177,17 @@ impl Outcome {
 /// connection's): RFC 8705 §3.2 lets an introspection answer carry
 /// `cnf["x5t#S256"]`, which must match the presented certificate; a
 /// DPoP-bound token (`cnf.jkt`, RFC 9449 §6.2) is never a bearer token.
-fn bound(v: Verdict, req: &RequestView<'_>) -> Verdict {
+/// With [`CertificateBinding::Required`], an answer without a binding is
+/// refused (`token_not_bound`).
+fn bound(v: Verdict, req: &RequestView<'_>, binding: CertificateBinding) -> Verdict {
     let Verdict::Authenticated(p) = &v else {
         return v;
     };
     let claims = p.claims();
     let cnf = claims.get("cnf");
-    // The common case, decided with one lookup: an unbound answer.
-    if cnf.is_none() {
+    // The common case, decided with one lookup: an unbound answer where
+    // unbound tokens pass.
+    if cnf.is_none() && binding == CertificateBinding::WhenBound {
         return v;
     }
     if cnf.and_then(|c| c.get("jkt")).is_some() {
@@ -193,11 +197,7 @@ fn bound(v: Verdict, req: &RequestView<'_>) -> Verdict {
             "a DPoP-bound token must be sent with the DPoP scheme",
         ));
     }
-    match crate::authn::mtls::check_binding(
-        claims,
-        req.peer_certificate_der(),
-        crate::authn::mtls::CertificateBinding::WhenBound,
-    ) {
+    match crate::authn::mtls::check_binding(claims, req.peer_certificate_der(), binding) {
         Ok(()) => v,
         Err(r) => Verdict::Refused(r),
     }
@@ -295,6 +295,7 @@ struct Inner {
     timeout: Duration,
     retry_after: u32,
     public_jwk: Option<Value>,
+    binding: CertificateBinding,
 }
 
 impl fmt::Debug for IntrospectionAuthenticator {
@@ -324,6 +325,7 @@ impl IntrospectionAuthenticator {
             audiences: Vec::new(),
             token_types: vec!["Bearer".into()],
             subject_fallback: false,
+            binding: CertificateBinding::WhenBound,
             leeway: DEFAULT_LEEWAY,
             jwt_keys: None,
             positive_ttl: DEFAULT_POSITIVE_TTL,
@@ -389,7 +391,7 @@ impl IntrospectionAuthenticator {
         // Only a token of good shape is ever kept, so a hit needs no
         // second look at its characters.
         match self.inner.cache.hit(&key, self.inner.clock.now()) {
-            Some(hit) => Some(bound(kept(&hit), req)),
+            Some(hit) => Some(bound(kept(&hit), req, self.inner.binding)),
             None if !b64token(token) => malformed(),
             None => None,
         }
@@ -420,7 +422,7 @@ impl IntrospectionAuthenticator {
             Err(_) => Outcome::Unavailable("introspection_timeout", i.retry_after),
         };
         drop(flight);
-        bound(outcome.verdict(), req)
+        bound(outcome.verdict(), req, i.binding)
     }
 
     /// One call, under the breaker, the cap and the deadline; its verdict
@@ -624,6 +626,7 @@ pub struct IntrospectionAuthenticatorBuilder {
     audiences: Vec<String>,
     token_types: Vec<String>,
     subject_fallback: bool,
+    binding: CertificateBinding,
     leeway: Duration,
     jwt_keys: Option<KeySource>,
     positive_ttl: Duration,
@@ -810,6 +813,18 @@ impl IntrospectionAuthenticatorBuilder {
     /// default: such an answer is refused (401, kind `missing_claim`).
     pub fn subject_fallback(mut self, on: bool) -> Self {
         self.subject_fallback = on;
+        self
+    }
+
+    /// Whether plain bearer tokens pass beside certificate-bound ones
+    /// (RFC 8705 §3): with [`CertificateBinding::Required`], an answer
+    /// without `cnf["x5t#S256"]` matching the connection's certificate is
+    /// refused (401, kind `token_not_bound`), as the JWT authenticator's
+    /// [`certificate_binding`](super::jwt::JwtAuthenticator::certificate_binding)
+    /// does for JWTs. Default [`CertificateBinding::WhenBound`]: a bound
+    /// answer is always held to its certificate.
+    pub fn certificate_binding(mut self, binding: CertificateBinding) -> Self {
+        self.binding = binding;
         self
     }
 
@@ -1069,6 +1084,7 @@ impl IntrospectionAuthenticatorBuilder {
                 timeout,
                 retry_after: self.retry_after,
                 public_jwk,
+                binding: self.binding,
             }),
         })
     }
