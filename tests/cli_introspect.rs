@@ -53,12 +53,13 @@ fn an_active_opaque_token_prints_its_principal_and_exits_0() {
         .audience("api")
         .scope("orders:read")
         .issue();
-    let (code, out, _) = introspect(
+    let (code, out, err) = introspect(
         &idp,
         SECRET,
         &["--audience", "api", "--issuer", idp.issuer(), &token],
     );
     assert_eq!(code, 0, "{out}");
+    assert!(!err.contains("warning"), "{err}");
     assert_eq!(out["valid"], true);
     assert_eq!(out["principal"]["subject"], "alice");
     assert_eq!(out["principal"]["authenticator"], "introspection");
@@ -67,13 +68,18 @@ fn an_active_opaque_token_prints_its_principal_and_exits_0() {
         serde_json::json!(["orders:read"])
     );
     assert_eq!(out["principal"]["claims"]["aud"], "api");
-    // client_secret_post works too.
-    let (code, out, _) = introspect(
+    // client_secret_post works too; without --audience, a warning that
+    // the audience went unchecked.
+    let (code, out, err) = introspect(
         &idp,
         SECRET,
         &["--client-auth", "client_secret_post", &token],
     );
     assert_eq!(code, 0, "{out}");
+    assert!(
+        err.contains("warning: --introspect without --audience"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -552,3 +552,177 @@ async fn a_bound_opaque_token_is_held_to_its_binding() {
         "DPoP-bound sent as Bearer"
     );
 }
+
+/// Attack (review finding): tokens are the client's to choose, and an
+/// endpoint that answers 400 (or 413) for a junk token is judging that
+/// token, not failing: a flood of them must not open the circuit and lock
+/// every user out. Each junk verdict is kept like any refusal.
+#[tokio::test]
+async fn junk_tokens_the_endpoint_answers_400_do_not_open_the_circuit() {
+    let clock = ManualClock::new(NOW);
+    let idp = idp(&clock);
+    let auth = builder(&idp, &clock).max_failures(2).build().await.unwrap();
+    let chain = Chain::new().introspection(auth.clone());
+    for status in [400, 413] {
+        idp.set_introspection_unknown_token_status(Some(status));
+        for n in 0..20 {
+            let junk = format!("junk-{status}-{n:03}-Zq8Lw3Xk9Pv2");
+            assert_eq!(kind(run(&chain, &junk).await), (401, "malformed"), "{junk}");
+        }
+    }
+    assert!(!auth.circuit_open(), "junk tokens opened the circuit");
+    let calls = idp.introspection_calls();
+    assert_eq!(calls, 40);
+    // Kept as a refusal: asked again, no call.
+    assert_eq!(
+        kind(run(&chain, "junk-413-000-Zq8Lw3Xk9Pv2").await),
+        (401, "malformed")
+    );
+    assert_eq!(idp.introspection_calls(), calls);
+    // A good token is introspected as ever.
+    assert_eq!(run(&chain, &opaque(&idp)).await.unwrap().subject(), "alice");
+}
+
+/// Attack (review finding): a flood of tokens the endpoint is slow to
+/// judge fills the call slots; callers queued behind them get 503
+/// `introspection_busy`, but their wait is not the endpoint's failure:
+/// the circuit stays closed and the next good token is introspected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_queued_for_a_call_slot_do_not_open_the_circuit() {
+    let clock = ManualClock::new(NOW);
+    let idp = idp(&clock);
+    let auth = builder(&idp, &clock)
+        .max_concurrent(1)
+        .max_failures(1)
+        .timeout(Duration::from_secs(4))
+        .build()
+        .await
+        .unwrap();
+    let chain = Chain::new().introspection(auth.clone());
+    // Each call takes 2.5 s: within the 4 s timeout, longer than the 2 s a
+    // caller may wait for the one slot.
+    idp.set_introspection_outage(Some(IntrospectionOutage::Slow(Duration::from_millis(2500))));
+    let tasks: Vec<_> = (0..4)
+        .map(|n| {
+            let chain = chain.clone();
+            tokio::spawn(async move { kind(run(&chain, &format!("slow-{n}-Zq8Lw3Xk9Pv2")).await) })
+        })
+        .collect();
+    let mut verdicts = Vec::new();
+    for t in tasks {
+        verdicts.push(t.await.unwrap());
+    }
+    verdicts.sort_unstable();
+    assert_eq!(
+        verdicts,
+        [
+            (401, "inactive"),
+            (503, "introspection_busy"),
+            (503, "introspection_busy"),
+            (503, "introspection_busy")
+        ]
+    );
+    assert!(!auth.circuit_open(), "a queue opened the circuit");
+    idp.set_introspection_outage(None);
+    assert_eq!(run(&chain, &opaque(&idp)).await.unwrap().subject(), "alice");
+}
+
+/// Attack (review finding): a token of JWS shape (two dots) whose header
+/// segment is too long to decode for its shape is still the JWT
+/// authenticator's: refused there as `invalid_token`, never sent to the
+/// introspection endpoint.
+#[tokio::test]
+async fn a_jws_shaped_token_with_a_huge_header_is_never_introspected() {
+    let clock = ManualClock::new(NOW);
+    let idp = idp(&clock);
+    let validator = Validator::builder()
+        .issuer(idp.issuer())
+        .audience("api")
+        .keys(KeySet::from_jwks(idp.jwks_json().as_bytes()).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let chain = Chain::new()
+        .jwt(JwtAuthenticator::new(validator))
+        .introspection(builder(&idp, &clock).build().await.unwrap());
+    let huge = format!("{}.e30.c2ln", "A".repeat(5000));
+    let r = run(&chain, &huge).await.unwrap_err();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.error(), Some("invalid_token"));
+    // Alone in a chain, introspection leaves it as it leaves any JWT.
+    let alone = chain_for(&idp, &clock).await;
+    assert_eq!(run(&alone, &huge).await.unwrap_err().status(), 401);
+    assert_eq!(idp.introspection_calls(), 0);
+}
+
+/// Attack (review finding): an answer without `sub` (a client credentials
+/// token) does not silently make its `client_id` the subject, where it
+/// could pass for the user whose `sub` it equals; configured, the subject
+/// is named by its claim.
+#[tokio::test]
+async fn a_client_id_stands_in_for_sub_only_when_configured_and_named() {
+    let clock = ManualClock::new(NOW);
+    let idp = idp(&clock);
+    // A client registered under a user's subject.
+    let token = idp
+        .opaque_token()
+        .audience("api")
+        .claim("client_id", "alice")
+        .issue();
+    let chain = chain_for(&idp, &clock).await;
+    assert_eq!(kind(run(&chain, &token).await), (401, "missing_claim"));
+    let auth = builder(&idp, &clock)
+        .subject_fallback(true)
+        .build()
+        .await
+        .unwrap();
+    let p = run(&Chain::new().introspection(auth), &token)
+        .await
+        .unwrap();
+    assert_eq!(p.subject(), "client_id:alice");
+    assert_ne!(
+        p.subject(),
+        run(&chain, &opaque(&idp)).await.unwrap().subject()
+    );
+}
+
+/// Attack (review finding): an answer of many small members takes several
+/// times its length once parsed; the cache's byte bound must count what
+/// is kept, not the text, or large answers overrun it.
+#[tokio::test]
+async fn the_byte_bound_counts_the_parsed_answer_not_its_text() {
+    const MAX_BYTES: usize = 256 * 1024;
+    const MEMBERS: usize = 2500;
+    let clock = ManualClock::new(NOW);
+    let idp = idp(&clock);
+    let auth = builder(&idp, &clock)
+        .max_bytes(MAX_BYTES)
+        .max_entries(100)
+        .build()
+        .await
+        .unwrap();
+    let chain = Chain::new().introspection(auth.clone());
+    let big: serde_json::Map<String, serde_json::Value> = (0..MEMBERS)
+        .map(|n| (format!("k{n:04}"), serde_json::Value::from(0)))
+        .collect();
+    let text = serde_json::Value::Object(big.clone()).to_string().len();
+    // Each member parsed holds at least its key's `String` and a `Value`.
+    let parsed = MEMBERS * (size_of::<String>() + size_of::<serde_json::Value>() + "k0000".len());
+    assert!(parsed > 3 * text, "{parsed} vs {text}");
+    for _ in 0..5 {
+        let token = idp
+            .opaque_token()
+            .subject("alice")
+            .audience("api")
+            .claim("extra", serde_json::Value::Object(big.clone()))
+            .issue();
+        run(&chain, &token).await.unwrap();
+    }
+    let (entries, bytes) = auth.cache_usage();
+    assert!(bytes <= MAX_BYTES as u64, "{bytes} bytes kept");
+    // Five answers of `parsed` bytes each cannot fit: at most what does.
+    assert!(
+        entries as usize <= MAX_BYTES / parsed,
+        "{entries} entries kept, each holding at least {parsed} bytes"
+    );
+}

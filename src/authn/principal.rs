@@ -37,8 +37,10 @@ pub struct Principal {
     authenticator: &'static str,
     claims: Claims,
     /// What is not read from a JWT's claims; `None` for a JWT's principal
-    /// (small to build and to move: this is per request).
-    extra: Option<Box<Extra>>,
+    /// (small to build and to move: this is per request). Shared: a clone
+    /// (a cached principal handed to each request) is a reference count,
+    /// and a `with_*` on a shared one copies it first.
+    extra: Option<Arc<Extra>>,
 }
 
 /// A principal's parts that are not read from claims.
@@ -155,7 +157,7 @@ impl Principal {
         Principal {
             authenticator,
             claims: Claims::Map(Arc::new(Map::new())),
-            extra: Some(Box::new(Extra {
+            extra: Some(Arc::new(Extra {
                 subject: Some(subject.into()),
                 expires_at: Some(None),
                 ..Extra::default()
@@ -198,7 +200,7 @@ impl Principal {
     }
 
     fn extra_mut(&mut self) -> &mut Extra {
-        self.extra.get_or_insert_with(Box::default)
+        Arc::make_mut(self.extra.get_or_insert_with(Arc::default))
     }
 
     /// With these scopes (added to any already held).

@@ -33,6 +33,22 @@ pub struct ClientCert {
     pub key_der: Vec<u8>,
 }
 
+impl ClientCert {
+    /// The PEM as nginx's `$ssl_client_escaped_cert` writes it (the
+    /// sidecar's `[mtls] format = "nginx"` header).
+    pub fn nginx_escaped(&self) -> String {
+        self.pem
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+}
+
 /// Whether the server asks for a client certificate or requires one.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {

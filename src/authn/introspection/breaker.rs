@@ -102,6 +102,12 @@ impl Breaker {
         Some(secs(s.backoff))
     }
 
+    /// The probe admitted never reached the endpoint (no call slot): the
+    /// next caller may probe, and nothing is counted.
+    pub(super) fn probe_lost(&self) {
+        self.state().probe_since = None;
+    }
+
     /// Whether the breaker is open (or half-open) now.
     pub(super) fn is_open(&self) -> bool {
         self.state().open_until.is_some()

@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::Outcome;
@@ -36,6 +37,42 @@ pub(super) struct Entry {
 pub(super) enum Kept {
     Active(Principal),
     Refused(Refusal),
+}
+
+/// The memory a kept principal holds, estimated from what it holds (its
+/// claims as parsed `Value`s, its scopes), so the byte bound holds for an
+/// answer of many small members, which takes several times its length
+/// once parsed. A lower bound of the real heap: each member is charged its
+/// key, its `String` and `Value` headers and a share of the tree node;
+/// each string its bytes; each array slot a `Value`.
+pub(super) fn weigh(p: &Principal) -> usize {
+    const MEMBER: usize = size_of::<String>() + size_of::<Value>() + 16;
+    let mut total = size_of::<Value>();
+    let mut stack: Vec<&Value> = Vec::new();
+    for (k, v) in p.claims() {
+        total = total.saturating_add(MEMBER + k.len());
+        stack.push(v);
+    }
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) => total = total.saturating_add(s.len()),
+            Value::Array(a) => {
+                total = total.saturating_add(a.len().saturating_mul(size_of::<Value>()));
+                stack.extend(a);
+            }
+            Value::Object(m) => {
+                for (k, v) in m {
+                    total = total.saturating_add(MEMBER + k.len());
+                    stack.push(v);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+    for s in p.scopes() {
+        total = total.saturating_add(size_of::<String>() + 16 + s.len());
+    }
+    total.saturating_add(p.subject().len())
 }
 
 struct PerEntry;
@@ -106,7 +143,7 @@ impl Cache {
     }
 
     /// Keeps `verdict` until `until` (clock seconds), `ttl` from now;
-    /// `size`: the answer's length in bytes.
+    /// `size`: what it holds in bytes (at least the answer's length).
     pub(super) fn keep(&self, key: Key, verdict: Kept, until: i64, ttl: Duration, size: usize) {
         if ttl.is_zero() {
             return;

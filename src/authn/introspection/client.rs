@@ -112,6 +112,49 @@ pub(super) enum Answer {
     Json(Vec<u8>),
     /// A signed JWT (RFC 9701).
     Jwt(String),
+    /// The endpoint refused the request over the token it carries (400 and
+    /// kin: too long, not in its format): a verdict on that token, which a
+    /// client chooses, and never a sign of an outage.
+    TokenRejected(u16),
+}
+
+/// What a status other than 200 says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NotOk {
+    /// About the token the request carried: a verdict on it.
+    Token,
+    /// Our client credentials were refused.
+    Client,
+    /// The endpoint is down, overloaded or misplaced.
+    Outage,
+}
+
+/// The longest error body read to tell a refused client from a refused
+/// token.
+const MAX_ERROR_BODY: usize = 4096;
+
+/// Classifies a status other than 200, with the error body's `error` code
+/// (RFC 6749 §5.2) when it had one.
+///
+/// A token is the client's to choose, so whatever a token alone can make
+/// the endpoint answer must stay that token's verdict: were it counted as
+/// an outage, a flood of junk tokens would open the circuit breaker for
+/// every user. RFC 7662 §2.2 answers a token it does not know, cannot
+/// parse or will not judge with `{"active": false}`; IdPs that answer 400
+/// (`invalid_request`), 413, 414, 422 or 431 instead are saying the same
+/// of that one token. Only failures no token can cause count as outages:
+/// 5xx, 429 (the endpoint sheds load), and statuses that mean the endpoint
+/// is misplaced (3xx: redirects are not followed; 404, 405, 415).
+pub(super) fn classify(status: u16, error: Option<&str>) -> NotOk {
+    match (status, error) {
+        // RFC 7662 §2.1 and RFC 6749 §5.2: a failed client authentication
+        // is 401, or 400 `invalid_client` (some IdPs, for
+        // `client_secret_post`); 403 or `unauthorized_client`: this client
+        // may not introspect. No token can cause them.
+        (401 | 403, _) | (400, Some("invalid_client" | "unauthorized_client")) => NotOk::Client,
+        (400 | 413 | 414 | 422 | 431, _) => NotOk::Token,
+        _ => NotOk::Outage,
+    }
 }
 
 /// The endpoint and how to call it.
@@ -192,11 +235,18 @@ impl Endpoint {
             .await
             .map_err(|e| from_reqwest(&e))?;
         let status = resp.status().as_u16();
-        match status {
-            200 => {}
-            401 | 403 => return Err(CallError::ClientRejected(status)),
+        if status != 200 {
             // A redirect is not followed: the token would go where it leads.
-            s => return Err(CallError::Status(s)),
+            let error = if status == 400 {
+                error_code(&mut resp).await
+            } else {
+                None
+            };
+            return match classify(status, error.as_deref()) {
+                NotOk::Token => Ok(Answer::TokenRejected(status)),
+                NotOk::Client => Err(CallError::ClientRejected(status)),
+                NotOk::Outage => Err(CallError::Status(status)),
+            };
         }
         let ct = resp
             .headers()
@@ -277,6 +327,25 @@ impl Endpoint {
     }
 }
 
+/// The `error` code of a JSON error body (RFC 6749 §5.2), read up to
+/// [`MAX_ERROR_BODY`] bytes; `None` for any other body.
+async fn error_code(resp: &mut reqwest::Response) -> Option<String> {
+    let mut bytes = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        if bytes.len().saturating_add(chunk.len()) > MAX_ERROR_BODY {
+            return None;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        error: String,
+    }
+    serde_json::from_slice::<ErrorBody>(&bytes)
+        .ok()
+        .map(|b| b.error)
+}
+
 /// reqwest's error, without its Display (which names the URL whole).
 fn from_reqwest(e: &reqwest::Error) -> CallError {
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
@@ -294,5 +363,29 @@ fn from_reqwest(e: &reqwest::Error) -> CallError {
         CallError::Connect("the answer could not be read".into())
     } else {
         CallError::Connect("the request failed".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_no_token_can_cause_are_outages() {
+        for s in [400, 413, 414, 422, 431] {
+            assert_eq!(classify(s, None), NotOk::Token, "{s}");
+        }
+        assert_eq!(classify(400, Some("invalid_request")), NotOk::Token);
+        for (s, e) in [
+            (401, None),
+            (403, None),
+            (400, Some("invalid_client")),
+            (400, Some("unauthorized_client")),
+        ] {
+            assert_eq!(classify(s, e), NotOk::Client, "{s} {e:?}");
+        }
+        for s in [500, 502, 503, 504, 429, 404, 405, 415, 301, 302, 307] {
+            assert_eq!(classify(s, None), NotOk::Outage, "{s}");
+        }
     }
 }

@@ -24,9 +24,12 @@
 //! [`token_types`](IntrospectionAuthenticatorBuilder::token_types)), which
 //! refuses refresh tokens and DPoP-bound tokens sent as bearer tokens. The
 //! answer is read as strictly as a JWT payload: one JSON object, no member
-//! twice. The principal's subject is `sub`, else `username`, else
-//! `client_id`; its scopes are `scope`; its claims the whole answer; its
-//! expiry `exp`. The chain's requirements then apply as to any principal.
+//! twice. The principal's subject is `sub` (an answer without one is
+//! refused, kind `missing_claim`, unless
+//! [`subject_fallback`](IntrospectionAuthenticatorBuilder::subject_fallback)
+//! lets `username:<username>` or `client_id:<client_id>` stand in: named by
+//! their claim, so a client's id never passes for a user's `sub`); its
+//! scopes are `scope`; its claims the whole answer; its expiry `exp`. The chain's requirements then apply as to any principal.
 //! With [`jwt_responses`](IntrospectionAuthenticatorBuilder::jwt_responses),
 //! answers are RFC 9701 signed JWTs, verified with the IdP's keys.
 //!
@@ -40,7 +43,8 @@
 //! - **nothing** for a failed call.
 //!
 //! The cache holds at most [`max_bytes`](IntrospectionAuthenticatorBuilder::max_bytes)
-//! (an estimate: the answer's length plus a fixed overhead per entry) and
+//! (an estimate: what the parsed answer holds, never less than its length,
+//! plus a fixed overhead per entry) and
 //! at most [`max_entries`](IntrospectionAuthenticatorBuilder::max_entries)
 //! entries (each entry weighs at least `max_bytes / max_entries`), evicting
 //! the least useful first. Concurrent requests with one new token share
@@ -53,9 +57,13 @@
 //! |---|---|
 //! | a token with a kept verdict | that verdict, until its TTL ends |
 //! | times out, refuses connections, 5xx, HTML or garbage, too large | 503 with `Retry-After`, kind `introspection_timeout` / `introspection_unavailable` |
-//! | 401/403: our client credentials refused | 503, kind `introspection_client_rejected`, logged at error (never 401: the caller did nothing wrong) |
-//! | `max_failures` failures in a row | the circuit opens: 503 `introspection_circuit_open` without a call, `Retry-After` the time left; then one probe (half-open), the open time doubling on each failed probe up to `max_backoff` |
-//! | all call slots busy past the timeout | 503 `introspection_busy` |
+//! | 400, 413, 414, 422 or 431 about the token (too long, not its format) | 401 `invalid_token`, kind `malformed`, kept for the negative TTL: a verdict on that token, never a failure |
+//! | 401/403 (or 400 `invalid_client`): our client credentials refused | 503, kind `introspection_client_rejected`, logged at error (never 401: the caller did nothing wrong) |
+//! | `max_failures` failures in a row (every row above but the first two, and refused credentials) | the circuit opens: 503 `introspection_circuit_open` without a call, `Retry-After` the time left; then one probe (half-open), the open time doubling on each failed probe up to `max_backoff` |
+//! | all call slots busy for half the timeout | 503 `introspection_busy`, not a failure (a flood of tokens makes a queue, not an outage) |
+//!
+//! Nothing a token alone makes the endpoint answer counts towards the
+//! circuit: junk tokens cannot open it for everyone.
 //!
 //! Logs name the endpoint's host and the error's kind; a token only by the
 //! first 8 hex digits of its SHA-256.
@@ -98,6 +106,7 @@ use self::breaker::{Admit, Breaker};
 use self::cache::{Cache, Kept};
 use self::client::{Answer, CallError, ClientAuth, Endpoint};
 use self::rules::{Judged, Rules};
+use super::mtls::CertificateBinding;
 use super::request::{authorization, authorization_names};
 use super::{
     Authenticator, BoxFuture, Chain, Member, Principal, Refusal, RequestView, Scheme, Verdict,
@@ -169,16 +178,20 @@ impl Outcome {
 /// connection's): RFC 8705 §3.2 lets an introspection answer carry
 /// `cnf["x5t#S256"]`, which must match the presented certificate; a
 /// DPoP-bound token (`cnf.jkt`, RFC 9449 §6.2) is never a bearer token.
-fn bound(v: Verdict, req: &RequestView<'_>) -> Verdict {
+/// With [`CertificateBinding::Required`], an answer without a binding is
+/// refused (`token_not_bound`).
+fn bound(v: Verdict, req: &RequestView<'_>, binding: CertificateBinding) -> Verdict {
     let Verdict::Authenticated(p) = &v else {
         return v;
     };
-    let cnf = crate::authn::mtls::Confirmation::from_claims(p.claims());
-    match crate::authn::mtls::check_bearer(
-        &cnf,
-        req.peer_certificate_der(),
-        crate::authn::mtls::CertificateBinding::WhenBound,
-    ) {
+    let claims = p.claims();
+    // The common case, decided with one lookup: an unbound answer where
+    // unbound tokens pass.
+    if !claims.contains_key("cnf") && binding == CertificateBinding::WhenBound {
+        return v;
+    }
+    let cnf = crate::authn::mtls::Confirmation::from_claims(claims);
+    match crate::authn::mtls::check_bearer(&cnf, req.peer_certificate_der(), binding) {
         Ok(()) => v,
         Err(r) => Verdict::Refused(r),
     }
@@ -191,9 +204,15 @@ fn kept(k: &Kept) -> Verdict {
     }
 }
 
+/// The longest JWS header segment decoded to tell a JWT by shape; a longer
+/// one is taken as a JWS unread.
+const MAX_SHAPE_HEADER: usize = 4096;
+
 /// Whether `token` is a compact JWS (RFC 7515 §7.1): exactly two dots, and
-/// a first segment that decodes to a JSON object. Those are the JWT
-/// authenticator's; everything else is opaque.
+/// a first segment that decodes to a JSON object, or is longer than
+/// [`MAX_SHAPE_HEADER`] (not decoded here: the JWT authenticator reads and
+/// judges it, and no token of that shape is sent to the endpoint). Those
+/// are the JWT authenticator's; everything else is opaque.
 pub(crate) fn jws_shaped(token: &str) -> bool {
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
@@ -201,9 +220,11 @@ pub(crate) fn jws_shaped(token: &str) -> bool {
     else {
         return false;
     };
-    // A header is small; a longer first segment is not worth decoding.
-    if header.len() > 4096 {
-        return false;
+    // Too long to be worth decoding for its shape, and too long for any
+    // opaque token to look like: the JWT authenticator's (an `x5c` chain
+    // makes a long header), refused there when it is junk.
+    if header.len() > MAX_SHAPE_HEADER {
+        return true;
     }
     match URL_SAFE_NO_PAD.decode(header) {
         Ok(h) => {
@@ -270,6 +291,7 @@ struct Inner {
     public_jwk: Option<Value>,
     /// The optional Redis tier (`shared.rs`).
     shared: shared::SharedTier,
+    binding: CertificateBinding,
 }
 
 impl fmt::Debug for IntrospectionAuthenticator {
@@ -298,6 +320,8 @@ impl IntrospectionAuthenticator {
             issuer: None,
             audiences: Vec::new(),
             token_types: vec!["Bearer".into()],
+            subject_fallback: false,
+            binding: CertificateBinding::WhenBound,
             leeway: DEFAULT_LEEWAY,
             jwt_keys: None,
             positive_ttl: DEFAULT_POSITIVE_TTL,
@@ -349,17 +373,25 @@ impl IntrospectionAuthenticator {
             Ok(None) => return Some(Verdict::NotMine),
             Err(r) => return Some(Verdict::Refused(r)),
         };
-        // Checked before hashing, and so before any call: nothing hostile
-        // in shape or size reaches the endpoint.
-        if token.len() > MAX_TOKEN_LEN || !b64token(token) {
-            return Some(Verdict::Refused(rules::refused(
+        let malformed = || {
+            Some(Verdict::Refused(rules::refused(
                 "malformed",
                 "the token is not a bearer token",
-            )));
+            )))
+        };
+        // The size before hashing (a bounded digest), the shape before any
+        // call: nothing hostile in shape or size reaches the endpoint.
+        if token.len() > MAX_TOKEN_LEN {
+            return malformed();
         }
         let key = crate::crypto::sha256_of(token.as_bytes());
-        let hit = self.inner.cache.hit(&key, self.inner.clock.now())?;
-        Some(bound(kept(&hit), req))
+        // Only a token of good shape is ever kept, so a hit needs no
+        // second look at its characters.
+        match self.inner.cache.hit(&key, self.inner.clock.now()) {
+            Some(hit) => Some(bound(kept(&hit), req, self.inner.binding)),
+            None if !b64token(token) => malformed(),
+            None => None,
+        }
     }
 
     /// The verdict: a kept one, the flight in progress for this token, or
@@ -387,7 +419,7 @@ impl IntrospectionAuthenticator {
             Err(_) => Outcome::Unavailable("introspection_timeout", i.retry_after),
         };
         drop(flight);
-        bound(outcome.verdict(), req)
+        bound(outcome.verdict(), req, i.binding)
     }
 
     /// One call, under the breaker, the cap and the deadline; its verdict
@@ -414,11 +446,23 @@ impl IntrospectionAuthenticator {
                 return Outcome::Unavailable("introspection_circuit_open", retry);
             }
         };
-        let Ok(Ok(_permit)) = timeout_at(deadline, i.cache.permits.acquire()).await else {
+        // Waiting for a slot takes at most half the timeout, so the call
+        // itself always has at least the other half: a call that times out
+        // is then the endpoint's slowness, an outage, while a long queue
+        // (which a flood of tokens, each the client's to choose, can make)
+        // is only this caller's 503, never counted by the breaker.
+        let slot_deadline = Instant::now()
+            .checked_add(i.timeout / 2)
+            .map_or(deadline, |d| d.min(deadline));
+        let Ok(Ok(_permit)) = timeout_at(slot_deadline, i.cache.permits.acquire()).await else {
+            if probe {
+                // The probe never went out: let another caller probe.
+                i.breaker.probe_lost();
+            }
             tracing::warn!(
                 endpoint = %i.endpoint.host,
                 max_concurrent = i.cache.max_concurrent,
-                "introspection: every call slot stayed busy until the timeout"
+                "introspection: every call slot stayed busy for half the timeout"
             );
             return Outcome::Unavailable("introspection_busy", i.retry_after);
         };
@@ -429,6 +473,9 @@ impl IntrospectionAuthenticator {
         let outcome = match judged {
             Ok((Judged::Active(p, exp), size)) => {
                 i.breaker.success();
+                // The parsed answer, not its text: many small members take
+                // several times their length once parsed.
+                let size = size.max(cache::weigh(&p));
                 let mut until = now.saturating_add(i.positive_ttl);
                 if let Some(exp) = exp {
                     until = until.min(exp);
@@ -448,6 +495,13 @@ impl IntrospectionAuthenticator {
                 Outcome::Refused(r)
             }
             Err(e) => {
+                // Every error here is one no token can cause (see
+                // `client::classify`): transport, a timeout of the call
+                // itself, 5xx, 429, a garbage 200. Refused client
+                // credentials count too: they fail every call alike until
+                // an operator fixes the configuration, and the open circuit
+                // spares the IdP (and its lockout rules) a rejected login
+                // per request meanwhile.
                 let opened = i.breaker.failure(i.clock.now(), probe);
                 let kind = e.kind();
                 if let CallError::ClientRejected(_) = e {
@@ -484,6 +538,16 @@ impl IntrospectionAuthenticator {
     async fn call(&self, token: &str, now: i64) -> Result<(Judged, usize), CallError> {
         let i = &*self.inner;
         match i.endpoint.call(token, now).await? {
+            Answer::TokenRejected(status) => {
+                tracing::debug!(status, "introspection: the endpoint refused the token");
+                Ok((
+                    Judged::Refused(rules::refused(
+                        "malformed",
+                        "the introspection endpoint refused the token",
+                    )),
+                    0,
+                ))
+            }
             Answer::Json(body) => i
                 .rules
                 .judge_json(&body, now)
@@ -564,6 +628,8 @@ pub struct IntrospectionAuthenticatorBuilder {
     issuer: Option<String>,
     audiences: Vec<String>,
     token_types: Vec<String>,
+    subject_fallback: bool,
+    binding: CertificateBinding,
     leeway: Duration,
     jwt_keys: Option<KeySource>,
     positive_ttl: Duration,
@@ -743,6 +809,29 @@ impl IntrospectionAuthenticatorBuilder {
         self
     }
 
+    /// For answers without `sub` (RFC 7662 §2.2 makes it optional; a
+    /// client credentials token may carry only `client_id`): the subject
+    /// is then `username:<username>`, else `client_id:<client_id>`, named
+    /// by its claim so that a client's id never passes for a user's `sub`
+    /// (a client registered as `alice` is not the user `alice`). Off by
+    /// default: such an answer is refused (401, kind `missing_claim`).
+    pub fn subject_fallback(mut self, on: bool) -> Self {
+        self.subject_fallback = on;
+        self
+    }
+
+    /// Whether plain bearer tokens pass beside certificate-bound ones
+    /// (RFC 8705 §3): with [`CertificateBinding::Required`], an answer
+    /// without `cnf["x5t#S256"]` matching the connection's certificate is
+    /// refused (401, kind `token_not_bound`), as the JWT authenticator's
+    /// [`certificate_binding`](super::jwt::JwtAuthenticator::certificate_binding)
+    /// does for JWTs. Default [`CertificateBinding::WhenBound`]: a bound
+    /// answer is always held to its certificate.
+    pub fn certificate_binding(mut self, binding: CertificateBinding) -> Self {
+        self.binding = binding;
+        self
+    }
+
     /// Clock-skew allowance for `exp`, `nbf` and `iat` (default
     /// [`DEFAULT_LEEWAY`]).
     pub fn leeway(mut self, leeway: Duration) -> Self {
@@ -798,7 +887,8 @@ impl IntrospectionAuthenticatorBuilder {
 
     /// The longest one judgement takes, waiting for a call slot included
     /// (default [`DEFAULT_TIMEOUT`], at least 1 ms, at most
-    /// [`MAX_TIMEOUT`]); past it, 503.
+    /// [`MAX_TIMEOUT`]); past it, 503. At most half of it is spent waiting
+    /// for a call slot, so the call has at least the other half.
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = d.clamp(Duration::from_millis(1), MAX_TIMEOUT);
         self
@@ -982,6 +1072,7 @@ impl IntrospectionAuthenticatorBuilder {
                     },
                     token_types: self.token_types.into_iter().map(Into::into).collect(),
                     name: "introspection",
+                    subject_fallback: self.subject_fallback,
                 },
                 jwt,
                 cache: Cache::new(self.max_entries, self.max_bytes, self.max_concurrent),
@@ -998,6 +1089,7 @@ impl IntrospectionAuthenticatorBuilder {
                 retry_after: self.retry_after,
                 public_jwk,
                 shared: self.shared,
+                binding: self.binding,
             }),
         })
     }

@@ -33,6 +33,9 @@ pub(super) struct Rules {
     pub(super) token_types: Vec<Box<str>>,
     /// The principal's authenticator name.
     pub(super) name: &'static str,
+    /// Without `sub`, the subject is `username:<username>`, else
+    /// `client_id:<client_id>`; `false`: such an answer is refused.
+    pub(super) subject_fallback: bool,
 }
 
 impl Rules {
@@ -100,18 +103,8 @@ impl Rules {
                 ));
             }
         }
-        // RFC 7662 §2.2: `sub`; a client credentials token may carry only
-        // `username` or `client_id`.
-        let subject = ["sub", "username", "client_id"]
-            .iter()
-            .find_map(|n| {
-                map.get(*n)
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-            })
-            .map(str::to_owned);
-        let Some(subject) = subject else {
-            return Judged::Refused(refused("missing_claim", "missing_claim"));
+        let Some(subject) = self.subject(&map) else {
+            return Judged::Refused(refused("missing_claim", "the answer has no sub"));
         };
         let scopes = scopes(map.get("scope"));
         let exp = match view.exp {
@@ -123,6 +116,33 @@ impl Rules {
             .with_expiry(exp)
             .with_claims(map);
         Judged::Active(p, exp)
+    }
+}
+
+impl Rules {
+    /// The principal's subject: `sub` (RFC 7662 §2.2). A client credentials
+    /// token may carry only `username` or `client_id`; taken only when
+    /// configured, and then named by the claim it came from
+    /// (`client_id:orders-worker`), so a client's id never passes for a
+    /// user's `sub` (or a username for a client) where the service, or an
+    /// internal token's upstream, keys anything by subject.
+    fn subject(&self, map: &Map<String, Value>) -> Option<String> {
+        match map.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => return Some(s.clone()),
+            // A `sub` that is there but not a string is refused, never
+            // replaced.
+            Some(Value::String(_)) | None => {}
+            Some(_) => return None,
+        }
+        if !self.subject_fallback {
+            return None;
+        }
+        ["username", "client_id"].iter().find_map(|n| {
+            map.get(*n)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(|s| format!("{n}:{s}"))
+        })
     }
 }
 
@@ -166,6 +186,7 @@ mod tests {
             },
             token_types: vec!["Bearer".into()],
             name: "introspection",
+            subject_fallback: false,
         }
     }
 
@@ -225,12 +246,49 @@ mod tests {
     }
 
     #[test]
+    fn without_sub_the_subject_is_named_by_its_claim_only_when_configured() {
+        let base = r#""active":true,"iss":"https://idp.test","aud":"api""#;
+        let subject = |r: &Rules, members: &str| match r
+            .judge_json(format!("{{{base},{members}}}").as_bytes(), 1000)
+        {
+            Ok(Judged::Active(p, _)) => p.subject().to_owned(),
+            Ok(Judged::Refused(r)) => r.kind().to_owned(),
+            Err(_) => "broken".into(),
+        };
+        let off = rules();
+        let on = Rules {
+            subject_fallback: true,
+            ..rules()
+        };
+        // A client whose id is a user's `sub` never passes for that user.
+        assert_eq!(subject(&off, r#""client_id":"alice""#), "missing_claim");
+        assert_eq!(subject(&on, r#""client_id":"alice""#), "client_id:alice");
+        assert_eq!(
+            subject(&on, r#""username":"alice","client_id":"svc""#),
+            "username:alice"
+        );
+        assert_eq!(subject(&on, r#""sub":"alice","client_id":"svc""#), "alice");
+        assert_eq!(
+            subject(&on, r#""sub":"","client_id":"svc""#),
+            "client_id:svc"
+        );
+        assert_eq!(
+            subject(&on, r#""sub":7,"client_id":"svc""#),
+            "missing_claim"
+        );
+    }
+
+    #[test]
     fn principal_from_the_answer() {
         let body = r#"{"active":true,"client_id":"svc","scope":"a b","exp":5000,"iss":"https://idp.test","aud":["x","api"]}"#;
-        let Ok(Judged::Active(p, exp)) = rules().judge_json(body.as_bytes(), 1000) else {
+        let rules = Rules {
+            subject_fallback: true,
+            ..rules()
+        };
+        let Ok(Judged::Active(p, exp)) = rules.judge_json(body.as_bytes(), 1000) else {
             panic!("active");
         };
-        assert_eq!(p.subject(), "svc");
+        assert_eq!(p.subject(), "client_id:svc");
         assert_eq!(p.authenticator(), "introspection");
         assert!(p.has_scope("a") && p.has_scope("b"));
         assert_eq!(exp, Some(5000));

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokenwarden::authn::introspection::{self as intro, IntrospectionAuthenticator};
+use tokenwarden::authn::mtls::CertificateBinding;
 use toml::Spanned;
 
 use crate::config::ConfigError;
@@ -42,6 +43,7 @@ pub struct IntrospectionFile {
     max_failures: Option<Spanned<u64>>,
     max_backoff_seconds: Option<Spanned<u64>>,
     retry_after_seconds: Option<Spanned<u64>>,
+    subject_fallback: Option<bool>,
 }
 
 /// Where the endpoint is.
@@ -96,13 +98,20 @@ pub struct Introspection {
     pub leeway: Duration,
     pub allow_http: bool,
     pub allow_private_addresses: bool,
+    /// Without `sub`, `username:<username>` or `client_id:<client_id>` is
+    /// the subject (off: such an answer is refused).
+    pub subject_fallback: bool,
 }
 
 impl Introspection {
     /// The authenticator, with discovery done first when configured (within
-    /// the timeout).
-    pub async fn authenticator(&self) -> Result<IntrospectionAuthenticator, String> {
-        let mut b = IntrospectionAuthenticator::builder();
+    /// the timeout); `binding` from `[mtls] require_bound_tokens`, as for
+    /// JWTs.
+    pub async fn authenticator(
+        &self,
+        binding: CertificateBinding,
+    ) -> Result<IntrospectionAuthenticator, String> {
+        let mut b = IntrospectionAuthenticator::builder().certificate_binding(binding);
         b = match &self.at {
             Where::Endpoint(url) => b.endpoint(url.clone()),
             Where::Discovery(issuer, None) => b.discovery(issuer.clone()),
@@ -133,6 +142,7 @@ impl Introspection {
             .leeway(self.leeway)
             .allow_http_loopback(self.allow_http)
             .allow_private_addresses(self.allow_private_addresses)
+            .subject_fallback(self.subject_fallback)
             .build()
             .await
             .map_err(|e| e.to_string())
@@ -354,6 +364,7 @@ pub fn check(
         leeway: Duration::from_secs(cx.leeway_seconds),
         allow_http: cx.allow_http,
         allow_private_addresses: cx.allow_private_addresses,
+        subject_fallback: f.subject_fallback.unwrap_or(false),
     })
 }
 

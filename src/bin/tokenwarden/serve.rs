@@ -331,8 +331,14 @@ async fn serve(config: Config) -> Result<(), String> {
         if let Some(i) = &config.introspection {
             // Opaque bearer tokens to the endpoint, JWS-shaped ones to the
             // validator; with discovery, the metadata is read now.
+            // `[mtls] require_bound_tokens` holds opaque tokens too: an
+            // answer without a certificate binding is refused.
+            let binding = match &config.mtls {
+                Some(m) if m.require_bound_tokens => CertificateBinding::Required,
+                _ => CertificateBinding::WhenBound,
+            };
             c = c.introspection(
-                i.authenticator()
+                i.authenticator(binding)
                     .await
                     .map_err(|e| format!("introspection: {e}"))?,
             );

@@ -262,6 +262,13 @@ async fn introspect(args: &Args) -> Result<Value, Failure> {
         [one] => b = b.issuer(one.clone()),
         _ => return Err(trouble("usage", "--introspect checks one --issuer")),
     }
+    if args.audiences.is_empty() {
+        // An opaque token for any service at the IdP would pass: say so,
+        // on stderr (stdout holds the one JSON line).
+        eprintln!(
+            "warning: --introspect without --audience: the token's audience (aud) is not checked"
+        );
+    }
     for aud in &args.audiences {
         b = b.audience(aud.clone());
     }

@@ -31,6 +31,8 @@ pub enum IntrospectionOutage {
     Html,
     /// Closes the connection without answering.
     Drop,
+    /// Answers as usual, but only after this long (a slow endpoint).
+    Slow(std::time::Duration),
 }
 
 /// A client of the introspection endpoint and how it proves itself.
@@ -46,6 +48,9 @@ pub(super) struct State {
     tokens: Mutex<HashMap<String, Map<String, Value>>>,
     clients: Mutex<HashMap<String, ClientCred>>,
     outage: Mutex<Option<IntrospectionOutage>>,
+    /// The status answered for a token never issued, instead of
+    /// `{"active": false}`.
+    unknown_status: Mutex<Option<u16>>,
     jwt: AtomicBool,
     calls: AtomicU64,
     in_flight: AtomicU64,
@@ -223,6 +228,13 @@ impl TestIssuer {
         *lock(&self.shared.introspection.outage) = outage;
     }
 
+    /// Answers `status` (with `{"error": "invalid_request"}`) for a token
+    /// it never issued, as IdPs that refuse a token not in their format
+    /// do, instead of `{"active": false}`; `None`: back to the latter.
+    pub fn set_introspection_unknown_token_status(&self, status: Option<u16>) {
+        *lock(&self.shared.introspection.unknown_status) = status;
+    }
+
     /// Answers RFC 9701 signed JWTs to clients that ask for them (`Accept:
     /// application/token-introspection+jwt`).
     pub fn introspection_jwt_responses(&self, on: bool) {
@@ -283,6 +295,7 @@ pub(super) async fn handle(
         Some(IntrospectionOutage::Hang) => {
             std::future::pending::<()>().await;
         }
+        Some(IntrospectionOutage::Slow(d)) => tokio::time::sleep(d).await,
         Some(IntrospectionOutage::Status(s)) => {
             let s = StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return Ok(error(s, "server_error"));
@@ -319,6 +332,13 @@ pub(super) async fn handle(
     let Some(token) = form.get("token") else {
         return Ok(error(StatusCode::BAD_REQUEST, "invalid_request"));
     };
+    let unknown_status = *lock(&state.unknown_status);
+    if let Some(s) = unknown_status {
+        if !lock(&state.tokens).contains_key(token) {
+            let s = StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_REQUEST);
+            return Ok(error(s, "invalid_request"));
+        }
+    }
     let answer = lock(&state.tokens)
         .get(token)
         .filter(|a| a.get("active") == Some(&Value::Bool(true)))
