@@ -284,6 +284,54 @@ async fn a_thumbprint_mismatch_is_refused() {
     assert!(r.challenges("api")[0].starts_with("DPoP realm=\"api\", error=\"invalid_token\""));
 }
 
+/// A token bound to a DPoP key and to a client certificate (`jkt` and
+/// `x5t#S256`, RFC 9449 with RFC 8705 §3): the proof alone is not enough,
+/// the connection must present that certificate too.
+#[tokio::test]
+async fn a_token_bound_to_a_key_and_a_certificate_needs_both() {
+    let pki = common::tls::Pki::new();
+    let alice = pki.client("alice", &[], &["alice.shop.test"]);
+    let mallory = pki.client("mallory", &[], &["mallory.shop.test"]);
+    let mut c = claims();
+    c["cnf"] = json!({
+        "jkt": client(0).jwk_thumbprint().unwrap(),
+        "x5t#S256": tokenwarden::authn::mtls::thumbprint(&alice.der),
+    });
+    let token = key(Algorithm::ES256).token(&c);
+    let chain = chain(config());
+    // A fresh proof each time: a replayed one would be refused anyway.
+    async fn judge_with(
+        chain: &Chain,
+        token: &str,
+        cert: Option<&[u8]>,
+    ) -> Result<Principal, Refusal> {
+        let h = with_proof(token, &proof(client(0), "GET", HTU, token));
+        let view = RequestView::new("GET", PATH, &h);
+        let view = match cert {
+            Some(der) => view.peer_certificate(der),
+            None => view,
+        };
+        chain.authenticate(&view).await
+    }
+    for (cert, expected) in [
+        (None, "certificate_missing"),
+        (Some(mallory.der.as_slice()), "certificate_mismatch"),
+    ] {
+        let r = judge_with(&chain, &token, cert).await.unwrap_err();
+        assert_eq!(
+            (r.status(), r.error(), r.kind()),
+            (401, Some("invalid_token"), expected)
+        );
+        assert!(
+            r.challenges("api")[0].starts_with("DPoP realm=\"api\", error=\"invalid_token\""),
+            "{:?}",
+            r.challenges("api")
+        );
+    }
+    let p = judge_with(&chain, &token, Some(&alice.der)).await.unwrap();
+    assert_eq!((p.subject(), p.authenticator()), ("alice", "dpop"));
+}
+
 #[tokio::test]
 async fn an_unbound_token_with_the_dpop_scheme_is_refused() {
     let token = key(Algorithm::ES256).token(&claims());

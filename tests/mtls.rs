@@ -621,6 +621,79 @@ async fn typed_claims_refuse_a_dpop_bound_token_sent_as_bearer() {
     assert_eq!(refusal.status(), 401);
 }
 
+/// `BearerAuth::authorize` (a gateway's subrequest, a Lambda: no
+/// connection, so no certificate) refuses a certificate-bound token
+/// (RFC 8705 §3) on every path: first validation, a cache hit, and the
+/// unknown-kid slow path after a key rotation. A plain token passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorize_refuses_a_certificate_bound_token_without_a_certificate() {
+    let idp = TestIssuer::start().unwrap();
+    let pki = Pki::new();
+    let alice = pki.client("alice", &[], &["alice.shop.test"]);
+    // A fresh validator over the issuer's live JWKS, fetched once, with
+    // the verified-token cache on.
+    let auth = || async {
+        let keys = tokenwarden::RemoteKeySet::builder()
+            .jwks_url(idp.jwks_url())
+            .allow_http_loopback(true)
+            .unknown_kid_cooldown(std::time::Duration::ZERO)
+            .build()
+            .unwrap();
+        keys.refresh().await.unwrap();
+        let v = Validator::builder()
+            .issuer(idp.issuer())
+            .audience("api")
+            .keys(keys)
+            .cache(tokenwarden::CacheConfig::default())
+            .build()
+            .unwrap();
+        BearerAuth::new(v)
+    };
+    let headers = |token: &str| {
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        h
+    };
+    let bound = || {
+        idp.token()
+            .audience("api")
+            .subject("alice")
+            .bind_certificate(&alice.der)
+            .sign()
+    };
+    let plain = || idp.token().audience("api").subject("alice").sign();
+    let refused = |r: Result<_, tokenwarden::middleware::AuthRejection>| {
+        let r = r.expect_err("a certificate-bound token without a certificate");
+        assert_eq!((r.status(), r.reason()), (401, "certificate_missing"));
+        let challenge = r.challenge("api").unwrap();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    };
+
+    // Known kid: the first validation, then the cached answer.
+    let a = auth().await;
+    let stolen = headers(&bound());
+    refused(a.authorize(&stolen).await);
+    refused(a.authorize(&stolen).await);
+    let ok = a.authorize(&headers(&plain())).await.unwrap().unwrap();
+    assert_eq!(ok.claims["sub"], "alice");
+
+    // Unknown kid: the issuer rotated, the slow path refreshes and decides.
+    let a = auth().await;
+    idp.rotate().unwrap();
+    let fetched = idp.stats().jwks;
+    let stolen = headers(&bound());
+    refused(a.authorize(&stolen).await);
+    assert_eq!(
+        idp.stats().jwks,
+        fetched + 1,
+        "the slow path fetched the keys"
+    );
+    refused(a.authorize(&stolen).await);
+    let a = auth().await;
+    idp.rotate().unwrap();
+    assert!(a.authorize(&headers(&plain())).await.unwrap().is_some());
+}
+
 /// tonic over tokio-rustls (HTTP/2) with client-certificate verification:
 /// tonic-health's service behind the layer (a chain taking
 /// certificate-bound tokens only), called by a tonic client whose TLS

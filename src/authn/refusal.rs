@@ -184,6 +184,14 @@ impl Refusal {
         self
     }
 
+    /// The same refusal challenging with `scheme` instead (a check shared
+    /// by the `Bearer` and `DPoP` authenticators).
+    #[must_use]
+    pub(crate) fn in_scheme(mut self, scheme: Scheme) -> Refusal {
+        self.0.schemes = vec![scheme];
+        self
+    }
+
     /// For `use_dpop_nonce`: the nonce the response's `DPoP-Nonce` header
     /// carries.
     pub fn dpop_nonce(&self) -> Option<&str> {

@@ -567,7 +567,9 @@ impl<C: ScopedClaims> BearerAuth<C> {
     /// auth subrequest, a Lambda handler): reads the token, validates it
     /// (waiting for the key set's refresh only on an unknown kid) and checks
     /// this configuration's requirements. `Ok(None)`: no token, and
-    /// [`allow_anonymous`](Self::allow_anonymous) lets that through.
+    /// [`allow_anonymous`](Self::allow_anonymous) lets that through. There
+    /// is no connection here, so no client certificate: a certificate-bound
+    /// token (`cnf["x5t#S256"]`) is refused, kind `certificate_missing`.
     ///
     /// ```
     /// use tokenwarden::middleware::{BearerAuth, Scopes};
@@ -591,18 +593,19 @@ impl<C: ScopedClaims> BearerAuth<C> {
         &self,
         headers: &http::HeaderMap,
     ) -> Result<Option<Validated<C>>, AuthRejection> {
-        match self.check_now(headers) {
-            Outcome::Allowed(v) => Ok(Some(Arc::unwrap_or_clone(v))),
-            Outcome::Anonymous => Ok(None),
-            Outcome::Refused(r) => Err(r),
-            Outcome::Retry(token) => self
-                .check_refreshing(&token)
-                .await
-                .map(|v| Some(Arc::unwrap_or_clone(v))),
+        let v = match self.check_now(headers) {
+            Outcome::Allowed(v) => v,
+            Outcome::Anonymous => return Ok(None),
+            Outcome::Refused(r) => return Err(r),
+            Outcome::Retry(token) => self.check_refreshing(&token).await?,
             // A chain's verdict is a principal, not a `Validated<C>`: the
             // chain's adapters use `Chain::authenticate`.
-            Outcome::Principal(_) | Outcome::Wait => Err(AuthRejection::NotConfigured),
-        }
+            Outcome::Principal(_) | Outcome::Wait => return Err(AuthRejection::NotConfigured),
+        };
+        // No connection here, so no certificate: a certificate-bound token
+        // is refused (RFC 8705 §3), whichever path validated it.
+        unbound(&v)?;
+        Ok(Some(Arc::unwrap_or_clone(v)))
     }
 
     /// The slow path for a token whose kid was unknown: waits for the key
@@ -1190,10 +1193,23 @@ impl std::error::Error for AuthRejection {
 /// A token taken as `Bearer` by a validator alone: never a DPoP-bound one
 /// (RFC 9449 §7.1), whatever the claims type (the validator reads `cnf`
 /// itself). The certificate binding is the adapters' (they hold the
-/// connection's certificate).
+/// connection's certificate), and [`unbound`]'s for `authorize`.
 fn sender<C>(v: &Validated<C>) -> Result<(), AuthRejection> {
     crate::authn::mtls::refuse_dpop_bound_as_bearer(&v.confirmation)
         .map_err(|r| AuthRejection::Chain(Box::new(r)))
+}
+
+/// A token decided without a connection ([`BearerAuth::authorize`]): no
+/// certificate was presented, so a certificate-bound token (`x5t#S256`) is
+/// refused, kind `certificate_missing` (RFC 8705 §3).
+#[cfg(feature = "tower")]
+fn unbound<C>(v: &Validated<C>) -> Result<(), AuthRejection> {
+    crate::authn::mtls::check_bearer(
+        &v.confirmation,
+        None,
+        crate::authn::mtls::CertificateBinding::WhenBound,
+    )
+    .map_err(|r| AuthRejection::Chain(Box::new(r)))
 }
 
 #[cfg(test)]

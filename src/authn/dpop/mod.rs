@@ -471,12 +471,14 @@ impl DpopAuthenticator {
     }
 
     /// The token's binding to the proof's key (RFC 9449 §7.1: `cnf.jkt`
-    /// equals the proof key's thumbprint, compared in constant time) and
-    /// the nonce (§8): the principal, or the refusal.
+    /// equals the proof key's thumbprint, compared in constant time), its
+    /// certificate binding if it has one (RFC 8705 §3) and the nonce (§8):
+    /// the principal, or the refusal.
     fn bind(
         &self,
         v: Arc<Validated<Map<String, Value>>>,
         proof: &Proof,
+        req: &RequestView<'_>,
         now: i64,
     ) -> Result<Principal, Verdict> {
         let jkt = v
@@ -497,6 +499,17 @@ impl DpopAuthenticator {
                 "dpop_jkt_mismatch",
                 "invalid DPoP key binding",
             )));
+        }
+        // A token bound to a certificate too (`x5t#S256` beside `jkt`) is
+        // held to the connection's (RFC 8705 §3; RFC 9449 does not replace
+        // it): a stolen token with a stolen DPoP key but without the
+        // certificate's private key is refused.
+        if let Err(r) = crate::authn::mtls::check_confirmation(
+            &v.confirmation,
+            req.peer_certificate_der(),
+            crate::authn::mtls::CertificateBinding::WhenBound,
+        ) {
+            return Err(self.refused(r.in_scheme(Scheme::DPoP)));
         }
         if let Some(nonces) = &self.inner.nonces {
             let fresh = proof
@@ -563,7 +576,7 @@ impl DpopAuthenticator {
             Err(Error::UnknownKey { kid: Some(_) }) => return None,
             Err(e) => return Some(self.refused(Refusal::from_error(Scheme::DPoP, &e))),
         };
-        let p = match self.bind(v, &proof, now) {
+        let p = match self.bind(v, &proof, req, now) {
             Ok(p) => p,
             Err(v) => return Some(v),
         };
@@ -597,7 +610,7 @@ impl DpopAuthenticator {
             }
             Err(e) => return self.refused(Refusal::from_error(Scheme::DPoP, &e)),
         };
-        let p = match self.bind(v, &proof, now) {
+        let p = match self.bind(v, &proof, req, now) {
             Ok(p) => p,
             Err(v) => return v,
         };
