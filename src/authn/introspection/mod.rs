@@ -844,7 +844,8 @@ impl IntrospectionAuthenticatorBuilder {
     /// verified with `keys` (the IdP's, e.g. a
     /// [`RemoteKeySet`](crate::RemoteKeySet)): `typ`
     /// `token-introspection+jwt`, `iss` the [`issuer`](Self::issuer)
-    /// (required), `aud` our client id.
+    /// (required), `aud` our client id. Not with `shared_cache` (feature
+    /// `redis`): its values are unsigned, so the pair is a [`BuildError`].
     pub fn jwt_responses(mut self, keys: impl Into<KeySource>) -> Self {
         self.jwt_keys = Some(keys.into());
         self
@@ -954,7 +955,8 @@ impl IntrospectionAuthenticatorBuilder {
     ///
     /// # Errors
     /// No endpoint or client authentication, a URL the policy refuses, a
-    /// key that does not load, signed answers without an issuer, metadata
+    /// key that does not load, signed answers without an issuer or with a
+    /// shared cache, metadata
     /// that cannot be read or has no `introspection_endpoint`, no crypto
     /// backend.
     pub async fn build(self) -> Result<IntrospectionAuthenticator, BuildError> {
@@ -1025,6 +1027,15 @@ impl IntrospectionAuthenticatorBuilder {
                 }
             }
         };
+        if self.jwt_keys.is_some() && self.shared.is_set() {
+            // The shared tier keeps plain claims: a value forged in Redis
+            // would pass without the signature RFC 9701 asks for.
+            return Err(BuildError::new(
+                "introspection: shared_cache() cannot be used with jwt_responses(): \
+                 the shared tier keeps unsigned claims, which would bypass the \
+                 RFC 9701 signature check",
+            ));
+        }
         let jwt = match self.jwt_keys {
             None => None,
             Some(keys) => {
