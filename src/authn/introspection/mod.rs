@@ -95,6 +95,7 @@ mod shared;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -292,6 +293,49 @@ struct Inner {
     /// The optional Redis tier (`shared.rs`).
     shared: shared::SharedTier,
     binding: CertificateBinding,
+    /// Tokens the endpoint refused (400 and kin) since the last warning.
+    rejected: RejectedLog,
+}
+
+/// A rate-limited warning for the endpoint's refusals: a misconfiguration
+/// (a wrong endpoint, auth method or parameter) makes it answer 400 to
+/// every token, and operators must see it without debug logs.
+#[derive(Default)]
+struct RejectedLog {
+    since_warning: AtomicU64,
+    next_warning: AtomicI64,
+}
+
+/// At most one warning about refused tokens per this many seconds.
+const REJECTED_WARN_EVERY: i64 = 60;
+
+impl RejectedLog {
+    fn record(&self, status: u16, host: &str, now: i64) {
+        let refused = self.since_warning.fetch_add(1, Ordering::Relaxed) + 1;
+        let next = self.next_warning.load(Ordering::Relaxed);
+        if now < next
+            || self
+                .next_warning
+                .compare_exchange(
+                    next,
+                    now.saturating_add(REJECTED_WARN_EVERY),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            tracing::debug!(status, "introspection: the endpoint refused the token");
+            return;
+        }
+        self.since_warning.fetch_sub(refused, Ordering::Relaxed);
+        tracing::warn!(
+            status,
+            endpoint = %host,
+            refused,
+            "introspection: the endpoint refused tokens (4xx); if it refuses every \
+             token, check its URL and the client authentication"
+        );
+    }
 }
 
 impl fmt::Debug for IntrospectionAuthenticator {
@@ -539,7 +583,7 @@ impl IntrospectionAuthenticator {
         let i = &*self.inner;
         match i.endpoint.call(token, now).await? {
             Answer::TokenRejected(status) => {
-                tracing::debug!(status, "introspection: the endpoint refused the token");
+                i.rejected.record(status, &i.endpoint.host, now);
                 Ok((
                     Judged::Refused(rules::refused(
                         "malformed",
@@ -1101,6 +1145,7 @@ impl IntrospectionAuthenticatorBuilder {
                 public_jwk,
                 shared: self.shared,
                 binding: self.binding,
+                rejected: RejectedLog::default(),
             }),
         })
     }
