@@ -741,6 +741,56 @@ mod shared_introspection {
         assert_eq!(idp.introspection_calls(), 1);
     }
 
+    /// A verdict read from Redis is weighed in the local cache as an
+    /// endpoint's answer is: by its parsed claims when they outweigh its
+    /// text (many small members), so the byte bound holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_answer_is_weighed_by_its_parsed_claims() {
+        let Some(server) = RedisServer::start("redis::shared_introspection_weight") else {
+            return;
+        };
+        const MEMBERS: usize = 1000;
+        let idp = idp();
+        let state = connect(&server.url(), ReplayPolicy::FailClosed).await;
+        let now = tokenwarden::SystemClock.now();
+        let extra: serde_json::Map<String, serde_json::Value> = (0..MEMBERS)
+            .map(|n| (format!("k{n:04}"), serde_json::Value::from(0)))
+            .collect();
+        let answer = json!({"active": true, "sub": "alice", "aud": "api",
+            "iss": idp.issuer(), "extra": extra})
+        .to_string();
+        let parsed =
+            MEMBERS * (size_of::<String>() + size_of::<serde_json::Value>() + "k0000".len());
+        assert!(parsed > 3 * answer.len(), "{parsed} vs {}", answer.len());
+        let token = "opaque-planted-many-members";
+        state
+            .cache(NAMESPACE, 1)
+            .put(
+                token.as_bytes(),
+                format!("{}\n{answer}", now + 60).as_bytes(),
+                Duration::from_secs(60),
+            )
+            .await;
+        let reader = IntrospectionAuthenticator::builder()
+            .endpoint(idp.introspection_url())
+            .client_secret_basic(CLIENT, SECRET)
+            .issuer(idp.issuer())
+            .audience("api")
+            .allow_http_loopback(true)
+            .max_bytes(1 << 20)
+            .max_entries(10_000)
+            .shared_cache(state.cache(NAMESPACE, 1))
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(judge(&reader, token).await, "ok");
+        assert_eq!(reader.shared_cache_stats().0, 1);
+        assert_eq!(idp.introspection_calls(), 0);
+        let (entries, bytes) = reader.cache_usage();
+        assert_eq!(entries, 1);
+        assert!(bytes >= parsed as u64, "weighed {bytes}, parsed {parsed}");
+    }
+
     /// Attack: a value planted in Redis that is oversized, unreadable or
     /// past its time is not a verdict: the endpoint is asked.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
