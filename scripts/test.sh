@@ -24,5 +24,6 @@ fi
 # With the services installed, a test that cannot find one fails instead of
 # skipping: nothing is skipped silently.
 if have nginx; then export TOKENWARDEN_REQUIRE_NGINX=1; fi
+if have redis-server; then export TOKENWARDEN_REQUIRE_REDIS=1; fi
 
 cargo test --all-features "$@"

@@ -1025,7 +1025,9 @@ impl ValidatorBuilder {
     }
 
     /// Accepts tokens without `exp` (an `exp` that is present is still
-    /// checked). Long-lived tokens are rarely what a service wants.
+    /// checked). Long-lived tokens are rarely what a service wants. Not
+    /// with a [`denylist`](Self::denylist): [`build`](Self::build) refuses
+    /// the pair.
     pub fn allow_missing_exp(mut self) -> Self {
         self.require_exp = false;
         self
@@ -1098,7 +1100,12 @@ impl ValidatorBuilder {
     /// A token whose `exp` is more than the denylist's
     /// [`max_token_lifetime`](crate::state::denylist::DenylistBuilder::max_token_lifetime)
     /// after its `iat` is refused (`invalid_claim`): its cutoffs would be
-    /// pruned before it expires.
+    /// pruned before it expires. For the same reason a token without `exp`
+    /// or without `iat` is refused (`missing_claim`, naming the claim):
+    /// its lifetime cannot be bounded, so a revoked one would pass again
+    /// once its cutoff is pruned. JWT access tokens carry both (RFC 9068
+    /// §2.2); [`allow_missing_exp`](Self::allow_missing_exp) with a
+    /// denylist is a [`BuildError`].
     ///
     /// ```
     /// use tokenwarden::state::denylist::Denylist;
@@ -1235,6 +1242,13 @@ impl ValidatorBuilder {
         }
         if self.max_token_size == 0 {
             return Err(BuildError::new("max_token_size of 0"));
+        }
+        if self.denylist.is_some() && !self.require_exp {
+            // A token without `exp` outlives every pruned cutoff.
+            return Err(BuildError::new(
+                "allow_missing_exp() with a denylist: a revoked token without exp \
+                 would pass again once its cutoff is pruned",
+            ));
         }
         let mut required: Vec<Box<str>> = Vec::new();
         for r in self.required {

@@ -583,6 +583,45 @@ async fn junk_tokens_the_endpoint_answers_400_do_not_open_the_circuit() {
     assert_eq!(run(&chain, &opaque(&idp)).await.unwrap().subject(), "alice");
 }
 
+/// An endpoint misconfigured into answering 400 to every token is seen at
+/// `warn`, rate-limited (one warning a minute, with the count since the
+/// last), not only at debug.
+#[tokio::test]
+async fn an_endpoint_refusing_tokens_is_warned_about_once_a_minute() {
+    let clock = ManualClock::new(NOW);
+    let idp = idp(&clock);
+    let auth = builder(&idp, &clock).build().await.unwrap();
+    let chain = Chain::new().introspection(auth);
+    idp.set_introspection_unknown_token_status(Some(400));
+    let (_guard, logs) = common::capture_logs();
+    let warnings = |logs: &common::LogBuffer| {
+        logs.text()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("endpoint refused tokens"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    for n in 0..20 {
+        let junk = format!("junk-{n:03}-Zq8Lw3Xk9Pv2");
+        assert_eq!(kind(run(&chain, &junk).await), (401, "malformed"));
+    }
+    let first = warnings(&logs);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].contains("status=400"), "{first:?}");
+    assert!(
+        !first[0].contains("junk-"),
+        "no token in the log: {first:?}"
+    );
+    clock.advance(60);
+    assert_eq!(
+        kind(run(&chain, "junk-late-Zq8Lw3Xk9Pv2").await),
+        (401, "malformed")
+    );
+    let all = warnings(&logs);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all[1].contains("refused=20"), "{all:?}");
+}
+
 /// Attack (review finding): a flood of tokens the endpoint is slow to
 /// judge fills the call slots; callers queued behind them get 503
 /// `introspection_busy`, but their wait is not the endpoint's failure:

@@ -664,6 +664,133 @@ mod shared_introspection {
         assert_eq!(reader.shared_cache_stats().0, 1);
     }
 
+    /// Attack: the shared tier keeps plain claims, so with RFC 9701 signed
+    /// answers a `{"active":true}` written to Redis would pass without the
+    /// IdP's signature: the pair is refused at build.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_cache_with_signed_answers_is_a_build_error() {
+        let Some(server) = RedisServer::start("redis::shared_introspection_jwt") else {
+            return;
+        };
+        let idp = idp();
+        let state = connect(&server.url(), ReplayPolicy::FailClosed).await;
+        let keys = KeySet::from_jwks(idp.jwks_json().as_bytes()).unwrap();
+        let err = IntrospectionAuthenticator::builder()
+            .endpoint(idp.introspection_url())
+            .client_secret_basic(CLIENT, SECRET)
+            .issuer(idp.issuer())
+            .allow_http_loopback(true)
+            .jwt_responses(keys)
+            .shared_cache(state.cache(NAMESPACE, 1))
+            .build()
+            .await
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains("shared_cache") && message.contains("jwt_responses"),
+            "{message}"
+        );
+    }
+
+    /// Attack: a huge value planted in Redis is not read whole into memory
+    /// (`GETRANGE` up to the cap plus one byte): a miss, and the endpoint
+    /// decides; a value of exactly the cap is still read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_megabyte_value_in_redis_is_a_miss_read_only_up_to_the_cap() {
+        let Some(server) = RedisServer::start("redis::shared_cache_huge") else {
+            return;
+        };
+        let state = connect(&server.url(), ReplayPolicy::FailClosed).await;
+        let huge = vec![b'x'; 1024 * 1024];
+        state
+            .cache(NAMESPACE, 1)
+            .put(b"huge", &huge, Duration::from_secs(60))
+            .await;
+        // A fresh cache: nothing local, Redis only.
+        assert_eq!(state.cache(NAMESPACE, 1).get(b"huge").await, None);
+        let cap = vec![b'y'; tokenwarden::state::redis::MAX_CACHE_VALUE];
+        state
+            .cache(NAMESPACE, 1)
+            .put(b"at-cap", &cap, Duration::from_secs(60))
+            .await;
+        assert_eq!(
+            state
+                .cache(NAMESPACE, 1)
+                .get(b"at-cap")
+                .await
+                .map(|v| v.len()),
+            Some(cap.len())
+        );
+        // Through the introspection tier: unusable, the endpoint decides.
+        let idp = idp();
+        let token = "opaque-planted-megabyte";
+        state
+            .cache(NAMESPACE, 1)
+            .put(token.as_bytes(), &huge, Duration::from_secs(60))
+            .await;
+        let reader = authenticator(
+            &idp.introspection_url(),
+            idp.issuer(),
+            &state,
+            tokenwarden::SystemClock,
+            "api",
+        )
+        .await;
+        assert_eq!(judge(&reader, token).await, "inactive");
+        assert_eq!(reader.shared_cache_stats(), (0, 0, 1));
+        assert_eq!(idp.introspection_calls(), 1);
+    }
+
+    /// A verdict read from Redis is weighed in the local cache as an
+    /// endpoint's answer is: by its parsed claims when they outweigh its
+    /// text (many small members), so the byte bound holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shared_answer_is_weighed_by_its_parsed_claims() {
+        let Some(server) = RedisServer::start("redis::shared_introspection_weight") else {
+            return;
+        };
+        const MEMBERS: usize = 1000;
+        let idp = idp();
+        let state = connect(&server.url(), ReplayPolicy::FailClosed).await;
+        let now = tokenwarden::SystemClock.now();
+        let extra: serde_json::Map<String, serde_json::Value> = (0..MEMBERS)
+            .map(|n| (format!("k{n:04}"), serde_json::Value::from(0)))
+            .collect();
+        let answer = json!({"active": true, "sub": "alice", "aud": "api",
+            "iss": idp.issuer(), "extra": extra})
+        .to_string();
+        let parsed =
+            MEMBERS * (size_of::<String>() + size_of::<serde_json::Value>() + "k0000".len());
+        assert!(parsed > 3 * answer.len(), "{parsed} vs {}", answer.len());
+        let token = "opaque-planted-many-members";
+        state
+            .cache(NAMESPACE, 1)
+            .put(
+                token.as_bytes(),
+                format!("{}\n{answer}", now + 60).as_bytes(),
+                Duration::from_secs(60),
+            )
+            .await;
+        let reader = IntrospectionAuthenticator::builder()
+            .endpoint(idp.introspection_url())
+            .client_secret_basic(CLIENT, SECRET)
+            .issuer(idp.issuer())
+            .audience("api")
+            .allow_http_loopback(true)
+            .max_bytes(1 << 20)
+            .max_entries(10_000)
+            .shared_cache(state.cache(NAMESPACE, 1))
+            .build()
+            .await
+            .unwrap();
+        assert_eq!(judge(&reader, token).await, "ok");
+        assert_eq!(reader.shared_cache_stats().0, 1);
+        assert_eq!(idp.introspection_calls(), 0);
+        let (entries, bytes) = reader.cache_usage();
+        assert_eq!(entries, 1);
+        assert!(bytes >= parsed as u64, "weighed {bytes}, parsed {parsed}");
+    }
+
     /// Attack: a value planted in Redis that is oversized, unreadable or
     /// past its time is not a verdict: the endpoint is asked.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

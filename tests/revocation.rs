@@ -107,7 +107,9 @@ fn a_token_without_iat_under_a_subject_or_session_revocation_is_refused() {
     c["sub"] = json!("mallory");
     c["sid"] = json!("s-9");
     let no_iat = key(Algorithm::ES256).token(&c);
-    assert_eq!(kind(&v, &no_iat), "ok");
+    // Refused anyway (its lifetime cannot be bounded), but a revocation
+    // still says so first.
+    assert_eq!(kind(&v, &no_iat), "missing_claim");
     d.revoke_session("s-9", NOW - 3600);
     let err = v.validate::<Value>(&no_iat).unwrap_err();
     assert_eq!(err.to_string(), "token revoked (by session)");
@@ -214,13 +216,11 @@ fn a_token_living_longer_than_the_denylists_max_token_lifetime_is_refused() {
     let err = v.validate::<Value>(&long).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidClaim, "{err}");
     assert!(err.to_string().contains("max_token_lifetime"), "{err}");
-    // Without iat: its exp counts from now.
+    // Without iat: refused, whatever its exp (see the attack test below).
     let mut c = claims();
     c.as_object_mut().unwrap().remove("iat");
-    c["exp"] = json!(NOW + 3601);
-    assert_eq!(kind(&v, &key(Algorithm::ES256).token(&c)), "invalid_claim");
     c["exp"] = json!(NOW + 3600);
-    assert_eq!(kind(&v, &key(Algorithm::ES256).token(&c)), "ok");
+    assert_eq!(kind(&v, &key(Algorithm::ES256).token(&c)), "missing_claim");
     // Exactly the lifetime passes, and the pruned-cutoff hole is closed:
     let ok = token(json!({"iat": NOW - 10, "exp": NOW - 10 + 3600}));
     assert_eq!(kind(&v, &ok), "ok");
@@ -238,6 +238,64 @@ fn a_token_living_longer_than_the_denylists_max_token_lifetime_is_refused() {
         .unwrap();
     clock.set(NOW);
     assert_eq!(kind(&plain, &long), "ok");
+}
+
+/// Attack: a token without `iat` revoked at `T` with an `exp` past the
+/// pruning of its cutoff (`T + max_token_lifetime + GRACE`) passed again
+/// afterwards when its lifetime was counted from now. With a denylist a
+/// token must carry `iat`, so it is refused for good.
+#[test]
+fn a_revoked_token_without_iat_does_not_pass_again_once_its_cutoff_is_pruned() {
+    let clock = ManualClock::new(NOW);
+    let lifetime = 3600;
+    let d = Denylist::builder()
+        .clock(clock.clone())
+        .max_token_lifetime(std::time::Duration::from_secs(lifetime as u64))
+        .build()
+        .unwrap();
+    let v = validator_with(&d, &clock);
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("iat");
+    c["exp"] = json!(NOW + lifetime + GRACE + 600);
+    let no_iat = key(Algorithm::ES256).token(&c);
+    d.revoke_subject_before("alice", NOW);
+    assert_eq!(kind(&v, &no_iat), "revoked");
+    clock.set(NOW + lifetime + GRACE);
+    d.prune();
+    assert!(d.is_empty(), "the cutoff was pruned");
+    let err = v.validate::<Value>(&no_iat).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MissingClaim, "{err}");
+    assert!(err.to_string().contains("\"iat\""), "{err}");
+    assert_eq!(kind_shared(&v, &no_iat), "missing_claim");
+}
+
+/// Attack: with `allow_missing_exp()`, a revoked token without `exp` passed
+/// again for ever once its subject's cutoff was pruned. A denylist now
+/// refuses the pair at build, and checks every token for `exp`.
+#[test]
+fn allow_missing_exp_with_a_denylist_is_a_build_error() {
+    let clock = ManualClock::new(NOW);
+    let d = denylist(&clock);
+    let err = builder(&[key(Algorithm::ES256)])
+        .clock(clock.clone())
+        .denylist(d.clone())
+        .allow_missing_exp()
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("allow_missing_exp"), "{err}");
+    // Each alone still builds.
+    builder(&[key(Algorithm::ES256)])
+        .allow_missing_exp()
+        .build()
+        .unwrap();
+    let v = validator_with(&d, &clock);
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("exp");
+    let err = v
+        .validate::<Value>(&key(Algorithm::ES256).token(&c))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::MissingClaim, "{err}");
+    assert!(err.to_string().contains("\"exp\""), "{err}");
 }
 
 #[test]

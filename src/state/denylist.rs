@@ -632,26 +632,33 @@ impl Denylist {
 
     /// The token's verdict as a validation error.
     ///
-    /// A token whose `exp` is more than `max_token_lifetime` after its
-    /// `iat` (or, without `iat`, after now) is refused (`invalid_claim`,
-    /// claim `exp`): a subject or session cutoff is kept only that long,
-    /// so such a token would pass again once its cutoff is pruned.
+    /// A token without `exp` or `iat` is refused (`missing_claim`), and so
+    /// is one whose `exp` is more than `max_token_lifetime` after its `iat`
+    /// (`invalid_claim`, claim `exp`): a subject or session cutoff `T` is
+    /// kept only until `T + max_token_lifetime`, so a token without an
+    /// `exp`, or whose lifetime cannot be bounded without an `iat`, would
+    /// pass again once its cutoff is pruned. RFC 9068 §2.2: JWT access
+    /// tokens carry both.
     #[inline]
     pub(crate) fn check(&self, ids: &TokenIds<'_>) -> Result<(), crate::Error> {
         if let Some(by) = self.is_revoked(ids) {
             return Err(crate::Error::Revoked { by });
         }
-        if let Some(exp) = ids.exp {
-            let start = match ids.iat {
-                Some(iat) => iat,
-                None => self.inner.clock.now() as f64,
-            };
-            if exp - start > self.inner.max_token_lifetime as f64 {
-                return Err(crate::Error::invalid_claim(
-                    "exp",
-                    "the token lives longer than the denylist's max_token_lifetime",
-                ));
-            }
+        let Some(exp) = ids.exp else {
+            return Err(crate::Error::MissingClaim {
+                claim: "exp".into(),
+            });
+        };
+        let Some(iat) = ids.iat else {
+            return Err(crate::Error::MissingClaim {
+                claim: "iat".into(),
+            });
+        };
+        if exp - iat > self.inner.max_token_lifetime as f64 {
+            return Err(crate::Error::invalid_claim(
+                "exp",
+                "the token lives longer than the denylist's max_token_lifetime",
+            ));
         }
         Ok(())
     }
@@ -685,7 +692,8 @@ impl DenylistBuilder {
     /// h, at most a year). A subject or session cutoff `T` is kept until
     /// `T` plus this: a token living longer would pass again afterwards,
     /// so a validator with this denylist refuses it (`invalid_claim`,
-    /// claim `exp`; without `iat`, `exp` more than this after now).
+    /// claim `exp`), and refuses a token without `exp` or `iat`
+    /// (`missing_claim`), whose lifetime it cannot bound.
     pub fn max_token_lifetime(mut self, lifetime: Duration) -> Self {
         self.max_token_lifetime = lifetime;
         self

@@ -3,7 +3,9 @@
 //! --appendonly no`); stopped and started again on the same port.
 //!
 //! When `redis-server` is not installed the tests that need it are skipped
-//! with a message, unless `CI` is set: then they fail.
+//! with a message, unless `CI` or `TOKENWARDEN_REQUIRE_REDIS` is set (as
+//! scripts/test.sh does when redis-server is installed): then they fail, as
+//! they do whenever an installed server cannot be started.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -35,12 +37,18 @@ fn binary() -> Option<PathBuf> {
 
 impl RedisServer {
     /// Starts a server, or `None` (after saying so) when `redis-server` is
-    /// not installed and `CI` is not set. Under CI a missing server fails.
+    /// not installed and neither `CI` nor `TOKENWARDEN_REQUIRE_REDIS` is
+    /// set. With either, a missing server fails.
     pub fn start(test: &str) -> Option<RedisServer> {
         if binary().is_none() {
             if std::env::var_os("CI").is_some() {
                 panic!(
                     "{test}: redis-server is not installed, and CI is set: scripts/test.sh installs it"
+                );
+            }
+            if std::env::var_os("TOKENWARDEN_REQUIRE_REDIS").is_some() {
+                panic!(
+                    "{test}: redis-server is required (TOKENWARDEN_REQUIRE_REDIS) but not installed"
                 );
             }
             super::skipped(

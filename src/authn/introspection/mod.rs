@@ -95,6 +95,7 @@ mod shared;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -292,6 +293,49 @@ struct Inner {
     /// The optional Redis tier (`shared.rs`).
     shared: shared::SharedTier,
     binding: CertificateBinding,
+    /// Tokens the endpoint refused (400 and kin) since the last warning.
+    rejected: RejectedLog,
+}
+
+/// A rate-limited warning for the endpoint's refusals: a misconfiguration
+/// (a wrong endpoint, auth method or parameter) makes it answer 400 to
+/// every token, and operators must see it without debug logs.
+#[derive(Default)]
+struct RejectedLog {
+    since_warning: AtomicU64,
+    next_warning: AtomicI64,
+}
+
+/// At most one warning about refused tokens per this many seconds.
+const REJECTED_WARN_EVERY: i64 = 60;
+
+impl RejectedLog {
+    fn record(&self, status: u16, host: &str, now: i64) {
+        let refused = self.since_warning.fetch_add(1, Ordering::Relaxed) + 1;
+        let next = self.next_warning.load(Ordering::Relaxed);
+        if now < next
+            || self
+                .next_warning
+                .compare_exchange(
+                    next,
+                    now.saturating_add(REJECTED_WARN_EVERY),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            tracing::debug!(status, "introspection: the endpoint refused the token");
+            return;
+        }
+        self.since_warning.fetch_sub(refused, Ordering::Relaxed);
+        tracing::warn!(
+            status,
+            endpoint = %host,
+            refused,
+            "introspection: the endpoint refused tokens (4xx); if it refuses every \
+             token, check its URL and the client authentication"
+        );
+    }
 }
 
 impl fmt::Debug for IntrospectionAuthenticator {
@@ -539,7 +583,7 @@ impl IntrospectionAuthenticator {
         let i = &*self.inner;
         match i.endpoint.call(token, now).await? {
             Answer::TokenRejected(status) => {
-                tracing::debug!(status, "introspection: the endpoint refused the token");
+                i.rejected.record(status, &i.endpoint.host, now);
                 Ok((
                     Judged::Refused(rules::refused(
                         "malformed",
@@ -844,7 +888,8 @@ impl IntrospectionAuthenticatorBuilder {
     /// verified with `keys` (the IdP's, e.g. a
     /// [`RemoteKeySet`](crate::RemoteKeySet)): `typ`
     /// `token-introspection+jwt`, `iss` the [`issuer`](Self::issuer)
-    /// (required), `aud` our client id.
+    /// (required), `aud` our client id. Not with `shared_cache` (feature
+    /// `redis`): its values are unsigned, so the pair is a [`BuildError`].
     pub fn jwt_responses(mut self, keys: impl Into<KeySource>) -> Self {
         self.jwt_keys = Some(keys.into());
         self
@@ -954,7 +999,8 @@ impl IntrospectionAuthenticatorBuilder {
     ///
     /// # Errors
     /// No endpoint or client authentication, a URL the policy refuses, a
-    /// key that does not load, signed answers without an issuer, metadata
+    /// key that does not load, signed answers without an issuer or with a
+    /// shared cache, metadata
     /// that cannot be read or has no `introspection_endpoint`, no crypto
     /// backend.
     pub async fn build(self) -> Result<IntrospectionAuthenticator, BuildError> {
@@ -1025,6 +1071,15 @@ impl IntrospectionAuthenticatorBuilder {
                 }
             }
         };
+        if self.jwt_keys.is_some() && self.shared.is_set() {
+            // The shared tier keeps plain claims: a value forged in Redis
+            // would pass without the signature RFC 9701 asks for.
+            return Err(BuildError::new(
+                "introspection: shared_cache() cannot be used with jwt_responses(): \
+                 the shared tier keeps unsigned claims, which would bypass the \
+                 RFC 9701 signature check",
+            ));
+        }
         let jwt = match self.jwt_keys {
             None => None,
             Some(keys) => {
@@ -1090,6 +1145,7 @@ impl IntrospectionAuthenticatorBuilder {
                 public_jwk,
                 shared: self.shared,
                 binding: self.binding,
+                rejected: RejectedLog::default(),
             }),
         })
     }

@@ -56,6 +56,11 @@ mod without_redis {
             _: i64,
         ) {
         }
+
+        /// Never, without the feature.
+        pub(in crate::authn::introspection) fn is_set(&self) -> bool {
+            false
+        }
     }
 }
 
@@ -66,13 +71,14 @@ mod with_redis {
     use std::time::Duration;
 
     use super::super::cache::Kept;
+    use super::super::cache::weigh;
     use super::super::rules::Judged;
     use super::super::{IntrospectionAuthenticator, IntrospectionAuthenticatorBuilder, Outcome};
-    use crate::state::redis::RedisCache;
+    use crate::state::redis::{Fetched, RedisCache};
 
     /// The largest value written to or read from Redis: an answer of the
     /// default body limit plus the header line.
-    const MAX_VALUE: usize = 64 * 1024 + 32;
+    const MAX_VALUE: usize = crate::state::redis::MAX_CACHE_VALUE;
     /// What a refusal is shared as: judged again, it is `inactive`.
     const REFUSED: &[u8] = br#"{"active":false}"#;
 
@@ -107,6 +113,11 @@ mod with_redis {
     }
 
     impl SharedTier {
+        /// Whether a Redis tier is configured.
+        pub(in crate::authn::introspection) fn is_set(&self) -> bool {
+            self.cache.is_some()
+        }
+
         /// A shared verdict for `token`, judged now; `None`: ask the endpoint.
         pub(in crate::authn::introspection) async fn lookup(
             &self,
@@ -116,12 +127,16 @@ mod with_redis {
             now: i64,
         ) -> Option<Outcome> {
             let cache = self.cache.as_ref()?;
-            let Some(value) = cache.get(token.as_bytes()).await else {
-                self.counts.misses.fetch_add(1, Ordering::Relaxed);
-                return None;
+            let value = match cache.fetch(token.as_bytes()).await {
+                Fetched::Hit(value) => Some(value),
+                Fetched::TooLarge => None,
+                Fetched::Miss => {
+                    self.counts.misses.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
             };
             let i = &*auth.inner;
-            let judged = match decode(&value) {
+            let judged = match value.as_deref().and_then(decode) {
                 Some((until, _)) if now >= until => None,
                 Some((until, answer)) => i
                     .rules
@@ -130,7 +145,7 @@ mod with_redis {
                     .map(|j| (j, until, answer.len())),
                 None => None,
             };
-            let Some((judged, until, size)) = judged else {
+            let Some((judged, until, mut size)) = judged else {
                 self.counts.unreadable.fetch_add(1, Ordering::Relaxed);
                 crate::metrics::redis_error("cache_value");
                 tracing::debug!("shared introspection verdict unusable: a miss");
@@ -141,6 +156,9 @@ mod with_redis {
             // authenticator's own TTLs.
             let (kept, outcome, own) = match judged {
                 Judged::Active(p, exp) => {
+                    // Weighed as an endpoint's answer is: the parsed claims
+                    // can take several times their text.
+                    size = size.max(weigh(&p));
                     let mut u = now.saturating_add(i.positive_ttl).min(until);
                     if let Some(exp) = exp {
                         u = u.min(exp);
@@ -211,6 +229,11 @@ mod with_redis {
         /// is a miss, never a refusal. Use one namespace per configuration
         /// (issuer, audiences), and keep write access to Redis as private
         /// as the client secret: a value written there is a verdict.
+        ///
+        /// Not with [`jwt_responses`](Self::jwt_responses): the tier keeps
+        /// plain claims, so a value written to Redis would be accepted
+        /// without the IdP's signature (RFC 9701) that configuration
+        /// demands; [`build`](Self::build) refuses the pair.
         ///
         /// ```no_run
         /// use tokenwarden::authn::introspection::IntrospectionAuthenticator;

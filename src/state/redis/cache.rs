@@ -7,6 +7,22 @@ use std::time::{Duration, Instant};
 
 use super::{RedisState, bounded, hex, lock};
 
+/// The largest value [`RedisCache::get`] reads from Redis: an
+/// introspection answer of the default body limit plus a header line. A
+/// larger value is a miss, and no more than this plus one byte is read
+/// (`GETRANGE`), whatever was written there.
+pub const MAX_CACHE_VALUE: usize = 64 * 1024 + 32;
+
+/// What a read from the shared cache found.
+pub(crate) enum Fetched {
+    /// A value of at most [`MAX_CACHE_VALUE`] bytes.
+    Hit(Vec<u8>),
+    /// Nothing, or Redis could not answer.
+    Miss,
+    /// A value over [`MAX_CACHE_VALUE`] bytes (not read whole).
+    TooLarge,
+}
+
 /// Digest -> (verdict, valid until).
 type LocalCache = HashMap<[u8; 32], (Vec<u8>, Instant)>;
 
@@ -67,13 +83,26 @@ impl RedisCache {
         local.insert(digest, (value, until));
     }
 
-    /// The cached verdict for `token`: local first, then Redis.
+    /// The cached verdict for `token`: local first, then Redis. A value in
+    /// Redis over [`MAX_CACHE_VALUE`] bytes is a miss (not read whole).
     pub async fn get(&self, token: &[u8]) -> Option<Vec<u8>> {
+        match self.fetch(token).await {
+            Fetched::Hit(v) => Some(v),
+            Fetched::TooLarge => {
+                crate::metrics::redis_error("cache_value");
+                None
+            }
+            Fetched::Miss => None,
+        }
+    }
+
+    /// [`get`](Self::get), telling a value too large from a miss.
+    pub(crate) async fn fetch(&self, token: &[u8]) -> Fetched {
         let digest = self.digest(token);
         {
             let mut local = lock(&self.local);
             match local.get(&digest) {
-                Some((v, until)) if *until > Instant::now() => return Some(v.clone()),
+                Some((v, until)) if *until > Instant::now() => return Fetched::Hit(v.clone()),
                 Some(_) => {
                     local.remove(&digest);
                 }
@@ -83,22 +112,35 @@ impl RedisCache {
         let inner = &self.state.inner;
         let mut conn = inner.conn.clone();
         let key = self.key_for(token);
-        let got: Result<(Option<Vec<u8>>, i64), _> = bounded(
+        // At most the cap plus one byte (GETRANGE's end is inclusive), so a
+        // huge value planted in Redis is never read whole; a missing key
+        // reads "" and a PTTL of -2.
+        let got: Result<(Vec<u8>, i64), _> = bounded(
             inner.timeout,
-            redis::pipe().get(&key).pttl(&key).query_async(&mut conn),
+            redis::pipe()
+                .cmd("GETRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(MAX_CACHE_VALUE)
+                .pttl(&key)
+                .query_async(&mut conn),
         )
         .await;
         match got {
-            Ok((Some(v), ttl)) if ttl > 0 => {
+            Ok((v, _)) if v.len() > MAX_CACHE_VALUE => {
+                tracing::debug!("shared cache value over the size cap: a miss");
+                Fetched::TooLarge
+            }
+            Ok((v, ttl)) if ttl > 0 => {
                 let until = Instant::now() + Duration::from_millis(ttl.unsigned_abs());
                 self.put_local(digest, v.clone(), until);
-                Some(v)
+                Fetched::Hit(v)
             }
-            Ok(_) => None,
+            Ok(_) => Fetched::Miss,
             Err(e) => {
                 crate::metrics::redis_error("cache_get");
                 tracing::debug!(error = %e, "shared cache unreachable: a miss");
-                None
+                Fetched::Miss
             }
         }
     }

@@ -37,7 +37,8 @@ mod cache;
 mod denylist;
 mod replay;
 
-pub use cache::RedisCache;
+pub(crate) use cache::Fetched;
+pub use cache::{MAX_CACHE_VALUE, RedisCache};
 pub use denylist::{RedisRevocationSource, SourceStats};
 pub use replay::RedisReplayStore;
 
