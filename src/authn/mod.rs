@@ -54,7 +54,7 @@ pub mod legacy;
 pub mod mtls;
 pub(crate) mod principal;
 mod refusal;
-mod request;
+pub(crate) mod request;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -98,23 +98,40 @@ impl<S: AsRef<str> + Sync, V: AsRef<[u8]> + Sync, const N: usize> HeaderSource f
     }
 }
 
+/// Every value of the header `name` (lowercase). The names every request
+/// asks for are matched to `http`'s prepared names: a `&str` name is parsed
+/// again on each lookup, a measurable part of a cached request's cost.
+#[cfg(feature = "tower")]
+pub(crate) fn header_values<'a>(
+    map: &'a http::HeaderMap,
+    name: &str,
+) -> http::header::GetAll<'a, http::HeaderValue> {
+    const DPOP: http::HeaderName = http::HeaderName::from_static("dpop");
+    match name {
+        "authorization" => map.get_all(http::header::AUTHORIZATION),
+        "cookie" => map.get_all(http::header::COOKIE),
+        "dpop" => map.get_all(DPOP),
+        _ => map.get_all(name),
+    }
+}
+
 #[cfg(feature = "tower")]
 impl HeaderSource for http::HeaderMap {
     fn value(&self, name: &str, index: usize) -> Option<&[u8]> {
-        self.get_all(name)
+        header_values(self, name)
             .iter()
             .nth(index)
             .map(http::HeaderValue::as_bytes)
     }
 
     fn first_value(&self, name: &str) -> Option<(&[u8], bool)> {
-        let mut values = self.get_all(name).into_iter();
+        let mut values = header_values(self, name).into_iter();
         let first = values.next()?;
         Some((first.as_bytes(), values.next().is_some()))
     }
 
     fn any_value(&self, name: &str, pred: &mut dyn FnMut(&[u8]) -> bool) -> bool {
-        self.get_all(name).iter().any(|v| pred(v.as_bytes()))
+        header_values(self, name).iter().any(|v| pred(v.as_bytes()))
     }
 }
 

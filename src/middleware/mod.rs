@@ -61,7 +61,9 @@ pub(crate) trait HeaderView {
 #[cfg(feature = "tower")]
 impl HeaderView for http::HeaderMap {
     fn values<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.get_all(name).iter().map(http::HeaderValue::as_bytes)
+        crate::authn::request::header_values(self, name)
+            .iter()
+            .map(http::HeaderValue::as_bytes)
     }
 }
 

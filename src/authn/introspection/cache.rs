@@ -2,8 +2,10 @@
 //! bounded in entries and in bytes, with one introspection in flight per
 //! token and a cap on introspections at once.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -75,6 +77,33 @@ pub(super) fn weigh(p: &Principal) -> usize {
     total.saturating_add(p.subject().len())
 }
 
+/// This thread's last hits, looked at before the shared map: a repeated
+/// token (the common case) then costs no lock-free map read, no access
+/// bookkeeping and no shared write, so threads scale. Each slot keeps its
+/// verdict's own `until` and is never used past it; at most
+/// [`NEAR_SLOTS`] verdicts a thread outlive an eviction from the map, each
+/// no longer than its `until`.
+const NEAR_SLOTS: usize = 4;
+
+struct NearSlot {
+    /// The [`Cache::id`] it belongs to: one authenticator's verdicts never
+    /// answer for another's rules.
+    cache: u64,
+    key: Key,
+    until: i64,
+    verdict: Arc<Kept>,
+}
+
+#[derive(Default)]
+struct Near {
+    slots: Vec<NearSlot>,
+    next: usize,
+}
+
+thread_local! {
+    static NEAR: RefCell<Near> = RefCell::new(Near::default());
+}
+
 struct PerEntry;
 
 impl moka::Expiry<Key, Entry> for PerEntry {
@@ -89,6 +118,8 @@ impl moka::Expiry<Key, Entry> for PerEntry {
 }
 
 pub(super) struct Cache {
+    /// Process-unique, for this thread's near slots.
+    id: u64,
     entries: moka::sync::Cache<Key, Entry>,
     /// Every entry weighs at least this: `max_bytes / max_entries`, so
     /// that the byte bound is also an entry bound.
@@ -118,7 +149,9 @@ impl Cache {
     pub(super) fn new(max_entries: usize, max_bytes: usize, max_concurrent: usize) -> Cache {
         let max_entries = max_entries.max(1);
         let max_concurrent = max_concurrent.clamp(1, Semaphore::MAX_PERMITS);
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Cache {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             entries: moka::sync::Cache::builder()
                 .max_capacity(max_bytes as u64)
                 .weigher(|_k, e: &Entry| e.weight)
@@ -134,12 +167,60 @@ impl Cache {
 
     /// A live verdict for `key`, by the clock's `now`.
     pub(super) fn hit(&self, key: &Key, now: i64) -> Option<Arc<Kept>> {
+        if let Some(v) = self.near(key, now) {
+            return Some(v);
+        }
         let e = self.entries.get(key)?;
         if now < e.until {
+            self.keep_near(key, e.until, &e.verdict);
             return Some(e.verdict);
         }
         self.entries.invalidate(key);
         None
+    }
+
+    /// This thread's recent hit for `key`, while it lives.
+    fn near(&self, key: &Key, now: i64) -> Option<Arc<Kept>> {
+        NEAR.try_with(|near| {
+            let near = near.try_borrow().ok()?;
+            near.slots
+                .iter()
+                .find(|s| s.cache == self.id && s.key == *key && now < s.until)
+                .map(|s| s.verdict.clone())
+        })
+        .ok()
+        .flatten()
+    }
+
+    fn keep_near(&self, key: &Key, until: i64, verdict: &Arc<Kept>) {
+        let _ = NEAR.try_with(|near| {
+            let Ok(mut near) = near.try_borrow_mut() else {
+                return;
+            };
+            let slot = NearSlot {
+                cache: self.id,
+                key: *key,
+                until,
+                verdict: verdict.clone(),
+            };
+            if near.slots.len() < NEAR_SLOTS {
+                near.slots.push(slot);
+            } else {
+                let i = near.next % NEAR_SLOTS;
+                near.slots[i] = slot;
+                near.next = (i + 1) % NEAR_SLOTS;
+            }
+        });
+    }
+
+    /// Drops this thread's slot for `key`: a new verdict replaces it.
+    fn forget_near(&self, key: &Key) {
+        let _ = NEAR.try_with(|near| {
+            if let Ok(mut near) = near.try_borrow_mut() {
+                near.slots
+                    .retain(|s| !(s.cache == self.id && s.key == *key));
+            }
+        });
     }
 
     /// Keeps `verdict` until `until` (clock seconds), `ttl` from now;
@@ -148,6 +229,7 @@ impl Cache {
         if ttl.is_zero() {
             return;
         }
+        self.forget_near(&key);
         let weight = size.saturating_add(ENTRY_OVERHEAD).max(self.min_weight);
         let weight = u32::try_from(weight).unwrap_or(u32::MAX);
         self.entries.insert(
@@ -198,5 +280,47 @@ impl Drop for Flight<'_> {
         {
             map.remove(&self.key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::Scheme;
+
+    fn refused() -> Kept {
+        Kept::Refused(Refusal::invalid_token(Scheme::Bearer, "test", "test"))
+    }
+
+    #[test]
+    fn a_near_slot_is_never_used_past_its_until() {
+        let cache = Cache::new(100, 1 << 20, 4);
+        let key = [7u8; 32];
+        cache.keep(key, refused(), 100, Duration::from_secs(60), 10);
+        assert!(cache.hit(&key, 99).is_some(), "from the map, kept near");
+        assert!(cache.hit(&key, 99).is_some(), "from the near slot");
+        assert!(cache.hit(&key, 100).is_none(), "until has passed");
+    }
+
+    #[test]
+    fn one_caches_near_slots_never_answer_for_another() {
+        let (a, b) = (Cache::new(100, 1 << 20, 4), Cache::new(100, 1 << 20, 4));
+        let key = [9u8; 32];
+        a.keep(key, refused(), 100, Duration::from_secs(60), 10);
+        assert!(a.hit(&key, 1).is_some());
+        assert!(b.hit(&key, 1).is_none(), "b never saw this token");
+    }
+
+    #[test]
+    fn a_new_verdict_replaces_this_threads_near_slot() {
+        let cache = Cache::new(100, 1 << 20, 4);
+        let key = [3u8; 32];
+        cache.keep(key, refused(), 100, Duration::from_secs(60), 10);
+        assert!(cache.hit(&key, 1).is_some());
+        cache.keep(key, refused(), 50, Duration::from_secs(60), 10);
+        assert!(
+            cache.hit(&key, 60).is_none(),
+            "the new verdict's until holds"
+        );
     }
 }
