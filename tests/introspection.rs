@@ -294,6 +294,31 @@ async fn signed_rfc_9701_answers_are_verified_with_the_idps_keys() {
     assert_eq!(r.status(), 503);
 }
 
+/// RFC 9701 answers name no token: one replayed from an earlier call (here:
+/// an IdP whose answers were signed ten minutes ago) is refused, never
+/// taken as the verdict on this token.
+#[tokio::test]
+async fn a_stale_signed_answer_is_refused_as_a_replay() {
+    let clock = ManualClock::new(NOW);
+    let idp_clock = ManualClock::new(NOW - 600);
+    let idp = idp(&idp_clock);
+    idp.introspection_jwt_responses(true);
+    let keys = KeySet::from_jwks(idp.jwks_json().as_bytes()).unwrap();
+    let auth = builder(&idp, &clock)
+        .jwt_responses(keys)
+        .build()
+        .await
+        .unwrap();
+    let chain = Chain::new().introspection(auth);
+    let token = opaque(&idp);
+    let r = run(&chain, &token).await.unwrap_err();
+    assert_eq!((r.status(), r.kind()), (503, "introspection_unavailable"));
+    // Signed now: taken.
+    idp_clock.set(NOW);
+    let fresh = opaque(&idp);
+    assert_eq!(run(&chain, &fresh).await.unwrap().subject(), "alice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_herd_of_1000_requests_with_one_new_token_makes_one_call() {
     let clock = ManualClock::new(NOW);

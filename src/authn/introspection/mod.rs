@@ -205,6 +205,9 @@ fn kept(k: &Kept) -> Verdict {
     }
 }
 
+/// The oldest signed (RFC 9701) answer taken, by its `iat`.
+const SIGNED_ANSWER_MAX_AGE: Duration = Duration::from_secs(60);
+
 /// The longest JWS header segment decoded to tell a JWT by shape; a longer
 /// one is taken as a JWS unread.
 const MAX_SHAPE_HEADER: usize = 4096;
@@ -1095,6 +1098,11 @@ impl IntrospectionAuthenticatorBuilder {
                         .keys(keys)
                         .required_type(client::JWT_MEDIA_TYPE.trim_start_matches("application/"))
                         .allow_missing_exp()
+                        // RFC 9701 §5: `iat` is required. An answer is
+                        // made for the call that asked for it: one older
+                        // than a minute (plus leeway) is a replay, never
+                        // a verdict (it names no token to tie it to).
+                        .max_age(SIGNED_ANSWER_MAX_AGE)
                         .leeway(self.leeway)
                         .clock(SharedClock(self.clock.clone()))
                         .build()?,
