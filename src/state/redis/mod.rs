@@ -37,6 +37,7 @@ mod cache;
 mod denylist;
 mod replay;
 
+#[cfg(feature = "introspection")]
 pub(crate) use cache::Fetched;
 pub use cache::{MAX_CACHE_VALUE, RedisCache};
 pub use denylist::{RedisRevocationSource, SourceStats};
