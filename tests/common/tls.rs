@@ -12,7 +12,6 @@ use rcgen::{
     KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokenwarden::authn::mtls::PeerCertificate;
 
 /// A test CA, with the server's certificate for `localhost` and 127.0.0.1.
 pub struct Pki {
@@ -47,13 +46,6 @@ impl ClientCert {
             })
             .collect()
     }
-}
-
-/// Whether the server asks for a client certificate or requires one.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
-    Required,
-    Optional,
 }
 
 impl Pki {
@@ -127,25 +119,15 @@ impl Pki {
     /// A rustls server configuration verifying client certificates against
     /// this CA (required, or optional: `allow_unauthenticated`).
     pub fn server_config(&self, auth: ClientAuth) -> Arc<rustls::ServerConfig> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.ca_der.clone()).unwrap();
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            roots.into(),
-            provider.clone(),
-        );
-        let verifier = match auth {
-            ClientAuth::Required => verifier.build().unwrap(),
-            ClientAuth::Optional => verifier.allow_unauthenticated().build().unwrap(),
-        };
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key_der.clone()));
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(vec![self.server_der.clone()], key)
-            .unwrap();
-        Arc::new(config)
+        example::server_config(
+            self.ca_der.clone(),
+            self.server_der.clone(),
+            key,
+            auth,
+            Http::One,
+        )
+        .unwrap()
     }
 
     /// An HTTPS client trusting this CA, presenting `cert` if given.
@@ -207,16 +189,16 @@ impl Pki {
     }
 }
 
-/// The server's protocol: HTTP/1.1 (axum) or HTTP/2 (tonic).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Http {
-    One,
-    Two,
-}
+/// The accept loop of examples/mtls.rs and examples/tonic_mtls.rs: the
+/// tests serve through the examples' own code.
+#[path = "../../examples/common/tls.rs"]
+mod example;
+pub use example::ClientAuth;
+use example::Http;
 
 /// Serves `app` over TLS on 127.0.0.1 with `config`: each connection's
 /// verified client certificate goes into every request's extensions as a
-/// [`PeerCertificate`] (as examples/mtls.rs does), and nothing from the
+/// [`PeerCertificate`] (examples/mtls.rs's loop), and nothing from the
 /// request's headers ever does.
 pub async fn serve_mtls(app: axum::Router, config: Arc<rustls::ServerConfig>) -> SocketAddr {
     serve_tls(app, config, Http::One).await
@@ -231,52 +213,8 @@ pub async fn serve_mtls_grpc(app: axum::Router, config: Arc<rustls::ServerConfig
 }
 
 async fn serve_tls(app: axum::Router, config: Arc<rustls::ServerConfig>, http: Http) -> SocketAddr {
-    use tower::ServiceExt as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let (acceptor, app) = (acceptor.clone(), app.clone());
-            tokio::spawn(async move {
-                // A refused handshake (no or an unknown certificate) ends here.
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let cert = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .map(|c| PeerCertificate::new(c.as_ref().to_vec()));
-                let service = hyper::service::service_fn(
-                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                        if let Some(c) = &cert {
-                            req.extensions_mut().insert(c.clone());
-                        }
-                        app.clone().oneshot(req)
-                    },
-                );
-                let io = hyper_util::rt::TokioIo::new(tls);
-                let _ = match http {
-                    Http::One => {
-                        hyper::server::conn::http1::Builder::new()
-                            .serve_connection(io, service)
-                            .await
-                    }
-                    Http::Two => {
-                        hyper::server::conn::http2::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        )
-                        .serve_connection(io, service)
-                        .await
-                    }
-                };
-            });
-        }
-    });
+    tokio::spawn(example::serve_mtls(listener, config, app, http));
     addr
 }
