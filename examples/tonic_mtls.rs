@@ -99,7 +99,13 @@ async fn main() -> Result<(), Error> {
         .bind_certificate(pki.client.der())
         .sign();
     let client_key = PrivateKeyDer::Pkcs8(pki.client_key.serialize_der().into());
-    let channel = channel(port, pki.ca.der().clone(), pki.client.der().clone(), client_key).await?;
+    let channel = channel(
+        port,
+        pki.ca.der().clone(),
+        pki.client.der().clone(),
+        client_key,
+    )
+    .await?;
     let mut request = tonic::Request::new(HealthCheckRequest::default());
     request
         .metadata_mut()

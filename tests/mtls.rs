@@ -85,11 +85,7 @@ async fn get_with(
     }
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
-    let challenge = r
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let challenge = common::challenge_of(&r);
     (status, challenge, r.text().await.unwrap())
 }
 
@@ -218,13 +214,7 @@ async fn a_client_without_a_ca_signed_certificate_never_reaches_the_layer() {
     let s = setup(ClientAuth::Required).await;
     let other_ca = Pki::named("another CA");
     let outsider = other_ca.client("eve", &["spiffe://shop.test/ns/prod/sa/orders"], &[]);
-    let token = s
-        .idp
-        .token()
-        .audience("api")
-        .subject("alice")
-        .bind_certificate(&outsider.der)
-        .sign();
+    let token = outsider.bound_token(&s.idp, "alice");
     let client = s.pki.https_client(Some(&outsider));
     let r = client
         .get(format!("{}/bound", s.base))
@@ -438,12 +428,7 @@ fn actix_holds_bound_tokens_to_the_recorded_certificate() {
                 actix_web::web::get().to(|p: Principal| async move { p.subject().to_owned() }),
             );
         let service = actix_web::test::init_service(app).await;
-        let bound = idp
-            .token()
-            .audience("api")
-            .subject("alice")
-            .bind_certificate(&alice.der)
-            .sign();
+        let bound = alice.bound_token(&idp, "alice");
         let send = |cert: Option<&ClientCert>, header: bool| {
             let mut req = actix_web::test::TestRequest::get()
                 .uri("/me")
@@ -510,12 +495,7 @@ async fn bearer_auth_new_holds_bound_tokens_to_the_certificate() {
     let app = axum::Router::new().route("/me", get(|| async { "ok" }).route_layer(auth.layer()));
     let addr = serve_mtls(app, pki.server_config(ClientAuth::Optional)).await;
     let url = format!("https://localhost:{}/me", addr.port());
-    let bound = idp
-        .token()
-        .audience("api")
-        .subject("alice")
-        .bind_certificate(&alice.der)
-        .sign();
+    let bound = alice.bound_token(&idp, "alice");
     let plain = idp.token().audience("api").subject("alice").sign();
     let status = |cert: Option<&ClientCert>, token: &str| {
         let req = pki.https_client(cert).get(&url).bearer_auth(token);
@@ -565,12 +545,7 @@ async fn typed_claims_hold_a_bound_token_to_the_certificate() {
     let alice = pki.client("alice", &[], &["alice.shop.test"]);
     let mallory = pki.client("mallory", &[], &["mallory.shop.test"]);
     let url = typed_app(&idp, &pki).await;
-    let bound = idp
-        .token()
-        .audience("api")
-        .subject("alice")
-        .bind_certificate(&alice.der)
-        .sign();
+    let bound = alice.bound_token(&idp, "alice");
     let client = pki.https_client(Some(&alice));
     let (status, _, body) = get_with(&client, url.clone(), &bound, &[]).await;
     assert_eq!((status, body.as_str()), (200, "alice"));
@@ -654,13 +629,7 @@ async fn authorize_refuses_a_certificate_bound_token_without_a_certificate() {
         h.insert("authorization", format!("Bearer {token}").parse().unwrap());
         h
     };
-    let bound = || {
-        idp.token()
-            .audience("api")
-            .subject("alice")
-            .bind_certificate(&alice.der)
-            .sign()
-    };
+    let bound = || alice.bound_token(&idp, "alice");
     let plain = || idp.token().audience("api").subject("alice").sign();
     let refused = |r: Result<_, tokenwarden::middleware::AuthRejection>| {
         let r = r.expect_err("a certificate-bound token without a certificate");
@@ -716,12 +685,7 @@ async fn tonic_over_rustls_holds_a_bound_token_to_the_client_certificate() {
         .into_axum_router()
         .layer(auth.layer());
     let addr = serve_mtls_grpc(app, pki.server_config(ClientAuth::Optional)).await;
-    let bound = idp
-        .token()
-        .audience("api")
-        .subject("alice")
-        .bind_certificate(&alice.der)
-        .sign();
+    let bound = alice.bound_token(&idp, "alice");
     let plain = idp.token().audience("api").subject("alice").sign();
     async fn call(
         pki: &Pki,

@@ -18,6 +18,16 @@ fn denylist(clock: &ManualClock) -> Denylist {
     Denylist::builder().clock(clock.clone()).build().unwrap()
 }
 
+/// A denylist whose subject and session cutoffs are kept `secs` long (the
+/// longest token lifetime it accepts).
+fn denylist_for_lifetime(clock: &ManualClock, secs: u64) -> Denylist {
+    Denylist::builder()
+        .clock(clock.clone())
+        .max_token_lifetime(std::time::Duration::from_secs(secs))
+        .build()
+        .unwrap()
+}
+
 fn validator_with(denylist: &Denylist, clock: &ManualClock) -> Validator {
     builder(&[key(Algorithm::ES256)])
         .clock(clock.clone())
@@ -172,11 +182,7 @@ fn a_validator_without_a_denylist_is_unaffected() {
 #[test]
 fn entries_expire_with_the_tokens_they_revoke() {
     let clock = ManualClock::new(NOW);
-    let d = Denylist::builder()
-        .clock(clock.clone())
-        .max_token_lifetime(std::time::Duration::from_secs(3600))
-        .build()
-        .unwrap();
+    let d = denylist_for_lifetime(&clock, 3600);
     d.revoke_jti("t-1", NOW + 600);
     d.revoke_subject_before("mallory", NOW);
     d.revoke_session("s-1", NOW + 100);
@@ -206,11 +212,7 @@ fn entries_expire_with_the_tokens_they_revoke() {
 #[test]
 fn a_token_living_longer_than_the_denylists_max_token_lifetime_is_refused() {
     let clock = ManualClock::new(NOW);
-    let d = Denylist::builder()
-        .clock(clock.clone())
-        .max_token_lifetime(std::time::Duration::from_secs(3600))
-        .build()
-        .unwrap();
+    let d = denylist_for_lifetime(&clock, 3600);
     let v = validator_with(&d, &clock);
     let long = token(json!({"iat": NOW - 10, "exp": NOW - 10 + 3601}));
     let err = v.validate::<Value>(&long).unwrap_err();
@@ -248,11 +250,7 @@ fn a_token_living_longer_than_the_denylists_max_token_lifetime_is_refused() {
 fn a_revoked_token_without_iat_does_not_pass_again_once_its_cutoff_is_pruned() {
     let clock = ManualClock::new(NOW);
     let lifetime = 3600;
-    let d = Denylist::builder()
-        .clock(clock.clone())
-        .max_token_lifetime(std::time::Duration::from_secs(lifetime as u64))
-        .build()
-        .unwrap();
+    let d = denylist_for_lifetime(&clock, lifetime as u64);
     let v = validator_with(&d, &clock);
     let mut c = claims();
     c.as_object_mut().unwrap().remove("iat");
@@ -302,16 +300,15 @@ fn allow_missing_exp_with_a_denylist_is_a_build_error() {
 fn a_revocation_on_one_denylist_reaches_another_sharing_its_source() {
     let clock = ManualClock::new(NOW);
     let source = Arc::new(MemorySource::new().with_clock(clock.clone()));
-    let a = Denylist::builder()
-        .clock(clock.clone())
-        .source(source.clone())
-        .build()
-        .unwrap();
-    let b = Denylist::builder()
-        .clock(clock.clone())
-        .source(source.clone())
-        .build()
-        .unwrap();
+    let sharing = |source: Arc<MemorySource>| {
+        Denylist::builder()
+            .clock(clock.clone())
+            .source(source)
+            .build()
+            .unwrap()
+    };
+    let a = sharing(source.clone());
+    let b = sharing(source.clone());
     let va = validator_with(&a, &clock);
     let vb = validator_with(&b, &clock);
     let t = token(json!({"jti": "t-1"}));
@@ -320,11 +317,7 @@ fn a_revocation_on_one_denylist_reaches_another_sharing_its_source() {
     assert_eq!(kind(&va, &t), "revoked");
     assert_eq!(kind(&vb, &t), "revoked");
     // One started later loads what is still in force.
-    let c = Denylist::builder()
-        .clock(clock.clone())
-        .source(source)
-        .build()
-        .unwrap();
+    let c = sharing(source);
     assert_eq!(kind(&validator_with(&c, &clock), &t), "revoked");
     assert_eq!((a.len(), b.len(), c.len()), (1, 1, 1));
 }

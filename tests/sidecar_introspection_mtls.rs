@@ -51,11 +51,7 @@ async fn require_bound_tokens_refuses_an_unbound_opaque_token() {
                 headers.push(("X-Client-Cert", h.as_bytes()));
             }
             let r = ask(&base, "/auth", reqwest::Method::GET, Some(&token), &headers).await;
-            let challenge = r
-                .headers()
-                .get("www-authenticate")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default();
+            let challenge = common::challenge_of(&r);
             (r.status().as_u16(), challenge)
         }
     };

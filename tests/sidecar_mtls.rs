@@ -86,18 +86,6 @@ async fn upstream() -> u16 {
     port
 }
 
-/// As nginx's `$ssl_client_escaped_cert` writes a PEM.
-fn escaped(pem: &str) -> String {
-    pem.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 const MTLS: &str =
     "\n[mtls]\nfrom_gateway = true\nheader = \"X-Client-Cert\"\nformat = \"nginx\"\n";
 
@@ -156,24 +144,15 @@ async fn behind_nginx_a_bound_token_passes_only_with_its_client_certificate() {
             .get(format!("{front}/bound/orders"))
             .bearer_auth(token);
         if let Some(s) = spoof {
-            req = req.header("X-Client-Cert", escaped(&s.pem));
+            req = req.header("X-Client-Cert", s.nginx_escaped());
         }
         async move {
             let r = req.send().await.unwrap();
-            let challenge = r
-                .headers()
-                .get("www-authenticate")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default();
+            let challenge = common::challenge_of(&r);
             (r.status().as_u16(), challenge, r.text().await.unwrap())
         }
     };
-    let bound = idp
-        .token()
-        .audience("api")
-        .subject("alice")
-        .bind_certificate(&alice.der)
-        .sign();
+    let bound = alice.bound_token(&idp, "alice");
 
     // Alice, her certificate and her token: through to the upstream.
     let (status, _, body) = call(Some(&alice), &bound, None).await;
@@ -222,11 +201,7 @@ async fn ask(
         req = req.header(*k, v);
     }
     let r = req.send().await.unwrap();
-    let challenge = r
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let challenge = common::challenge_of(&r);
     (r.status().as_u16(), challenge)
 }
 
@@ -235,19 +210,14 @@ async fn without_from_gateway_a_client_sent_certificate_header_never_binds() {
     let idp = TestIssuer::start().unwrap();
     let pki = Pki::new();
     let alice = pki.client("alice", &[], &["alice.shop.test"]);
-    let bound = idp
-        .token()
-        .audience("api")
-        .subject("alice")
-        .bind_certificate(&alice.der)
-        .sign();
+    let bound = alice.bound_token(&idp, "alice");
     let dir = Scratch::new("mtls-off");
     // No [mtls]: the sidecar reads no header as a certificate, whatever
     // its name, and a bound token can never be proven.
     let cfg = dir.write("tw.toml", &config(idp.issuer(), RULES));
     let side = start_sidecar(&cfg, &[]).await;
     wait_status(&format!("http://{}/readyz", side.addr), 200).await;
-    let pem = escaped(&alice.pem);
+    let pem = alice.nginx_escaped();
     for header in ["X-Client-Cert", "X-SSL-Client-Cert", "SSL-Client-Cert"] {
         let (status, challenge) = ask(side.addr, &bound, &[(header, pem.clone())]).await;
         assert_eq!(status, 401, "{header}");
@@ -276,13 +246,8 @@ async fn from_the_gateways_header_bindings_and_identities_are_checked() {
     );
     let side = start_sidecar(&cfg, &[]).await;
     wait_status(&format!("http://{}/readyz", side.addr), 200).await;
-    let bound = idp
-        .token()
-        .audience("api")
-        .subject("alice")
-        .bind_certificate(&alice.der)
-        .sign();
-    let cert = |c: &ClientCert| vec![("X-Client-Cert", escaped(&c.pem))];
+    let bound = alice.bound_token(&idp, "alice");
+    let cert = |c: &ClientCert| vec![("X-Client-Cert", c.nginx_escaped())];
     assert_eq!(ask(side.addr, &bound, &cert(&alice)).await.0, 200);
     assert_eq!(ask(side.addr, &bound, &cert(&mallory)).await.0, 401);
     assert_eq!(ask(side.addr, &bound, &[]).await.0, 401);
@@ -310,7 +275,7 @@ async fn from_the_gateways_header_bindings_and_identities_are_checked() {
             .get(format!("http://{}/auth", side.addr))
             .header("X-Original-URI", "/bound/orders")
             .header("X-Original-Method", "GET")
-            .header("X-Client-Cert", escaped(&c.pem));
+            .header("X-Client-Cert", c.nginx_escaped());
         async move {
             let r = req.send().await.unwrap();
             let subject = r

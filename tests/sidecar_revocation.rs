@@ -24,11 +24,7 @@ async fn auth(sidecar: &Running, token: &str) -> (u16, String) {
         .send()
         .await
         .unwrap();
-    let challenge = r
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let challenge = common::challenge_of(&r);
     (r.status().as_u16(), challenge)
 }
 

@@ -143,3 +143,11 @@ pub fn skipped(test: &str, why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {test}: {why}");
 }
+
+/// The response's `WWW-Authenticate` challenge, or "" when it has none.
+pub fn challenge_of(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}

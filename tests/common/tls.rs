@@ -33,6 +33,16 @@ pub struct ClientCert {
 }
 
 impl ClientCert {
+    /// A token of `idp` for audience `api` and subject `sub`, bound to this
+    /// certificate (`cnf.x5t#S256`, RFC 8705 §3.1).
+    pub fn bound_token(&self, idp: &tokenwarden::testing::TestIssuer, sub: &str) -> String {
+        idp.token()
+            .audience("api")
+            .subject(sub)
+            .bind_certificate(&self.der)
+            .sign()
+    }
+
     /// The PEM as nginx's `$ssl_client_escaped_cert` writes it (the
     /// sidecar's `[mtls] format = "nginx"` header).
     pub fn nginx_escaped(&self) -> String {
