@@ -453,6 +453,34 @@ async fn hostile_cookies_are_refused_without_a_check() {
     assert!(run(&chain, &c(format!("SID=\"{good}\""))).await.is_ok());
 }
 
+/// Attack: PHP mangles cookie names when it fills `$_COOKIE` (`.`, a space
+/// or a lone `[` become `_`; `name[k]` is the array `name`): a second
+/// cookie spelt so would reach a PHP application behind us as the session
+/// cookie we judged. Refused, and no check is made.
+#[tokio::test]
+async fn a_cookie_name_php_reads_as_the_credential_cookie_is_refused() {
+    let good = sid("good");
+    let server = LegacyServer::start().await;
+    server.add(
+        &format!("session_id={good}"),
+        json!({"sub": "alice", "exp": NOW + 3600}),
+    );
+    let auth = LegacyAuthenticator::cookie("session_id", http_check(&server).checker())
+        .unwrap()
+        .clock(ManualClock::new(NOW));
+    let chain = Chain::new().legacy(auth);
+    let c = |v: String| vec![("cookie".to_string(), v)];
+    assert!(run(&chain, &c(format!("session_id={good}"))).await.is_ok());
+    let calls = server.calls();
+    for look_alike in ["session.id", "session id", "session[id", "session_id[x]"] {
+        let r = run(&chain, &c(format!("session_id={good}; {look_alike}=x"))).await;
+        assert_eq!(status(&r), (400, "invalid_request"), "{look_alike}");
+        let r = run(&chain, &c(format!("{look_alike}=x"))).await;
+        assert_eq!(status(&r), (400, "invalid_request"), "{look_alike} alone");
+    }
+    assert_eq!(server.calls(), calls, "no check for a look-alike");
+}
+
 #[test]
 fn the_url_policy_is_https_or_allowed_loopback() {
     assert!(HttpCheck::builder("http://127.0.0.1:1/x").build().is_err());

@@ -346,6 +346,61 @@ pub(crate) fn authorization_names(req: &RequestView<'_>, scheme: Scheme) -> bool
     })
 }
 
+#[cfg(any(feature = "tower", feature = "actix", feature = "legacy"))]
+/// Whether software behind us could read a cookie named `n` as the cookie
+/// `name`: the same name once percent-decoded (once, leniently: a `%` not
+/// followed by two hex digits stays), ASCII-case-folded, and mangled as PHP
+/// mangles names when it fills `$_COOKIE` (leading spaces dropped; a space,
+/// `.` or a lone `[` read as `_`; `base[key]` read as the array `base`:
+/// `php_register_variable_ex`). So `%74oken`, `Token`, `session.id`,
+/// `session id` and `session_id[x]` all read as `session_id`. No
+/// allocation: this runs for every cookie of every request that carries
+/// one.
+pub(crate) fn cookie_name_reads_as(n: &[u8], name: &[u8]) -> bool {
+    fn fold(b: u8) -> u8 {
+        match b {
+            b' ' | b'.' | b'[' => b'_',
+            other => other.to_ascii_lowercase(),
+        }
+    }
+    let decoded = || percent_decoded(n).skip_while(|&b| b == b' ');
+    // `base[...]`: PHP reads the array `base` when a `]` follows the `[`.
+    let base_len = decoded()
+        .position(|b| b == b'[')
+        .filter(|&open| decoded().skip(open).any(|b| b == b']'))
+        .unwrap_or(usize::MAX);
+    let mut base = decoded().take(base_len);
+    let mut ours = name.iter().copied();
+    loop {
+        match (base.next(), ours.next()) {
+            (None, None) => return true,
+            (Some(a), Some(b)) if fold(a) == fold(b) => {}
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(any(feature = "tower", feature = "actix", feature = "legacy"))]
+/// The bytes of `s` with each `%XX` (hex, either case) decoded; a `%` not
+/// followed by two hex digits stays as it is.
+fn percent_decoded(s: &[u8]) -> impl Iterator<Item = u8> + Clone + '_ {
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut i = 0usize;
+    std::iter::from_fn(move || {
+        let b = *s.get(i)?;
+        let escaped = match (b, s.get(i.saturating_add(1)), s.get(i.saturating_add(2))) {
+            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h << 4) | l),
+            _ => None,
+        };
+        i = i.saturating_add(if escaped.is_some() { 3 } else { 1 });
+        Some(escaped.unwrap_or(b))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +433,43 @@ mod tests {
         let bad = vec![("authorization", b"Bearer \xff".as_slice())];
         let req = RequestView::new("GET", "/", &bad);
         assert!(authorization(&req, Scheme::Bearer).is_err());
+    }
+
+    #[cfg(any(feature = "tower", feature = "actix", feature = "legacy"))]
+    #[test]
+    fn cookie_names_read_as_ours_by_decoding_case_folding_or_php_mangling() {
+        for n in [
+            "session_id",
+            "SESSION_ID",
+            "session.id",
+            "session id",
+            "session[id",
+            "session_id[]",
+            "session_id[x]",
+            " session_id",
+            "session%2Eid",
+            "session%5Bid",
+            "session_id%5Bx%5D",
+            "%73ession_id",
+        ] {
+            assert!(cookie_name_reads_as(n.as_bytes(), b"session_id"), "{n:?}");
+        }
+        for n in [
+            "session_ids",
+            "sessionid",
+            "session_i",
+            "session-id",
+            "x",
+            "",
+            "session_id]",
+            "%7ession_id",
+        ] {
+            assert!(!cookie_name_reads_as(n.as_bytes(), b"session_id"), "{n:?}");
+        }
+        // A name without `_` has no mangled look-alike but its case and
+        // encodings.
+        assert!(!cookie_name_reads_as(b"S.D", b"SID"));
+        assert!(cookie_name_reads_as(b"%53id", b"SID"));
+        assert!(!cookie_name_reads_as(b"%4", b"%4x"));
     }
 }

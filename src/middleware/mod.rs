@@ -862,6 +862,7 @@ fn log_refusal(r: &AuthRejection, limit: &log_limit::LogLimiter) {
     }
 }
 
+use crate::authn::request::cookie_name_reads_as;
 use crate::authn::{header_safe, visible_ascii};
 
 /// RFC 6750 §2.1: `Authorization: Bearer <token>`, scheme case-insensitive,
@@ -911,9 +912,10 @@ fn single<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h st
 /// or application that reads the other one would act on a token we never
 /// judged. A matching cookie whose value is not visible ASCII is refused
 /// too, rather than skipped. So is a cookie whose name only looks like the
-/// credential's: one that percent-decodes or ASCII-case-folds to it
-/// (`%74oken`, `Token`), which PHP, for one, reads as the credential cookie
-/// (it decodes names and keeps the first).
+/// credential's: one that percent-decodes, ASCII-case-folds or PHP-mangles
+/// to it (`%74oken`, `Token`, `my.token` for `my_token`), which PHP, for
+/// one, reads as the credential cookie (it decodes and mangles names and
+/// keeps the first).
 fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h str>, AuthRejection> {
     let mut found = None;
     for header in headers.values("cookie") {
@@ -925,9 +927,9 @@ fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h st
             };
             let pair_name = trim_ows(&pair[..eq]);
             if pair_name != name.as_bytes() {
-                if looks_like(pair_name, name.as_bytes()) {
+                if cookie_name_reads_as(pair_name, name.as_bytes()) {
                     return Err(AuthRejection::InvalidRequest(
-                        "a cookie name differs from the credential cookie's only by case or percent-encoding",
+                        "a cookie name that reads as the credential cookie's",
                     ));
                 }
                 continue;
@@ -946,35 +948,6 @@ fn cookie<'h, H: HeaderView>(headers: &'h H, name: &str) -> Result<Option<&'h st
         }
     }
     Ok(found)
-}
-
-/// Whether two cookie names are the same once percent-decoded (once, as
-/// PHP does) and ASCII-case-folded. No allocation: this runs for every
-/// cookie of every request.
-fn looks_like(a: &[u8], b: &[u8]) -> bool {
-    percent_decoded(a)
-        .map(|c| c.to_ascii_lowercase())
-        .eq(percent_decoded(b).map(|c| c.to_ascii_lowercase()))
-}
-
-/// The bytes of `s` with each `%XX` (hex, either case) decoded; a `%` not
-/// followed by two hex digits stays as it is.
-fn percent_decoded(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    let hex = |b: u8| {
-        char::from(b)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    };
-    let mut i = 0;
-    std::iter::from_fn(move || {
-        let b = *s.get(i)?;
-        let escaped = match (b, s.get(i.saturating_add(1)), s.get(i.saturating_add(2))) {
-            (b'%', Some(&h), Some(&l)) => hex(h).zip(hex(l)).map(|(h, l)| (h << 4) | l),
-            _ => None,
-        };
-        i = i.saturating_add(if escaped.is_some() { 3 } else { 1 });
-        Some(escaped.unwrap_or(b))
-    })
 }
 
 /// `bytes` without leading and trailing spaces and tabs (RFC 9110 §5.6.3 OWS).
@@ -1395,8 +1368,15 @@ mod tests {
             let h = headers(&[("cookie", &format!("{other}=x; token=valid"))]);
             assert_eq!(cookie(&h, "token"), Ok(Some("valid")), "{other}");
         }
-        assert!(looks_like(b"%41", b"a"));
-        assert!(!looks_like(b"%4", b"%4x"));
+        // PHP reads `my.token`, `my token` and `my_token[x]` as `my_token`.
+        for odd in ["my.token", "my token", "my_token[x]", "my[token"] {
+            let h = headers(&[("cookie", &format!("{odd}=forged; my_token=valid"))]);
+            assert_eq!(
+                cookie(&h, "my_token").map_err(|r| r.status()),
+                Err(400),
+                "{odd}"
+            );
+        }
     }
 
     #[test]

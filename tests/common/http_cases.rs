@@ -80,7 +80,7 @@ pub fn cases() -> Vec<Case> {
         r#"Bearer realm="orders", error="invalid_request", error_description="the Authorization header must hold exactly one bearer token""#,
     );
     let look_alike_cookie = Some(
-        r#"Bearer realm="orders", error="invalid_request", error_description="a cookie name differs from the credential cookie's only by case or percent-encoding""#,
+        r#"Bearer realm="orders", error="invalid_request", error_description="a cookie name that reads as the credential cookie's""#,
     );
     vec![
         // RFC 6750 §2.1 is `Bearer 1*SP b64token`. An application that

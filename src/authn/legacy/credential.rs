@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 
-use crate::authn::request::{authorization, authorization_names};
+use crate::authn::request::{authorization, authorization_names, cookie_name_reads_as};
 use crate::authn::{Refusal, RequestView, Scheme};
 
 /// Longest credential read, in bytes as sent (a cookie's value, a header's
@@ -179,34 +179,11 @@ fn after_comma(v: &[u8], name: &str) -> bool {
 }
 
 /// Whether a cookie name is ours, or would be read as ours by software
-/// that ASCII-case-folds or percent-decodes cookie names (PHP decodes
-/// them): such a look-alike is refused, never skipped, so no application
-/// behind us reads a cookie we did not judge.
+/// that ASCII-case-folds, percent-decodes or mangles cookie names (PHP does
+/// all three): such a look-alike is refused, never skipped, so no
+/// application behind us reads a cookie we did not judge.
 fn names_cookie(n: &[u8], name: &str) -> bool {
-    if n.eq_ignore_ascii_case(name.as_bytes()) {
-        return true;
-    }
-    if !n.contains(&b'%') {
-        return false;
-    }
-    percent_decode(n).is_some_and(|d| d.eq_ignore_ascii_case(name.as_bytes()))
-}
-
-fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    Some(out)
+    cookie_name_reads_as(n, name.as_bytes())
 }
 
 /// The one cookie `name`: across every `Cookie` header, exactly one pair
@@ -321,12 +298,5 @@ mod tests {
             value: "v".into(),
         };
         assert_ne!(c.key_material(), h.key_material());
-    }
-
-    #[test]
-    fn percent_decoding_is_strict() {
-        assert_eq!(percent_decode(b"%73id"), Some(b"sid".to_vec()));
-        assert_eq!(percent_decode(b"%7"), None);
-        assert_eq!(percent_decode(b"%zz"), None);
     }
 }
