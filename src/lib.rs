@@ -87,4 +87,15 @@ pub mod fuzzing {
         )
         .map_err(|e| e.to_string())
     }
+
+    /// Judges `body` as an RFC 7662 introspection answer (issuer
+    /// `https://idp.test`, audience `api`) at `now`: `Ok(Ok((subject,
+    /// exp)))` active, `Ok(Err(kind))` refused, `Err` broken.
+    #[cfg(feature = "introspection")]
+    pub fn introspection_answer(
+        body: &[u8],
+        now: i64,
+    ) -> Result<Result<(String, Option<i64>), &'static str>, &'static str> {
+        crate::authn::introspection::fuzz_judge(body, now)
+    }
 }

@@ -90,6 +90,8 @@ mod breaker;
 mod cache;
 mod client;
 mod rules;
+#[cfg(fuzzing)]
+pub(crate) use self::rules::fuzz_judge;
 mod shared;
 
 use std::fmt;

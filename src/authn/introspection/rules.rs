@@ -171,6 +171,33 @@ pub(super) fn refused(kind: &'static str, description: &'static str) -> Refusal 
     Refusal::invalid_token(Scheme::Bearer, kind, description)
 }
 
+/// The `introspection_answer` fuzz target's entry: `body` judged as an
+/// endpoint's answer by rules expecting issuer `https://idp.test` and
+/// audience `api`, at `now`. `Ok(Ok((subject, exp)))` for an active token,
+/// `Ok(Err(kind))` for a refusal, `Err` for a broken answer.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_judge(
+    body: &[u8],
+    now: i64,
+) -> Result<Result<(String, Option<i64>), &'static str>, &'static str> {
+    let rules = Rules {
+        issuer: Some("https://idp.test".into()),
+        audiences: vec!["api".into()],
+        time: TimeRules {
+            leeway: 0,
+            require_exp: false,
+            max_age: None,
+        },
+        token_types: vec!["Bearer".into()],
+        name: "introspection",
+        subject_fallback: true,
+    };
+    Ok(match rules.judge_json(body, now)? {
+        Judged::Active(p, exp) => Ok((p.subject().to_owned(), exp)),
+        Judged::Refused(r) => Err(r.kind()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,124 @@
+//! DPoP proofs (RFC 9449) through a chain of a bearer JWT and a DPoP
+//! authenticator: a proof signed with the client's real key whose `htm`,
+//! `htu`, `iat` and one extra header parameter or claim come from the
+//! fuzzer, sent to a request whose method and path come from the fuzzer too;
+//! or any bytes as the `DPoP` header. Must never panic; a request passes
+//! only when its method is the proof's `htm`, its path has no dot segment,
+//! and the token is the valid bound one.
+#![no_main]
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use serde_json::json;
+use tokenwarden::authn::dpop::{DpopAuthenticator, DpopConfig};
+use tokenwarden::authn::jwt::JwtAuthenticator;
+use tokenwarden::authn::{Chain, Principal, Refusal, RequestView};
+use tokenwarden::testing::{DpopProof, TestKey};
+use tokenwarden::{Algorithm, FixedClock, KeySet, Validator};
+
+const NOW: i64 = 1_000_000;
+const ORIGIN: &str = "https://api.test";
+
+struct Setup {
+    client: TestKey,
+    token: String,
+    chain: Chain,
+}
+
+fn setup() -> &'static Setup {
+    static S: OnceLock<Setup> = OnceLock::new();
+    S.get_or_init(|| {
+        let issuer = TestKey::generate(Algorithm::ES256, "issuer").expect("keygen");
+        let client = TestKey::generate(Algorithm::ES256, "client").expect("keygen");
+        let token = issuer.token(&json!({
+            "iss": "iss", "aud": "aud", "sub": "alice", "iat": NOW - 10, "exp": NOW + 600,
+            "cnf": {"jkt": client.jwk_thumbprint().expect("thumbprint")},
+        }));
+        let validator = Validator::builder()
+            .issuer("iss")
+            .audience("aud")
+            .keys(KeySet::from_jwks(issuer.jwks_json().as_bytes()).expect("jwks"))
+            .clock(FixedClock(NOW))
+            .build()
+            .expect("validator");
+        let dpop = DpopAuthenticator::new(
+            validator.clone(),
+            DpopConfig::new(ORIGIN).clock(FixedClock(NOW)),
+        )
+        .expect("dpop");
+        let chain = Chain::new()
+            .jwt(JwtAuthenticator::new(validator))
+            .dpop(dpop);
+        Setup {
+            client,
+            token,
+            chain,
+        }
+    })
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input<'a> {
+    method: &'a str,
+    path: &'a str,
+    htm: &'a str,
+    htu: &'a str,
+    iat_offset: i16,
+    /// 0: a signed proof; 1: with an extra header parameter; 2: with an
+    /// extra claim; otherwise `raw` is the header.
+    mode: u8,
+    extra_name: &'a str,
+    extra_value: &'a str,
+    raw: &'a [u8],
+}
+
+fuzz_target!(|input: Input<'_>| {
+    let s = setup();
+    let proof = match input.mode {
+        0..=2 => {
+            let mut p = DpopProof::new(&s.client, input.htm, input.htu)
+                .iat(NOW.saturating_add(i64::from(input.iat_offset)))
+                .access_token(&s.token);
+            match input.mode {
+                1 => p = p.header(input.extra_name, input.extra_value),
+                2 => p = p.claim(input.extra_name, input.extra_value),
+                _ => {}
+            }
+            p.sign().into_bytes()
+        }
+        _ => input.raw.to_vec(),
+    };
+    let authorization = format!("DPoP {}", s.token);
+    let headers: Vec<(&str, &[u8])> = vec![
+        ("authorization", authorization.as_bytes()),
+        ("dpop", &proof),
+    ];
+    let req = RequestView::new(input.method, input.path, &headers);
+    if let Ok(principal) = decide(&s.chain, &req) {
+        assert_eq!(principal.subject(), "alice");
+        if input.mode <= 2 {
+            assert_eq!(input.method, input.htm, "passed with htm != method");
+        }
+        for segment in input.path.split('/') {
+            let lower = segment.to_ascii_lowercase();
+            assert!(
+                !matches!(lower.as_str(), "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."),
+                "a path with a dot segment took a proof: {:?}",
+                input.path
+            );
+        }
+    }
+});
+
+/// The chain's decision; with static keys and no nonce it never waits.
+fn decide(chain: &Chain, req: &RequestView<'_>) -> Result<Principal, Refusal> {
+    let decision = std::pin::pin!(chain.authenticate(req));
+    let Poll::Ready(decision) = decision.poll(&mut Context::from_waker(Waker::noop())) else {
+        panic!("a static key set made the decision wait");
+    };
+    decision
+}

@@ -1,0 +1,34 @@
+//! Any bytes as an introspection endpoint's answer (RFC 7662 §2.2): a
+//! hostile or broken identity provider. Must never panic; a token is active
+//! only when the answer is one JSON object without repeated members whose
+//! `active` is JSON `true`, whose `iss` is the configured issuer, whose
+//! `aud` names the configured audience, and whose `exp`/`nbf` hold at now.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use serde_json::{Map, Value};
+
+const NOW: i64 = 1_000_000;
+
+fuzz_target!(|body: &[u8]| {
+    let Ok(Ok((subject, _))) = tokenwarden::fuzzing::introspection_answer(body, NOW) else {
+        return;
+    };
+    let map: Map<String, Value> = serde_json::from_slice(body).expect("active from non-JSON");
+    assert_eq!(map.get("active"), Some(&Value::Bool(true)));
+    assert_eq!(map.get("iss"), Some(&Value::from("https://idp.test")));
+    let aud_ok = match map.get("aud") {
+        Some(Value::String(a)) => a == "api",
+        Some(Value::Array(a)) => a.iter().any(|v| v == "api"),
+        _ => false,
+    };
+    assert!(aud_ok, "active without our audience");
+    if let Some(exp) = map.get("exp") {
+        let exp = exp.as_f64().expect("active with a non-numeric exp");
+        assert!(exp > NOW as f64, "active after exp");
+    }
+    if let Some(nbf) = map.get("nbf").and_then(Value::as_f64) {
+        assert!(nbf <= NOW as f64, "active before nbf");
+    }
+    assert!(!subject.is_empty());
+});
