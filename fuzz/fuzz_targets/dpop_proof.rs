@@ -106,7 +106,10 @@ fuzz_target!(|input: Input<'_>| {
         for segment in input.path.split('/') {
             let lower = segment.to_ascii_lowercase();
             assert!(
-                !matches!(lower.as_str(), "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."),
+                !matches!(
+                    lower.as_str(),
+                    "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."
+                ),
                 "a path with a dot segment took a proof: {:?}",
                 input.path
             );
