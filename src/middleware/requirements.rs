@@ -4,7 +4,160 @@
 //! [`BearerAuth::require_roles`](super::BearerAuth::require_roles)) and by
 //! hand in a handler or a tonic method (`check`), with the same answer.
 
-use super::{AuthRejection, ScopedClaims, Scopes, header_safe};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::AuthRejection;
+use crate::authn::header_safe;
+
+/// Claims a route's scope and role requirements can be checked against.
+///
+/// Implemented for JSON claims: scopes from `scope` (a space-separated
+/// string, RFC 8693 §4.2, RFC 9068 §2.2.3) or `scp` (a space-separated
+/// string as Entra ID issues it, or an array of strings as Okta does; either
+/// claim is read in either shape);
+/// roles from any dotted claim path (`roles`, `realm_access.roles`,
+/// `cognito:groups`) holding a string or an array of strings. Implement it
+/// for your own claims type in a few lines.
+pub trait ScopedClaims: DeserializeOwned + Clone + Send + Sync + 'static {
+    /// Whether the token grants `scope`.
+    fn has_scope(&self, scope: &str) -> bool;
+
+    /// Whether the claim at the dotted `path` holds `role`. By default no
+    /// role is held, so role requirements refuse until this is implemented.
+    fn has_role(&self, path: &str, role: &str) -> bool {
+        let _ = (path, role);
+        false
+    }
+
+    /// The token's `sub`, for the request's `tracing` span. `None` by
+    /// default.
+    fn subject(&self) -> Option<&str> {
+        None
+    }
+
+    /// The token's `iss`, for the request's `tracing` span. `None` by
+    /// default.
+    fn issuer(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// The value at a dotted claim path.
+fn at_path<'v>(claims: &'v Map<String, Value>, path: &str) -> Option<&'v Value> {
+    let mut parts = path.split('.');
+    let mut value = claims.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_object()?.get(part)?;
+    }
+    Some(value)
+}
+
+/// Most scopes (or roles) read from one claim: a grant listed after these is
+/// not seen, so the check fails closed and its cost is bounded whatever the
+/// token lists.
+pub const MAX_SCOPES: usize = 256;
+
+/// Whether a claim value grants `item`: a space-separated string or an
+/// array of strings, the first [`MAX_SCOPES`] entries read.
+fn grants(value: Option<&Value>, item: &str) -> bool {
+    match value {
+        Some(Value::String(s)) => s
+            .split(' ')
+            .filter(|g| !g.is_empty())
+            .take(MAX_SCOPES)
+            .any(|g| g == item),
+        Some(Value::Array(a)) => a.iter().take(MAX_SCOPES).any(|g| g.as_str() == Some(item)),
+        _ => false,
+    }
+}
+
+impl ScopedClaims for Map<String, Value> {
+    fn has_scope(&self, scope: &str) -> bool {
+        // RFC 9068 §2.2.3 / RFC 8693 §4.2: `scope` is space-separated; `scp`
+        // is a space-separated string in Entra ID access tokens and an array
+        // in Okta's. Either claim is read in either shape.
+        grants(self.get("scope"), scope) || grants(self.get("scp"), scope)
+    }
+
+    fn has_role(&self, path: &str, role: &str) -> bool {
+        grants(at_path(self, path), role)
+    }
+
+    fn subject(&self) -> Option<&str> {
+        self.get("sub").and_then(Value::as_str)
+    }
+
+    fn issuer(&self) -> Option<&str> {
+        self.get("iss").and_then(Value::as_str)
+    }
+}
+
+impl ScopedClaims for Value {
+    fn has_scope(&self, scope: &str) -> bool {
+        self.as_object().is_some_and(|m| m.has_scope(scope))
+    }
+
+    fn has_role(&self, path: &str, role: &str) -> bool {
+        self.as_object().is_some_and(|m| m.has_role(path, role))
+    }
+
+    fn subject(&self) -> Option<&str> {
+        self.get("sub").and_then(Value::as_str)
+    }
+
+    fn issuer(&self) -> Option<&str> {
+        self.get("iss").and_then(Value::as_str)
+    }
+}
+
+/// What a route requires of the token's scopes (least privilege).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scopes {
+    all: Vec<Box<str>>,
+    any: Vec<Box<str>>,
+}
+
+impl Scopes {
+    /// Every one of `scopes` must be granted.
+    pub fn all<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Scopes {
+        Scopes {
+            all: scopes
+                .into_iter()
+                .map(|s| s.into().into_boxed_str())
+                .collect(),
+            any: Vec::new(),
+        }
+    }
+
+    /// At least one of `scopes` must be granted.
+    pub fn any<I: IntoIterator<Item = S>, S: Into<String>>(scopes: I) -> Scopes {
+        Scopes {
+            all: Vec::new(),
+            any: scopes
+                .into_iter()
+                .map(|s| s.into().into_boxed_str())
+                .collect(),
+        }
+    }
+
+    /// The scopes the claims lack, space-separated, or `None` if satisfied.
+    pub(super) fn missing<C: ScopedClaims>(&self, claims: &C) -> Option<String> {
+        self.lacking(|s| claims.has_scope(s))
+    }
+
+    /// What `held` lacks of this requirement, space-separated.
+    pub(super) fn lacking(&self, held: impl Fn(&str) -> bool) -> Option<String> {
+        let lacking: Vec<&str> = self.all.iter().filter(|s| !held(s)).map(|s| &**s).collect();
+        if !lacking.is_empty() {
+            return Some(lacking.join(" "));
+        }
+        if !self.any.is_empty() && !self.any.iter().any(|s| held(s)) {
+            return Some(self.any.join(" "));
+        }
+        None
+    }
+}
 
 impl Scopes {
     /// Checks `claims` against this requirement, as the layer does: from a
@@ -138,5 +291,54 @@ mod tests {
             Scopes::all(["a", "c"]).check(&c),
             Err(AuthRejection::InsufficientScope { scope: "c".into() })
         );
+    }
+
+    #[test]
+    fn roles_from_a_dotted_path() {
+        let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"realm_access":{"roles":["admin","ops"]},"groups":"a b"}"#)
+                .unwrap();
+        assert!(claims.has_role("realm_access.roles", "admin"));
+        assert!(!claims.has_role("realm_access.roles", "adm"));
+        assert!(claims.has_role("groups", "b"));
+        assert!(!claims.has_role("realm_access", "admin"));
+        assert!(!claims.has_role("nope.roles", "admin"));
+    }
+
+    #[test]
+    fn scopes_all_and_any() {
+        let claims: Map<String, Value> =
+            serde_json::from_str(r#"{"scope":"a b","scp":["c"]}"#).unwrap();
+        assert_eq!(Scopes::all(["a", "c"]).missing(&claims), None);
+        assert_eq!(
+            Scopes::all(["a", "d", "e"]).missing(&claims).as_deref(),
+            Some("d e")
+        );
+        assert_eq!(Scopes::any(["x", "b"]).missing(&claims), None);
+        assert_eq!(
+            Scopes::any(["x", "y"]).missing(&claims).as_deref(),
+            Some("x y")
+        );
+        // "a" must match a whole scope, not a prefix.
+        let partial: Map<String, Value> = serde_json::from_str(r#"{"scope":"ab"}"#).unwrap();
+        assert!(!partial.has_scope("a"));
+    }
+
+    #[test]
+    fn scope_and_scp_read_as_string_or_array() {
+        // Entra ID: `scp` space-separated.
+        let entra: Map<String, Value> =
+            serde_json::from_str(r#"{"scp":"orders.read  orders.write"}"#).unwrap();
+        assert!(entra.has_scope("orders.write"));
+        assert!(!entra.has_scope("orders"));
+        assert!(!entra.has_scope(""));
+        // Okta: `scp` an array; some IdPs put an array in `scope`.
+        let okta: Map<String, Value> = serde_json::from_str(r#"{"scp":["a","b c"]}"#).unwrap();
+        assert!(okta.has_scope("a"));
+        assert!(!okta.has_scope("b"));
+        let arr: Map<String, Value> = serde_json::from_str(r#"{"scope":["x","y"]}"#).unwrap();
+        assert!(arr.has_scope("y"));
+        let other: Map<String, Value> = serde_json::from_str(r#"{"scp":{"a":true}}"#).unwrap();
+        assert!(!other.has_scope("a"));
     }
 }
