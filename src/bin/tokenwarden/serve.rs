@@ -340,8 +340,9 @@ async fn serve(config: Config) -> Result<(), String> {
                 Some(m) if m.require_bound_tokens => CertificateBinding::Required,
                 _ => CertificateBinding::WhenBound,
             };
+            let denylist = revocation.as_ref().map(|r| r.denylist.clone());
             c = c.introspection(
-                i.authenticator(binding)
+                i.authenticator(binding, denylist)
                     .await
                     .map_err(|e| format!("introspection: {e}"))?,
             );
