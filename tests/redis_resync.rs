@@ -3,9 +3,10 @@
 //! the subscription stays up, the mirror keeps its entries, revocations
 //! published meanwhile apply, and the load is retried until it succeeds.
 //!
-//! The load is made to fail with an ACL: the instance under test connects
-//! as a user that may not run `ZRANGEBYSCORE` (the paged range read of the
-//! full load), and its pub/sub link is cut with `CLIENT KILL TYPE pubsub`.
+//! The load is made to fail with an ACL (the instance under test connects
+//! as a user that may not run `ZRANGEBYSCORE`, the paged range read of the
+//! full load) or by giving the list's key another type (WRONGTYPE); the
+//! pub/sub link is cut with `CLIENT KILL TYPE pubsub`.
 #![cfg(all(feature = "redis", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -148,4 +149,66 @@ async fn a_failed_load_after_a_reconnect_keeps_the_subscription_the_entries_and_
     assert_eq!(stats.last_load, Some(NOW));
     assert!(revoked(&a, "early") && revoked(&a, "late"));
     assert_eq!(a.len(), 3);
+}
+
+/// The list's key replaced by a value of another type (an operator's
+/// mistake, another program on the same prefix): the load gets WRONGTYPE.
+/// The mirror keeps what Redis lost, revocations published meanwhile
+/// still apply, and once the key is fixed the instances write back what
+/// they know and the next load finds the whole list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_typed_list_keeps_the_mirror_and_is_repaired_once_fixed() {
+    let Some(server) = RedisServer::start("redis_resync::wrongtype") else {
+        return;
+    };
+    let url = server.url();
+    let mut admin = admin(&url).await;
+    let (_state_a, source_a, a) = instance(&url).await;
+    let (_state_b, _source_b, b) = instance(&url).await;
+    b.revoke_jti("early", NOW + 600);
+    eventually(BOUND, || revoked(&a, "early"))
+        .await
+        .expect("a learns the first revocation");
+
+    let () = redis::cmd("SET")
+        .arg("test:denylist")
+        .arg("not a sorted set")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let before = source_a.stats().resync_failures;
+    let () = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "pubsub"])
+        .query_async(&mut admin)
+        .await
+        .map(|_: i64| ())
+        .unwrap();
+    eventually(BOUND, || source_a.stats().resync_failures > before)
+        .await
+        .expect("the load after the reconnect failed (WRONGTYPE)");
+    assert!(revoked(&a, "early"), "the mirror keeps what Redis lost");
+
+    // A revocation published by another connection (b's write fails on
+    // the list, its message still goes out, and is retried): applied.
+    b.revoke_jti("late", NOW + 600);
+    eventually(BOUND, || revoked(&a, "late"))
+        .await
+        .expect("a revocation published after the failed load applies");
+
+    // The key fixed (deleted): the next load succeeds, and what Redis lost
+    // is written back by the instances that know it.
+    let () = redis::cmd("DEL")
+        .arg("test:denylist")
+        .query_async(&mut admin)
+        .await
+        .map(|_: i64| ())
+        .unwrap();
+    let loads = source_a.stats().reloads;
+    eventually(BOUND, || source_a.stats().reloads > loads)
+        .await
+        .expect("the load is retried and succeeds");
+    let (_state_c, _source_c, c) = instance(&url).await;
+    eventually(BOUND, || revoked(&c, "early") && revoked(&c, "late"))
+        .await
+        .expect("a new instance loads the list whole again");
 }
