@@ -32,6 +32,11 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(true).await
+}
+
+/// With `check_issuer`, the authenticator requires the answer's `iss`.
+async fn world_with(check_issuer: bool) -> World {
     let clock = ManualClock::new(NOW);
     let idp = TestIssuer::builder().clock(clock.clone()).start().unwrap();
     idp.introspection_client_secret(CLIENT, SECRET);
@@ -44,10 +49,13 @@ async fn world() -> World {
         .clock(clock.clone())
         .build()
         .unwrap();
-    let opaque = IntrospectionAuthenticator::builder()
+    let mut opaque = IntrospectionAuthenticator::builder()
         .endpoint(idp.introspection_url())
-        .client_secret_basic(CLIENT, SECRET)
-        .issuer(idp.issuer())
+        .client_secret_basic(CLIENT, SECRET);
+    if check_issuer {
+        opaque = opaque.issuer(idp.issuer());
+    }
+    let opaque = opaque
         .audience("api")
         .allow_http_loopback(true)
         .clock(clock.clone())
@@ -171,4 +179,25 @@ async fn without_iat_a_subject_cutoff_refuses_the_opaque_token() {
     w.denylist.revoke_subject_before("dave", NOW - 3600);
     assert_eq!(w.kind(&dave).await, (401, "revoked"));
     assert_eq!(w.kind(&erin).await, (200, "ok"), "no cutoff for erin");
+}
+
+/// Attack: an IdP that leaves `iss` out of its answers (RFC 7662 §2.2
+/// makes it optional) and an authenticator with no `issuer` set. A logout
+/// names its issuer; the answer's issuer is unknown, so the logout holds.
+#[tokio::test]
+async fn an_answer_without_iss_is_held_to_a_logout_naming_an_issuer() {
+    let w = world_with(false).await;
+    let no_iss = |sub: &str| {
+        w.idp
+            .opaque_token()
+            .subject(sub)
+            .audience("api")
+            .without("iss")
+            .issue()
+    };
+    let (alice, bob) = (no_iss("alice"), no_iss("bob"));
+    assert_eq!(w.kind(&alice).await, (200, "ok"));
+    w.logout(LogoutTarget::Subject("alice")).await;
+    assert_eq!(w.kind(&alice).await, (401, "revoked"));
+    assert_eq!(w.kind(&bob).await, (200, "ok"));
 }

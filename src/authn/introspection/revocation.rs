@@ -18,7 +18,9 @@ impl IntrospectionAuthenticatorBuilder {
     /// A subject or session cutoff ("tokens issued before T") needs the
     /// answer's `iat` (RFC 7662 §2.2 makes it optional): without it the
     /// token is refused, since nothing shows it was issued after the
-    /// cutoff. The cutoff is checked against `sub`, never a fallback
+    /// cutoff. An answer without `iss` is held to every issuer's entries
+    /// (its issuer is unknown; set [`issuer`](Self::issuer) to require
+    /// it). The cutoff is checked against `sub`, never a fallback
     /// subject (`client_id:`, `username:`), and holds only while the
     /// denylist keeps it (its `max_token_lifetime`); past that the IdP's
     /// answer decides again when the kept verdict ends.
@@ -67,7 +69,14 @@ fn revoked(d: &Denylist, p: &Principal) -> Option<Refusal> {
     // or session cutoff: a token that cannot show it postdates the cutoff
     // may be one the logout meant.
     let ids = TokenIds::from_claims(p.claims());
-    let by = d.is_revoked(&ids)?;
+    // RFC 7662 §2.2: `iss` is optional. Without it (and without an
+    // `issuer` configured, which would have required it) the answer's
+    // issuer is unknown: every issuer's entries apply, or a logout (whose
+    // entries name its issuer) would miss the token.
+    let by = match ids.iss {
+        Some(_) => d.is_revoked(&ids),
+        None => d.is_revoked_any_issuer(&ids),
+    }?;
     Some(Refusal::from_error(
         Scheme::Bearer,
         &crate::Error::Revoked { by },
