@@ -201,6 +201,88 @@ async fn readiness_connected_follows_the_redis_link() {
     wait_status(&ready, 200).await;
 }
 
+/// Polls the series on `/metrics` until it reads `want`, at most [`BOUND`].
+async fn until_metric(sidecar: &Running, series: &str, want: f64) {
+    let base = format!("http://{}", sidecar.addr);
+    let start = Instant::now();
+    loop {
+        let got = metric(&base, series).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < BOUND,
+            "{series} read {got}, not {want}, for {BOUND:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `/metrics` shows the Redis link: up or down, the writes waiting, the
+/// mirror's entries, when the list was last loaded, the failed loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_redis_link_queue_mirror_and_last_load() {
+    let Some(mut server) = RedisServer::start("sidecar_redis::metrics") else {
+        return;
+    };
+    let idp = TestIssuer::start().unwrap();
+    let scratch = Scratch::new("sidecar-redis-metrics");
+    let file = config_text(&idp, &scratch, &server.url());
+    let s = start_sidecar(&file, &[]).await;
+    wait_status(&format!("http://{}/readyz", s.addr), 200).await;
+    let base = format!("http://{}", s.addr);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+
+    until_metric(&s, "tokenwarden_redis_link_up", 1.0).await;
+    assert_eq!(
+        metric(&base, "tokenwarden_redis_denylist_entries").await,
+        0.0
+    );
+    let loaded = metric(&base, "tokenwarden_redis_denylist_loaded_timestamp_seconds").await;
+    assert!((loaded - now).abs() < 60.0, "loaded at {loaded}, now {now}");
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(&text, "tokenwarden_redis_denylist_load_failures_total"),
+        Some(0.0),
+        "{text}"
+    );
+
+    revoke(&s, json!({"jti": "erin-s-1"})).await;
+    revoke(&s, json!({"sub": "frank"})).await;
+    assert_eq!(
+        metric(&base, "tokenwarden_redis_denylist_entries").await,
+        2.0
+    );
+    until_metric(&s, "tokenwarden_redis_pending_writes", 0.0).await;
+
+    // Redis killed: the link reads 0; a revocation made now waits.
+    server.stop();
+    until_metric(&s, "tokenwarden_redis_link_up", 0.0).await;
+    revoke(&s, json!({"sid": "s-9"})).await;
+    assert_eq!(
+        metric(&base, "tokenwarden_redis_denylist_entries").await,
+        3.0
+    );
+    until_metric(&s, "tokenwarden_redis_pending_writes", 1.0).await;
+
+    // Back: up again, the waiting write delivered.
+    server.start_again();
+    until_metric(&s, "tokenwarden_redis_link_up", 1.0).await;
+    until_metric(&s, "tokenwarden_redis_pending_writes", 0.0).await;
+    assert_eq!(
+        metric(&base, "tokenwarden_redis_denylist_entries").await,
+        3.0
+    );
+}
+
 #[test]
 fn a_redis_section_is_checked() {
     let scratch = Scratch::new("sidecar-redis-config");

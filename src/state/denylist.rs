@@ -297,12 +297,16 @@ impl Tables {
         delta
     }
 
-    /// The entry refusing `ids`, if any.
+    /// The entry refusing `ids`, if any; with `any_issuer`, every
+    /// issuer's entries apply (the token's issuer is unknown).
     #[inline]
-    fn check(&self, ids: &TokenIds<'_>) -> Option<RevokedBy> {
+    fn check(&self, ids: &TokenIds<'_>, any_issuer: bool) -> Option<RevokedBy> {
         if let (Some(jti), false) = (ids.jti, self.jti.is_empty()) {
             if let Some(rules) = self.jti.get(jti) {
-                if rules.iter().any(|r| r.issuer_matches(ids.iss)) {
+                if rules
+                    .iter()
+                    .any(|r| any_issuer || r.issuer_matches(ids.iss))
+                {
                     return Some(RevokedBy::Jti);
                 }
             }
@@ -318,7 +322,8 @@ impl Tables {
                 // A token without `iat` cannot show it came after the
                 // cutoff: refused.
                 let hit = rules.iter().any(|r| {
-                    r.issuer_matches(ids.iss) && ids.iat.is_none_or(|iat| iat < r.before as f64)
+                    (any_issuer || r.issuer_matches(ids.iss))
+                        && ids.iat.is_none_or(|iat| iat < r.before as f64)
                 });
                 if hit {
                     return Some(by);
@@ -511,13 +516,26 @@ impl Denylist {
     /// The entry that refuses a token with these ids, if any. Lock-free.
     #[inline]
     pub fn is_revoked(&self, ids: &TokenIds<'_>) -> Option<RevokedBy> {
+        self.lookup(ids, false)
+    }
+
+    /// As [`is_revoked`](Self::is_revoked) for a token whose issuer is
+    /// unknown (an introspection answer without `iss`): every issuer's
+    /// entries apply, since nothing shows the token is not theirs.
+    #[cfg(feature = "introspection")]
+    pub(crate) fn is_revoked_any_issuer(&self, ids: &TokenIds<'_>) -> Option<RevokedBy> {
+        self.lookup(ids, true)
+    }
+
+    #[inline]
+    fn lookup(&self, ids: &TokenIds<'_>, any_issuer: bool) -> Option<RevokedBy> {
         let snap = self.inner.snapshot.load();
         if snap.delta_rules != 0 {
-            if let Some(by) = snap.delta.check(ids) {
+            if let Some(by) = snap.delta.check(ids, any_issuer) {
                 return Some(by);
             }
         }
-        snap.base.check(ids)
+        snap.base.check(ids, any_issuer)
     }
 
     /// Entries held (expired ones stay until the next merge or

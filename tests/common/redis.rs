@@ -167,3 +167,16 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Polls `cond` every few milliseconds until it holds or `within` passes:
+/// a bounded wait on another process (Redis, pub/sub), never a fixed sleep.
+pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond().then(|| start.elapsed())
+}

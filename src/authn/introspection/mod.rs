@@ -89,6 +89,7 @@
 mod breaker;
 mod cache;
 mod client;
+mod revocation;
 mod rules;
 #[cfg(fuzzing)]
 pub(crate) use self::rules::fuzz_judge;
@@ -300,6 +301,8 @@ struct Inner {
     binding: CertificateBinding,
     /// Tokens the endpoint refused (400 and kin) since the last warning.
     rejected: RejectedLog,
+    /// Revoked `jti`s, subjects and sessions (`revocation.rs`).
+    denylist: Option<crate::state::denylist::Denylist>,
 }
 
 /// A rate-limited warning for the endpoint's refusals: a misconfiguration
@@ -387,6 +390,7 @@ impl IntrospectionAuthenticator {
             client: None,
             clock: Arc::new(SystemClock),
             shared: shared::SharedTier::default(),
+            denylist: None,
         }
     }
 
@@ -437,7 +441,10 @@ impl IntrospectionAuthenticator {
         // Only a token of good shape is ever kept, so a hit needs no
         // second look at its characters.
         match self.inner.cache.hit(&key, self.inner.clock.now()) {
-            Some(hit) => Some(bound(kept(&hit), req, self.inner.binding)),
+            Some(hit) => Some(revocation::checked(
+                self.inner.denylist.as_ref(),
+                bound(kept(&hit), req, self.inner.binding),
+            )),
             None if !b64token(token) => malformed(),
             None => None,
         }
@@ -468,7 +475,10 @@ impl IntrospectionAuthenticator {
             Err(_) => Outcome::Unavailable("introspection_timeout", i.retry_after),
         };
         drop(flight);
-        bound(outcome.verdict(), req, i.binding)
+        revocation::checked(
+            i.denylist.as_ref(),
+            bound(outcome.verdict(), req, i.binding),
+        )
     }
 
     /// One call, under the breaker, the cap and the deadline; its verdict
@@ -695,6 +705,7 @@ pub struct IntrospectionAuthenticatorBuilder {
     client: Option<reqwest::Client>,
     clock: Arc<dyn Clock>,
     shared: shared::SharedTier,
+    denylist: Option<crate::state::denylist::Denylist>,
 }
 
 /// A client authentication, its key parsed.
@@ -1156,6 +1167,7 @@ impl IntrospectionAuthenticatorBuilder {
                 shared: self.shared,
                 binding: self.binding,
                 rejected: RejectedLog::default(),
+                denylist: self.denylist,
             }),
         })
     }

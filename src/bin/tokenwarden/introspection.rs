@@ -106,12 +106,17 @@ pub struct Introspection {
 impl Introspection {
     /// The authenticator, with discovery done first when configured (within
     /// the timeout); `binding` from `[mtls] require_bound_tokens`, as for
-    /// JWTs.
+    /// JWTs; `denylist` from `[revocation]`, as for JWTs: a logout refuses
+    /// the subject's opaque tokens at once, kept verdicts included.
     pub async fn authenticator(
         &self,
         binding: CertificateBinding,
+        denylist: Option<tokenwarden::state::denylist::Denylist>,
     ) -> Result<IntrospectionAuthenticator, String> {
         let mut b = IntrospectionAuthenticator::builder().certificate_binding(binding);
+        if let Some(d) = denylist {
+            b = b.denylist(d);
+        }
         b = match &self.at {
             Where::Endpoint(url) => b.endpoint(url.clone()),
             Where::Discovery(issuer, None) => b.discovery(issuer.clone()),

@@ -10,6 +10,37 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokenwarden::RemoteKeySet;
 
+use crate::shared_state::LinkFigures;
+
+fn gauge(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+/// The Redis link's series.
+#[derive(Default)]
+struct RedisGauges {
+    up: Gauge,
+    pending: Gauge,
+    entries: Gauge,
+    last_load: Gauge,
+    load_failures: Counter,
+}
+
+impl RedisGauges {
+    fn set(&self, link: &LinkFigures, entries: usize) {
+        self.up.set(i64::from(link.up));
+        self.pending.set(gauge(link.pending));
+        self.entries.set(gauge(entries));
+        // 0 until the first load (a timestamp, not an age: `time() - x`
+        // in a query gives the age, and 0 cannot pass for a fresh load).
+        self.last_load.set(link.last_load.unwrap_or(0));
+        let seen = self.load_failures.get();
+        if link.resync_failures > seen {
+            self.load_failures.inc_by(link.resync_failures - seen);
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: String,
@@ -32,6 +63,8 @@ pub struct Metrics {
     age: Family<IssuerLabel, Gauge>,
     refused_connections: Counter,
     accept_errors: Counter,
+    /// `[redis]`: the shared denylist's link.
+    redis: Option<RedisGauges>,
     /// Serialises scrapes: counters copied from key-set statistics move by
     /// the difference since the last scrape.
     scrape: Mutex<()>,
@@ -98,8 +131,40 @@ impl Metrics {
             unknown_kid,
             keys,
             age,
+            redis: None,
             scrape: Mutex::new(()),
         }
+    }
+
+    /// Registers the Redis link's series (`[redis]` configured).
+    pub fn with_redis(&mut self) {
+        let g = RedisGauges::default();
+        self.registry.register(
+            "redis_link_up",
+            "Whether the pub/sub link to Redis is up (1) or down (0)",
+            g.up.clone(),
+        );
+        self.registry.register(
+            "redis_pending_writes",
+            "Revocations waiting to be written to Redis",
+            g.pending.clone(),
+        );
+        self.registry.register(
+            "redis_denylist_entries",
+            "Entries in the local mirror of the shared denylist",
+            g.entries.clone(),
+        );
+        self.registry.register(
+            "redis_denylist_loaded_timestamp_seconds",
+            "Unix time the shared denylist was last loaded in full (0: not yet)",
+            g.last_load.clone(),
+        );
+        self.registry.register(
+            "redis_denylist_load_failures",
+            "Full loads of the shared denylist that failed (each retried)",
+            g.load_failures.clone(),
+        );
+        self.redis = Some(g);
     }
 
     /// Counts one decision and its latency.
@@ -132,9 +197,17 @@ impl Metrics {
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    /// The text exposition, with key-set figures read now.
-    pub fn render(&self, remotes: &[(String, RemoteKeySet)], now: i64) -> String {
+    /// The text exposition, with key-set (and Redis link) figures read now.
+    pub fn render(
+        &self,
+        remotes: &[(String, RemoteKeySet)],
+        redis: Option<(LinkFigures, usize)>,
+        now: i64,
+    ) -> String {
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(g), Some((link, entries))) = (&self.redis, redis) {
+            g.set(&link, entries);
+        }
         for (issuer, set) in remotes {
             let label = IssuerLabel {
                 issuer: issuer.clone(),

@@ -217,7 +217,10 @@ struct IdentityHeaders {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let metrics = Metrics::new();
+    let mut metrics = Metrics::new();
+    if config.redis.is_some() {
+        metrics.with_redis();
+    }
     let mut remotes = Vec::new();
     let mut builder = Validator::builder()
         .leeway(Duration::from_secs(config.leeway))
@@ -337,8 +340,9 @@ async fn serve(config: Config) -> Result<(), String> {
                 Some(m) if m.require_bound_tokens => CertificateBinding::Required,
                 _ => CertificateBinding::WhenBound,
             };
+            let denylist = revocation.as_ref().map(|r| r.denylist.clone());
             c = c.introspection(
-                i.authenticator(binding)
+                i.authenticator(binding, denylist)
                     .await
                     .map_err(|e| format!("introspection: {e}"))?,
             );
@@ -547,7 +551,14 @@ async fn route(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
         "/metrics" => {
             let mut r = text(
                 StatusCode::OK,
-                &state.metrics.render(&state.remotes, state.clock.now()),
+                &state.metrics.render(
+                    &state.remotes,
+                    state.shared.as_ref().map(|s| {
+                        let entries = state.revocation.as_ref().map_or(0, |r| r.denylist.len());
+                        (s.figures(), entries)
+                    }),
+                    state.clock.now(),
+                ),
             );
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,

@@ -91,6 +91,28 @@ impl Shared {
         }
     }
 
+    /// The link's figures for `/metrics`. Before Redis is first reached
+    /// the link is down and the revocations held count as waiting.
+    pub fn figures(&self) -> LinkFigures {
+        match self.real.get() {
+            None => LinkFigures {
+                up: false,
+                pending: lock(&self.early).revocations.len(),
+                resync_failures: 0,
+                last_load: None,
+            },
+            Some(s) => {
+                let st = s.stats();
+                LinkFigures {
+                    up: st.connected,
+                    pending: st.pending,
+                    resync_failures: st.resync_failures,
+                    last_load: st.last_load,
+                }
+            }
+        }
+    }
+
     /// Takes the source Redis gives once reached: the denylist attaches to
     /// it and the revocations held so far are handed over.
     fn connected(&self, real: Arc<RedisRevocationSource>) {
@@ -105,6 +127,18 @@ impl Shared {
             real.publish(&r);
         }
     }
+}
+
+/// What `/metrics` shows of the Redis link.
+pub struct LinkFigures {
+    /// The pub/sub link is up.
+    pub up: bool,
+    /// Revocations waiting to be written to Redis.
+    pub pending: usize,
+    /// Full loads of the shared list that failed.
+    pub resync_failures: u64,
+    /// Unix time of the last full load that succeeded.
+    pub last_load: Option<i64>,
 }
 
 /// The source to build the denylist with; connects in the background

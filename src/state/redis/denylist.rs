@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -15,13 +15,29 @@ use super::{MAX_MESSAGE, RedisError, RedisState, bounded, lock};
 const RELOAD_PAGE: usize = 1000;
 use crate::state::denylist::{Feed, GRACE, Revocation, RevocationSource};
 
-#[derive(Default)]
 struct Counters {
     delivered: AtomicU64,
     failures: AtomicU64,
     dropped: AtomicU64,
     reloads: AtomicU64,
     received: AtomicU64,
+    resync_failures: AtomicU64,
+    /// Unix time of the last full load; `i64::MIN`: none yet.
+    last_load: AtomicI64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            delivered: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            resync_failures: AtomicU64::new(0),
+            last_load: AtomicI64::new(i64::MIN),
+        }
+    }
 }
 
 /// What a [`RedisRevocationSource`] has done so far.
@@ -42,6 +58,13 @@ pub struct SourceStats {
     pub received: u64,
     /// Whether the pub/sub link is up now.
     pub connected: bool,
+    /// Full loads that failed (on a reconnect or a periodic resync; each
+    /// also counted in `failures`). The subscription stays up through
+    /// them and the load is retried.
+    pub resync_failures: u64,
+    /// Unix time (the source's clock) of the last full load that
+    /// succeeded; `None` before the first.
+    pub last_load: Option<i64>,
 }
 
 /// The denylist's [`RevocationSource`] on Redis; see the [module](super).
@@ -114,6 +137,8 @@ impl RedisRevocationSource {
             reloads: c.reloads.load(Ordering::Relaxed),
             received: c.received.load(Ordering::Relaxed),
             connected: self.shared.connected.load(Ordering::Relaxed),
+            resync_failures: c.resync_failures.load(Ordering::Relaxed),
+            last_load: Some(c.last_load.load(Ordering::Relaxed)).filter(|t| *t != i64::MIN),
         }
     }
 }
@@ -362,12 +387,21 @@ async fn follow_once(s: &SourceShared, feed: &Feed) -> Result<(), RedisError> {
         pubsub.subscribe(s.state.key("denylist:events")),
     )
     .await?;
-    s.reload(feed).await?;
     s.connected.store(true, Ordering::Relaxed);
-    s.ready.send_replace(true);
+    // A failed load keeps the subscription (and the mirror's entries):
+    // revocations published from now on still apply, and the load is
+    // retried soon (backoff up to `retry_max`), not at the next resync.
+    let mut failed = u32::from(!s.try_reload(feed).await);
     let mut messages = pubsub.into_on_message();
-    let mut resync = tokio::time::interval(inner.resync);
-    resync.tick().await;
+    let next_load = |failed: u32| {
+        tokio::time::Instant::now()
+            + if failed == 0 {
+                inner.resync
+            } else {
+                s.backoff(failed - 1)
+            }
+    };
+    let mut due = next_load(failed);
     loop {
         tokio::select! {
             msg = messages.next() => match msg {
@@ -380,17 +414,33 @@ async fn follow_once(s: &SourceShared, feed: &Feed) -> Result<(), RedisError> {
                 }
                 None => return Err(RedisError { timeout: false, source: None }),
             },
-            _ = resync.tick() => {
+            () = tokio::time::sleep_until(due) => {
                 if !feed.is_alive() {
                     return Ok(());
                 }
-                // A failed resync keeps the subscription: messages still
-                // arrive, and the next tick tries again.
-                if let Err(e) = s.reload(feed).await {
-                    s.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    crate::metrics::redis_error("revocation_resync");
-                    tracing::warn!(error = %e, "redis denylist resync failed: still subscribed; retrying at the next resync");
-                }
+                failed = if s.try_reload(feed).await { 0 } else { failed.saturating_add(1) };
+                due = next_load(failed);
+            }
+        }
+    }
+}
+
+impl SourceShared {
+    /// One full load; a failure is logged and counted, never fatal: the
+    /// caller keeps its subscription and tries again.
+    async fn try_reload(&self, feed: &Feed) -> bool {
+        match self.reload(feed).await {
+            Ok(()) => {
+                self.stats.last_load.store(self.now(), Ordering::Relaxed);
+                self.ready.send_replace(true);
+                true
+            }
+            Err(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.resync_failures.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::redis_error("revocation_resync");
+                tracing::warn!(error = %e, "redis denylist load failed: still subscribed, the local list keeps its entries; retrying");
+                false
             }
         }
     }

@@ -9,8 +9,10 @@
 //!   pruned) and published on a channel; each instance's local mirror is fed
 //!   by pub/sub, loaded in full before [`ready`](RedisRevocationSource::ready)
 //!   returns, and reloaded on every reconnect (messages missed while away)
-//!   and every [`resync`](RedisBuilder::resync_interval). Requests read the
-//!   mirror only. A revocation made while Redis is away applies here at
+//!   and every [`resync`](RedisBuilder::resync_interval). A load that fails
+//!   keeps the subscription and the mirror's entries (revocations published
+//!   meanwhile still apply) and is retried with backoff up to
+//!   [`retry_max`](RedisBuilder::retry_max). Requests read the mirror only. A revocation made while Redis is away applies here at
 //!   once and is queued and retried until Redis takes it; one that Redis
 //!   lost (a restart without persistence) is written back on reconnect.
 //! - [`RedisReplayStore`]: a [`ReplayStore`](super::replay::ReplayStore) by `SET key 1 NX PX window`;
