@@ -359,6 +359,57 @@ async fn a_private_key_in_the_header_is_refused() {
     }
 }
 
+/// The judgement of an RS256 proof by `jwk` (signed by `sign`) for a token
+/// bound to `jwk`.
+async fn judge_rsa_proof(
+    jwk: serde_json::Value,
+    sign: impl Fn(&[u8]) -> Vec<u8>,
+) -> Result<Principal, Refusal> {
+    let mut c = claims();
+    c["cnf"] = json!({"jkt": tokenwarden::authn::dpop::jwk_thumbprint(&jwk).unwrap()});
+    let token = common::dpop::issuer_key().token(&c);
+    let p = common::dpop::rsa_proof(jwk, sign, "GET", HTU, &token);
+    judge(&chain(config()), "GET", &dpop_headers(&token, &[&p])).await
+}
+
+/// A client picks its proof key and every request pays one verification
+/// with it: RSA proof keys have 2048 to 4096 bits (RFC 8725 §3.5), checked
+/// before any signature is verified. An RSA-8192 key with a valid
+/// signature is refused, naming its size; so is a 1024-bit key.
+#[tokio::test]
+async fn rsa_proof_keys_outside_2048_to_4096_bits_are_refused_before_verifying() {
+    use aws_lc_rs::rsa::KeySize;
+    let (jwk, sign) = common::dpop::rsa_key(KeySize::Rsa2048);
+    assert_eq!(
+        judge_rsa_proof(jwk, &sign).await.unwrap().subject(),
+        "alice"
+    );
+    let (jwk, sign) = common::dpop::rsa_key(KeySize::Rsa4096);
+    assert_eq!(
+        judge_rsa_proof(jwk, &sign).await.unwrap().subject(),
+        "alice"
+    );
+
+    // Made at test time: about 10 s on a loaded 2-core machine.
+    let (jwk, sign) = common::dpop::rsa_key(KeySize::Rsa8192);
+    let r = judge_rsa_proof(jwk, &sign).await.unwrap_err();
+    assert_eq!(r.error(), Some("invalid_dpop_proof"));
+    assert_eq!(r.kind(), "dpop_proof_jwk");
+    assert!(r.description().contains("8192 bits"), "{}", r.description());
+
+    // No 1024-bit key is made here (aws-lc-rs makes none): the public key
+    // of tests/data, with a signature of the right length that cannot
+    // verify. Refused for its size, not its signature.
+    let weak: serde_json::Value =
+        serde_json::from_str(include_str!("data/rsa1024.jwks.json")).unwrap();
+    let jwk = json!({"kty": "RSA", "n": weak["keys"][0]["n"], "e": weak["keys"][0]["e"]});
+    let r = judge_rsa_proof(jwk, |_: &[u8]| vec![1; 128])
+        .await
+        .unwrap_err();
+    assert_eq!(r.kind(), "dpop_proof_jwk");
+    assert!(r.description().contains("1024 bits"), "{}", r.description());
+}
+
 #[tokio::test]
 async fn an_hs256_proof_is_refused() {
     let hmac = TestKey::generate(Algorithm::HS256, "mac").unwrap();
