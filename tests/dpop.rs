@@ -17,7 +17,7 @@ use serde_json::json;
 use tokenwarden::authn::dpop::{DpopAuthenticator, DpopConfig};
 use tokenwarden::authn::{BoxFuture, Chain, Principal, Refusal, RequestView};
 use tokenwarden::middleware::BearerAuth;
-use tokenwarden::state::replay::{ReplayError, ReplayKey, ReplayStore};
+use tokenwarden::state::replay::{MemoryReplayStore, ReplayError, ReplayKey, ReplayStore};
 use tokenwarden::testing::{DpopProof, TestKey};
 use tokenwarden::{Algorithm, ManualClock};
 
@@ -610,6 +610,27 @@ impl ReplayStore for Down {
     ) -> BoxFuture<'a, Result<bool, ReplayError>> {
         Box::pin(async { Err(ReplayError::unavailable("down")) })
     }
+}
+
+/// The memory replay cache has 16 shards, each refusing new values when
+/// full of live ones. A client grinds `jti`s whose digests all start with a
+/// byte that is 0 modulo 16 (a public rule for shard 0): under the store's
+/// secret shard key they spread, so the 32 fit a store of 16 a shard.
+#[tokio::test]
+async fn a_client_grinding_jtis_for_one_replay_shard_cannot_fill_it() {
+    let store = MemoryReplayStore::new(16 * 16);
+    let jkt = client(0).jwk_thumbprint().unwrap();
+    let ground: Vec<ReplayKey> = (0u32..)
+        .map(|i| ReplayKey::new(&[jkt.as_bytes(), format!("jti-{i}").as_bytes()]))
+        .filter(|k| k.as_bytes()[0] % 16 == 0)
+        .take(32)
+        .collect();
+    for k in &ground {
+        // In one shard of 16 the 17th would be refused as full; spread,
+        // a shard gets 2 on average (17 in one about once in 10^10).
+        assert_eq!(store.insert_once(k, NOW + 60, NOW).await, Ok(true));
+    }
+    assert_eq!(store.len(), 32);
 }
 
 #[tokio::test]
