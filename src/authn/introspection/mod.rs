@@ -88,6 +88,7 @@
 
 mod breaker;
 mod cache;
+mod check;
 mod client;
 mod rules;
 mod shared;
