@@ -17,7 +17,7 @@ use serde_json::json;
 use tokenwarden::authn::dpop::{DpopAuthenticator, DpopConfig};
 use tokenwarden::authn::{BoxFuture, Chain, Principal, Refusal, RequestView};
 use tokenwarden::middleware::BearerAuth;
-use tokenwarden::state::replay::{ReplayError, ReplayKey, ReplayStore};
+use tokenwarden::state::replay::{MemoryReplayStore, ReplayError, ReplayKey, ReplayStore};
 use tokenwarden::testing::{DpopProof, TestKey};
 use tokenwarden::{Algorithm, ManualClock};
 
@@ -359,6 +359,57 @@ async fn a_private_key_in_the_header_is_refused() {
     }
 }
 
+/// The judgement of an RS256 proof by `jwk` (signed by `sign`) for a token
+/// bound to `jwk`.
+async fn judge_rsa_proof(
+    jwk: serde_json::Value,
+    sign: impl Fn(&[u8]) -> Vec<u8>,
+) -> Result<Principal, Refusal> {
+    let mut c = claims();
+    c["cnf"] = json!({"jkt": tokenwarden::authn::dpop::jwk_thumbprint(&jwk).unwrap()});
+    let token = common::dpop::issuer_key().token(&c);
+    let p = common::dpop::rsa_proof(jwk, sign, "GET", HTU, &token);
+    judge(&chain(config()), "GET", &dpop_headers(&token, &[&p])).await
+}
+
+/// A client picks its proof key and every request pays one verification
+/// with it: RSA proof keys have 2048 to 4096 bits (RFC 8725 §3.5), checked
+/// before any signature is verified. An RSA-8192 key with a valid
+/// signature is refused, naming its size; so is a 1024-bit key.
+#[tokio::test]
+async fn rsa_proof_keys_outside_2048_to_4096_bits_are_refused_before_verifying() {
+    use aws_lc_rs::rsa::KeySize;
+    let (jwk, sign) = common::dpop::rsa_key(KeySize::Rsa2048);
+    assert_eq!(
+        judge_rsa_proof(jwk, &sign).await.unwrap().subject(),
+        "alice"
+    );
+    let (jwk, sign) = common::dpop::rsa_key(KeySize::Rsa4096);
+    assert_eq!(
+        judge_rsa_proof(jwk, &sign).await.unwrap().subject(),
+        "alice"
+    );
+
+    // Made at test time: about 10 s on a loaded 2-core machine.
+    let (jwk, sign) = common::dpop::rsa_key(KeySize::Rsa8192);
+    let r = judge_rsa_proof(jwk, &sign).await.unwrap_err();
+    assert_eq!(r.error(), Some("invalid_dpop_proof"));
+    assert_eq!(r.kind(), "dpop_proof_jwk");
+    assert!(r.description().contains("8192 bits"), "{}", r.description());
+
+    // No 1024-bit key is made here (aws-lc-rs makes none): the public key
+    // of tests/data, with a signature of the right length that cannot
+    // verify. Refused for its size, not its signature.
+    let weak: serde_json::Value =
+        serde_json::from_str(include_str!("data/rsa1024.jwks.json")).unwrap();
+    let jwk = json!({"kty": "RSA", "n": weak["keys"][0]["n"], "e": weak["keys"][0]["e"]});
+    let r = judge_rsa_proof(jwk, |_: &[u8]| vec![1; 128])
+        .await
+        .unwrap_err();
+    assert_eq!(r.kind(), "dpop_proof_jwk");
+    assert!(r.description().contains("1024 bits"), "{}", r.description());
+}
+
 #[tokio::test]
 async fn an_hs256_proof_is_refused() {
     let hmac = TestKey::generate(Algorithm::HS256, "mac").unwrap();
@@ -559,6 +610,27 @@ impl ReplayStore for Down {
     ) -> BoxFuture<'a, Result<bool, ReplayError>> {
         Box::pin(async { Err(ReplayError::unavailable("down")) })
     }
+}
+
+/// The memory replay cache has 16 shards, each refusing new values when
+/// full of live ones. A client grinds `jti`s whose digests all start with a
+/// byte that is 0 modulo 16 (a public rule for shard 0): under the store's
+/// secret shard key they spread, so the 32 fit a store of 16 a shard.
+#[tokio::test]
+async fn a_client_grinding_jtis_for_one_replay_shard_cannot_fill_it() {
+    let store = MemoryReplayStore::new(16 * 16);
+    let jkt = client(0).jwk_thumbprint().unwrap();
+    let ground: Vec<ReplayKey> = (0u32..)
+        .map(|i| ReplayKey::new(&[jkt.as_bytes(), format!("jti-{i}").as_bytes()]))
+        .filter(|k| k.as_bytes()[0] % 16 == 0)
+        .take(32)
+        .collect();
+    for k in &ground {
+        // In one shard of 16 the 17th would be refused as full; spread,
+        // a shard gets 2 on average (17 in one about once in 10^10).
+        assert_eq!(store.insert_once(k, NOW + 60, NOW).await, Ok(true));
+    }
+    assert_eq!(store.len(), 32);
 }
 
 #[tokio::test]

@@ -790,3 +790,33 @@ async fn the_byte_bound_counts_the_parsed_answer_not_its_text() {
         "{entries} entries kept, each holding at least {parsed} bytes"
     );
 }
+
+/// A wrong client secret shows before the first request: `check_client`
+/// makes one call with a made-up token, an error naming the cause when the
+/// endpoint refuses the credentials, `Ok` when it judges the token; an
+/// endpoint that cannot be asked is an error of its own. The circuit never
+/// hears of it.
+#[tokio::test]
+async fn check_client_tells_a_wrong_secret_before_the_first_request() {
+    let clock = ManualClock::new(NOW);
+    let idp = idp(&clock);
+    let good = builder(&idp, &clock).max_failures(1).build().await.unwrap();
+    good.check_client().await.unwrap();
+    let wrong = builder(&idp, &clock)
+        .client_secret_basic(CLIENT, "not-the-secret")
+        .max_failures(1)
+        .build()
+        .await
+        .unwrap();
+    let e = wrong.check_client().await.unwrap_err().to_string();
+    assert!(e.contains("refused this client's credentials"), "{e}");
+    assert!(e.contains(&idp.addr().to_string()), "names the host: {e}");
+    assert!(!e.contains("not-the-secret"), "{e}");
+    assert!(!wrong.circuit_open());
+    assert_eq!(idp.introspection_calls(), 2);
+    // The endpoint down: not a credentials error.
+    idp.set_introspection_outage(Some(IntrospectionOutage::Status(503)));
+    let e = good.check_client().await.unwrap_err().to_string();
+    assert!(e.contains("could not be asked"), "{e}");
+    assert!(!good.circuit_open());
+}

@@ -247,7 +247,7 @@ mod identity {
         let orders_only = MtlsAuthenticator::new().allow("spiffe://shop.test/ns/prod/sa/orders");
         let orders = chain.clone().require(
             Requirements::new().predicate("the orders workload", move |p| {
-                p.authenticator() == "mtls" && orders_only.permits(p.subject())
+                p.authenticator() == "mtls" && orders_only.permits(p)
             }),
         );
         let app = axum::Router::new()
@@ -710,5 +710,85 @@ async fn tonic_over_rustls_holds_a_bound_token_to_the_client_certificate() {
         let status = check(cert, token).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unauthenticated, "{kind}");
         assert_eq!(status.message(), kind);
+    }
+}
+
+/// Attack (attacker review): a per-route allow-list judges a principal's
+/// subject as the kind of name it was read as from the certificate (URI
+/// SAN, DNS SAN, subject DN), never as the kind its spelling suggests.
+#[cfg(feature = "mtls")]
+mod name_kinds {
+    use super::common::tls::Pki;
+    use tokenwarden::authn::Principal;
+    use tokenwarden::authn::mtls::{MtlsAuthenticator, SubjectSource};
+
+    const ID: &str = "spiffe://shop.test/ns/prod/sa/orders";
+    const DN: &str = "CN=orders,O=Admin";
+    const HOST: &str = "billing.shop.test";
+
+    fn uri(name: &str) -> MtlsAuthenticator {
+        MtlsAuthenticator::new().allow_uri(name)
+    }
+
+    fn dns(name: &str) -> MtlsAuthenticator {
+        MtlsAuthenticator::new().allow_dns(name)
+    }
+
+    fn dn(name: &str) -> MtlsAuthenticator {
+        MtlsAuthenticator::new().allow_dn(name)
+    }
+
+    /// The principal `main` (which admits the name as its own kind) reads
+    /// from `source` of the certificate `der`.
+    fn read(main: MtlsAuthenticator, source: SubjectSource, der: &[u8]) -> Principal {
+        main.subject_from([source]).principal(der).unwrap()
+    }
+
+    #[test]
+    fn a_certificate_name_spelt_like_another_kind_never_matches_a_rule_of_that_kind() {
+        let pki = Pki::new();
+
+        // A DNS SAN spelt like a SPIFFE ID: no URI rule, no trust domain.
+        let c = pki.client("x", &[], &[ID]);
+        let p = read(dns(ID), SubjectSource::Dns, &c.der);
+        assert_eq!(p.subject(), ID);
+        let trust_domain = MtlsAuthenticator::new().allow_trust_domain("shop.test");
+        for route in [uri(ID), MtlsAuthenticator::new().allow(ID), trust_domain] {
+            assert!(!route.permits(&p), "{route:?}");
+        }
+        assert!(dns(ID).permits(&p));
+
+        // A DNS SAN spelt like a subject DN: no DN rule.
+        let c = pki.client("x", &[], &[DN]);
+        let p = read(dns(DN), SubjectSource::Dns, &c.der);
+        assert_eq!(p.subject(), DN);
+        assert!(!dn(DN).permits(&p));
+        assert!(!MtlsAuthenticator::new().allow(DN).permits(&p));
+        assert!(dns(DN).permits(&p));
+
+        // A URI SAN spelt like a DNS name: no DNS rule.
+        let c = pki.client("x", &[HOST], &[]);
+        let p = read(uri(HOST), SubjectSource::Uri, &c.der);
+        assert_eq!(p.subject(), HOST);
+        assert!(!dns(HOST).permits(&p));
+        assert!(!MtlsAuthenticator::new().allow(HOST).permits(&p));
+        assert!(uri(HOST).permits(&p));
+
+        // A common name spelt like an allowed SPIFFE ID or DNS name: the
+        // subject is the whole DN, and only a DN rule takes it.
+        for cn in [ID, HOST] {
+            let c = pki.client(cn, &[], &[]);
+            let whole = format!("CN={cn}");
+            let p = read(dn(&whole), SubjectSource::SubjectDn, &c.der);
+            assert_eq!(p.subject(), whole);
+            for route in [uri(cn), dns(cn), uri(&whole), dns(&whole)] {
+                assert!(!route.permits(&p), "{cn}: {route:?}");
+            }
+            assert!(dn(&whole).permits(&p));
+        }
+
+        // A principal not read from a certificate, whatever its name.
+        assert!(!uri(ID).permits(&Principal::new(ID, "mtls")));
+        assert!(!dns(HOST).permits(&Principal::new(HOST, "jwt")));
     }
 }

@@ -180,7 +180,7 @@ fn child_process_role() {
                     shared_introspection::judge(&a, &token).await
                 );
                 // The write is in the background: stay until it landed.
-                let fresh = state.cache(shared_introspection::NAMESPACE, 1);
+                let fresh = state.cache(a.shared_cache_namespace().unwrap(), 1);
                 let took = async {
                     let start = Instant::now();
                     while fresh.get(token.as_bytes()).await.is_none() {
@@ -553,9 +553,9 @@ mod shared_introspection {
             .issue()
     }
 
-    /// Polls the shared tier until `token`'s verdict is there.
-    async fn landed(state: &RedisState, token: &str) {
-        let fresh = state.cache(NAMESPACE, 1);
+    /// Polls `a`'s shared tier until `token`'s verdict is there.
+    async fn landed(state: &RedisState, a: &IntrospectionAuthenticator, token: &str) {
+        let fresh = state.cache(a.shared_cache_namespace().unwrap(), 1);
         let start = Instant::now();
         while fresh.get(token.as_bytes()).await.is_none() {
             assert!(start.elapsed() < Duration::from_secs(10), "never written");
@@ -622,35 +622,153 @@ mod shared_introspection {
     }
 
     /// Attack: a shared answer is judged again by the reader's own rules
-    /// (here its audience) on use, never taken as a verdict.
+    /// (here its audience) on use, never taken as a verdict: an active
+    /// answer for another audience planted under the reader's own
+    /// namespace is refused, without a call.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_shared_answer_is_judged_again_by_the_readers_rules() {
         let Some(server) = RedisServer::start("redis::shared_introspection_rejudged") else {
             return;
         };
         let idp = idp();
-        let token = opaque(&idp);
         let state = connect(&server.url(), ReplayPolicy::FailClosed).await;
-        let url = idp.introspection_url();
-        let writer =
-            authenticator(&url, idp.issuer(), &state, tokenwarden::SystemClock, "api").await;
-        assert_eq!(judge(&writer, &token).await, "ok");
-        landed(&state, &token).await;
         let reader = authenticator(
-            &url,
+            &idp.introspection_url(),
             idp.issuer(),
             &state,
             tokenwarden::SystemClock,
             "another-api",
         )
         .await;
-        assert_eq!(judge(&reader, &token).await, "invalid_audience");
+        let now = tokenwarden::SystemClock.now();
+        let answer = format!(
+            r#"{}
+{{"active":true,"sub":"alice","aud":"api","iss":"{}"}}"#,
+            now + 60,
+            idp.issuer()
+        );
+        let token = "opaque-planted-for-api";
+        state
+            .cache(reader.shared_cache_namespace().unwrap(), 1)
+            .put(token.as_bytes(), answer.as_bytes(), Duration::from_secs(60))
+            .await;
+        assert_eq!(judge(&reader, token).await, "invalid_audience");
         assert_eq!(
             idp.introspection_calls(),
-            1,
+            0,
             "judged from the shared answer"
         );
         assert_eq!(reader.shared_cache_stats().0, 1);
+    }
+
+    /// Attack (attacker review): a refusal is shared without the answer
+    /// (`{"active":false}`), so it must never reach an authenticator that
+    /// would have judged the answer otherwise. A, expecting audience `x`,
+    /// refuses a token for `api` and shares the refusal; B, expecting
+    /// `api`, in the same namespace, asks the endpoint and passes it. Its
+    /// entries are under another fingerprint of the rules.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refusal_for_one_audience_is_never_shared_with_an_authenticator_expecting_another() {
+        let Some(server) = RedisServer::start("redis::shared_introspection_scoped") else {
+            return;
+        };
+        let idp = idp();
+        let token = opaque(&idp);
+        let state = connect(&server.url(), ReplayPolicy::FailClosed).await;
+        let url = idp.introspection_url();
+        let a = authenticator(&url, idp.issuer(), &state, tokenwarden::SystemClock, "x").await;
+        assert_eq!(judge(&a, &token).await, "invalid_audience");
+        landed(&state, &a, &token).await;
+        let b = authenticator(&url, idp.issuer(), &state, tokenwarden::SystemClock, "api").await;
+        assert_eq!(judge(&b, &token).await, "ok");
+        assert_eq!(idp.introspection_calls(), 2, "B asked the endpoint");
+        assert_eq!(b.shared_cache_stats().0, 0, "B found nothing of A's");
+        assert_ne!(a.shared_cache_namespace(), b.shared_cache_namespace());
+        assert!(
+            b.shared_cache_namespace()
+                .unwrap()
+                .starts_with(&format!("{NAMESPACE}:")),
+            "{:?}",
+            b.shared_cache_namespace()
+        );
+        // The same rules share: a third like B is answered from Redis.
+        landed(&state, &b, &token).await;
+        let c = authenticator(&url, idp.issuer(), &state, tokenwarden::SystemClock, "api").await;
+        assert_eq!(c.shared_cache_namespace(), b.shared_cache_namespace());
+        assert_eq!(judge(&c, &token).await, "ok");
+        assert_eq!(idp.introspection_calls(), 2);
+        assert_eq!(c.shared_cache_stats().0, 1);
+    }
+
+    /// A Redis that takes every connection, answers the client's
+    /// connection setup (redis-rs sends `CLIENT SETINFO` twice, answered
+    /// `+OK` each) and then never answers again: a hung server.
+    async fn hung_redis() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut seen, mut buf, mut set_up) = (Vec::new(), [0u8; 4096], false);
+                    while let Ok(n @ 1..) = conn.read(&mut buf).await {
+                        seen.extend_from_slice(&buf[..n]);
+                        let setinfo = seen.windows(7).filter(|w| w == b"SETINFO").count();
+                        if !set_up && setinfo >= 2 {
+                            set_up = true;
+                            let _ = conn.write_all(b"+OK\r\n+OK\r\n").await;
+                        }
+                    }
+                });
+            }
+        });
+        format!("redis://{addr}")
+    }
+
+    /// Outage (attacker review): a hung Redis, with a long command timeout
+    /// (5 s, as a denylist may want), costs a lookup at most its budget
+    /// (`SHARED_LOOKUP_BUDGET`), spent before the endpoint's timeout
+    /// starts: the endpoint answers within its own timeout, even one
+    /// shorter than the budget, the token passes, and the circuit breaker
+    /// (one failure would open it here) never hears of Redis.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_redis_costs_its_lookup_budget_never_the_endpoints_timeout_or_the_breaker() {
+        use tokenwarden::authn::introspection::SHARED_LOOKUP_BUDGET;
+        let idp = idp();
+        let state = RedisState::builder(hung_redis().await)
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await
+            .unwrap();
+        let opaque_with = |timeout: Duration| {
+            IntrospectionAuthenticator::builder()
+                .endpoint(idp.introspection_url())
+                .client_secret_basic(CLIENT, SECRET)
+                .issuer(idp.issuer())
+                .audience("api")
+                .allow_http_loopback(true)
+                .timeout(timeout)
+                .max_failures(1)
+                .shared_cache(state.cache(NAMESPACE, 1))
+                .build()
+        };
+        // An endpoint timeout of 1 s, shorter than Redis's 5 s.
+        let a = opaque_with(Duration::from_secs(1)).await.unwrap();
+        let start = Instant::now();
+        assert_eq!(judge(&a, &opaque(&idp)).await, "ok");
+        let took = start.elapsed();
+        assert!(
+            took >= SHARED_LOOKUP_BUDGET && took < SHARED_LOOKUP_BUDGET + Duration::from_secs(1),
+            "{took:?}"
+        );
+        assert!(!a.circuit_open(), "redis counted towards the breaker");
+        assert_eq!(a.shared_cache_stats().1, 1, "the lookup is a miss");
+        // An endpoint timeout shorter than the lookup's budget: the
+        // endpoint still has all of it.
+        let b = opaque_with(Duration::from_millis(80)).await.unwrap();
+        assert_eq!(judge(&b, &opaque(&idp)).await, "ok");
+        assert!(!b.circuit_open(), "redis counted towards the breaker");
+        assert_eq!(idp.introspection_calls(), 2);
     }
 
     /// Attack: the shared tier keeps plain claims, so with RFC 9701 signed
@@ -713,10 +831,6 @@ mod shared_introspection {
         // Through the introspection tier: unusable, the endpoint decides.
         let idp = idp();
         let token = "opaque-planted-megabyte";
-        state
-            .cache(NAMESPACE, 1)
-            .put(token.as_bytes(), &huge, Duration::from_secs(60))
-            .await;
         let reader = authenticator(
             &idp.introspection_url(),
             idp.issuer(),
@@ -725,6 +839,10 @@ mod shared_introspection {
             "api",
         )
         .await;
+        state
+            .cache(reader.shared_cache_namespace().unwrap(), 1)
+            .put(token.as_bytes(), &huge, Duration::from_secs(60))
+            .await;
         assert_eq!(judge(&reader, token).await, "inactive");
         assert_eq!(reader.shared_cache_stats(), (0, 0, 1));
         assert_eq!(idp.introspection_calls(), 1);
@@ -752,14 +870,6 @@ mod shared_introspection {
             MEMBERS * (size_of::<String>() + size_of::<serde_json::Value>() + "k0000".len());
         assert!(parsed > 3 * answer.len(), "{parsed} vs {}", answer.len());
         let token = "opaque-planted-many-members";
-        state
-            .cache(NAMESPACE, 1)
-            .put(
-                token.as_bytes(),
-                format!("{}\n{answer}", now + 60).as_bytes(),
-                Duration::from_secs(60),
-            )
-            .await;
         let reader = IntrospectionAuthenticator::builder()
             .endpoint(idp.introspection_url())
             .client_secret_basic(CLIENT, SECRET)
@@ -772,6 +882,14 @@ mod shared_introspection {
             .build()
             .await
             .unwrap();
+        state
+            .cache(reader.shared_cache_namespace().unwrap(), 1)
+            .put(
+                token.as_bytes(),
+                format!("{}\n{answer}", now + 60).as_bytes(),
+                Duration::from_secs(60),
+            )
+            .await;
         assert_eq!(judge(&reader, token).await, "ok");
         assert_eq!(reader.shared_cache_stats().0, 1);
         assert_eq!(idp.introspection_calls(), 0);
@@ -815,12 +933,12 @@ mod shared_introspection {
         for (value, why) in planted {
             // An unknown token for the endpoint: it answers inactive.
             let token = format!("opaque-planted-{}", why.replace(' ', "-"));
-            state
-                .cache(NAMESPACE, 1)
-                .put(token.as_bytes(), value.as_bytes(), Duration::from_secs(60))
-                .await;
             let reader =
                 authenticator(&url, idp.issuer(), &state, tokenwarden::SystemClock, "api").await;
+            state
+                .cache(reader.shared_cache_namespace().unwrap(), 1)
+                .put(token.as_bytes(), value.as_bytes(), Duration::from_secs(60))
+                .await;
             assert_eq!(judge(&reader, &token).await, "inactive", "{why}");
             assert_eq!(reader.shared_cache_stats(), (0, 0, 1), "{why}");
         }

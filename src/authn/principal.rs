@@ -54,6 +54,11 @@ struct Extra {
     expires_at: Option<Option<i64>>,
     confirmation: Option<Value>,
     actor: Option<Value>,
+    /// For a principal read from a client certificate: which kind of name
+    /// the subject is (URI SAN, DNS SAN, subject DN), as it was parsed.
+    /// Set by `MtlsAuthenticator` alone.
+    #[cfg(feature = "mtls")]
+    name_kind: Option<super::mtls::NameKind>,
 }
 
 /// The claims, shared with the validator's cache where there is one (so a
@@ -343,6 +348,20 @@ impl Principal {
                 Claims::Map(_) => None,
             },
         }
+    }
+
+    /// With the kind of name the subject was read as from a certificate.
+    #[cfg(feature = "mtls")]
+    pub(crate) fn with_name_kind(mut self, kind: super::mtls::NameKind) -> Self {
+        self.extra_mut().name_kind = Some(kind);
+        self
+    }
+
+    /// The kind of name the subject was read as from a certificate; `None`
+    /// for any other principal.
+    #[cfg(feature = "mtls")]
+    pub(crate) fn name_kind(&self) -> Option<super::mtls::NameKind> {
+        self.extra().and_then(|e| e.name_kind)
     }
 
     /// With this confirmation (`cnf`, RFC 7800): the key or certificate

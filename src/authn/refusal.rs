@@ -162,6 +162,18 @@ impl Refusal {
         )
     }
 
+    /// [`invalid_dpop_proof`](Self::invalid_dpop_proof) with a description
+    /// made at run time (numbers, never request text).
+    pub(crate) fn invalid_dpop_proof_owned(kind: &'static str, description: String) -> Refusal {
+        Refusal::new(
+            401,
+            Some("invalid_dpop_proof"),
+            kind,
+            Scheme::DPoP,
+            Cow::Owned(description),
+        )
+    }
+
     /// A DPoP proof without the server's current nonce (RFC 9449 §8): 401
     /// `use_dpop_nonce`, and `nonce` for the `DPoP-Nonce` header.
     pub fn use_dpop_nonce(nonce: String) -> Refusal {

@@ -17,6 +17,51 @@ use crate::error::Error;
 pub(crate) const MIN_RSA_BITS: usize = 2048;
 /// Largest RSA modulus the backends verify.
 pub(crate) const MAX_RSA_BITS: usize = 8192;
+/// Largest RSA modulus a DPoP proof's `jwk` may have. The client picks its
+/// proof key, and every request pays one verification with it: an
+/// RSA-8192 verification costs several times an RSA-4096 one, and no
+/// client needs more than 4096 bits (RFC 8725 §3.5 and NIST SP 800-57 ask
+/// for 2048).
+pub(crate) const MAX_PROOF_RSA_BITS: usize = 4096;
+
+/// Why a JWK is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyRefusal {
+    /// An RSA modulus of `bits` bits, outside `MIN_RSA_BITS..=max`: numbers
+    /// only, so it may be told to a client.
+    RsaSize { bits: usize, max: usize },
+    /// Anything else, in words that may quote the JWK (for key-set reasons
+    /// and logs, not for a client).
+    Other(String),
+}
+
+impl fmt::Display for KeyRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyRefusal::RsaSize { bits, .. } if *bits < MIN_RSA_BITS => write!(
+                f,
+                "RSA modulus of {bits} bits is below the minimum of {MIN_RSA_BITS} (RFC 8725 §3.5)"
+            ),
+            KeyRefusal::RsaSize { bits, max } => write!(
+                f,
+                "RSA modulus of {bits} bits is above the maximum of {max}"
+            ),
+            KeyRefusal::Other(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl From<String> for KeyRefusal {
+    fn from(reason: String) -> Self {
+        KeyRefusal::Other(reason)
+    }
+}
+
+impl From<&str> for KeyRefusal {
+    fn from(reason: &str) -> Self {
+        KeyRefusal::Other(reason.to_owned())
+    }
+}
 
 /// A key from the document that will not be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +129,7 @@ pub(crate) fn parse(json: &[u8]) -> Result<KeySet, Error> {
         }
         let result = Jwk::deserialize(&value)
             .map_err(|e| format!("not a valid JWK: {e}"))
-            .and_then(to_key);
+            .and_then(|jwk| to_key(jwk, MAX_RSA_BITS).map_err(|e| e.to_string()));
         match result {
             Ok(key) => {
                 if let Some(k) = &key.kid {
@@ -145,12 +190,13 @@ fn describe_not_a_jwks(json: &str, e: &serde_json::Error) -> String {
     }
 }
 
-fn to_key(jwk: Jwk) -> Result<Key, String> {
+/// The key `jwk` describes, with RSA moduli of `MIN_RSA_BITS..=max_rsa_bits`.
+fn to_key(jwk: Jwk, max_rsa_bits: usize) -> Result<Key, KeyRefusal> {
     // RFC 7517 §4.2/§4.3: a key for encryption, or whose operations do not
     // include verify, is not used to verify.
     if let Some(u) = jwk.use_.as_deref() {
         if u != "sig" {
-            return Err(format!("\"use\" is {u:?}, not \"sig\""));
+            return Err(format!("\"use\" is {u:?}, not \"sig\"").into());
         }
     }
     if let Some(ops) = &jwk.key_ops {
@@ -169,17 +215,17 @@ fn to_key(jwk: Jwk) -> Result<Key, String> {
         "RSA" => {
             let n = b64(jwk.n.as_deref(), "n")?;
             let e = b64(jwk.e.as_deref(), "e")?;
-            let (der, bits) = rsa_der(&n, &e)?;
+            let (der, bits) = rsa_der(&n, &e, max_rsa_bits)?;
             let key_type = KeyType::Rsa { bits };
             let algs = algs_for(key_type, declared, |_| Ok(()))?;
-            Key::new(kid, key_type, algs, Material::Rsa(&der))
+            Key::new(kid, key_type, algs, Material::Rsa(&der)).map_err(KeyRefusal::Other)
         }
         "EC" => {
             let curve = match jwk.crv.as_deref() {
                 Some("P-256") => Curve::P256,
                 Some("P-384") => Curve::P384,
                 Some("P-521") => Curve::P521,
-                Some(other) => return Err(format!("unsupported EC curve {other:?}")),
+                Some(other) => return Err(format!("unsupported EC curve {other:?}").into()),
                 None => return Err("EC key without \"crv\"".into()),
             };
             let x = b64(jwk.x.as_deref(), "x")?;
@@ -187,7 +233,7 @@ fn to_key(jwk: Jwk) -> Result<Key, String> {
             // RFC 7518 §6.2.1.2: coordinates are the full size, leading zeros kept.
             let len = curve.coordinate_len();
             if x.len() != len || y.len() != len {
-                return Err(format!("EC coordinates must be {len} bytes each"));
+                return Err(format!("EC coordinates must be {len} bytes each").into());
             }
             let mut point = Vec::with_capacity(1 + 2 * len);
             point.push(4);
@@ -195,12 +241,12 @@ fn to_key(jwk: Jwk) -> Result<Key, String> {
             point.extend_from_slice(&y);
             let key_type = KeyType::Ec(curve);
             let algs = algs_for(key_type, declared, |_| Ok(()))?;
-            Key::new(kid, key_type, algs, Material::Ec(curve, &point))
+            Key::new(kid, key_type, algs, Material::Ec(curve, &point)).map_err(KeyRefusal::Other)
         }
         "OKP" => {
             match jwk.crv.as_deref() {
                 Some("Ed25519") => {}
-                Some(other) => return Err(format!("unsupported OKP curve {other:?}")),
+                Some(other) => return Err(format!("unsupported OKP curve {other:?}").into()),
                 None => return Err("OKP key without \"crv\"".into()),
             }
             let x = b64(jwk.x.as_deref(), "x")?;
@@ -209,14 +255,14 @@ fn to_key(jwk: Jwk) -> Result<Key, String> {
             };
             check_ed25519_point(&x)?;
             let algs = algs_for(KeyType::Ed25519, declared, |_| Ok(()))?;
-            Key::new(kid, KeyType::Ed25519, algs, Material::Ed25519(&x))
+            Key::new(kid, KeyType::Ed25519, algs, Material::Ed25519(&x)).map_err(KeyRefusal::Other)
         }
         "oct" => {
             let k = b64(jwk.k.as_deref(), "k")?;
             let algs = algs_for(KeyType::Oct, declared, |alg| check_hmac_len(alg, k.len()))?;
-            Key::new(kid, KeyType::Oct, algs, Material::Hmac(&k))
+            Key::new(kid, KeyType::Oct, algs, Material::Hmac(&k)).map_err(KeyRefusal::Other)
         }
-        other => Err(format!("unsupported \"kty\" {other:?}")),
+        other => Err(format!("unsupported \"kty\" {other:?}").into()),
     }
 }
 
@@ -228,13 +274,13 @@ pub(crate) const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", 
 /// §4.2), made ready to verify `alg` alone: one verifier, parsed once per
 /// proof. A JWK with private key material, a symmetric key, or an `alg`
 /// member other than `alg` is refused.
-pub(crate) fn proof_key(jwk: &serde_json::Value, alg: Algorithm) -> Result<Key, String> {
+pub(crate) fn proof_key(jwk: &serde_json::Value, alg: Algorithm) -> Result<Key, KeyRefusal> {
     let Some(members) = jwk.as_object() else {
         return Err("\"jwk\" is not a JSON object".into());
     };
     // RFC 9449 §4.3 check 7: the key must not be a private key.
     if let Some(m) = PRIVATE_MEMBERS.iter().find(|m| members.contains_key(**m)) {
-        return Err(format!("\"jwk\" holds private key material (\"{m}\")"));
+        return Err(format!("\"jwk\" holds private key material (\"{m}\")").into());
     }
     let mut parsed = Jwk::deserialize(jwk).map_err(|e| format!("not a valid JWK: {e}"))?;
     if parsed.kty == "oct" {
@@ -242,11 +288,15 @@ pub(crate) fn proof_key(jwk: &serde_json::Value, alg: Algorithm) -> Result<Key, 
     }
     match parsed.alg.as_deref() {
         Some(a) if a != alg.as_str() => {
-            return Err(format!("\"jwk\" is declared for {a:?}, not {alg}"));
+            return Err(format!("\"jwk\" is declared for {a:?}, not {alg}").into());
         }
         _ => parsed.alg = Some(alg.as_str().to_owned()),
     }
-    to_key(parsed)
+    // RFC 9449 §4.3 leaves what is acceptable to local policy (check 5),
+    // RFC 8725 §3.5 asks for RSA keys of 2048 bits or more: an RSA proof
+    // key of MIN_RSA_BITS..=MAX_PROOF_RSA_BITS, checked here, before the
+    // key is parsed or any signature verified with it.
+    to_key(parsed, MAX_PROOF_RSA_BITS)
 }
 
 /// The RFC 7638 JWK thumbprint input: the required members of the key's
@@ -396,8 +446,10 @@ fn b64(value: Option<&str>, member: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| format!("\"{member}\" is not base64url without padding"))
 }
 
-/// Checks an RSA public key and encodes it as DER `RSAPublicKey` (RFC 8017 A.1.1).
-fn rsa_der(n: &[u8], e: &[u8]) -> Result<(Vec<u8>, usize), String> {
+/// Checks an RSA public key (a modulus of `MIN_RSA_BITS..=max_bits`, a
+/// sane exponent) and encodes it as DER `RSAPublicKey` (RFC 8017 A.1.1).
+/// The one RSA size check of the crate: key sets and DPoP proof keys.
+fn rsa_der(n: &[u8], e: &[u8], max_bits: usize) -> Result<(Vec<u8>, usize), KeyRefusal> {
     let n = strip_zeros(n);
     let e = strip_zeros(e);
     // After `strip_zeros` the first byte is non-zero, so it has at most 7
@@ -410,15 +462,11 @@ fn rsa_der(n: &[u8], e: &[u8]) -> Result<(Vec<u8>, usize), String> {
             .saturating_mul(8)
             .saturating_sub(b.leading_zeros() as usize),
     };
-    if bits < MIN_RSA_BITS {
-        return Err(format!(
-            "RSA modulus of {bits} bits is below the minimum of {MIN_RSA_BITS} (RFC 8725 §3.5)"
-        ));
-    }
-    if bits > MAX_RSA_BITS {
-        return Err(format!(
-            "RSA modulus of {bits} bits is above the maximum of {MAX_RSA_BITS}"
-        ));
+    if bits < MIN_RSA_BITS || bits > max_bits.min(MAX_RSA_BITS) {
+        return Err(KeyRefusal::RsaSize {
+            bits,
+            max: max_bits.min(MAX_RSA_BITS),
+        });
     }
     let e_odd = e.last().is_some_and(|b| b & 1 == 1);
     if e.is_empty() || e.len() > 4 || !e_odd || e == [1] {
@@ -504,6 +552,7 @@ mod tests {
         assert!(
             proof_key(&private, Algorithm::EdDSA)
                 .unwrap_err()
+                .to_string()
                 .contains("private")
         );
         let oct =

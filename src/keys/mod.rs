@@ -2,7 +2,7 @@
 //! parsed once into a ready verifier per algorithm it may verify.
 
 mod jwks;
-pub(crate) use jwks::{PRIVATE_MEMBERS, proof_key, thumbprint_input};
+pub(crate) use jwks::{KeyRefusal, MIN_RSA_BITS, PRIVATE_MEMBERS, proof_key, thumbprint_input};
 
 use std::fmt;
 use std::sync::Arc;

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, PoisonError};
 
 use crate::authn::BoxFuture;
@@ -154,12 +155,21 @@ pub const DEFAULT_REPLAY_CAPACITY: usize = 262_144;
 /// would let it be replayed. Size the capacity for the values accepted in
 /// one window (for DPoP: proofs per `max_age` + leeway).
 ///
+/// Values are spread over 16 shards by a hash under a random key of the
+/// store's own, so a client cannot choose `jti`s that all land in one.
+///
 /// One process only: behind a load balancer, give every instance one
 /// shared store (see [`ReplayStore`]), or a proof replayed to another
 /// instance is accepted there once.
 pub struct MemoryReplayStore {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
+    /// A random key per store for the shard index (SipHash, keyed): a
+    /// client chooses its `jti`s and proof keys, so it could grind values
+    /// whose digests all pick one shard by a public rule, fill that shard
+    /// and have everyone else's proofs landing there refused as `full`.
+    /// Under a secret key it cannot tell which shard a value lands in.
+    shard_key: RandomState,
 }
 
 #[derive(Default)]
@@ -189,7 +199,18 @@ impl MemoryReplayStore {
     pub fn new(capacity: usize) -> MemoryReplayStore {
         let per_shard = capacity.div_ceil(SHARDS).max(1);
         let shards = (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect();
-        MemoryReplayStore { shards, per_shard }
+        MemoryReplayStore {
+            shards,
+            per_shard,
+            shard_key: RandomState::new(),
+        }
+    }
+
+    /// The shard `key` lands in: a keyed hash of the digest, unknown to
+    /// clients. One SipHash of 32 bytes, no allocation.
+    fn shard_of(&self, key: &ReplayKey) -> usize {
+        // Widening the shard count cannot truncate: SHARDS fits in u64.
+        (self.shard_key.hash_one(key.0) % SHARDS as u64) as usize
     }
 
     /// The most values held.
@@ -222,7 +243,7 @@ impl MemoryReplayStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, ReplayError> {
-        let shard = &self.shards[usize::from(key.0[0]) % SHARDS];
+        let shard = &self.shards[self.shard_of(key)];
         // A panic elsewhere while holding the lock leaves the map whole (no
         // code here panics mid-update): keep using it.
         let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
@@ -296,5 +317,18 @@ mod tests {
         // Once the held values expire the sweep makes room.
         assert_eq!(store.insert(&key(i), 300, 101), Ok(true));
         assert!(store.len() <= store.capacity());
+    }
+
+    /// The shard index is keyed per store (the attack test is
+    /// `tests/dpop.rs::a_client_grinding_jtis_for_one_replay_shard_cannot_fill_it`).
+    #[test]
+    fn two_stores_place_the_same_values_in_different_shards() {
+        let (a, b) = (MemoryReplayStore::new(64), MemoryReplayStore::new(64));
+        let shards =
+            |s: &MemoryReplayStore| (0..64).map(|i| s.shard_of(&key(i))).collect::<Vec<_>>();
+        // Equal by chance once in 16^64.
+        assert_ne!(shards(&a), shards(&b));
+        // Stable within one store.
+        assert_eq!(shards(&a), shards(&a));
     }
 }

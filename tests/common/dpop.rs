@@ -71,3 +71,54 @@ pub fn dpop_headers(token: &str, proofs: &[&str]) -> Vec<(String, String)> {
     }
     h
 }
+
+/// An RS256 proof for `htm` `htu` at `NOW` over `token`, carrying `jwk`
+/// (the public key) and signed by `sign`: for RSA keys of sizes
+/// `TestKey` does not make (the proof key size limits).
+pub fn rsa_proof(
+    jwk: serde_json::Value,
+    sign: impl Fn(&[u8]) -> Vec<u8>,
+    htm: &str,
+    htu: &str,
+    token: &str,
+) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let header = json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": jwk});
+    let ath = b64(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref());
+    let payload = json!({"htm": htm, "htu": htu, "iat": NOW, "jti": format!("rsa-{}", jwk["n"].as_str().unwrap_or("")[..16].to_owned()), "ath": ath});
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(payload.to_string().as_bytes())
+    );
+    let sig = sign(input.as_bytes());
+    format!("{input}.{}", b64(&sig))
+}
+
+/// A fresh RSA key pair of `size` (aws-lc-rs makes 2048, 3072, 4096 and
+/// 8192 bits): its public JWK and a RS256 signer.
+pub fn rsa_key(size: aws_lc_rs::rsa::KeySize) -> (serde_json::Value, impl Fn(&[u8]) -> Vec<u8>) {
+    use aws_lc_rs::signature::KeyPair as _;
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let kp = aws_lc_rs::rsa::KeyPair::generate(size).expect("RSA key generation");
+    let pk = kp.public_key();
+    let jwk = json!({
+        "kty": "RSA",
+        "n": b64(pk.modulus().big_endian_without_leading_zero()),
+        "e": b64(pk.exponent().big_endian_without_leading_zero()),
+    });
+    let sign = move |input: &[u8]| {
+        let mut sig = vec![0; kp.public_modulus_len()];
+        kp.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            input,
+            &mut sig,
+        )
+        .expect("RSA signing");
+        sig
+    };
+    (jwk, sign)
+}

@@ -11,11 +11,14 @@ use crate::alg::{AlgSet, Algorithm};
 use crate::authn::Refusal;
 use crate::crypto;
 use crate::error::Error;
-use crate::keys::{PRIVATE_MEMBERS, proof_key, thumbprint_input};
+use crate::keys::{KeyRefusal, PRIVATE_MEMBERS, proof_key, thumbprint_input};
 use crate::token;
 
-/// Longest proof accepted: an RSA-8192 key and signature fit with room.
-pub(crate) const MAX_PROOF_LEN: usize = 8 * 1024;
+/// Longest proof accepted. The largest key allowed (RSA-4096, the keys'
+/// `MAX_PROOF_RSA_BITS`) and its
+/// signature take about 1.7 KiB of it once encoded; the rest is room for a
+/// long `htu`, `jti` and `nonce`.
+pub(crate) const MAX_PROOF_LEN: usize = 6 * 1024;
 
 /// Longest `jti` accepted (RFC 9449 §4.2 asks for at least 96 random bits:
 /// real ones are a few dozen characters).
@@ -182,11 +185,20 @@ pub(crate) fn check(proof: &str, expect: &Expect<'_>) -> Result<Proof, Refusal> 
         Some(_) => return Err(malformed()),
     };
     // Checks 6 and 7: the key, then one signature verification with it.
-    let key = proof_key(jwk, alg).map_err(|_| {
-        refuse(
+    let key = proof_key(jwk, alg).map_err(|e| match e {
+        // Numbers only: safe to tell the client what size to use.
+        KeyRefusal::RsaSize { bits, max } => Refusal::invalid_dpop_proof_owned(
+            "dpop_proof_jwk",
+            format!(
+                "the DPoP proof's RSA key has {bits} bits; proof keys have {} to {max} bits",
+                crate::keys::MIN_RSA_BITS
+            ),
+        ),
+        // Other reasons may quote the key: not for the client.
+        KeyRefusal::Other(_) => refuse(
             "dpop_proof_jwk",
             "the DPoP proof's jwk is not a usable public key for its alg",
-        )
+        ),
     })?;
     let mut sig = Vec::with_capacity(token::decoded_len_bound(parts.signature.len()));
     if parts.signature.len() > token::MAX_SIGNATURE_LEN * 2

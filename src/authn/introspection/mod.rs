@@ -88,6 +88,7 @@
 
 mod breaker;
 mod cache;
+mod check;
 mod client;
 mod revocation;
 mod rules;
@@ -152,6 +153,12 @@ pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// `Retry-After` (seconds) of a 503 while the circuit is still closed.
 pub const DEFAULT_RETRY_AFTER: u32 = 5;
+
+/// The longest a lookup in the shared tier (feature `redis`,
+/// `shared_cache`) may take; less when the Redis connection's command
+/// timeout is shorter. Spent before the endpoint's timeout starts: a cache
+/// read on the request path must cost far less than the call it saves.
+pub const SHARED_LOOKUP_BUDGET: Duration = Duration::from_millis(100);
 
 /// How much longer than its own deadline a caller waits on a call another
 /// caller started (that call ends by its own deadline).
@@ -462,11 +469,13 @@ impl IntrospectionAuthenticator {
         let i = &*self.inner;
         let key = crate::crypto::sha256_of(token.as_bytes());
         let start = Instant::now();
-        let deadline = start.checked_add(i.timeout).unwrap_or(start);
+        // The shared tier's lookup has a budget of its own, before the
+        // endpoint's timeout starts.
+        let deadline = start
+            .checked_add(i.shared.budget().saturating_add(i.timeout))
+            .unwrap_or(start);
         let flight = i.cache.flight(key);
-        let shared = flight
-            .cell
-            .get_or_init(|| self.introspect(token, key, deadline));
+        let shared = flight.cell.get_or_init(|| self.introspect(token, key));
         // The call this caller starts ends by `deadline` on its own; this
         // bound is for a caller joining a call someone else started.
         let joined = deadline.checked_add(JOIN_GRACE).unwrap_or(deadline);
@@ -483,7 +492,7 @@ impl IntrospectionAuthenticator {
 
     /// One call, under the breaker, the cap and the deadline; its verdict
     /// kept.
-    async fn introspect(&self, token: &str, key: [u8; 32], deadline: Instant) -> Outcome {
+    async fn introspect(&self, token: &str, key: [u8; 32]) -> Outcome {
         let i = &*self.inner;
         let now = i.clock.now();
         // Another flight may have just kept a verdict.
@@ -493,10 +502,14 @@ impl IntrospectionAuthenticator {
                 Kept::Refused(r) => Outcome::Refused(r.clone()),
             };
         }
-        // The shared tier (Redis), before the breaker and the endpoint.
+        // The shared tier (Redis), before the breaker and the endpoint,
+        // within its own budget: nothing Redis does touches the breaker.
         if let Some(o) = i.shared.lookup(self, token, &key, now).await {
             return o;
         }
+        // The endpoint's whole timeout, from now.
+        let started = Instant::now();
+        let deadline = started.checked_add(i.timeout).unwrap_or(started);
         let probe = match i.breaker.admit(now) {
             Admit::Call => false,
             Admit::Probe => true,
@@ -1122,6 +1135,21 @@ impl IntrospectionAuthenticatorBuilder {
                 )
             }
         };
+        let rules = Rules {
+            issuer: self.issuer.map(Into::into),
+            audiences: self.audiences.into_iter().map(Into::into).collect(),
+            time: TimeRules {
+                leeway: self.leeway.as_secs(),
+                // RFC 7662 §2.2: `exp` is OPTIONAL.
+                require_exp: false,
+                max_age: None,
+            },
+            token_types: self.token_types.into_iter().map(Into::into).collect(),
+            name: "introspection",
+            subject_fallback: self.subject_fallback,
+        };
+        // Shared verdicts are kept apart by what decides them.
+        let shared = self.shared.scoped(url.as_str(), &client_id, &rules);
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         let timeout = self.timeout;
         Ok(IntrospectionAuthenticator {
@@ -1137,19 +1165,7 @@ impl IntrospectionAuthenticatorBuilder {
                     auth,
                     jwt: jwt.is_some(),
                 },
-                rules: Rules {
-                    issuer: self.issuer.map(Into::into),
-                    audiences: self.audiences.into_iter().map(Into::into).collect(),
-                    time: TimeRules {
-                        leeway: self.leeway.as_secs(),
-                        // RFC 7662 §2.2: `exp` is OPTIONAL.
-                        require_exp: false,
-                        max_age: None,
-                    },
-                    token_types: self.token_types.into_iter().map(Into::into).collect(),
-                    name: "introspection",
-                    subject_fallback: self.subject_fallback,
-                },
+                rules,
                 jwt,
                 cache: Cache::new(self.max_entries, self.max_bytes, self.max_concurrent),
                 breaker: Breaker::new(
@@ -1164,7 +1180,7 @@ impl IntrospectionAuthenticatorBuilder {
                 timeout,
                 retry_after: self.retry_after,
                 public_jwk,
-                shared: self.shared,
+                shared,
                 binding: self.binding,
                 rejected: RejectedLog::default(),
                 denylist: self.denylist,

@@ -13,10 +13,18 @@
 //! earlier of the token's `exp` and the writer's TTL), nor kept locally
 //! beyond it. Keys are SHA-256 digests of the token ([`RedisCache`]).
 //!
-//! Redis unreachable, slow (each command bounded by the connection's
-//! timeout), or holding a value too large or unreadable: a miss, counted
-//! (`tokenwarden_redis_errors_total`), and the endpoint decides. A request
-//! is never refused because of Redis.
+//! Entries live under the namespace given and a fingerprint of what
+//! decides a verdict (endpoint, client id, issuer, audiences, token types,
+//! time rules, subject fallback): authenticators that would judge one
+//! answer differently never share an entry, so a refusal for one's
+//! audience is never another's (a refusal is shared without its answer).
+//!
+//! Redis unreachable, slow, or holding a value too large or unreadable: a
+//! miss, counted (`tokenwarden_redis_errors_total`), and the endpoint
+//! decides. A lookup has a budget of its own (the connection's command
+//! timeout, at most `SHARED_LOOKUP_BUDGET`) before the endpoint's timeout
+//! starts, and nothing Redis does counts towards the circuit breaker. A
+//! request is never refused because of Redis.
 //!
 //! Whoever can write to this Redis can make any token active: protect it
 //! as the introspection endpoint's client credentials are protected (ACL,
@@ -61,6 +69,21 @@ mod without_redis {
         pub(in crate::authn::introspection) fn is_set(&self) -> bool {
             false
         }
+
+        /// No lookup, no time.
+        pub(in crate::authn::introspection) fn budget(&self) -> std::time::Duration {
+            std::time::Duration::ZERO
+        }
+
+        /// Nothing to scope.
+        pub(in crate::authn::introspection) fn scoped(
+            self,
+            _: &str,
+            _: &str,
+            _: &super::super::rules::Rules,
+        ) -> Self {
+            self
+        }
     }
 }
 
@@ -72,9 +95,11 @@ mod with_redis {
 
     use super::super::cache::Kept;
     use super::super::cache::weigh;
-    use super::super::rules::Judged;
+    use super::super::rules::{Judged, Rules};
     use super::super::{IntrospectionAuthenticator, IntrospectionAuthenticatorBuilder, Outcome};
     use crate::state::redis::{Fetched, RedisCache};
+
+    use super::super::SHARED_LOOKUP_BUDGET;
 
     /// The largest value written to or read from Redis: an answer of the
     /// default body limit plus the header line.
@@ -85,8 +110,69 @@ mod with_redis {
     /// The optional Redis tier and its counters.
     #[derive(Default)]
     pub(in crate::authn::introspection) struct SharedTier {
+        /// As given to `shared_cache`, then (at build) scoped to the rules.
         cache: Option<Arc<RedisCache>>,
         counts: Arc<Counts>,
+        /// How long one lookup may take.
+        budget: Duration,
+    }
+
+    /// A digest of what decides a verdict from an answer: the endpoint and
+    /// client asking (an IdP may answer each client differently) and every
+    /// rule the answer is judged by. 128 bits, hex.
+    fn fingerprint(endpoint: &str, client_id: &str, rules: &Rules) -> String {
+        let mut audiences: Vec<&str> = rules.audiences.iter().map(|a| &**a).collect();
+        audiences.sort_unstable();
+        audiences.dedup();
+        // RFC 6749 §5.1: token types are case-insensitive.
+        let mut types: Vec<String> = rules
+            .token_types
+            .iter()
+            .map(|t| t.to_ascii_lowercase())
+            .collect();
+        types.sort_unstable();
+        types.dedup();
+        let t = &rules.time;
+        let time = [
+            t.leeway.to_be_bytes(),
+            u64::from(t.require_exp).to_be_bytes(),
+            t.max_age
+                .map_or(u64::MAX, |a| a.min(u64::MAX - 1))
+                .to_be_bytes(),
+        ]
+        .concat();
+        let issuer = match &rules.issuer {
+            // Tagged, so no issuer differs from an empty one.
+            Some(iss) => [b"1".as_slice(), iss.as_bytes()].concat(),
+            None => b"0".to_vec(),
+        };
+        let mut fields: Vec<&[u8]> = vec![
+            endpoint.as_bytes(),
+            client_id.as_bytes(),
+            &issuer,
+            &time,
+            rules.name.as_bytes(),
+            if rules.subject_fallback { b"1" } else { b"0" },
+        ];
+        let count_a = (audiences.len() as u64).to_be_bytes();
+        fields.push(&count_a);
+        fields.extend(audiences.iter().map(|a| a.as_bytes()));
+        let count_t = (types.len() as u64).to_be_bytes();
+        fields.push(&count_t);
+        fields.extend(types.iter().map(String::as_bytes));
+        // Each field length-prefixed: moving bytes between two fields
+        // makes another digest.
+        let lens: Vec<[u8; 8]> = fields
+            .iter()
+            .map(|f| (f.len() as u64).to_be_bytes())
+            .collect();
+        let mut parts: Vec<&[u8]> = vec![b"tokenwarden introspection rules v1"];
+        for (len, field) in lens.iter().zip(&fields) {
+            parts.push(len);
+            parts.push(field);
+        }
+        let digest = crate::crypto::sha256_parts(&parts);
+        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[derive(Default)]
@@ -118,6 +204,36 @@ mod with_redis {
             self.cache.is_some()
         }
 
+        /// How long one lookup may take (zero without a tier).
+        pub(in crate::authn::introspection) fn budget(&self) -> Duration {
+            self.budget
+        }
+
+        /// The tier for an authenticator with these rules: its entries
+        /// under the namespace given and the rules' fingerprint.
+        pub(in crate::authn::introspection) fn scoped(
+            self,
+            endpoint: &str,
+            client_id: &str,
+            rules: &Rules,
+        ) -> Self {
+            let Some(cache) = self.cache else {
+                return self;
+            };
+            let budget = cache.timeout().min(SHARED_LOOKUP_BUDGET);
+            let scoped = cache.scoped(&fingerprint(endpoint, client_id, rules));
+            SharedTier {
+                cache: Some(Arc::new(scoped)),
+                counts: self.counts,
+                budget,
+            }
+        }
+
+        /// The namespace entries live under (with the fingerprint).
+        pub(in crate::authn::introspection) fn namespace(&self) -> Option<&str> {
+            self.cache.as_deref().map(RedisCache::namespace)
+        }
+
         /// A shared verdict for `token`, judged now; `None`: ask the endpoint.
         pub(in crate::authn::introspection) async fn lookup(
             &self,
@@ -127,7 +243,20 @@ mod with_redis {
             now: i64,
         ) -> Option<Outcome> {
             let cache = self.cache.as_ref()?;
-            let value = match cache.fetch(token.as_bytes()).await {
+            // A budget of its own, spent before the endpoint's timeout
+            // starts: a slow Redis delays a request by this at most, and
+            // never costs the endpoint call its time (which would count
+            // towards the breaker as the endpoint's failure).
+            let fetched =
+                match tokio::time::timeout(self.budget, cache.fetch(token.as_bytes())).await {
+                    Ok(f) => f,
+                    Err(_) => {
+                        crate::metrics::redis_error("cache_get");
+                        tracing::debug!("shared introspection tier over its budget: a miss");
+                        Fetched::Miss
+                    }
+                };
+            let value = match fetched {
                 Fetched::Hit(value) => Some(value),
                 Fetched::TooLarge => None,
                 Fetched::Miss => {
@@ -225,10 +354,17 @@ mod with_redis {
         /// 1)`) is read before the endpoint is called, and each new
         /// verdict is written to it. A shared answer is judged again on
         /// every use as one from the endpoint (time claims, `iss`, `aud`,
-        /// `token_type`, `cnf`); a Redis that cannot answer in its timeout
-        /// is a miss, never a refusal. Use one namespace per configuration
-        /// (issuer, audiences), and keep write access to Redis as private
-        /// as the client secret: a value written there is a verdict.
+        /// `token_type`, `cnf`). Entries are kept apart by a fingerprint of
+        /// the rules that decide them (endpoint, client id, issuer,
+        /// audiences, token types, time rules), so authenticators with
+        /// other rules in one namespace share nothing
+        /// ([`shared_cache_namespace`](IntrospectionAuthenticator::shared_cache_namespace)).
+        /// A lookup may take the connection's timeout, at most
+        /// [`SHARED_LOOKUP_BUDGET`] (100 ms), before the
+        /// endpoint's own timeout starts; a Redis that cannot answer within
+        /// it is a miss, never a refusal, and never counts towards the
+        /// circuit breaker. Keep write access to Redis as private as the
+        /// client secret: a value written there is a verdict.
         ///
         /// Not with [`jwt_responses`](Self::jwt_responses): the tier keeps
         /// plain claims, so a value written to Redis would be accepted
@@ -256,6 +392,18 @@ mod with_redis {
     }
 
     impl IntrospectionAuthenticator {
+        /// The namespace of this authenticator's shared verdicts (feature
+        /// `redis`): the one of the cache given to
+        /// [`shared_cache`](IntrospectionAuthenticatorBuilder::shared_cache),
+        /// `:`, and a fingerprint of what decides a verdict (endpoint,
+        /// client id, issuer, audiences, token types, time rules). `None`
+        /// without a shared cache. `redis.cache(namespace, n)` reads the
+        /// same entries.
+        #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+        pub fn shared_cache_namespace(&self) -> Option<&str> {
+            self.inner.shared.namespace()
+        }
+
         /// Shared-tier reads so far: `(hits, misses, unusable)` (feature
         /// `redis`). A miss includes Redis not answering in time; unusable
         /// values (too large, unreadable, past their time) count apart.

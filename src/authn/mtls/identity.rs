@@ -58,16 +58,16 @@ impl std::error::Error for CertificateError {}
 /// the subject DN, never another (a DNS SAN spelt like a SPIFFE ID does
 /// not match a URI entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum NameKind {
     Uri,
     Dns,
     Dn,
 }
 
-impl Kind {
+impl NameKind {
     /// The kind a name's shape says: a URI has a scheme (RFC 3986 §3.1)
     /// before any `=`; else a DN has an `=`; else a DNS name.
-    fn of(name: &str) -> Kind {
+    fn of(name: &str) -> NameKind {
         let eq = name.find('=');
         if let Some(colon) = name.find(':') {
             let scheme = &name[..colon];
@@ -79,10 +79,14 @@ impl Kind {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
             if is_scheme && eq.is_none_or(|e| colon < e) {
-                return Kind::Uri;
+                return NameKind::Uri;
             }
         }
-        if eq.is_some() { Kind::Dn } else { Kind::Dns }
+        if eq.is_some() {
+            NameKind::Dn
+        } else {
+            NameKind::Dns
+        }
     }
 }
 
@@ -90,7 +94,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Allowed {
     /// This exact name, of this kind.
-    Exact(Kind, Box<str>),
+    Exact(NameKind, Box<str>),
     /// Any SPIFFE ID of this trust domain: `spiffe://<domain>/` then a path.
     TrustDomain(Box<str>),
 }
@@ -108,7 +112,7 @@ enum Allowed {
 /// ([`allow_trust_domain`](Self::allow_trust_domain)); with none, every
 /// certificate is refused (`certificate_not_allowed`, 401). Per route,
 /// require more of the principal with a [`Requirements`](crate::Requirements)
-/// predicate over [`Principal::subject`] (see [`permits`](Self::permits)).
+/// predicate using another authenticator's [`permits`](Self::permits).
 ///
 /// It recognises a request that has a peer certificate and no
 /// `Authorization` header: a bearer token sent over mutual TLS is the
@@ -125,8 +129,6 @@ enum Allowed {
 ///     .allow_trust_domain("spiffe://shop.example")
 ///     .allow("billing.internal.example")
 ///     .subject_from([SubjectSource::Uri, SubjectSource::Dns]);
-/// assert!(mtls.permits("spiffe://shop.example/ns/prod/sa/orders"));
-/// assert!(!mtls.permits("spiffe://shop.example.evil/ns/prod/sa/orders"));
 /// let chain = Chain::new().with_authenticator(mtls);
 /// # let _ = chain;
 /// ```
@@ -182,7 +184,7 @@ impl MtlsAuthenticator {
     /// and [`allow_dn`](Self::allow_dn) say the kind outright.
     #[must_use]
     pub fn allow(self, subject: &str) -> Self {
-        let entry = Allowed::Exact(Kind::of(subject), subject.into());
+        let entry = Allowed::Exact(NameKind::of(subject), subject.into());
         self.with(|c| c.allowed.push(entry))
     }
 
@@ -190,14 +192,14 @@ impl MtlsAuthenticator {
     /// spelt the same.
     #[must_use]
     pub fn allow_uri(self, uri: &str) -> Self {
-        let entry = Allowed::Exact(Kind::Uri, uri.into());
+        let entry = Allowed::Exact(NameKind::Uri, uri.into());
         self.with(|c| c.allowed.push(entry))
     }
 
     /// Allows this exact DNS SAN, and no URI or DN spelt the same.
     #[must_use]
     pub fn allow_dns(self, name: &str) -> Self {
-        let entry = Allowed::Exact(Kind::Dns, name.into());
+        let entry = Allowed::Exact(NameKind::Dns, name.into());
         self.with(|c| c.allowed.push(entry))
     }
 
@@ -205,7 +207,7 @@ impl MtlsAuthenticator {
     /// (`CN=orders,O=Shop`, values escaped), and no SAN spelt the same.
     #[must_use]
     pub fn allow_dn(self, dn: &str) -> Self {
-        let entry = Allowed::Exact(Kind::Dn, dn.into());
+        let entry = Allowed::Exact(NameKind::Dn, dn.into());
         self.with(|c| c.allowed.push(entry))
     }
 
@@ -220,21 +222,41 @@ impl MtlsAuthenticator {
         self.with(|c| c.allowed.push(entry))
     }
 
-    /// Whether the allow-list permits `subject`, taken as the kind its
-    /// shape says (as [`allow`](Self::allow) reads it). For a per-route
-    /// list, make another authenticator and use it in a predicate:
-    /// `Requirements::new().predicate("orders clients", move |p| p.authenticator() == "mtls" && orders.permits(p.subject()))`.
-    pub fn permits(&self, subject: &str) -> bool {
-        self.permits_as(Kind::of(subject), subject)
+    /// Whether the allow-list permits `principal`: one an
+    /// `MtlsAuthenticator` read from a client certificate, whose subject,
+    /// of the kind it was read as (URI SAN, DNS SAN or subject DN), an
+    /// entry of that kind permits. Any other principal (a JWT's, one made
+    /// with [`Principal::new`]) is not permitted. For a per-route list,
+    /// make another authenticator and use it in a predicate:
+    ///
+    /// ```
+    /// use tokenwarden::Requirements;
+    /// use tokenwarden::authn::Principal;
+    /// use tokenwarden::authn::mtls::MtlsAuthenticator;
+    ///
+    /// let orders = MtlsAuthenticator::new().allow_uri("spiffe://shop.example/ns/prod/sa/orders");
+    /// let route = Requirements::new().predicate("the orders workload", move |p| orders.permits(p));
+    /// # let _ = route;
+    /// // Not read from a certificate: never permitted, whatever its subject.
+    /// let other = MtlsAuthenticator::new().allow_uri("spiffe://shop.example/ns/prod/sa/orders");
+    /// assert!(!other.permits(&Principal::new("spiffe://shop.example/ns/prod/sa/orders", "mtls")));
+    /// ```
+    ///
+    /// The kind is never guessed from the subject's spelling: a DNS SAN
+    /// spelt like a SPIFFE ID or like a DN matches DNS entries only.
+    pub fn permits(&self, principal: &Principal) -> bool {
+        principal
+            .name_kind()
+            .is_some_and(|kind| self.permits_as(kind, principal.subject()))
     }
 
     /// Whether an entry of `kind` permits `name`: a trust domain is a URI
     /// rule.
-    fn permits_as(&self, kind: Kind, name: &str) -> bool {
+    fn permits_as(&self, kind: NameKind, name: &str) -> bool {
         self.inner.allowed.iter().any(|a| match a {
             Allowed::Exact(k, s) => *k == kind && **s == *name,
             Allowed::TrustDomain(prefix) => {
-                kind == Kind::Uri && name.strip_prefix(&**prefix).is_some_and(spiffe_path)
+                kind == NameKind::Uri && name.strip_prefix(&**prefix).is_some_and(spiffe_path)
             }
         })
     }
@@ -264,18 +286,26 @@ impl MtlsAuthenticator {
                         "the client certificate has several URI names",
                     ));
                 }
-                SubjectSource::Uri => names.uris.first().filter(|u| self.permits_as(Kind::Uri, u)),
-                SubjectSource::Dns => names.dns.iter().find(|d| self.permits_as(Kind::Dns, d)),
+                SubjectSource::Uri => names
+                    .uris
+                    .first()
+                    .filter(|u| self.permits_as(NameKind::Uri, u)),
+                SubjectSource::Dns => names.dns.iter().find(|d| self.permits_as(NameKind::Dns, d)),
                 SubjectSource::SubjectDn => {
-                    Some(&names.dn).filter(|d| self.permits_as(Kind::Dn, d))
+                    Some(&names.dn).filter(|d| self.permits_as(NameKind::Dn, d))
                 }
             };
             if let Some(s) = found {
-                subject = Some(s.clone());
+                let kind = match source {
+                    SubjectSource::Uri => NameKind::Uri,
+                    SubjectSource::Dns => NameKind::Dns,
+                    SubjectSource::SubjectDn => NameKind::Dn,
+                };
+                subject = Some((s.clone(), kind));
                 break;
             }
         }
-        let Some(subject) = subject else {
+        let Some((subject, kind)) = subject else {
             return Err(Refusal::invalid_token(
                 SCHEME,
                 "certificate_not_allowed",
@@ -283,6 +313,7 @@ impl MtlsAuthenticator {
             ));
         };
         Ok(Principal::new(subject, "mtls")
+            .with_name_kind(kind)
             .with_expiry(Some(names.not_after))
             .with_confirmation(json!({ X5T_S256: thumbprint(der) })))
     }
@@ -369,10 +400,17 @@ impl Authenticator for MtlsAuthenticator {
 mod tests {
     use super::*;
 
+    impl MtlsAuthenticator {
+        /// `permits_as` with the kind the name's shape says.
+        fn permits_name(&self, name: &str) -> bool {
+            self.permits_as(NameKind::of(name), name)
+        }
+    }
+
     #[test]
     fn trust_domains_match_whole_domains_and_valid_paths_only() {
         let a = MtlsAuthenticator::new().allow_trust_domain("shop.example");
-        assert!(a.permits("spiffe://shop.example/ns/prod/sa/orders"));
+        assert!(a.permits_name("spiffe://shop.example/ns/prod/sa/orders"));
         for no in [
             "spiffe://shop.example",
             "spiffe://shop.example/",
@@ -385,12 +423,12 @@ mod tests {
             "spiffe://shop.example/ns/%2e%2e",
             "https://shop.example/ns",
         ] {
-            assert!(!a.permits(no), "{no}");
+            assert!(!a.permits_name(no), "{no}");
         }
         let exact = MtlsAuthenticator::new().allow("spiffe://shop.example/ns/a");
-        assert!(exact.permits("spiffe://shop.example/ns/a"));
-        assert!(!exact.permits("spiffe://shop.example/ns/a/b"));
-        assert!(!MtlsAuthenticator::new().permits("anything"));
+        assert!(exact.permits_name("spiffe://shop.example/ns/a"));
+        assert!(!exact.permits_name("spiffe://shop.example/ns/a/b"));
+        assert!(!MtlsAuthenticator::new().permits_name("anything"));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub mod forwarded;
 mod identity;
 
 #[cfg(feature = "mtls")]
+pub(crate) use identity::NameKind;
+#[cfg(feature = "mtls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mtls")))]
 pub use identity::{CertificateError, MtlsAuthenticator, SubjectSource};
 

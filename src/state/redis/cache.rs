@@ -56,6 +56,29 @@ impl RedisCache {
         }
     }
 
+    /// The same Redis under `namespace:scope` (the introspection tier's
+    /// entries, kept apart by the rules that decide them).
+    #[cfg(feature = "introspection")]
+    pub(crate) fn scoped(&self, scope: &str) -> RedisCache {
+        RedisCache::new(
+            self.state.clone(),
+            &format!("{}:{scope}", self.namespace),
+            self.capacity,
+        )
+    }
+
+    /// The namespace given (with any scope).
+    #[cfg(feature = "introspection")]
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The connection's bound on each command.
+    #[cfg(feature = "introspection")]
+    pub(crate) fn timeout(&self) -> Duration {
+        self.state.timeout()
+    }
+
     fn digest(&self, token: &[u8]) -> [u8; 32] {
         crate::crypto::sha256_parts(&[
             b"tokenwarden cache v1\0",
