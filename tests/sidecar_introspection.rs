@@ -14,6 +14,8 @@ use tokenwarden::testing::{IntrospectionOutage, TestIssuer};
 
 const CLIENT: &str = INTROSPECTION_CLIENT;
 const SECRET: &str = INTROSPECTION_SECRET;
+/// The call the sidecar makes at start to check its client credentials.
+const START_PROBE: u64 = 1;
 
 /// A sidecar behind nginx with `[introspection]` (and `[internal_token]`
 /// when `mint` is true); its base URL, once ready.
@@ -94,18 +96,22 @@ async fn an_opaque_token_passes_as_an_internal_token_the_upstream_validates() {
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["authn"], "introspection");
     assert_eq!(claims["scope"], "admin orders:read");
-    assert_eq!(idp.introspection_calls(), 1);
+    assert_eq!(idp.introspection_calls(), 1 + START_PROBE);
     // Kept: a second request makes no call.
     let r = get(&format!("{base}/auth"), Some(&token), "/orders/1").await;
     assert_eq!(r.status(), 200);
-    assert_eq!(idp.introspection_calls(), 1);
+    assert_eq!(idp.introspection_calls(), 1 + START_PROBE);
 
     // A JWT in the same chain, judged locally.
     let jwt = idp.token().audience("api").subject("bob").sign();
     let r = get(&format!("{base}/auth"), Some(&jwt), "/orders/1").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-auth-authenticator"], "jwt");
-    assert_eq!(idp.introspection_calls(), 1, "a JWT is never introspected");
+    assert_eq!(
+        idp.introspection_calls(),
+        1 + START_PROBE,
+        "a JWT is never introspected"
+    );
 
     // The scope rule applies to the opaque token's principal.
     let reader = opaque(&idp, "carol", "orders:read");
@@ -181,6 +187,46 @@ async fn our_client_secret_refused_at_the_endpoint_is_503_and_a_clear_error_log(
             && l.contains("refused our client credentials")
             && l.contains("introspection_client_rejected")),
         "no clear error line:\n{err}"
+    );
+}
+
+/// A wrong client secret is said at start, before any opaque token comes
+/// (one probe with a made-up token, RFC 7662 §2.1): an error line naming
+/// the endpoint's refusal, never the secret; with the right secret, an info
+/// line says the credentials are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_client_secret_is_logged_at_start_before_any_request() {
+    let idp = TestIssuer::start().unwrap();
+    idp.introspection_client_secret(CLIENT, "another-secret");
+    let dir = Scratch::new("badclient-start");
+    let (mut side, _base) = sidecar(&idp, &dir, false, "").await;
+    let mut logs = side.stderr_lines();
+    assert!(
+        logs.wait_for("client check failed at start").await,
+        "no start-time error: {:?}",
+        logs.seen
+    );
+    let line = logs
+        .seen
+        .iter()
+        .find(|l| l.contains("client check failed at start"))
+        .unwrap();
+    assert!(
+        line.contains("ERROR") && line.contains("refused this client's credentials"),
+        "{line}"
+    );
+    assert!(logs.seen.iter().all(|l| !l.contains(SECRET)));
+    assert_eq!(idp.introspection_calls(), 1, "one probe, no request yet");
+
+    let good = TestIssuer::start().unwrap();
+    good.introspection_client_secret(CLIENT, SECRET);
+    let dir = Scratch::new("goodclient-start");
+    let (mut side, _base) = sidecar(&good, &dir, false, "").await;
+    let mut logs = side.stderr_lines();
+    assert!(
+        logs.wait_for("accepts our client credentials").await,
+        "{:?}",
+        logs.seen
     );
 }
 

@@ -76,6 +76,7 @@ async fn require_bound_tokens_refuses_an_unbound_opaque_token() {
     // Kept, and held to the certificate on every request.
     assert_eq!(status(bound.clone(), Some(&mallory)).await.0, 401);
     assert_eq!(status(bound, None).await.0, 401);
-    assert_eq!(idp.introspection_calls(), 2);
+    // Two tokens, and the start-time check of the client credentials.
+    assert_eq!(idp.introspection_calls(), 3);
     side.terminate();
 }

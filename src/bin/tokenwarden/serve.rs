@@ -341,11 +341,22 @@ async fn serve(config: Config) -> Result<(), String> {
                 _ => CertificateBinding::WhenBound,
             };
             let denylist = revocation.as_ref().map(|r| r.denylist.clone());
-            c = c.introspection(
-                i.authenticator(binding, denylist)
-                    .await
-                    .map_err(|e| format!("introspection: {e}"))?,
-            );
+            let opaque = i
+                .authenticator(binding, denylist)
+                .await
+                .map_err(|e| format!("introspection: {e}"))?;
+            // A wrong client secret would otherwise show only at the first
+            // opaque token (503 for every one): ask once now, before serving,
+            // within the endpoint's timeout. A failure is logged, never fatal:
+            // the IdP may be away at start, and JWTs are still served.
+            match opaque.check_client().await {
+                Ok(()) => tracing::info!("introspection: the endpoint accepts our client credentials"),
+                Err(e) => tracing::error!(
+                    error = %e.message,
+                    "introspection: client check failed at start; opaque tokens get 503 until it is fixed"
+                ),
+            }
+            c = c.introspection(opaque);
         }
         BearerAuth::from_chain(c)
     } else {
