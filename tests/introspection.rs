@@ -16,7 +16,7 @@ use tokenwarden::authn::introspection::{
 };
 use tokenwarden::authn::jwt::JwtAuthenticator;
 use tokenwarden::authn::{Chain, Principal, Refusal, RequestView};
-use tokenwarden::testing::{IntrospectionOutage, TestIssuer};
+use tokenwarden::testing::{IntrospectionOutage, OpaqueMint, TestIssuer};
 use tokenwarden::{Algorithm, KeySet, ManualClock, Validator};
 
 const CLIENT: &str = "orders-api";
@@ -42,6 +42,21 @@ async fn chain_for(idp: &TestIssuer, clock: &ManualClock) -> Chain {
     Chain::new().introspection(builder(idp, clock).build().await.unwrap())
 }
 
+/// A chain taking the issuer's JWTs (checked locally) and its opaque tokens
+/// (introspected), as a service accepting both has it.
+async fn jwt_and_opaque(idp: &TestIssuer, clock: &ManualClock) -> Chain {
+    let validator = Validator::builder()
+        .issuer(idp.issuer())
+        .audience("api")
+        .keys(KeySet::from_jwks(idp.jwks_json().as_bytes()).unwrap())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    Chain::new()
+        .jwt(JwtAuthenticator::new(validator))
+        .introspection(builder(idp, clock).build().await.unwrap())
+}
+
 async fn run(chain: &Chain, token: &str) -> Result<Principal, Refusal> {
     let header = format!("Bearer {token}");
     let headers = [("authorization", header.as_str())];
@@ -57,12 +72,13 @@ fn kind(r: Result<Principal, Refusal>) -> (u16, &'static str) {
     }
 }
 
+/// An opaque token for `alice`, meant for `api`, to finish.
+fn alice(idp: &TestIssuer) -> OpaqueMint<'_> {
+    idp.opaque_token().subject("alice").audience("api")
+}
+
 fn opaque(idp: &TestIssuer) -> String {
-    idp.opaque_token()
-        .subject("alice")
-        .audience("api")
-        .scope("orders:read orders:write")
-        .issue()
+    alice(idp).scope("orders:read orders:write").issue()
 }
 
 #[tokio::test]
@@ -121,12 +137,7 @@ async fn an_expired_token_is_refused_even_when_the_idp_says_active() {
     let clock = ManualClock::new(NOW);
     let idp = idp(&clock);
     let chain = chain_for(&idp, &clock).await;
-    let token = idp
-        .opaque_token()
-        .subject("alice")
-        .audience("api")
-        .expired()
-        .issue();
+    let token = alice(&idp).expired().issue();
     assert_eq!(kind(run(&chain, &token).await), (401, "expired"));
 }
 
@@ -135,12 +146,7 @@ async fn a_positive_verdict_is_never_kept_past_the_tokens_exp() {
     let clock = ManualClock::new(NOW);
     let idp = idp(&clock);
     let chain = chain_for(&idp, &clock).await;
-    let token = idp
-        .opaque_token()
-        .subject("alice")
-        .audience("api")
-        .expires_in(10)
-        .issue();
+    let token = alice(&idp).expires_in(10).issue();
     run(&chain, &token).await.unwrap();
     clock.advance(10 + 61); // past exp and any leeway
     assert_eq!(kind(run(&chain, &token).await), (401, "expired"));
@@ -159,12 +165,7 @@ async fn a_token_for_another_audience_or_issuer_is_refused() {
     assert_eq!(kind(run(&chain, &other).await), (401, "invalid_audience"));
     let none = idp.opaque_token().subject("alice").issue();
     assert_eq!(kind(run(&chain, &none).await), (401, "missing_claim"));
-    let forged = idp
-        .opaque_token()
-        .subject("alice")
-        .audience("api")
-        .claim("iss", "https://evil.example")
-        .issue();
+    let forged = alice(&idp).claim("iss", "https://evil.example").issue();
     assert_eq!(kind(run(&chain, &forged).await), (401, "invalid_issuer"));
 }
 
@@ -173,12 +174,7 @@ async fn a_refresh_token_is_not_accepted_as_an_access_token() {
     let clock = ManualClock::new(NOW);
     let idp = idp(&clock);
     let chain = chain_for(&idp, &clock).await;
-    let refresh = idp
-        .opaque_token()
-        .subject("alice")
-        .audience("api")
-        .claim("token_type", "refresh_token")
-        .issue();
+    let refresh = alice(&idp).claim("token_type", "refresh_token").issue();
     assert_eq!(kind(run(&chain, &refresh).await), (401, "wrong_token_type"));
 }
 
@@ -439,16 +435,7 @@ async fn the_circuit_opens_after_failures_in_a_row_and_one_probe_closes_it() {
 async fn one_chain_serves_a_jwt_and_an_opaque_token() {
     let clock = ManualClock::new(NOW);
     let idp = idp(&clock);
-    let validator = Validator::builder()
-        .issuer(idp.issuer())
-        .audience("api")
-        .keys(KeySet::from_jwks(idp.jwks_json().as_bytes()).unwrap())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    let chain = Chain::new()
-        .jwt(JwtAuthenticator::new(validator))
-        .introspection(builder(&idp, &clock).build().await.unwrap());
+    let chain = jwt_and_opaque(&idp, &clock).await;
     let jwt = idp.token().audience("api").subject("bob").sign();
     let p = run(&chain, &jwt).await.unwrap();
     assert_eq!((p.subject(), p.authenticator()), ("bob", "jwt"));
@@ -541,10 +528,7 @@ async fn a_bound_opaque_token_is_held_to_its_binding() {
     let idp = idp(&clock);
     let chain = chain_for(&idp, &clock).await;
     let cert = b"the DER of a client certificate".to_vec();
-    let bound = idp
-        .opaque_token()
-        .subject("alice")
-        .audience("api")
+    let bound = alice(&idp)
         .claim(
             "cnf",
             serde_json::json!({"x5t#S256": tokenwarden::authn::mtls::thumbprint(&cert)}),
@@ -562,10 +546,7 @@ async fn a_bound_opaque_token_is_held_to_its_binding() {
         chain.authenticate(&with_other).await.unwrap_err().status(),
         401
     );
-    let dpop = idp
-        .opaque_token()
-        .subject("alice")
-        .audience("api")
+    let dpop = alice(&idp)
         .claim(
             "cnf",
             serde_json::json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}),
@@ -699,16 +680,7 @@ async fn callers_queued_for_a_call_slot_do_not_open_the_circuit() {
 async fn a_jws_shaped_token_with_a_huge_header_is_never_introspected() {
     let clock = ManualClock::new(NOW);
     let idp = idp(&clock);
-    let validator = Validator::builder()
-        .issuer(idp.issuer())
-        .audience("api")
-        .keys(KeySet::from_jwks(idp.jwks_json().as_bytes()).unwrap())
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    let chain = Chain::new()
-        .jwt(JwtAuthenticator::new(validator))
-        .introspection(builder(&idp, &clock).build().await.unwrap());
+    let chain = jwt_and_opaque(&idp, &clock).await;
     let huge = format!("{}.e30.c2ln", "A".repeat(5000));
     let r = run(&chain, &huge).await.unwrap_err();
     assert_eq!(r.status(), 401);
@@ -774,10 +746,7 @@ async fn the_byte_bound_counts_the_parsed_answer_not_its_text() {
     let parsed = MEMBERS * (size_of::<String>() + size_of::<serde_json::Value>() + "k0000".len());
     assert!(parsed > 3 * text, "{parsed} vs {text}");
     for _ in 0..5 {
-        let token = idp
-            .opaque_token()
-            .subject("alice")
-            .audience("api")
+        let token = alice(&idp)
             .claim("extra", serde_json::Value::Object(big.clone()))
             .issue();
         run(&chain, &token).await.unwrap();
