@@ -394,12 +394,9 @@ async fn follow_once(s: &SourceShared, feed: &Feed) -> Result<(), RedisError> {
     let mut failed = u32::from(!s.try_reload(feed).await);
     let mut messages = pubsub.into_on_message();
     let next_load = |failed: u32| {
-        tokio::time::Instant::now()
-            + if failed == 0 {
-                inner.resync
-            } else {
-                s.backoff(failed - 1)
-            }
+        let now = tokio::time::Instant::now();
+        now.checked_add(next_load_in(failed, inner.resync))
+            .unwrap_or_else(|| now + super::MAX_RESYNC)
     };
     let mut due = next_load(failed);
     loop {
@@ -423,6 +420,20 @@ async fn follow_once(s: &SourceShared, feed: &Feed) -> Result<(), RedisError> {
             }
         }
     }
+}
+
+/// When to load the whole list again, `failed` loads having failed in a
+/// row: at the resync interval after a good one; after a failed one soon,
+/// then less often (doubling from 50 ms, never past the resync interval),
+/// so a load that keeps failing part-way (a timeout on a late page) does
+/// not have every instance re-read the list every `retry_max`.
+fn next_load_in(failed: u32, resync: Duration) -> Duration {
+    if failed == 0 {
+        return resync;
+    }
+    Duration::from_millis(50)
+        .saturating_mul(1 << failed.saturating_sub(1).min(20))
+        .min(resync)
 }
 
 impl SourceShared {
@@ -468,5 +479,25 @@ impl RevocationSource for RedisRevocationSource {
             }
             Err(e) => tracing::error!(error = %e, "revocation not serialisable"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_loads_are_retried_soon_then_less_often_never_past_the_resync() {
+        let resync = Duration::from_secs(60);
+        assert_eq!(next_load_in(0, resync), resync);
+        assert_eq!(next_load_in(1, resync), Duration::from_millis(50));
+        assert_eq!(next_load_in(2, resync), Duration::from_millis(100));
+        assert_eq!(next_load_in(11, resync), Duration::from_millis(51_200));
+        assert_eq!(next_load_in(12, resync), resync);
+        assert_eq!(next_load_in(u32::MAX, resync), resync);
+        assert_eq!(
+            next_load_in(u32::MAX, Duration::MAX),
+            Duration::from_millis(50 << 20)
+        );
     }
 }

@@ -50,6 +50,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 /// Longest bound accepted ([`RedisBuilder::timeout`] clamps to it; the
 /// shortest is 1 ms).
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest [`RedisBuilder::resync_interval`] (and `retry_max`) accepted:
+/// a day. A longer one is clamped (`Duration::MAX` overflowed the next
+/// deadline and stopped the revocation feed).
+pub const MAX_RESYNC: Duration = Duration::from_secs(86_400);
 /// Default most revocations queued while Redis is away.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1_000_000;
 /// Largest message read from the revocation channel: a revocation is small.
@@ -177,17 +181,18 @@ impl RedisBuilder {
         self
     }
 
-    /// Longest wait between retries while Redis is away (default 2 s).
+    /// Longest wait between retries while Redis is away (default 2 s,
+    /// clamped to 10 ms ..= [`MAX_RESYNC`]).
     pub fn retry_max(mut self, max: Duration) -> Self {
-        self.retry_max = max.max(Duration::from_millis(10));
+        self.retry_max = max.clamp(Duration::from_millis(10), MAX_RESYNC);
         self
     }
 
     /// How often the mirror reloads the whole list even when connected
-    /// (default 60 s): a pub/sub message lost without a disconnect is
-    /// repaired by then.
+    /// (default 60 s, clamped to 100 ms ..= [`MAX_RESYNC`]): a pub/sub
+    /// message lost without a disconnect is repaired by then.
     pub fn resync_interval(mut self, every: Duration) -> Self {
-        self.resync = every.max(Duration::from_millis(100));
+        self.resync = every.clamp(Duration::from_millis(100), MAX_RESYNC);
         self
     }
 
@@ -383,6 +388,10 @@ mod tests {
         assert_eq!(b.timeout, MAX_TIMEOUT);
         // Nothing listens on port 1: refused at once, an error.
         assert!(b.connect().await.is_err());
+        let b = RedisState::builder("redis://127.0.0.1:1")
+            .resync_interval(Duration::MAX)
+            .retry_max(Duration::MAX);
+        assert_eq!((b.resync, b.retry_max), (MAX_RESYNC, MAX_RESYNC));
         let b = RedisState::builder("redis://127.0.0.1:1").timeout(Duration::ZERO);
         assert_eq!(b.timeout, Duration::from_millis(1));
     }
