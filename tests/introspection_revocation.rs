@@ -161,24 +161,33 @@ async fn a_revoked_jti_refuses_the_opaque_token_that_carries_it() {
     assert_eq!(w.kind(&other).await, (200, "ok"));
 }
 
-/// An answer without `iat` cannot show it was issued after a subject's
-/// cutoff: refused while the cutoff holds; without a cutoff it passes.
+/// Attack: a user logs out, the IdP keeps their opaque token active (many
+/// do), and the cutoff is pruned after the denylist's `max_token_lifetime`:
+/// a token that could outlive the cutoff would then pass again. With a
+/// denylist an answer must carry `exp` and `iat`, at most
+/// `max_token_lifetime` apart (as a JWT must), whether or not anything is
+/// revoked yet.
 #[tokio::test]
-async fn without_iat_a_subject_cutoff_refuses_the_opaque_token() {
+async fn with_a_denylist_an_answer_without_exp_or_iat_or_living_too_long_is_refused() {
     let w = world().await;
-    let no_iat = |sub: &str| {
-        w.idp
-            .opaque_token()
-            .subject(sub)
-            .audience("api")
-            .without("iat")
-            .issue()
-    };
-    let (dave, erin) = (no_iat("dave"), no_iat("erin"));
-    assert_eq!(w.kind(&dave).await, (200, "ok"));
-    w.denylist.revoke_subject_before("dave", NOW - 3600);
-    assert_eq!(w.kind(&dave).await, (401, "revoked"));
-    assert_eq!(w.kind(&erin).await, (200, "ok"), "no cutoff for erin");
+    let mint = |sub: &str| w.idp.opaque_token().subject(sub).audience("api");
+    let no_iat = mint("dave").without("iat").issue();
+    assert_eq!(w.kind(&no_iat).await, (401, "missing_claim"));
+    let no_exp = mint("dave").without("exp").issue();
+    assert_eq!(w.kind(&no_exp).await, (401, "missing_claim"));
+    // The default max_token_lifetime is a day.
+    let long = mint("dave").expires_in(86_400 + 1).issue();
+    assert_eq!(w.kind(&long).await, (401, "invalid_claim"));
+    let day = mint("dave").expires_in(86_400).issue();
+    assert_eq!(w.kind(&day).await, (200, "ok"));
+
+    // Revoked, then past the cutoff's pruning: the day-long token has
+    // expired by then, so nothing revoked passes again.
+    w.denylist.revoke_subject_before("dave", NOW + 1);
+    assert_eq!(w.kind(&day).await, (401, "revoked"));
+    w.clock.advance(86_400 + 120);
+    w.denylist.prune();
+    assert_eq!(w.kind(&day).await, (401, "expired"));
 }
 
 /// Attack: an IdP that leaves `iss` out of its answers (RFC 7662 §2.2

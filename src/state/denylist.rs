@@ -662,6 +662,13 @@ impl Denylist {
         if let Some(by) = self.is_revoked(ids) {
             return Err(crate::Error::Revoked { by });
         }
+        self.check_lifetime(ids)
+    }
+
+    /// The lifetime half of [`check`](Self::check): `exp` and `iat`
+    /// present, and at most `max_token_lifetime` apart.
+    #[inline]
+    pub(crate) fn check_lifetime(&self, ids: &TokenIds<'_>) -> Result<(), crate::Error> {
         let Some(exp) = ids.exp else {
             return Err(crate::Error::MissingClaim {
                 claim: "exp".into(),

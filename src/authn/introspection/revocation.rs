@@ -15,15 +15,18 @@ impl IntrospectionAuthenticatorBuilder {
     /// entries, on every use, a kept verdict included (one lookup, as for
     /// a JWT; none while the list is empty).
     ///
-    /// A subject or session cutoff ("tokens issued before T") needs the
-    /// answer's `iat` (RFC 7662 §2.2 makes it optional): without it the
-    /// token is refused, since nothing shows it was issued after the
-    /// cutoff. An answer without `iss` is held to every issuer's entries
-    /// (its issuer is unknown; set [`issuer`](Self::issuer) to require
-    /// it). The cutoff is checked against `sub`, never a fallback
-    /// subject (`client_id:`, `username:`), and holds only while the
-    /// denylist keeps it (its `max_token_lifetime`); past that the IdP's
-    /// answer decides again when the kept verdict ends.
+    /// As for a JWT, an active answer must then carry `exp` and `iat`
+    /// (RFC 7662 §2.2 makes them optional), at most the denylist's
+    /// `max_token_lifetime` apart: a subject or session cutoff ("tokens
+    /// issued before T") is kept that long, and a token that could outlive
+    /// it would pass again once it is pruned, since many IdPs keep a token
+    /// active after a logout. Otherwise 401 `invalid_token`, kind
+    /// `missing_claim` or `invalid_claim`: an IdP that leaves `iat` out
+    /// cannot be held to a denylist. An answer without `iss` is held to
+    /// every issuer's entries (its issuer is unknown; set
+    /// [`issuer`](Self::issuer) to require it). The cutoff is checked
+    /// against `sub`, never a fallback subject (`client_id:`,
+    /// `username:`).
     ///
     /// ```no_run
     /// use tokenwarden::authn::introspection::IntrospectionAuthenticator;
@@ -60,25 +63,32 @@ pub(super) fn checked(denylist: Option<&Denylist>, v: Verdict) -> Verdict {
 }
 
 fn revoked(d: &Denylist, p: &Principal) -> Option<Refusal> {
-    if d.is_empty() {
-        return None;
-    }
     // The answer's own members (`sub`, not `Principal::subject`'s
-    // fallback): revocations name the IdP's identifiers. A missing `iat`
-    // stays absent, and `Denylist::is_revoked` refuses it under a subject
-    // or session cutoff: a token that cannot show it postdates the cutoff
-    // may be one the logout meant.
+    // fallback): revocations name the IdP's identifiers.
     let ids = TokenIds::from_claims(p.claims());
     // RFC 7662 §2.2: `iss` is optional. Without it (and without an
     // `issuer` configured, which would have required it) the answer's
     // issuer is unknown: every issuer's entries apply, or a logout (whose
     // entries name its issuer) would miss the token.
-    let by = match ids.iss {
-        Some(_) => d.is_revoked(&ids),
-        None => d.is_revoked_any_issuer(&ids),
-    }?;
-    Some(Refusal::from_error(
-        Scheme::Bearer,
-        &crate::Error::Revoked { by },
-    ))
+    let by = if d.is_empty() {
+        None
+    } else {
+        match ids.iss {
+            Some(_) => d.is_revoked(&ids),
+            None => d.is_revoked_any_issuer(&ids),
+        }
+    };
+    let verdict = match by {
+        Some(by) => Err(crate::Error::Revoked { by }),
+        // As for a JWT (`Denylist::check`): a subject or session cutoff is
+        // kept `max_token_lifetime`, so an answer without `exp` or `iat`,
+        // or living longer than that, would pass again once the cutoff is
+        // pruned (many IdPs keep a token active after a logout). RFC 7662
+        // §2.2 makes both optional: an IdP that leaves them out cannot be
+        // held to a denylist, and is refused (`missing_claim`).
+        None => d.check_lifetime(&ids),
+    };
+    verdict
+        .err()
+        .map(|e| Refusal::from_error(Scheme::Bearer, &e))
 }
