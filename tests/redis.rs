@@ -700,6 +700,42 @@ mod shared_introspection {
         assert_eq!(c.shared_cache_stats().0, 1);
     }
 
+    /// Attack: a reader that keeps verdicts 5 s (so a revocation at the
+    /// IdP shows within 5 s) must not take a verdict a writer keeps a
+    /// minute: the TTLs are part of what keeps shared entries apart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_keeping_verdicts_briefly_never_takes_one_a_writer_keeps_longer() {
+        let Some(server) = RedisServer::start("redis::shared_introspection_ttls") else {
+            return;
+        };
+        let idp = idp();
+        let token = opaque(&idp);
+        let state = connect(&server.url(), ReplayPolicy::FailClosed).await;
+        let url = idp.introspection_url();
+        let keeping = |ttl: u64| {
+            IntrospectionAuthenticator::builder()
+                .endpoint(&url)
+                .client_secret_basic(CLIENT, SECRET)
+                .issuer(idp.issuer())
+                .audience("api")
+                .allow_http_loopback(true)
+                .positive_ttl(Duration::from_secs(ttl))
+                .shared_cache(state.cache(NAMESPACE, 1))
+                .build()
+        };
+        let writer = keeping(60).await.unwrap();
+        assert_eq!(judge(&writer, &token).await, "ok");
+        landed(&state, &writer, &token).await;
+        let reader = keeping(5).await.unwrap();
+        assert_ne!(
+            writer.shared_cache_namespace(),
+            reader.shared_cache_namespace()
+        );
+        assert_eq!(judge(&reader, &token).await, "ok");
+        assert_eq!(idp.introspection_calls(), 2, "the reader asked the IdP");
+        assert_eq!(reader.shared_cache_stats().0, 0);
+    }
+
     /// A Redis that takes every connection, answers the client's
     /// connection setup (redis-rs sends `CLIENT SETINFO` twice, answered
     /// `+OK` each) and then never answers again: a hung server.

@@ -1148,9 +1148,11 @@ impl IntrospectionAuthenticatorBuilder {
             name: "introspection",
             subject_fallback: self.subject_fallback,
         };
-        // Shared verdicts are kept apart by what decides them.
-        let shared = self.shared.scoped(url.as_str(), &client_id, &rules);
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+        // Shared verdicts are kept apart by what decides them, how long
+        // they may be kept included.
+        let ttls = (secs(self.positive_ttl), secs(self.negative_ttl));
+        let shared = self.shared.scoped(url.as_str(), &client_id, &rules, ttls);
         let timeout = self.timeout;
         Ok(IntrospectionAuthenticator {
             inner: Arc::new(Inner {

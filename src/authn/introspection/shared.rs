@@ -118,9 +118,11 @@ mod with_redis {
     }
 
     /// A digest of what decides a verdict from an answer: the endpoint and
-    /// client asking (an IdP may answer each client differently) and every
-    /// rule the answer is judged by. 128 bits, hex.
-    fn fingerprint(endpoint: &str, client_id: &str, rules: &Rules) -> String {
+    /// client asking (an IdP may answer each client differently), every
+    /// rule the answer is judged by, and how long a verdict may be kept
+    /// (`ttls`: positive, negative; a reader asking the IdP every 5 s must
+    /// not take a verdict a writer keeps a minute). 128 bits, hex.
+    fn fingerprint(endpoint: &str, client_id: &str, rules: &Rules, ttls: (i64, i64)) -> String {
         let mut audiences: Vec<&str> = rules.audiences.iter().map(|a| &**a).collect();
         audiences.sort_unstable();
         audiences.dedup();
@@ -139,6 +141,8 @@ mod with_redis {
             t.max_age
                 .map_or(u64::MAX, |a| a.min(u64::MAX - 1))
                 .to_be_bytes(),
+            ttls.0.to_be_bytes(),
+            ttls.1.to_be_bytes(),
         ]
         .concat();
         let issuer = match &rules.issuer {
@@ -166,7 +170,7 @@ mod with_redis {
             .iter()
             .map(|f| (f.len() as u64).to_be_bytes())
             .collect();
-        let mut parts: Vec<&[u8]> = vec![b"tokenwarden introspection rules v1"];
+        let mut parts: Vec<&[u8]> = vec![b"tokenwarden introspection rules v2"];
         for (len, field) in lens.iter().zip(&fields) {
             parts.push(len);
             parts.push(field);
@@ -216,12 +220,13 @@ mod with_redis {
             endpoint: &str,
             client_id: &str,
             rules: &Rules,
+            ttls: (i64, i64),
         ) -> Self {
             let Some(cache) = self.cache else {
                 return self;
             };
             let budget = cache.timeout().min(SHARED_LOOKUP_BUDGET);
-            let scoped = cache.scoped(&fingerprint(endpoint, client_id, rules));
+            let scoped = cache.scoped(&fingerprint(endpoint, client_id, rules, ttls));
             SharedTier {
                 cache: Some(Arc::new(scoped)),
                 counts: self.counts,
