@@ -789,3 +789,32 @@ async fn check_client_tells_a_wrong_secret_before_the_first_request() {
     assert!(e.contains("could not be asked"), "{e}");
     assert!(!good.circuit_open());
 }
+
+/// Attack (review finding): an "introspection endpoint" that calls every
+/// token active (a stub left in place, a URL pointing at the wrong
+/// service) judges nothing; the start-time check says so instead of
+/// reporting the credentials accepted.
+#[tokio::test]
+async fn check_client_refuses_an_endpoint_calling_a_made_up_token_active() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/introspect",
+        axum::routing::post(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                r#"{"active": true, "sub": "anyone"}"#,
+            )
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let stub = IntrospectionAuthenticator::builder()
+        .endpoint(format!("http://{addr}/introspect"))
+        .client_secret_basic(CLIENT, "whatever")
+        .allow_http_loopback(true)
+        .build()
+        .await
+        .unwrap();
+    let e = stub.check_client().await.unwrap_err().to_string();
+    assert!(e.contains("says a made-up token is active"), "{e}");
+}

@@ -15,8 +15,9 @@ impl IntrospectionAuthenticator {
     /// or malformed) means the credentials were accepted.
     ///
     /// One call to the endpoint, outside the cache, the call cap and the
-    /// circuit breaker (its failure never opens the circuit). Call it at
-    /// start or from a readiness check; `build` makes no call for it (a
+    /// circuit breaker (its failure never opens the circuit). Call it once
+    /// at start (not per request, nor from a readiness probe a client can
+    /// reach: each call reaches the IdP); `build` makes no call for it (a
     /// service may start while its IdP is away).
     ///
     /// # Errors
@@ -24,6 +25,7 @@ impl IntrospectionAuthenticator {
     /// `invalid_client`, `unauthorized_client`): the message says so and
     /// names the endpoint's host. Or it could not be asked (unreachable,
     /// timeout, 5xx, not an introspection answer): the message says why.
+    /// Or it called the made-up token active (it judges nothing).
     ///
     /// ```no_run
     /// use tokenwarden::authn::introspection::IntrospectionAuthenticator;
@@ -44,7 +46,15 @@ impl IntrospectionAuthenticator {
             .chain(random.iter().map(|b| format!("{b:02x}")))
             .collect();
         match i.endpoint.call(&probe, i.clock.now()).await {
-            // Whatever it says of the token, it judged it: we were let in.
+            // An endpoint calling a made-up token active judges nothing: it
+            // would pass every token (a stub, a misrouted URL).
+            Ok(Answer::Json(body)) if says_active(&body) => Err(BuildError::new(format!(
+                "introspection endpoint {} says a made-up token is active: it is not judging tokens",
+                i.endpoint.host
+            ))),
+            // Whatever else it says of the token, it judged it: we were let
+            // in. (A signed answer is verified on the request path; here it
+            // only shows the credentials were taken.)
             Ok(Answer::Json(_) | Answer::Jwt(_) | Answer::TokenRejected(_)) => Ok(()),
             Err(e @ CallError::ClientRejected(_)) => Err(BuildError::new(format!(
                 "introspection endpoint {}: {e}",
@@ -57,4 +67,10 @@ impl IntrospectionAuthenticator {
             ))),
         }
     }
+}
+
+/// Whether a JSON answer says `"active": true` (RFC 7662 §2.2).
+fn says_active(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+        .is_ok_and(|m| m.get("active") == Some(&serde_json::Value::Bool(true)))
 }
