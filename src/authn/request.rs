@@ -381,8 +381,10 @@ pub(crate) fn cookie_name_reads_as(n: &[u8], name: &[u8]) -> bool {
 }
 
 #[cfg(any(feature = "tower", feature = "actix", feature = "legacy"))]
-/// The bytes of `s` with each `%XX` (hex, either case) decoded; a `%` not
-/// followed by two hex digits stays as it is.
+/// The bytes of `s` as `urldecode` reads a name: each `%XX` (hex, either
+/// case) decoded, a `%` not followed by two hex digits kept, and `+` a
+/// space (PHP before 7.2.34 / 7.3.23 / 7.4.11 url-decoded cookie names so,
+/// CVE-2020-7070: `session+id` reached it as `session_id`).
 fn percent_decoded(s: &[u8]) -> impl Iterator<Item = u8> + Clone + '_ {
     let hex = |b: u8| {
         char::from(b)
@@ -397,7 +399,27 @@ fn percent_decoded(s: &[u8]) -> impl Iterator<Item = u8> + Clone + '_ {
             _ => None,
         };
         i = i.saturating_add(if escaped.is_some() { 3 } else { 1 });
-        Some(escaped.unwrap_or(b))
+        Some(escaped.unwrap_or(if b == b'+' { b' ' } else { b }))
+    })
+}
+
+/// Whether a pair that reads as the cookie `name` hides after a `,` in one
+/// `Cookie` header value (`a=b, SID=x`). RFC 6265 §5.4 joins pairs with
+/// `; ` only, so we read `a` with the value `b, SID=x`; but RFC 2965
+/// (obsolete, still implemented by some servers and frameworks) separates
+/// them with `,` as well, and such a parser behind us would read a `SID`
+/// we never judged.
+#[cfg(any(feature = "tower", feature = "actix", feature = "legacy"))]
+pub(crate) fn cookie_after_comma(v: &[u8], name: &str) -> bool {
+    v.split(|&b| b == b';').any(|pair| {
+        pair.split(|&b| b == b',').skip(1).any(|seg| {
+            let seg = seg.trim_ascii();
+            let n = seg
+                .iter()
+                .position(|&b| b == b'=')
+                .map_or(seg, |eq| &seg[..eq]);
+            cookie_name_reads_as(n.trim_ascii(), name.as_bytes())
+        })
     })
 }
 
@@ -451,6 +473,8 @@ mod tests {
             "session%5Bid",
             "session_id%5Bx%5D",
             "%73ession_id",
+            "session+id",
+            "+session_id",
         ] {
             assert!(cookie_name_reads_as(n.as_bytes(), b"session_id"), "{n:?}");
         }

@@ -3,7 +3,7 @@
 //! (RFC 6265), and whether a refusal is answered the gRPC way.
 
 use super::AuthRejection;
-use crate::authn::request::cookie_name_reads_as;
+use crate::authn::request::{cookie_after_comma, cookie_name_reads_as};
 use crate::authn::visible_ascii;
 
 /// Read access to request headers, whichever HTTP crate holds them.
@@ -81,6 +81,13 @@ pub(super) fn cookie<'h, H: HeaderView>(
 ) -> Result<Option<&'h str>, AuthRejection> {
     let mut found = None;
     for header in headers.values("cookie") {
+        // RFC 2965 parsers split pairs on `,` too: one would read a
+        // credential cookie hidden there, which we never judged.
+        if cookie_after_comma(header, name) {
+            return Err(AuthRejection::InvalidRequest(
+                "a credential cookie after a comma, which some parsers split on",
+            ));
+        }
         // RFC 6265 §4.2.1: `cookie-pair *( ";" SP cookie-pair )`; parsed
         // leniently on bytes, so a non-ASCII neighbour cannot hide a pair.
         for pair in header.split(|b| *b == b';') {
@@ -274,6 +281,15 @@ mod tests {
         for other in ["%7oken", "%74oke", "tokens", "%", "t%", "%%74oken"] {
             let h = headers(&[("cookie", &format!("{other}=x; token=valid"))]);
             assert_eq!(cookie(&h, "token"), Ok(Some("valid")), "{other}");
+        }
+        // RFC 2965 parsers split on `,`: a token cookie there is refused.
+        for odd in ["theme=dark, token=forged", "a=b,Token=x", "a=b , %74oken=x"] {
+            let h = headers(&[("cookie", odd)]);
+            assert_eq!(
+                cookie(&h, "token").map_err(|r| r.status()),
+                Err(400),
+                "{odd}"
+            );
         }
         // PHP reads `my.token`, `my token` and `my_token[x]` as `my_token`.
         for odd in ["my.token", "my token", "my_token[x]", "my[token"] {

@@ -146,6 +146,18 @@ pub fn cases() -> Vec<Case> {
             challenge: look_alike_cookie,
             ..Case::default()
         },
+        // RFC 2965 parsers (obsolete, still about) split pairs on `,`: one
+        // behind us would read the second token, which we never judged.
+        Case {
+            name: "a token cookie hidden after a comma",
+            path: "/cookie",
+            headers: vec![cookie(&format!("at={valid}, at={bob}"))],
+            status: 400,
+            challenge: Some(
+                r#"Bearer realm="orders", error="invalid_request", error_description="a credential cookie after a comma, which some parsers split on""#,
+            ),
+            ..Case::default()
+        },
         Case {
             name: "a cookie whose name case-folds to the token's",
             path: "/cookie",

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 
-use crate::authn::request::{authorization, authorization_names, cookie_name_reads_as};
+use crate::authn::request::{
+    authorization, authorization_names, cookie_after_comma, cookie_name_reads_as,
+};
 use crate::authn::{Refusal, RequestView, Scheme};
 
 /// Longest credential read, in bytes as sent (a cookie's value, a header's
@@ -110,7 +112,7 @@ impl Source {
     pub(crate) fn recognises(&self, req: &RequestView<'_>) -> bool {
         match self {
             Source::Cookie(name) => req.header_values("cookie").any(|v| {
-                cookie_pairs(v).any(|(n, _)| names_cookie(n, name)) || after_comma(v, name)
+                cookie_pairs(v).any(|(n, _)| names_cookie(n, name)) || cookie_after_comma(v, name)
             }),
             Source::Basic => authorization_names(req, Scheme::Basic),
             Source::Header(name) => req.header(name).is_some(),
@@ -160,24 +162,6 @@ fn cookie_pairs(v: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     })
 }
 
-/// Whether a pair that names our cookie hides after a `,` in one `Cookie`
-/// header value (`a=b, SID=x`). RFC 6265 §5.4 joins pairs with `; ` only,
-/// so we read `a` with the value `b, SID=x`; but RFC 2965 (obsolete, still
-/// implemented by some servers and frameworks) separates them with `,` as
-/// well, and such a parser behind us would read a `SID` we never judged.
-fn after_comma(v: &[u8], name: &str) -> bool {
-    v.split(|&b| b == b';').any(|pair| {
-        pair.split(|&b| b == b',').skip(1).any(|seg| {
-            let seg = seg.trim_ascii();
-            let n = seg
-                .iter()
-                .position(|&b| b == b'=')
-                .map_or(seg, |eq| &seg[..eq]);
-            names_cookie(n.trim_ascii(), name)
-        })
-    })
-}
-
 /// Whether a cookie name is ours, or would be read as ours by software
 /// that ASCII-case-folds, percent-decodes or mangles cookie names (PHP does
 /// all three): such a look-alike is refused, never skipped, so no
@@ -196,7 +180,7 @@ fn cookie(
 ) -> Result<Option<Credential>, Refusal> {
     let mut found: Option<&[u8]> = None;
     for header in req.header_values("cookie") {
-        if after_comma(header, name) {
+        if cookie_after_comma(header, name) {
             return Err(Refusal::invalid_request(
                 scheme,
                 "a credential cookie after a comma, which some parsers split on",
