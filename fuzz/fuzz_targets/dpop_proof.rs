@@ -1,7 +1,7 @@
 //! DPoP proofs (RFC 9449) through a chain of a bearer JWT and a DPoP
 //! authenticator: a proof signed with the client's real key whose `htm`,
 //! `htu`, `iat` and one extra header parameter or claim come from the
-//! fuzzer, sent to a request whose method and path come from the fuzzer too;
+//! fuzzer (or name the request's own method and URI, plus a suffix), sent to a request whose method and path come from the fuzzer too;
 //! or any bytes as the `DPoP` header. Must never panic; a request passes
 //! only when its method is the proof's `htm`, its path has no dot segment,
 //! and the token is the valid bound one.
@@ -67,7 +67,11 @@ struct Input<'a> {
     path: &'a str,
     htm: &'a str,
     htu: &'a str,
-    iat_offset: i16,
+    /// The proof names the request's own method and `ORIGIN + path`,
+    /// `htu` then a suffix (`?query`, more path): requests that should
+    /// pass, for the oracles to hold.
+    matching: bool,
+    iat_offset: i8,
     /// 0: a signed proof; 1: with an extra header parameter; 2: with an
     /// extra claim; otherwise `raw` is the header.
     mode: u8,
@@ -80,7 +84,15 @@ fuzz_target!(|input: Input<'_>| {
     let s = setup();
     let proof = match input.mode {
         0..=2 => {
-            let mut p = DpopProof::new(&s.client, input.htm, input.htu)
+            let (htm, htu) = if input.matching {
+                (
+                    input.method.to_owned(),
+                    format!("{ORIGIN}{}{}", input.path, input.htu),
+                )
+            } else {
+                (input.htm.to_owned(), input.htu.to_owned())
+            };
+            let mut p = DpopProof::new(&s.client, &htm, &htu)
                 .iat(NOW.saturating_add(i64::from(input.iat_offset)))
                 .access_token(&s.token);
             match input.mode {
@@ -101,7 +113,23 @@ fuzz_target!(|input: Input<'_>| {
     if let Ok(principal) = decide(&s.chain, &req) {
         assert_eq!(principal.subject(), "alice");
         if input.mode <= 2 {
-            assert_eq!(input.method, input.htm, "passed with htm != method");
+            let (htm, htu) = if input.matching {
+                (
+                    input.method.to_owned(),
+                    format!("{ORIGIN}{}{}", input.path, input.htu),
+                )
+            } else {
+                (input.htm.to_owned(), input.htu.to_owned())
+            };
+            assert_eq!(input.method, htm, "passed with htm != method");
+            // RFC 9449 §4.3 check 11: iat within max age + leeway (60 + 5 s
+            // by default) before now, and at most the leeway after it.
+            assert!(
+                (-65..=5).contains(&input.iat_offset),
+                "passed with iat {} s from now",
+                input.iat_offset
+            );
+            check_htu(&htu, input.path);
         }
         for segment in input.path.split('/') {
             let lower = segment.to_ascii_lowercase();
@@ -116,6 +144,32 @@ fuzz_target!(|input: Input<'_>| {
         }
     }
 });
+
+/// RFC 9449 §4.3 check 9: a proof passes only for the origin it names,
+/// and, where neither URI needs normalising (no `%`, no dot segment), only
+/// for the very path.
+fn check_htu(htu: &str, path: &str) {
+    let lower = htu.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://api.test:443")
+        .or_else(|| lower.strip_prefix("https://api.test"))
+        .unwrap_or_else(|| panic!("passed with htu {htu:?} outside the origin"));
+    let rest = &htu[htu.len() - rest.len()..];
+    let htu_path = rest.split(['?', '#']).next().unwrap_or_default();
+    // A request path from HTTP has no fragment; the query is not compared.
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let plain = |p: &str| !p.contains('%') && !p.split('/').any(|s| s == "." || s == "..");
+    if plain(htu_path) && plain(path) {
+        let norm = |p: &str| {
+            if p.is_empty() {
+                "/".to_owned()
+            } else {
+                p.to_owned()
+            }
+        };
+        assert_eq!(norm(htu_path), norm(path), "passed for another path");
+    }
+}
 
 /// The chain's decision; with static keys and no nonce it never waits.
 fn decide(chain: &Chain, req: &RequestView<'_>) -> Result<Principal, Refusal> {

@@ -2,7 +2,8 @@
 //! hostile or broken identity provider. Must never panic; a token is active
 //! only when the answer is one JSON object without repeated members whose
 //! `active` is JSON `true`, whose `iss` is the configured issuer, whose
-//! `aud` names the configured audience, and whose `exp`/`nbf` hold at now.
+//! `aud` names the configured audience, whose `exp`/`nbf` hold at now,
+//! and whose `token_type`, if any, is `Bearer`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -27,8 +28,14 @@ fuzz_target!(|body: &[u8]| {
         let exp = exp.as_f64().expect("active with a non-numeric exp");
         assert!(exp > NOW as f64, "active after exp");
     }
-    if let Some(nbf) = map.get("nbf").and_then(Value::as_f64) {
+    if let Some(nbf) = map.get("nbf") {
+        let nbf = nbf.as_f64().expect("active with a non-numeric nbf");
         assert!(nbf <= NOW as f64, "active before nbf");
+    }
+    // RFC 7662 §2.2 `token_type`: only a bearer access token is taken.
+    if let Some(t) = map.get("token_type") {
+        let t = t.as_str().expect("active with a non-string token_type");
+        assert!(t.eq_ignore_ascii_case("bearer"), "active as a {t:?}");
     }
     assert!(!subject.is_empty());
 });

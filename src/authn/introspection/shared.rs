@@ -81,6 +81,7 @@ mod without_redis {
             _: &str,
             _: &str,
             _: &super::super::rules::Rules,
+            _: (i64, i64),
         ) -> Self {
             self
         }
