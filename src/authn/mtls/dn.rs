@@ -3,12 +3,13 @@
 
 use std::fmt::Write as _;
 
+use x509_parser::der_parser::asn1_rs::ToDer as _;
 use x509_parser::x509::{AttributeTypeAndValue, X509Name};
 
 /// The RFC 4514 string of `name`: RDNs last to first (§2.1) separated by
 /// `,`, the attributes of a multi-valued RDN by `+` (§2.2), types by their
 /// §3 short names (else the dotted OID), string values escaped (§2.4).
-/// A value with no string form is `#` and the hex of its content octets,
+/// A value with no string form is `#` and the hex of its BER encoding,
 /// unambiguous since a string value's leading `#` is escaped.
 pub(super) fn rfc4514(name: &X509Name<'_>) -> String {
     let rdns: Vec<_> = name.iter_rdn().collect();
@@ -46,9 +47,14 @@ fn attribute(atv: &AttributeTypeAndValue<'_>, out: &mut String) {
     out.push('=');
     match atv.as_str() {
         Ok(s) => escape(s, out),
+        // RFC 4514 §2.4: a value of a type with no string form is `#` and
+        // the hex of its whole BER encoding (tag and length included), as
+        // OpenSSL's RFC 2253 output writes it.
         Err(_) => {
             out.push('#');
-            for b in atv.as_slice() {
+            let der = atv.attr_value().to_der_vec();
+            let bytes = der.as_deref().unwrap_or(atv.as_slice());
+            for b in bytes {
                 let _ = write!(out, "{b:02X}");
             }
         }
@@ -79,7 +85,30 @@ fn escape(value: &str, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{escape, rfc4514};
+
+    /// RFC 4514 §2.4: a value with no string form (here a BMPString, which
+    /// x509-parser gives no `&str` for) is `#` and its whole BER encoding
+    /// in hex: tag 0x1E, length 12, then the UTF-16BE octets.
+    #[test]
+    fn a_value_without_a_string_form_is_its_ber_in_hex() {
+        use rcgen::{CertificateParams, DistinguishedName, DnType, DnValue, KeyPair};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            DnValue::BmpString("orders".try_into().unwrap()),
+        );
+        dn.push(DnType::OrganizationName, "Shop");
+        params.distinguished_name = dn;
+        let cert = params.self_signed(&key).unwrap();
+        let (_, parsed) = x509_parser::parse_x509_certificate(cert.der()).unwrap();
+        assert_eq!(
+            rfc4514(parsed.subject()),
+            "O=Shop,CN=#1E0C006F00720064006500720073"
+        );
+    }
 
     fn e(s: &str) -> String {
         let mut out = String::new();
