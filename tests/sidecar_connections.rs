@@ -157,12 +157,21 @@ async fn accept_failing_with_emfile_backs_off_logs_once_and_recovers() {
         "{:#?}",
         logs.seen
     );
-    let warned = logs
-        .drain()
+    // One warning per episode, never one per failed accept. A descriptor
+    // freed meanwhile (the key set's refresh closing its connection) can
+    // let one accept through and start a second episode: each warning is
+    // then followed by its recovery.
+    let lines = logs.drain();
+    let warned = lines.iter().filter(|l| l.contains("accept failed")).count();
+    let recovered = lines
         .iter()
-        .filter(|l| l.contains("accept failed"))
+        .filter(|l| l.contains("accepting connections again"))
         .count();
-    assert_eq!(warned, 1, "one warning per episode: {:#?}", logs.seen);
+    assert!(
+        (1..=recovered).contains(&warned),
+        "one warning per episode ({warned} warnings, {recovered} recoveries): {:#?}",
+        logs.seen
+    );
     let text = reqwest::get(format!("http://{}/metrics", side.addr))
         .await
         .unwrap()
