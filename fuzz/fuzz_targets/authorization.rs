@@ -65,14 +65,19 @@ fuzz_target!(|data: &[u8]| {
         };
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         let value = replace_token(value.strip_prefix(b" ").unwrap_or(value), &s.token);
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(&value)) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_bytes(&value),
+        ) {
             headers.append(name, value);
         }
     }
     for auth in &s.auths {
         if let Ok(Some(validated)) = decide(auth, &headers) {
             assert!(
-                headers.values().any(|v| contains(v.as_bytes(), s.token.as_bytes())),
+                headers
+                    .values()
+                    .any(|v| contains(v.as_bytes(), s.token.as_bytes())),
                 "allowed a request without the valid token"
             );
             assert_eq!(validated.claims["sub"], "alice");

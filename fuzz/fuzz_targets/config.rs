@@ -17,26 +17,30 @@ mod api_keys;
 #[allow(dead_code)]
 #[path = "../../src/bin/tokenwarden/internal_token.rs"]
 mod internal_token;
+#[path = "../../src/bin/tokenwarden/introspection.rs"]
+mod introspection;
 #[allow(dead_code)]
 #[path = "../../src/bin/tokenwarden/legacy.rs"]
 mod legacy;
-#[allow(dead_code)]
-#[path = "../../src/bin/tokenwarden/revocation.rs"]
-mod revocation;
-#[path = "../../src/bin/tokenwarden/introspection.rs"]
-mod introspection;
 #[path = "../../src/bin/tokenwarden/mtls.rs"]
 mod mtls;
 #[allow(dead_code)]
 #[path = "../../src/bin/tokenwarden/redis_config.rs"]
 mod redis_config;
+#[allow(dead_code)]
+#[path = "../../src/bin/tokenwarden/revocation.rs"]
+mod revocation;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
     if let Err(e) = config::parse(text, "fuzz.toml") {
-        assert!(e.0.starts_with("fuzz.toml"), "message without the file: {}", e.0);
+        assert!(
+            e.0.starts_with("fuzz.toml"),
+            "message without the file: {}",
+            e.0
+        );
     }
     for fold in [false, true] {
         if let Ok(normal) = config::path::normalise(text, fold) {

@@ -30,14 +30,19 @@ fn internal(ip: IpAddr) -> bool {
         }
         IpAddr::V6(v6) => {
             let s = v6.segments()[0];
-            v6.is_unspecified() || v6.is_multicast() || (s & 0xfe00) == 0xfc00 || (s & 0xffc0) == 0xfe80
+            v6.is_unspecified()
+                || v6.is_multicast()
+                || (s & 0xfe00) == 0xfc00
+                || (s & 0xffc0) == 0xfe80
         }
     }
 }
 
 fn loopback(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
         IpAddr::V4(v4) => v4.is_loopback(),
     }
 }
@@ -62,7 +67,10 @@ fuzz_target!(|data: &[u8]| {
         match url.scheme() {
             "https" => {}
             "http" => {
-                assert!(allow_http_loopback, "http accepted without opt-in: {jwks_uri}");
+                assert!(
+                    allow_http_loopback,
+                    "http accepted without opt-in: {jwks_uri}"
+                );
                 let host_is_loopback = match (ip, url.host_str()) {
                     (Some(ip), _) => loopback(ip),
                     (None, Some(name)) => {
@@ -71,14 +79,20 @@ fuzz_target!(|data: &[u8]| {
                     }
                     (None, None) => false,
                 };
-                assert!(host_is_loopback, "http accepted to a host that is not loopback: {jwks_uri}");
+                assert!(
+                    host_is_loopback,
+                    "http accepted to a host that is not loopback: {jwks_uri}"
+                );
             }
             other => panic!("scheme {other} accepted: {jwks_uri}"),
         }
         // ...and an IP literal is never internal, nor loopback unless allowed.
         if let Some(ip) = ip {
             assert!(!internal(ip), "internal address accepted: {jwks_uri}");
-            assert!(allow_http_loopback || !loopback(ip), "loopback accepted without opt-in: {jwks_uri}");
+            assert!(
+                allow_http_loopback || !loopback(ip),
+                "loopback accepted without opt-in: {jwks_uri}"
+            );
         }
     }
 });
