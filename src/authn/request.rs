@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::dpop::ledger::ProofLedger;
 use super::{Refusal, Scheme};
 
 /// Read access to a request's headers, whichever HTTP crate holds them.
@@ -158,6 +159,9 @@ pub struct RequestView<'a> {
     query: Option<&'a str>,
     headers: &'a dyn HeaderSource,
     peer_certificate: Option<&'a [u8]>,
+    /// The DPoP proofs outer layers recorded for this request; set by this
+    /// crate's layers alone.
+    ledger: Option<&'a ProofLedger>,
 }
 
 impl fmt::Debug for RequestView<'_> {
@@ -180,7 +184,23 @@ impl<'a> RequestView<'a> {
             query: None,
             headers,
             peer_certificate: None,
+            ledger: None,
         }
+    }
+
+    /// The same view with the ledger of DPoP proofs recorded for this
+    /// request by outer layers (the layers' own, from its extensions).
+    #[cfg_attr(not(any(feature = "tower", feature = "actix")), allow(dead_code))]
+    #[must_use]
+    pub(crate) fn with_proof_ledger(mut self, ledger: &'a ProofLedger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// The ledger of DPoP proofs recorded for this request, if a layer
+    /// keeps one.
+    pub(crate) fn proof_ledger(&self) -> Option<&'a ProofLedger> {
+        self.ledger
     }
 
     /// The same view with the request's query string (without `?`).

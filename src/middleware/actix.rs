@@ -41,6 +41,7 @@ use super::{
     Anonymous, Answer, AuthRejection, BearerAuth, Checked, ClaimsRejection, HeaderView, Outcome,
     ScopedClaims, observe,
 };
+use crate::authn::dpop::ledger::ProofLedger;
 use crate::authn::mtls::{CertificateBinding, PeerCertificate, check_confirmation};
 use crate::authn::{HeaderSource, Principal, RequestView};
 use crate::validator::Validated;
@@ -78,6 +79,35 @@ fn view<'r>(req: &'r ServiceRequest, cert: Option<&'r PeerCertificate>) -> Reque
         Some(cert) => view.peer_certificate(cert.der()),
         None => view,
     }
+}
+
+/// What a chain sees of a request: [`view`] with the request's ledger of
+/// recorded DPoP proofs.
+fn chain_view<'r>(
+    req: &'r ServiceRequest,
+    cert: Option<&'r PeerCertificate>,
+    ledger: Option<&'r ProofLedger>,
+) -> RequestView<'r> {
+    let view = view(req, cert);
+    match ledger {
+        Some(ledger) => view.with_proof_ledger(ledger),
+        None => view,
+    }
+}
+
+/// The ledger of the proofs this and inner middleware record
+/// ([`ProofLedger`]) for a request with a `DPoP` header: an outer
+/// middleware's, or a new one left in the request's extensions.
+fn proof_ledger(req: &ServiceRequest) -> Option<Arc<ProofLedger>> {
+    if !req.headers().contains_key("dpop") {
+        return None;
+    }
+    if let Some(ledger) = req.extensions().get::<Arc<ProofLedger>>() {
+        return Some(ledger.clone());
+    }
+    let ledger = Arc::new(ProofLedger::default());
+    req.extensions_mut().insert(ledger.clone());
+    Some(ledger)
 }
 
 /// A certificate-bound token's binding, for a middleware without a chain
@@ -262,7 +292,11 @@ where
             // A chain's configuration: the chain decides; a bearer JWT with
             // known keys at once, any other credential in the future.
             let cert = peer_certificate(&req);
-            match self.auth.check_chain_now(&view(&req, cert.as_ref())) {
+            let ledger = proof_ledger(&req);
+            match self
+                .auth
+                .check_chain_now(&chain_view(&req, cert.as_ref(), ledger.as_deref()))
+            {
                 Outcome::Principal(p) => {
                     observe::principal(&span, &p);
                     attach_principal(&self.auth, &req, p);
@@ -289,7 +323,8 @@ where
                     let span_inside = span.clone();
                     return Box::pin(
                         async move {
-                            let verdict = auth.check_chain(&view(&req, cert.as_ref())).await;
+                            let view = chain_view(&req, cert.as_ref(), ledger.as_deref());
+                            let verdict = auth.check_chain(&view).await;
                             let anonymously = match verdict {
                                 Ok(Some(p)) => {
                                     observe::principal(&span_inside, &p);

@@ -18,6 +18,7 @@ use tracing::Span;
 use serde_json::{Map, Value};
 
 use super::{Anonymous, Answer, BearerAuth, Checked, Outcome, ResponseBody, ScopedClaims, observe};
+use crate::authn::dpop::ledger::ProofLedger;
 use crate::authn::mtls::{CertificateBinding, PeerCertificate, check_confirmation};
 use crate::authn::{Principal, RequestView};
 use crate::validator::Validated;
@@ -250,7 +251,8 @@ where
     {
         let span = observe::request_span();
         let entered = span.enter();
-        let outcome = this.auth.check_chain_now(&view(&req));
+        keep_proof_ledger(&mut req);
+        let outcome = this.auth.check_chain_now(&chain_view(&req));
         match outcome {
             Outcome::Principal(p) => {
                 observe::principal(&span, &p);
@@ -281,7 +283,7 @@ where
                 drop(entered);
                 ResponseFuture::refreshing(
                     Box::pin(async move {
-                        let verdict = auth.check_chain(&view(&req)).await;
+                        let verdict = auth.check_chain(&chain_view(&req)).await;
                         let anonymously = match verdict {
                             Ok(Some(p)) => {
                                 observe::principal(&span_inside, &p);
@@ -347,6 +349,25 @@ fn view<B>(req: &Request<B>) -> RequestView<'_> {
     }
     match req.extensions().get::<PeerCertificate>() {
         Some(cert) => view.peer_certificate(cert.der()),
+        None => view,
+    }
+}
+
+/// A request with a `DPoP` header gets a ledger of the proofs this and
+/// inner layers record ([`ProofLedger`]), unless an outer layer left one.
+fn keep_proof_ledger<B>(req: &mut Request<B>) {
+    if req.headers().contains_key("dpop") && req.extensions().get::<Arc<ProofLedger>>().is_none() {
+        req.extensions_mut()
+            .insert(Arc::new(ProofLedger::default()));
+    }
+}
+
+/// What a chain sees of a request: [`view`] with the request's ledger of
+/// recorded DPoP proofs.
+fn chain_view<B>(req: &Request<B>) -> RequestView<'_> {
+    let view = view(req);
+    match req.extensions().get::<Arc<ProofLedger>>() {
+        Some(ledger) => view.with_proof_ledger(ledger),
         None => view,
     }
 }

@@ -73,6 +73,7 @@
 //! ```
 
 mod htu;
+pub(crate) mod ledger;
 mod nonce;
 mod proof;
 
@@ -251,6 +252,15 @@ impl DpopConfig {
     /// Your own replay store (one shared by every instance, such as
     /// Redis). It is awaited on every DPoP request; its errors refuse the
     /// request (503), never let it through.
+    ///
+    /// Layers nested around one route whose DPoP authenticators record
+    /// proofs in one store must be given the same `Arc` (or clones of one
+    /// authenticator): the inner layer then knows the proof it finds is
+    /// the one its outer layer recorded for this request. Two stores over
+    /// one Redis look like two stores, and the inner layer answers
+    /// `dpop_replayed`. Authenticators sharing a store should share
+    /// [`max_age`](Self::max_age) and [`leeway`](Self::leeway): an entry
+    /// lives as long as the window of the one that recorded it.
     pub fn shared_replay_store(mut self, store: Arc<dyn ReplayStore>) -> DpopConfig {
         self.store = Some(Store::Custom(store));
         self
@@ -541,10 +551,39 @@ impl DpopAuthenticator {
         (key, expires)
     }
 
-    /// The store's answer as a verdict; an error refuses (fail closed).
-    fn replay_verdict(&self, answer: Result<bool, ReplayError>, p: Principal) -> Verdict {
+    /// This authenticator's replay store, for the ledger: one store shared
+    /// by clones of an authenticator or one `Arc` given to several.
+    fn store_ref(&self) -> ledger::StoreRef {
+        match &self.inner.store {
+            Store::Memory(s) => ledger::StoreRef::memory(s),
+            Store::Custom(s) => ledger::StoreRef::custom(s),
+        }
+    }
+
+    /// Whether a layer outside this one recorded this very proof in this
+    /// very store for this request ([`ledger`]): the proof's every other
+    /// check has passed here; only the insert would call it a replay.
+    fn recorded_outside(&self, req: &RequestView<'_>, key: &ReplayKey) -> bool {
+        req.proof_ledger()
+            .is_some_and(|l| l.holds(&self.store_ref(), key))
+    }
+
+    /// The store's answer as a verdict; an error refuses (fail closed). A
+    /// new proof is noted in the request's ledger for inner layers.
+    fn replay_verdict(
+        &self,
+        req: &RequestView<'_>,
+        key: ReplayKey,
+        answer: Result<bool, ReplayError>,
+        p: Principal,
+    ) -> Verdict {
         match answer {
-            Ok(true) => Verdict::Authenticated(p),
+            Ok(true) => {
+                if let Some(ledger) = req.proof_ledger() {
+                    ledger.record(self.store_ref(), key);
+                }
+                Verdict::Authenticated(p)
+            }
             Ok(false) => self.refused(Refusal::invalid_dpop_proof(
                 "dpop_replayed",
                 "the DPoP proof was already used",
@@ -581,7 +620,10 @@ impl DpopAuthenticator {
             Err(v) => return Some(v),
         };
         let (key, expires) = self.replay_entry(&proof);
-        Some(self.replay_verdict(store.insert(&key, expires, now), p))
+        if self.recorded_outside(req, &key) {
+            return Some(Verdict::Authenticated(p));
+        }
+        Some(self.replay_verdict(req, key, store.insert(&key, expires, now), p))
     }
 
     /// The verdict, waiting for the key source or the replay store when
@@ -615,11 +657,14 @@ impl DpopAuthenticator {
             Err(v) => return v,
         };
         let (key, expires) = self.replay_entry(&proof);
+        if self.recorded_outside(req, &key) {
+            return Verdict::Authenticated(p);
+        }
         let answer = match &self.inner.store {
             Store::Memory(store) => store.insert(&key, expires, now),
             Store::Custom(store) => store.insert_once(&key, expires, now).await,
         };
-        self.replay_verdict(answer, p)
+        self.replay_verdict(req, key, answer, p)
     }
 }
 
