@@ -11,8 +11,6 @@ use common::sidecar::*;
 use serde_json::json;
 use tokenwarden::testing::TestIssuer;
 
-const ADMIN: &str = "s3cr3t-admin-0123456789-abcdefghijklmnop";
-
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -26,12 +24,11 @@ async fn a_revoked_subject_has_its_kept_opaque_token_refused_at_once() {
     idp.introspection_client_secret(INTROSPECTION_CLIENT, INTROSPECTION_SECRET);
     let dir = Scratch::new("sidecar-introspection-revocation");
     let secret = dir.write("secret", &format!("{INTROSPECTION_SECRET}\n"));
-    let admin = dir.write("admin-secret", &format!("{ADMIN}\n"));
     let text = format!(
-        "{}{}\n[revocation]\nadmin_secret_file = {:?}\n",
+        "{}{}{}",
         config(idp.issuer(), RULES),
         introspection_section(&idp, &secret, ""),
-        admin.display().to_string()
+        revocation_section(&dir, "")
     );
     let cfg = dir.write("tw.toml", &text);
     let side = start_sidecar(&cfg, &[]).await;
@@ -60,14 +57,8 @@ async fn a_revoked_subject_has_its_kept_opaque_token_refused_at_once() {
     assert_eq!(status(bob.clone()).await, 200);
     let calls = idp.introspection_calls();
 
-    let r = reqwest::Client::new()
-        .post(format!("{base}/admin/revoke"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"sub": "alice", "before": t - 10}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let revoke = json!({"sub": "alice", "before": t - 10});
+    assert_eq!(admin_revoke(&side, Some(ADMIN_SECRET), revoke).await.0, 200);
     assert_eq!(
         status(alice.clone()).await,
         401,

@@ -14,22 +14,11 @@ use common::sidecar::*;
 use serde_json::json;
 use tokenwarden::testing::{LogoutTarget, TestIssuer};
 
-const CLIENT: &str = "shop-web";
-const SECRET: &str = "s3cr3t-admin-0123456789-abcdefghijklmnop";
 /// How long a revocation may take to reach the other instance.
 const BOUND: Duration = Duration::from_secs(10);
 
 async fn auth(sidecar: &Running, token: &str) -> u16 {
-    reqwest::Client::new()
-        .get(format!("http://{}/auth", sidecar.addr))
-        .header("x-original-method", "GET")
-        .header("x-original-uri", "/orders")
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    auth_answer(sidecar, token).await.0
 }
 
 async fn readyz(sidecar: &Running) -> (u16, String) {
@@ -56,33 +45,19 @@ async fn until_auth(sidecar: &Running, token: &str, status: u16) -> Duration {
 }
 
 fn config_text(idp: &TestIssuer, scratch: &Scratch, redis_url: &str) -> std::path::PathBuf {
-    let secret = scratch.write("admin-secret", &format!("{SECRET}\n"));
     let text = format!(
-        "{}\n[revocation]\nadmin_secret_file = {:?}\nlogout_client_id = \"{CLIENT}\"\n\n[redis]\nurl = \"{redis_url}\"\nkey_prefix = \"sidecar-test\"\ncommand_timeout_ms = 200\n",
+        "{}{}\n[redis]\nurl = \"{redis_url}\"\nkey_prefix = \"sidecar-test\"\ncommand_timeout_ms = 200\n",
         config(idp.issuer(), ""),
-        secret.display().to_string()
+        revocation_section(
+            scratch,
+            &format!("logout_client_id = \"{LOGOUT_CLIENT}\"\n")
+        ),
     );
     scratch.write("tw.toml", &text)
 }
 
-fn token(idp: &TestIssuer, sub: &str, sid: &str) -> String {
-    idp.token()
-        .audience("api")
-        .subject(sub)
-        .claim("sid", sid)
-        .claim("jti", format!("{sub}-{sid}"))
-        .sign()
-}
-
 async fn revoke(sidecar: &Running, body: serde_json::Value) {
-    let r = reqwest::Client::new()
-        .post(format!("http://{}/admin/revoke", sidecar.addr))
-        .bearer_auth(SECRET)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(admin_revoke(sidecar, Some(ADMIN_SECRET), body).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +74,7 @@ async fn a_revocation_posted_to_one_sidecar_is_refused_by_another() {
     wait_status(&format!("http://{}/readyz", b.addr), 200).await;
 
     // Admin endpoint on a: refused on b (from its verified-token cache too).
-    let alice = token(&idp, "alice", "s-1");
+    let alice = session_token(&idp, "alice", "s-1");
     assert_eq!(auth(&a, &alice).await, 200);
     assert_eq!(auth(&b, &alice).await, 200);
     assert_eq!(auth(&b, &alice).await, 200, "now cached on b");
@@ -109,12 +84,12 @@ async fn a_revocation_posted_to_one_sidecar_is_refused_by_another() {
     eprintln!("admin revocation reached the other sidecar in {took:?}");
 
     // Back-channel logout posted to b: the session's tokens refused on a.
-    let bob = token(&idp, "bob", "s-2");
-    let bob_other = token(&idp, "bob", "s-3");
+    let bob = session_token(&idp, "bob", "s-2");
+    let bob_other = session_token(&idp, "bob", "s-3");
     assert_eq!(auth(&a, &bob).await, 200);
     let url_b = format!("http://{}/backchannel-logout", b.addr);
     let sent = idp
-        .backchannel_logout(&url_b, CLIENT, LogoutTarget::Session("s-2"))
+        .backchannel_logout(&url_b, LOGOUT_CLIENT, LogoutTarget::Session("s-2"))
         .await
         .unwrap();
     assert_eq!(sent.status, 200, "{}", sent.body);
@@ -150,7 +125,7 @@ async fn readyz_waits_until_the_shared_list_is_loaded() {
     // Redis down at start: the sidecar starts, answers, and is not ready.
     server.stop();
     let b = start_sidecar(&file, &[]).await;
-    let carol = token(&idp, "carol", "s-1");
+    let carol = session_token(&idp, "carol", "s-1");
     // Keys are there (the issuer answers); only the shared list is missing.
     until_auth(&b, &carol, 200).await;
     let (status, body) = readyz(&b).await;
@@ -192,7 +167,7 @@ async fn readiness_connected_follows_the_redis_link() {
     let s = start_sidecar(&file, &[]).await;
     let ready = format!("http://{}/readyz", s.addr);
     wait_status(&ready, 200).await;
-    let dave = token(&idp, "dave", "s-1");
+    let dave = session_token(&idp, "dave", "s-1");
     assert_eq!(auth(&s, &dave).await, 200);
     server.stop();
     wait_status(&ready, 503).await;
@@ -286,11 +261,7 @@ async fn metrics_show_the_redis_link_queue_mirror_and_last_load() {
 #[test]
 fn a_redis_section_is_checked() {
     let scratch = Scratch::new("sidecar-redis-config");
-    let secret = scratch.write("admin-secret", &format!("{SECRET}\n"));
-    let revocation = format!(
-        "[revocation]\nadmin_secret_file = {:?}\n",
-        secret.display().to_string()
-    );
+    let revocation = revocation_section(&scratch, "");
     for (sections, needle) in [
         (
             "[redis]\nurl = \"redis://127.0.0.1:1\"\n".to_owned(),

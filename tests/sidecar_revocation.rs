@@ -10,55 +10,16 @@ use common::sidecar::*;
 use serde_json::json;
 use tokenwarden::testing::{LogoutTarget, TestIssuer};
 
-const CLIENT: &str = "shop-web";
-const SECRET: &str = "s3cr3t-admin-0123456789-abcdefghijklmnop";
-
-/// What `/auth` answers for a bearer token: the status and the
-/// `WWW-Authenticate` header.
-async fn auth(sidecar: &Running, token: &str) -> (u16, String) {
-    let r = reqwest::Client::new()
-        .get(format!("http://{}/auth", sidecar.addr))
-        .header("x-original-method", "GET")
-        .header("x-original-uri", "/orders")
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let challenge = common::challenge_of(&r);
-    (r.status().as_u16(), challenge)
-}
-
-async fn admin(sidecar: &Running, bearer: Option<&str>, body: serde_json::Value) -> (u16, String) {
-    let mut r = reqwest::Client::new()
-        .post(format!("http://{}/admin/revoke", sidecar.addr))
-        .json(&body);
-    if let Some(b) = bearer {
-        r = r.bearer_auth(b);
-    }
-    let r = r.send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 async fn start(idp: &TestIssuer, scratch: &Scratch, revocation: &str) -> Running {
-    let secret = scratch.write("admin-secret", &format!("{SECRET}\n"));
     let text = format!(
-        "{}\n[revocation]\nadmin_secret_file = {:?}\n{revocation}",
+        "{}{}",
         config(idp.issuer(), ""),
-        secret.display().to_string()
+        revocation_section(scratch, revocation)
     );
     let file = scratch.write("tw.toml", &text);
     let sidecar = start_sidecar(&file, &[]).await;
     wait_status(&format!("http://{}/readyz", sidecar.addr), 200).await;
     sidecar
-}
-
-fn token(idp: &TestIssuer, sub: &str, sid: &str) -> String {
-    idp.token()
-        .audience("api")
-        .subject(sub)
-        .claim("sid", sid)
-        .claim("jti", format!("{sub}-{sid}"))
-        .sign()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,27 +29,27 @@ async fn backchannel_logout_refuses_the_sessions_tokens_and_a_replay() {
     let sidecar = start(
         &idp,
         &scratch,
-        &format!("logout_client_id = \"{CLIENT}\"\n"),
+        &format!("logout_client_id = \"{LOGOUT_CLIENT}\"\n"),
     )
     .await;
-    let session = token(&idp, "alice", "s-1");
-    let other = token(&idp, "alice", "s-2");
-    assert_eq!(auth(&sidecar, &session).await.0, 200);
-    assert_eq!(auth(&sidecar, &session).await.0, 200, "now cached");
+    let session = session_token(&idp, "alice", "s-1");
+    let other = session_token(&idp, "alice", "s-2");
+    assert_eq!(auth_answer(&sidecar, &session).await.0, 200);
+    assert_eq!(auth_answer(&sidecar, &session).await.0, 200, "now cached");
 
     let url = format!("http://{}/backchannel-logout", sidecar.addr);
     let sent = idp
-        .backchannel_logout(&url, CLIENT, LogoutTarget::Session("s-1"))
+        .backchannel_logout(&url, LOGOUT_CLIENT, LogoutTarget::Session("s-1"))
         .await
         .unwrap();
     assert_eq!(sent.status, 200, "{}", sent.body);
-    let (status, challenge) = auth(&sidecar, &session).await;
+    let (status, challenge) = auth_answer(&sidecar, &session).await;
     assert_eq!(status, 401);
     assert!(
         challenge.contains("error=\"invalid_token\"") && challenge.contains("revoked"),
         "{challenge}"
     );
-    assert_eq!(auth(&sidecar, &other).await.0, 200);
+    assert_eq!(auth_answer(&sidecar, &other).await.0, 200);
 
     let again = TestIssuer::post_logout_token(&url, &sent.logout_token)
         .await
@@ -106,7 +67,7 @@ async fn backchannel_logout_refuses_the_sessions_tokens_and_a_replay() {
         "{}",
         foreign.body
     );
-    assert_eq!(auth(&sidecar, &other).await.0, 200);
+    assert_eq!(auth_answer(&sidecar, &other).await.0, 200);
 }
 
 /// `logout_revokes_subject = true`: a logout naming the session and the
@@ -118,21 +79,24 @@ async fn logout_revokes_subject_refuses_the_subjects_tokens_without_sid() {
     let sidecar = start(
         &idp,
         &scratch,
-        &format!("logout_client_id = \"{CLIENT}\"\nlogout_revokes_subject = true\n"),
+        &format!("logout_client_id = \"{LOGOUT_CLIENT}\"\nlogout_revokes_subject = true\n"),
     )
     .await;
     let no_sid = idp.token().audience("api").subject("dave").sign();
     let someone_else = idp.token().audience("api").subject("erin").sign();
-    assert_eq!(auth(&sidecar, &no_sid).await.0, 200);
+    assert_eq!(auth_answer(&sidecar, &no_sid).await.0, 200);
     let url = format!("http://{}/backchannel-logout", sidecar.addr);
     let target = LogoutTarget::SubjectSession {
         sub: "dave",
         sid: "s-1",
     };
-    let sent = idp.backchannel_logout(&url, CLIENT, target).await.unwrap();
+    let sent = idp
+        .backchannel_logout(&url, LOGOUT_CLIENT, target)
+        .await
+        .unwrap();
     assert_eq!(sent.status, 200, "{}", sent.body);
-    assert_eq!(auth(&sidecar, &no_sid).await.0, 401);
-    assert_eq!(auth(&sidecar, &someone_else).await.0, 200);
+    assert_eq!(auth_answer(&sidecar, &no_sid).await.0, 401);
+    assert_eq!(auth_answer(&sidecar, &someone_else).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,20 +104,20 @@ async fn the_admin_endpoint_needs_the_secret_and_revokes_at_once() {
     let idp = TestIssuer::start().unwrap();
     let scratch = Scratch::new("revocation-admin");
     let sidecar = start(&idp, &scratch, "").await;
-    let t = token(&idp, "alice", "s-1");
-    assert_eq!(auth(&sidecar, &t).await.0, 200);
+    let t = session_token(&idp, "alice", "s-1");
+    assert_eq!(auth_answer(&sidecar, &t).await.0, 200);
     let revoke = json!({"jti": "alice-s-1"});
     // No credential, a wrong secret, the secret cut short, an access token:
     // refused, and nothing revoked.
     for bearer in [
         None,
         Some("wrong"),
-        Some(&SECRET[..SECRET.len() - 1]),
+        Some(&ADMIN_SECRET[..ADMIN_SECRET.len() - 1]),
         Some(t.as_str()),
     ] {
-        let (status, _) = admin(&sidecar, bearer, revoke.clone()).await;
+        let (status, _) = admin_revoke(&sidecar, bearer, revoke.clone()).await;
         assert_eq!(status, 401, "{bearer:?}");
-        assert_eq!(auth(&sidecar, &t).await.0, 200);
+        assert_eq!(auth_answer(&sidecar, &t).await.0, 200);
     }
     // Bad bodies.
     for body in [
@@ -163,26 +127,29 @@ async fn the_admin_endpoint_needs_the_secret_and_revokes_at_once() {
         json!({"jti": ""}),
         json!({"jti": "a", "extra": 1}),
     ] {
-        assert_eq!(admin(&sidecar, Some(SECRET), body).await.0, 400);
+        assert_eq!(
+            admin_revoke(&sidecar, Some(ADMIN_SECRET), body).await.0,
+            400
+        );
     }
-    let (status, body) = admin(&sidecar, Some(SECRET), revoke).await;
+    let (status, body) = admin_revoke(&sidecar, Some(ADMIN_SECRET), revoke).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(auth(&sidecar, &t).await.0, 401);
+    assert_eq!(auth_answer(&sidecar, &t).await.0, 401);
     // A subject cut off now: its earlier tokens refused.
-    let bob = token(&idp, "bob", "s-9");
-    assert_eq!(auth(&sidecar, &bob).await.0, 200);
+    let bob = session_token(&idp, "bob", "s-9");
+    assert_eq!(auth_answer(&sidecar, &bob).await.0, 200);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let (status, _) = admin(
+    let (status, _) = admin_revoke(
         &sidecar,
-        Some(SECRET),
+        Some(ADMIN_SECRET),
         json!({"sub": "bob", "before": now + 1}),
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(auth(&sidecar, &bob).await.0, 401);
+    assert_eq!(auth_answer(&sidecar, &bob).await.0, 401);
     // Only POST.
     let r = reqwest::get(format!("http://{}/admin/revoke", sidecar.addr))
         .await
@@ -202,16 +169,16 @@ async fn an_admin_jwt_needs_the_admin_scope() {
     let idp = TestIssuer::start().unwrap();
     let scratch = Scratch::new("revocation-admin-jwt");
     let sidecar = start(&idp, &scratch, "admin_scope = \"tokenwarden:revoke\"\n").await;
-    let victim = token(&idp, "carol", "s-1");
+    let victim = session_token(&idp, "carol", "s-1");
     let plain = idp
         .token()
         .audience("api")
         .subject("ops")
         .scope("orders:read")
         .sign();
-    let (status, _) = admin(&sidecar, Some(&plain), json!({"sid": "s-1"})).await;
+    let (status, _) = admin_revoke(&sidecar, Some(&plain), json!({"sid": "s-1"})).await;
     assert_eq!(status, 403);
-    assert_eq!(auth(&sidecar, &victim).await.0, 200);
+    assert_eq!(auth_answer(&sidecar, &victim).await.0, 200);
     let admin_token = idp
         .token()
         .audience("api")
@@ -222,14 +189,14 @@ async fn an_admin_jwt_needs_the_admin_scope() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let (status, body) = admin(
+    let (status, body) = admin_revoke(
         &sidecar,
         Some(&admin_token),
         json!({"sid": "s-1", "before": now + 1}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(auth(&sidecar, &victim).await.0, 401);
+    assert_eq!(auth_answer(&sidecar, &victim).await.0, 401);
 }
 
 #[test]

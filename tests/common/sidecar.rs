@@ -464,3 +464,61 @@ pub fn introspection_section(
         secret_file.display().to_string()
     )
 }
+
+/// The admin secret of the sidecar tests' `[revocation]` sections.
+pub const ADMIN_SECRET: &str = "s3cr3t-admin-0123456789-abcdefghijklmnop";
+
+/// The client id logout tokens are for (`logout_client_id`).
+pub const LOGOUT_CLIENT: &str = "shop-web";
+
+/// `[revocation]` with [`ADMIN_SECRET`] (written to `scratch`) and `extra`
+/// lines after it.
+pub fn revocation_section(scratch: &Scratch, extra: &str) -> String {
+    let secret = scratch.write("admin-secret", &format!("{ADMIN_SECRET}\n"));
+    format!(
+        "\n[revocation]\nadmin_secret_file = {:?}\n{extra}",
+        secret.display().to_string()
+    )
+}
+
+/// A token of `sub` in session `sid`, with a `jti`, for audience `api`.
+pub fn session_token(idp: &tokenwarden::testing::TestIssuer, sub: &str, sid: &str) -> String {
+    idp.token()
+        .audience("api")
+        .subject(sub)
+        .claim("sid", sid)
+        .claim("jti", format!("{sub}-{sid}"))
+        .sign()
+}
+
+/// What `/auth` answers for a bearer token on `GET /orders`: the status
+/// and the `WWW-Authenticate` header.
+pub async fn auth_answer(sidecar: &Running, token: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{}/auth", sidecar.addr))
+        .header("x-original-method", "GET")
+        .header("x-original-uri", "/orders")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let challenge = super::challenge_of(&r);
+    (r.status().as_u16(), challenge)
+}
+
+/// `POST /admin/revoke` with `body` and, when given, a bearer credential:
+/// the status and the body.
+pub async fn admin_revoke(
+    sidecar: &Running,
+    bearer: Option<&str>,
+    body: serde_json::Value,
+) -> (u16, String) {
+    let mut r = reqwest::Client::new()
+        .post(format!("http://{}/admin/revoke", sidecar.addr))
+        .json(&body);
+    if let Some(b) = bearer {
+        r = r.bearer_auth(b);
+    }
+    let r = r.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
