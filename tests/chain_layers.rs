@@ -318,7 +318,7 @@ async fn a_chain_refusal_is_problem_json_and_503_has_retry_after() {
 
 mod actix {
     use super::*;
-    use actix_web::{App, HttpServer, web};
+    use actix_web::{App, web};
     use tokenwarden::middleware::actix::BearerAuthMiddleware;
 
     async fn whoami(p: Principal) -> actix_web::HttpResponse {
@@ -336,54 +336,43 @@ mod actix {
     }
 
     fn serve(auth: BearerAuth) -> String {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    let guarded = |path: &str, auth: BearerAuth| {
-                        web::resource(path)
-                            .wrap(BearerAuthMiddleware::new(auth))
-                            .route(web::get().to(whoami))
-                    };
-                    App::new()
-                        .service(guarded("/whoami", auth.clone()))
-                        .service(
-                            web::resource("/claims")
-                                .wrap(BearerAuthMiddleware::new(auth.clone()))
-                                .route(web::get().to(jwt_claims)),
+        common::actix::serve_actix(move || {
+            let guarded = |path: &str, auth: BearerAuth| {
+                web::resource(path)
+                    .wrap(BearerAuthMiddleware::new(auth))
+                    .route(web::get().to(whoami))
+            };
+            App::new()
+                .service(guarded("/whoami", auth.clone()))
+                .service(
+                    web::resource("/claims")
+                        .wrap(BearerAuthMiddleware::new(auth.clone()))
+                        .route(web::get().to(jwt_claims)),
+                )
+                .service(guarded(
+                    "/admin",
+                    auth.clone().require_roles(Roles::any("roles", ["admin"])),
+                ))
+                .service(guarded(
+                    "/write",
+                    auth.clone().require_scopes(Scopes::all(["orders:write"])),
+                ))
+                .service(guarded(
+                    "/shaped",
+                    auth.clone().on_refusal(|r| {
+                        RefusalBody::new(
+                            "application/json",
+                            json!({"status": r.status(), "reason": r.reason()}).to_string(),
                         )
-                        .service(guarded(
-                            "/admin",
-                            auth.clone().require_roles(Roles::any("roles", ["admin"])),
-                        ))
-                        .service(guarded(
-                            "/write",
-                            auth.clone().require_scopes(Scopes::all(["orders:write"])),
-                        ))
-                        .service(guarded(
-                            "/shaped",
-                            auth.clone().on_refusal(|r| {
-                                RefusalBody::new(
-                                    "application/json",
-                                    json!({"status": r.status(), "reason": r.reason()}).to_string(),
-                                )
-                                .header("x-refused-by", "chain")
-                            }),
-                        ))
-                        .service(
-                            web::resource("/maybe")
-                                .wrap(BearerAuthMiddleware::new(auth.clone().allow_anonymous()))
-                                .route(web::get().to(maybe)),
-                        )
-                })
-                .workers(1)
-                .bind(("127.0.0.1", 0))
-                .unwrap();
-                tx.send(server.addrs()[0]).unwrap();
-                server.run().await.unwrap();
-            });
-        });
-        format!("http://{}", rx.recv().unwrap())
+                        .header("x-refused-by", "chain")
+                    }),
+                ))
+                .service(
+                    web::resource("/maybe")
+                        .wrap(BearerAuthMiddleware::new(auth.clone().allow_anonymous()))
+                        .route(web::get().to(maybe)),
+                )
+        })
     }
 
     #[tokio::test]

@@ -793,7 +793,7 @@ async fn under_axum_nest_the_htu_is_the_uri_the_client_sent() {
 #[cfg(feature = "actix")]
 mod actix {
     use super::*;
-    use actix_web::{App, HttpServer, web};
+    use actix_web::{App, web};
     use tokenwarden::middleware::actix::BearerAuthMiddleware;
 
     async fn who(p: Principal) -> String {
@@ -801,25 +801,14 @@ mod actix {
     }
 
     fn serve(chain: Chain) -> String {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let auth = BearerAuth::from_chain(chain);
-                let server = HttpServer::new(move || {
-                    App::new().service(
-                        web::resource(PATH)
-                            .wrap(BearerAuthMiddleware::new(auth.clone()))
-                            .route(web::get().to(who)),
-                    )
-                })
-                .workers(1)
-                .bind(("127.0.0.1", 0))
-                .unwrap();
-                tx.send(server.addrs()[0]).unwrap();
-                server.run().await.unwrap();
-            });
-        });
-        format!("http://{}", rx.recv().unwrap())
+        let auth = BearerAuth::from_chain(chain);
+        common::actix::serve_actix(move || {
+            App::new().service(
+                web::resource(PATH)
+                    .wrap(BearerAuthMiddleware::new(auth.clone()))
+                    .route(web::get().to(who)),
+            )
+        })
     }
 
     #[tokio::test]

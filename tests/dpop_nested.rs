@@ -177,7 +177,7 @@ async fn an_inner_layer_requiring_nonces_still_asks_for_one() {
 #[cfg(feature = "actix")]
 mod actix {
     use super::*;
-    use actix_web::{App, HttpServer, web};
+    use actix_web::{App, web};
     use tokenwarden::middleware::actix::BearerAuthMiddleware;
 
     async fn who(p: Principal) -> String {
@@ -185,27 +185,16 @@ mod actix {
     }
 
     fn serve(outer: Chain, inner: Chain) -> String {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let (outer, inner) = (BearerAuth::from_chain(outer), BearerAuth::from_chain(inner));
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .wrap(BearerAuthMiddleware::new(outer.clone()))
-                        .service(
-                            web::resource(PATH)
-                                .wrap(BearerAuthMiddleware::new(inner.clone()))
-                                .route(web::get().to(who)),
-                        )
-                })
-                .workers(1)
-                .bind(("127.0.0.1", 0))
-                .unwrap();
-                tx.send(server.addrs()[0]).unwrap();
-                server.run().await.unwrap();
-            });
-        });
-        format!("http://{}", rx.recv().unwrap())
+        let (outer, inner) = (BearerAuth::from_chain(outer), BearerAuth::from_chain(inner));
+        common::actix::serve_actix(move || {
+            App::new()
+                .wrap(BearerAuthMiddleware::new(outer.clone()))
+                .service(
+                    web::resource(PATH)
+                        .wrap(BearerAuthMiddleware::new(inner.clone()))
+                        .route(web::get().to(who)),
+                )
+        })
     }
 
     #[tokio::test]

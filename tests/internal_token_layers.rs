@@ -300,7 +300,7 @@ mod axum_server {
 
 mod actix_server {
     use super::*;
-    use actix_web::{App, HttpRequest, HttpServer, web};
+    use actix_web::{App, HttpRequest, web};
     use tokenwarden::middleware::actix::BearerAuthMiddleware;
 
     async fn handler(req: HttpRequest) -> actix_web::HttpResponse {
@@ -313,41 +313,29 @@ mod actix_server {
     }
 
     fn serve(store: Arc<MemoryStore>) -> String {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let base = base_auth();
-                let server = HttpServer::new(move || {
-                    let guarded = |path: &str, auth: BearerAuth| {
-                        web::resource(path)
-                            .wrap(BearerAuthMiddleware::new(auth))
-                            .route(web::get().to(handler))
-                    };
-                    App::new()
-                        .service(guarded("/whoami", with_token(base.clone())))
+        let base = base_auth();
+        common::actix::serve_actix(move || {
+            let guarded = |path: &str, auth: BearerAuth| {
+                web::resource(path)
+                    .wrap(BearerAuthMiddleware::new(auth))
+                    .route(web::get().to(handler))
+            };
+            App::new()
+                .service(guarded("/whoami", with_token(base.clone())))
+                .service(guarded(
+                    "/maybe",
+                    with_token(base.clone()).allow_anonymous(),
+                ))
+                .service(guarded("/chain", chain_auth(&store)))
+                .service(
+                    web::scope("/nested")
+                        .wrap(BearerAuthMiddleware::new(base.clone()))
                         .service(guarded(
-                            "/maybe",
-                            with_token(base.clone()).allow_anonymous(),
-                        ))
-                        .service(guarded("/chain", chain_auth(&store)))
-                        .service(
-                            web::scope("/nested")
-                                .wrap(BearerAuthMiddleware::new(base.clone()))
-                                .service(guarded(
-                                    "",
-                                    with_token(base.clone())
-                                        .require_scopes(Scopes::all(["orders:read"])),
-                                )),
-                        )
-                })
-                .workers(1)
-                .bind(("127.0.0.1", 0))
-                .unwrap();
-                tx.send(server.addrs()[0]).unwrap();
-                server.run().await.unwrap();
-            });
-        });
-        format!("http://{}", rx.recv().unwrap())
+                            "",
+                            with_token(base.clone()).require_scopes(Scopes::all(["orders:read"])),
+                        )),
+                )
+        })
     }
 
     #[tokio::test]

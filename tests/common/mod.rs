@@ -71,6 +71,8 @@ pub fn unb64(s: &str) -> Vec<u8> {
         .unwrap()
 }
 
+#[cfg(feature = "actix")]
+pub mod actix;
 pub mod authn;
 pub mod dpop;
 pub mod http_cases;
