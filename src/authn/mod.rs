@@ -521,6 +521,16 @@ impl Chain {
         m.recognises(req)
     }
 
+    /// Whether a DPoP authenticator is in the chain: the layers keep a
+    /// ledger of recorded proofs for its requests, and for no others.
+    #[cfg_attr(not(any(feature = "tower", feature = "actix")), allow(dead_code))]
+    pub(crate) fn has_dpop(&self) -> bool {
+        self.inner
+            .members
+            .iter()
+            .any(|m| matches!(m, Member::Dpop(_)))
+    }
+
     /// The scheme of the authenticator named `name` (the first of that
     /// name), for refusals about its principal.
     #[cfg_attr(not(any(feature = "tower", feature = "actix")), allow(dead_code))]

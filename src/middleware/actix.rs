@@ -43,7 +43,7 @@ use super::{
 };
 use crate::authn::dpop::ledger::ProofLedger;
 use crate::authn::mtls::{CertificateBinding, PeerCertificate, check_confirmation};
-use crate::authn::{HeaderSource, Principal, RequestView};
+use crate::authn::{Chain, HeaderSource, Principal, RequestView};
 use crate::validator::Validated;
 
 impl HeaderView for actix_web::http::header::HeaderMap {
@@ -292,7 +292,11 @@ where
             // A chain's configuration: the chain decides; a bearer JWT with
             // known keys at once, any other credential in the future.
             let cert = peer_certificate(&req);
-            let ledger = proof_ledger(&req);
+            let ledger = if self.auth.chain().is_some_and(Chain::has_dpop) {
+                proof_ledger(&req)
+            } else {
+                None
+            };
             match self
                 .auth
                 .check_chain_now(&chain_view(&req, cert.as_ref(), ledger.as_deref()))

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use super::{Anonymous, Answer, BearerAuth, Checked, Outcome, ResponseBody, ScopedClaims, observe};
 use crate::authn::dpop::ledger::ProofLedger;
 use crate::authn::mtls::{CertificateBinding, PeerCertificate, check_confirmation};
-use crate::authn::{Principal, RequestView};
+use crate::authn::{Chain, Principal, RequestView};
 use crate::validator::Validated;
 
 /// A refusal as an `http` response, its body made by `body`.
@@ -251,8 +251,11 @@ where
     {
         let span = observe::request_span();
         let entered = span.enter();
-        keep_proof_ledger(&mut req);
-        let outcome = this.auth.check_chain_now(&chain_view(&req));
+        let dpop = this.auth.chain().is_some_and(Chain::has_dpop);
+        if dpop {
+            keep_proof_ledger(&mut req);
+        }
+        let outcome = this.auth.check_chain_now(&chain_view(&req, dpop));
         match outcome {
             Outcome::Principal(p) => {
                 observe::principal(&span, &p);
@@ -283,7 +286,7 @@ where
                 drop(entered);
                 ResponseFuture::refreshing(
                     Box::pin(async move {
-                        let verdict = auth.check_chain(&chain_view(&req)).await;
+                        let verdict = auth.check_chain(&chain_view(&req, dpop)).await;
                         let anonymously = match verdict {
                             Ok(Some(p)) => {
                                 observe::principal(&span_inside, &p);
@@ -362,10 +365,13 @@ fn keep_proof_ledger<B>(req: &mut Request<B>) {
     }
 }
 
-/// What a chain sees of a request: [`view`] with the request's ledger of
-/// recorded DPoP proofs.
-fn chain_view<B>(req: &Request<B>) -> RequestView<'_> {
+/// What a chain sees of a request: [`view`], with the request's ledger of
+/// recorded DPoP proofs for a chain with a DPoP authenticator (`dpop`).
+fn chain_view<B>(req: &Request<B>, dpop: bool) -> RequestView<'_> {
     let view = view(req);
+    if !dpop {
+        return view;
+    }
     match req.extensions().get::<Arc<ProofLedger>>() {
         Some(ledger) => view.with_proof_ledger(ledger),
         None => view,
