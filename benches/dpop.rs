@@ -10,6 +10,8 @@
 //! the replay cache: a hash lookup, nothing that grows with it). The access
 //! token is in the validator's verified-token cache in every case, as a
 //! client's repeated token is; proofs are signed outside the measurement.
+//! With `--features tower`, `dpop_es256_layer` is `dpop_es256` through a
+//! `BearerAuth::from_chain` layer.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -135,7 +137,57 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+    #[cfg(feature = "tower")]
+    layer(&mut g, &validator, issuer);
     g.finish();
+}
+
+/// `dpop_es256_layer`: `dpop_es256` through a `BearerAuth::from_chain`
+/// tower layer (with `--features tower`): what the layer adds, the ledger
+/// of recorded proofs that nested layers read included.
+#[cfg(feature = "tower")]
+fn layer(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    validator: &Validator,
+    issuer: &TestKey,
+) {
+    use tokenwarden::middleware::BearerAuth;
+    use tower::{Layer, Service};
+
+    let client = TestKey::generate(Algorithm::ES256, "client").unwrap();
+    let token = bound(&client, issuer);
+    let auth: http::HeaderValue = format!("DPoP {token}").parse().unwrap();
+    let inner = tower::service_fn(|_req: http::Request<()>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(()))
+    });
+    let mut svc = BearerAuth::from_chain(chain(validator, 0))
+        .layer()
+        .layer(inner);
+    let mut n = 0u64;
+    g.bench_function("dpop_es256_layer", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                let proof = DpopProof::new(&client, "GET", HTU)
+                    .iat(NOW)
+                    .jti(&format!("{n}"))
+                    .access_token(&token)
+                    .sign();
+                let mut req = http::Request::builder().uri("/orders").body(()).unwrap();
+                req.headers_mut().insert("authorization", auth.clone());
+                req.headers_mut().insert("dpop", proof.parse().unwrap());
+                req
+            },
+            |req| {
+                let mut f = std::pin::pin!(svc.call(req));
+                match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(Ok(resp)) => assert_eq!(resp.status(), 200),
+                    _ => panic!("the memory store's path completes on its first poll"),
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 criterion_group! {
