@@ -679,18 +679,11 @@ async fn serve(chain: Chain) -> String {
         "/orders/7",
         get(whoami).route_layer(BearerAuth::from_chain(chain).layer()),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    common::axum_server::serve_axum(app).await
 }
 
 async fn send(base: &str, headers: &[(String, String)]) -> reqwest::Response {
-    let mut req = reqwest::Client::new().get(format!("{base}{PATH}"));
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    req.send().await.unwrap()
+    common::dpop::send_get(&format!("{base}{PATH}"), headers).await
 }
 
 fn header_values(resp: &reqwest::Response, name: &str) -> Vec<String> {
@@ -771,15 +764,12 @@ async fn under_axum_nest_the_htu_is_the_uri_the_client_sent() {
         get(whoami).route_layer(BearerAuth::from_chain(chain(config())).layer()),
     );
     let app = Router::new().nest("/shop", inner);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = common::axum_server::serve_axum(app).await;
     let token = bound_token(client(0));
     let send = |htu: &str| {
-        let req = reqwest::Client::new().get(format!("http://{addr}/shop/orders/7"));
+        let url = format!("{base}/shop/orders/7");
         let h = with_proof(&token, &proof(client(0), "GET", htu, &token));
-        let req = h.into_iter().fold(req, |r, (k, v)| r.header(k, v));
-        async move { req.send().await.unwrap() }
+        async move { common::dpop::send_get(&url, &h).await }
     };
     let resp = send("https://api.test/shop/orders/7").await;
     assert_eq!(resp.status(), 200);

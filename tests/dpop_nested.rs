@@ -48,18 +48,11 @@ async fn serve(outer: Chain, inner: Chain) -> String {
             get(whoami).route_layer(BearerAuth::from_chain(inner).layer()),
         )
         .layer(BearerAuth::from_chain(outer).layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    common::axum_server::serve_axum(app).await
 }
 
 async fn send(base: &str, headers: &[(String, String)]) -> reqwest::Response {
-    let mut req = reqwest::Client::new().get(format!("{base}{PATH}"));
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    req.send().await.unwrap()
+    common::dpop::send_get(&format!("{base}{PATH}"), headers).await
 }
 
 /// Status and the first challenge.

@@ -122,3 +122,12 @@ pub fn rsa_key(size: aws_lc_rs::rsa::KeySize) -> (serde_json::Value, impl Fn(&[u
     };
     (jwk, sign)
 }
+
+/// `GET url` with `headers` (a request as [`dpop_headers`] makes them).
+pub async fn send_get(url: &str, headers: &[(String, String)]) -> reqwest::Response {
+    let mut req = reqwest::Client::new().get(url);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    req.send().await.unwrap()
+}

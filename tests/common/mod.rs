@@ -74,6 +74,8 @@ pub fn unb64(s: &str) -> Vec<u8> {
 #[cfg(feature = "actix")]
 pub mod actix;
 pub mod authn;
+#[cfg(feature = "axum")]
+pub mod axum_server;
 pub mod dpop;
 pub mod http_cases;
 pub mod idp;
